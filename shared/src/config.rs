@@ -1,0 +1,293 @@
+//! Environment → typed configuration, validated once at cold start.
+//!
+//! Every problem names the variable at fault, so a misconfigured deployment says what to
+//! fix instead of failing on the first request. There is no default for any secret.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use jsonwebtoken::Algorithm;
+
+/// Shortest HMAC secret accepted: 256 bits, the HS256 output size (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Clock leeway is capped by the contract.
+pub const MAX_LEEWAY_SECONDS: u64 = 30;
+/// OWASP minimum for argon2id: m = 19 MiB, t = 2, p = 1.
+pub const MIN_ARGON2_MEMORY_KIB: u32 = 19_456;
+pub const MIN_ARGON2_ITERATIONS: u32 = 2;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum SigningKeySource {
+    /// The secret itself (local runs: `JWT_SECRET`).
+    Secret(Vec<u8>),
+    /// An AWS Secrets Manager secret id/ARN, read once per cold start (deployed).
+    SecretsManager(String),
+}
+
+impl fmt::Debug for SigningKeySource {
+    // Never print key material, not even in a panic message.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigningKeySource::Secret(_) => f.write_str("Secret(<redacted>)"),
+            SigningKeySource::SecretsManager(id) => write!(f, "SecretsManager({id})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config { memory_kib: MIN_ARGON2_MEMORY_KIB, iterations: MIN_ARGON2_ITERATIONS, parallelism: 1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub algorithm: Algorithm,
+    pub key_id: String,
+    pub access_ttl_seconds: u64,
+    pub refresh_ttl_seconds: u64,
+    pub leeway_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub users_table: String,
+    pub revoked_tokens_table: String,
+    pub tokens: TokenConfig,
+    pub signing_key: SigningKeySource,
+    pub argon2: Argon2Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+/// Where variables come from: the process environment in production, a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+impl<const N: usize> Source for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+}
+
+struct Reader<'a>(&'a dyn Source);
+
+impl Reader<'_> {
+    /// A set, non-blank value; blank counts as unset so `FOO=` is not silently accepted.
+    fn optional(&self, name: &'static str) -> Option<String> {
+        self.0.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or_else(|| err(name, "is required but not set"))
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.optional(name) else { return Ok(default) };
+        let value: T = raw.parse().map_err(|_| err(name, format!("must be a whole number, got {raw:?}")))?;
+        if value < min || value > max {
+            return Err(err(name, format!("must be between {min} and {max}, got {value}")));
+        }
+        Ok(value)
+    }
+}
+
+pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
+pub const ENV_REVOKED_TOKENS_TABLE: &str = "REVOKED_TOKENS_TABLE";
+pub const ENV_ISSUER: &str = "JWT_ISSUER";
+pub const ENV_AUDIENCE: &str = "JWT_AUDIENCE";
+pub const ENV_ALGORITHM: &str = "JWT_ALGORITHM";
+pub const ENV_KEY_ID: &str = "JWT_KEY_ID";
+pub const ENV_SECRET: &str = "JWT_SECRET";
+pub const ENV_SECRET_ARN: &str = "JWT_SECRET_ARN";
+pub const ENV_ACCESS_TTL: &str = "ACCESS_TOKEN_TTL_SECONDS";
+pub const ENV_REFRESH_TTL: &str = "REFRESH_TOKEN_TTL_SECONDS";
+pub const ENV_LEEWAY: &str = "JWT_LEEWAY_SECONDS";
+pub const ENV_ARGON2_MEMORY: &str = "ARGON2_MEMORY_KIB";
+pub const ENV_ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
+pub const ENV_ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(source: &dyn Source) -> Result<Config, ConfigError> {
+        let r = Reader(source);
+        let algorithm = match r.optional(ENV_ALGORITHM).as_deref() {
+            None | Some("HS256") => Algorithm::HS256,
+            Some("HS384") => Algorithm::HS384,
+            Some("HS512") => Algorithm::HS512,
+            Some(other) => return Err(err(ENV_ALGORITHM, format!("must be HS256, HS384 or HS512, got {other:?}"))),
+        };
+        let key_id = r.optional(ENV_KEY_ID).unwrap_or_else(|| "k1".to_string());
+        if key_id.len() > 64 || !key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            return Err(err(ENV_KEY_ID, "must be 1-64 characters of A-Z a-z 0-9 . _ -"));
+        }
+
+        let signing_key = match (r.0.get(ENV_SECRET).filter(|s| !s.is_empty()), r.optional(ENV_SECRET_ARN)) {
+            (Some(_), Some(_)) => return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both"))),
+            (Some(secret), None) => SigningKeySource::Secret(validate_secret(ENV_SECRET, secret.into_bytes())?),
+            (None, Some(arn)) => SigningKeySource::SecretsManager(arn),
+            (None, None) => return Err(err(ENV_SECRET, format!("is required (or {ENV_SECRET_ARN}); there is no default secret"))),
+        };
+
+        let access_ttl_seconds = r.number(ENV_ACCESS_TTL, 900, 60, 86_400)?;
+        let refresh_ttl_seconds = r.number(ENV_REFRESH_TTL, 30 * 86_400, 300, 365 * 86_400)?;
+        if refresh_ttl_seconds <= access_ttl_seconds {
+            return Err(err(ENV_REFRESH_TTL, format!("must be longer than {ENV_ACCESS_TTL}")));
+        }
+
+        Ok(Config {
+            users_table: r.required(ENV_USERS_TABLE)?,
+            revoked_tokens_table: r.required(ENV_REVOKED_TOKENS_TABLE)?,
+            tokens: TokenConfig {
+                issuer: r.required(ENV_ISSUER)?,
+                audience: r.required(ENV_AUDIENCE)?,
+                algorithm,
+                key_id,
+                access_ttl_seconds,
+                refresh_ttl_seconds,
+                leeway_seconds: r.number(ENV_LEEWAY, 5, 0, MAX_LEEWAY_SECONDS)?,
+            },
+            signing_key,
+            argon2: Argon2Config {
+                memory_kib: r.number(ENV_ARGON2_MEMORY, MIN_ARGON2_MEMORY_KIB, MIN_ARGON2_MEMORY_KIB, 1 << 21)?,
+                iterations: r.number(ENV_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, 20)?,
+                parallelism: r.number(ENV_ARGON2_PARALLELISM, 1, 1, 16)?,
+            },
+        })
+    }
+}
+
+/// Checks a signing secret wherever it came from (environment or Secrets Manager).
+pub fn validate_secret(variable: &'static str, secret: Vec<u8>) -> Result<Vec<u8>, ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(err(variable, format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len())));
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn base() -> HashMap<String, String> {
+        [
+            (ENV_USERS_TABLE, "users"),
+            (ENV_REVOKED_TOKENS_TABLE, "revoked"),
+            (ENV_ISSUER, "https://auth.example.com"),
+            (ENV_AUDIENCE, "example-api"),
+            (ENV_SECRET, SECRET),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn with(changes: &[(&str, Option<&str>)]) -> Result<Config, ConfigError> {
+        let mut env = base();
+        for (k, v) in changes {
+            match v {
+                Some(v) => env.insert(k.to_string(), v.to_string()),
+                None => env.remove(*k),
+            };
+        }
+        Config::from_source(&env)
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.tokens.access_ttl_seconds, 900);
+        assert_eq!(c.tokens.refresh_ttl_seconds, 30 * 86_400);
+        assert_eq!(c.tokens.algorithm, Algorithm::HS256);
+        assert!(c.tokens.leeway_seconds <= MAX_LEEWAY_SECONDS);
+        assert_eq!(c.argon2, Argon2Config { memory_kib: 19_456, iterations: 2, parallelism: 1 });
+        assert_eq!(c.signing_key, SigningKeySource::Secret(SECRET.as_bytes().to_vec()));
+    }
+
+    #[test]
+    fn each_missing_variable_is_named() {
+        for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET] {
+            let e = with(&[(var, None)]).unwrap_err();
+            assert_eq!(e.variable, var);
+            assert!(e.to_string().contains(var), "{e}");
+        }
+        let blank = with(&[(ENV_ISSUER, Some("  "))]).unwrap_err();
+        assert_eq!(blank.variable, ENV_ISSUER);
+    }
+
+    #[test]
+    fn there_is_no_default_secret_and_short_ones_are_refused() {
+        let e = with(&[(ENV_SECRET, None)]).unwrap_err();
+        assert!(e.problem.contains("no default"));
+        let short = "x".repeat(31);
+        let e = with(&[(ENV_SECRET, Some(&short))]).unwrap_err();
+        assert_eq!(e.variable, ENV_SECRET);
+        assert!(!e.to_string().contains(&short), "error must not echo the secret");
+        assert!(with(&[(ENV_SECRET, Some(&"x".repeat(32)))]).is_ok());
+    }
+
+    #[test]
+    fn secret_arn_is_an_alternative_but_not_both() {
+        let c = with(&[(ENV_SECRET, None), (ENV_SECRET_ARN, Some("arn:aws:secretsmanager:eu-west-1:1:secret:jwt"))]).unwrap();
+        assert_eq!(c.signing_key, SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into()));
+        assert!(with(&[(ENV_SECRET_ARN, Some("arn"))]).is_err());
+    }
+
+    #[test]
+    fn weak_or_malformed_numbers_are_refused() {
+        assert_eq!(with(&[(ENV_ARGON2_MEMORY, Some("4096"))]).unwrap_err().variable, ENV_ARGON2_MEMORY);
+        assert_eq!(with(&[(ENV_ARGON2_ITERATIONS, Some("1"))]).unwrap_err().variable, ENV_ARGON2_ITERATIONS);
+        assert_eq!(with(&[(ENV_ACCESS_TTL, Some("15m"))]).unwrap_err().variable, ENV_ACCESS_TTL);
+        assert_eq!(with(&[(ENV_LEEWAY, Some("31"))]).unwrap_err().variable, ENV_LEEWAY);
+        assert_eq!(with(&[(ENV_REFRESH_TTL, Some("600")), (ENV_ACCESS_TTL, Some("900"))]).unwrap_err().variable, ENV_REFRESH_TTL);
+        assert_eq!(with(&[(ENV_ALGORITHM, Some("none"))]).unwrap_err().variable, ENV_ALGORITHM);
+        assert_eq!(with(&[(ENV_KEY_ID, Some("../../etc/passwd"))]).unwrap_err().variable, ENV_KEY_ID);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let c = with(&[]).unwrap();
+        assert!(!format!("{c:?}").contains(SECRET));
+    }
+}

@@ -1,0 +1,130 @@
+//! The one domain error enum, and the one place it maps to HTTP status + `error` code.
+
+/// Everything a use case can answer besides success. Descriptions are written for the
+/// client: they never contain a secret, a hash, a token or an internal detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// Login or refresh refused. One message for every cause, so a caller cannot tell an
+    /// unknown user from a wrong password, or a spent refresh token from a forged one.
+    #[error("the credentials are invalid")]
+    InvalidGrant,
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts { retry_after_seconds: u64 },
+    #[error("the access token is missing, invalid, expired or revoked")]
+    InvalidToken,
+    #[error("the access token does not grant the roles this route requires")]
+    InsufficientScope,
+    /// The store is down, slow or throttling: fail closed and ask the client to retry.
+    #[error("the service is temporarily unavailable; try again shortly")]
+    Unavailable { retry_after_seconds: u64 },
+    /// A fault that is not the client's and not transient. Details go to the log only.
+    #[error("internal error")]
+    Internal,
+}
+
+impl AuthError {
+    /// HTTP status and the contract's `error` code.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            AuthError::InvalidRequest(_) => (400, "invalid_request"),
+            AuthError::PayloadTooLarge(_) => (413, "invalid_request"),
+            AuthError::InvalidUsername(_) => (400, "invalid_username"),
+            AuthError::InvalidPassword(_) => (400, "invalid_password"),
+            AuthError::UsernameTaken => (409, "username_taken"),
+            AuthError::InvalidGrant => (401, "invalid_grant"),
+            AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
+            AuthError::InvalidToken => (401, "invalid_token"),
+            AuthError::InsufficientScope => (403, "insufficient_scope"),
+            AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
+            AuthError::Internal => (500, "server_error"),
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where the error has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AuthError::TooManyAttempts { retry_after_seconds } | AuthError::Unavailable { retry_after_seconds } => {
+                Some(*retry_after_seconds)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge RFC 6750 §3 asks for, where one applies.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            AuthError::InvalidToken => Some(r#"Bearer error="invalid_token""#),
+            AuthError::InsufficientScope => Some(r#"Bearer error="insufficient_scope""#),
+            _ => None,
+        }
+    }
+
+    /// The contract's error body: `{"error", "error_description"}`.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        serde_json::json!({ "error": code, "error_description": self.to_string() })
+    }
+}
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                AuthError::Unavailable { retry_after_seconds: 1 }
+            }
+            crate::store::StoreError::Internal(detail) => {
+                tracing::error!(%detail, "store fault");
+                AuthError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_the_contract() {
+        let cases = [
+            (AuthError::InvalidRequest("x".into()), 400, "invalid_request"),
+            (AuthError::PayloadTooLarge(8192), 413, "invalid_request"),
+            (AuthError::InvalidUsername("x".into()), 400, "invalid_username"),
+            (AuthError::InvalidPassword("x".into()), 400, "invalid_password"),
+            (AuthError::UsernameTaken, 409, "username_taken"),
+            (AuthError::InvalidGrant, 401, "invalid_grant"),
+            (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
+            (AuthError::InvalidToken, 401, "invalid_token"),
+            (AuthError::InsufficientScope, 403, "insufficient_scope"),
+            (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
+            (AuthError::Internal, 500, "server_error"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status_and_code(), (status, code), "{e:?}");
+            let body = e.body();
+            assert_eq!(body["error"], code);
+            assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+            assert_eq!(body.as_object().unwrap().len(), 2, "only the two contract fields");
+        }
+    }
+
+    #[test]
+    fn retry_after_and_challenge_only_where_they_apply() {
+        assert_eq!(AuthError::TooManyAttempts { retry_after_seconds: 30 }.retry_after(), Some(30));
+        assert_eq!(AuthError::Unavailable { retry_after_seconds: 1 }.retry_after(), Some(1));
+        assert_eq!(AuthError::InvalidGrant.retry_after(), None);
+        assert_eq!(AuthError::InvalidToken.www_authenticate(), Some(r#"Bearer error="invalid_token""#));
+        assert_eq!(AuthError::InvalidGrant.www_authenticate(), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! Everything the auth Lambda functions have in common: configuration, tokens, password
+//! hashing, storage, the use cases and the error mapping. Entry points stay thin.
+
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod password;
+pub mod store;
+pub mod tokens;
+
+pub use auth::{Auth, Principal};
+pub use config::Config;
+pub use error::AuthError;

@@ -1,0 +1,249 @@
+//! Claims, issuing and verifying. The algorithm is pinned per key by configuration; the
+//! token header's `alg` is only compared against it, never trusted to choose it.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::TokenConfig;
+
+/// Tokens longer than this are refused before any parsing; ours are well under 1 KiB.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    Access,
+    Refresh,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub sid: String,
+    pub token_use: TokenUse,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub sid: String,
+    pub token_use: TokenUse,
+}
+
+/// Why a token was refused. Callers map all of these to one client-facing error; the
+/// kinds exist for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has the wrong token_use")]
+    WrongTokenUse,
+    #[error("token invalid")]
+    Invalid,
+}
+
+/// A key that signs: the current one.
+pub struct SigningKey {
+    kid: String,
+    algorithm: Algorithm,
+    key: EncodingKey,
+}
+
+impl SigningKey {
+    /// An HMAC key (HS256/384/512) from a secret already validated by `config`.
+    pub fn hmac(kid: impl Into<String>, algorithm: Algorithm, secret: &[u8]) -> Self {
+        SigningKey { kid: kid.into(), algorithm, key: EncodingKey::from_secret(secret) }
+    }
+
+    /// An Ed25519 key from its PKCS#8 DER encoding.
+    pub fn ed25519(kid: impl Into<String>, pkcs8_der: &[u8]) -> Self {
+        SigningKey { kid: kid.into(), algorithm: Algorithm::EdDSA, key: EncodingKey::from_ed_der(pkcs8_der) }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+struct VerifyingKey {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Keys that verify, looked up by `kid`. Holds the current key and any still-trusted
+/// previous ones (rotation); each key carries its own pinned algorithm.
+pub struct KeySet {
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+}
+
+impl KeySet {
+    pub fn new() -> Self {
+        KeySet { keys: HashMap::new() }
+    }
+
+    pub fn with_hmac(mut self, kid: impl Into<String>, algorithm: Algorithm, secret: &[u8]) -> Self {
+        self.keys.insert(kid.into(), (algorithm, DecodingKey::from_secret(secret)));
+        self
+    }
+
+    /// An Ed25519 public key, raw 32 bytes.
+    pub fn with_ed25519(mut self, kid: impl Into<String>, public_key: &[u8]) -> Self {
+        self.keys.insert(kid.into(), (Algorithm::EdDSA, DecodingKey::from_ed_der(public_key)));
+        self
+    }
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A freshly issued access + refresh pair and the claims inside them.
+#[derive(Debug, Clone)]
+pub struct IssuedPair {
+    pub access_token: String,
+    pub access: AccessClaims,
+    pub refresh_token: String,
+    pub refresh: RefreshClaims,
+}
+
+/// Who a token is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub roles: &'a [String],
+}
+
+pub struct TokenService {
+    signer: SigningKey,
+    keys: HashMap<String, VerifyingKey>,
+    config: TokenConfig,
+}
+
+impl TokenService {
+    pub fn new(config: TokenConfig, signer: SigningKey, keys: KeySet) -> Self {
+        let keys = keys
+            .keys
+            .into_iter()
+            .map(|(kid, (algorithm, key))| {
+                let mut validation = Validation::new(algorithm);
+                validation.set_issuer(&[&config.issuer]);
+                validation.set_audience(&[&config.audience]);
+                validation.leeway = config.leeway_seconds;
+                validation.validate_nbf = true;
+                validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+                (kid, VerifyingKey { key, validation })
+            })
+            .collect();
+        TokenService { signer, keys, config }
+    }
+
+    /// The usual setup: one HMAC secret that both signs and verifies.
+    pub fn from_secret(config: TokenConfig, secret: &[u8]) -> Self {
+        let signer = SigningKey::hmac(config.key_id.clone(), config.algorithm, secret);
+        let keys = KeySet::new().with_hmac(config.key_id.clone(), config.algorithm, secret);
+        TokenService::new(config, signer, keys)
+    }
+
+    pub fn config(&self) -> &TokenConfig {
+        &self.config
+    }
+
+    /// Issues an access + refresh pair for one session at time `now` (epoch seconds).
+    pub fn issue_pair(&self, subject: Subject<'_>, sid: &str, now: u64) -> Result<IssuedPair, TokenError> {
+        let access = AccessClaims {
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            sub: subject.user_id.to_string(),
+            username: subject.username.to_string(),
+            roles: subject.roles.to_vec(),
+            iat: now,
+            nbf: now,
+            exp: now + self.config.access_ttl_seconds,
+            jti: Uuid::new_v4().to_string(),
+            sid: sid.to_string(),
+            token_use: TokenUse::Access,
+        };
+        let refresh = RefreshClaims {
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            sub: subject.user_id.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + self.config.refresh_ttl_seconds,
+            jti: Uuid::new_v4().to_string(),
+            sid: sid.to_string(),
+            token_use: TokenUse::Refresh,
+        };
+        Ok(IssuedPair { access_token: self.sign(&access)?, access, refresh_token: self.sign(&refresh)?, refresh })
+    }
+
+    /// Signs any claims with the current key. Public so tests can forge edge cases.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        let mut header = Header::new(self.signer.algorithm);
+        header.typ = Some("JWT".to_string());
+        header.kid = Some(self.signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signer.key).map_err(|e| {
+            tracing::error!(kind = ?e.kind(), "token signing failed");
+            TokenError::Invalid
+        })
+    }
+
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.verify(token, TokenUse::Access)
+    }
+
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        self.verify(token, TokenUse::Refresh)
+    }
+
+    fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, expected: TokenUse) -> Result<T, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.typ.as_deref() != Some("JWT") {
+            return Err(TokenError::Invalid);
+        }
+        // The key, and with it the algorithm, is chosen by `kid` from our own set: an
+        // unknown `kid` (or a path, or a URL) matches nothing and is refused.
+        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                _ => TokenError::Invalid,
+            }
+        })?;
+        let token_use: TokenUse =
+            data.claims.get("token_use").cloned().and_then(|v| serde_json::from_value(v).ok()).ok_or(TokenError::Invalid)?;
+        if token_use != expected {
+            return Err(TokenError::WrongTokenUse);
+        }
+        serde_json::from_value(data.claims).map_err(|_| TokenError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+const SECRET: &[u8] = b"test-secret-0123456789abcdef-0123456789";
+
+fn config() -> TokenConfig {
+    TokenConfig {
+        issuer: "https://auth.test".into(),
+        audience: "test-api".into(),
+        algorithm: Algorithm::HS256,
+        key_id: "k1".into(),
+        access_ttl_seconds: 900,
+        refresh_ttl_seconds: 30 * 86_400,
+        leeway_seconds: 5,
+    }
+}
+
+fn service() -> TokenService {
+    TokenService::from_secret(config(), SECRET)
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn roles() -> Vec<String> {
+    vec!["user".to_string()]
+}
+
+fn pair_at(t: u64) -> IssuedPair {
+    let roles = roles();
+    service().issue_pair(Subject { user_id: "u-1", username: "alice", roles: &roles }, "s-1", t).unwrap()
+}
+
+fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
+    let p: Vec<&str> = token.split('.').collect();
+    assert_eq!(p.len(), 3);
+    let h = serde_json::from_slice(&B64.decode(p[0]).unwrap()).unwrap();
+    let c = serde_json::from_slice(&B64.decode(p[1]).unwrap()).unwrap();
+    (h, c, p[2].to_string())
+}
+
+fn assemble(header: &serde_json::Value, claims: &serde_json::Value, signature: &str) -> String {
+    format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()), signature)
+}
+
+fn hmac_sign(alg: Algorithm, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    let mut h: Header = serde_json::from_value(header.clone()).unwrap();
+    h.alg = alg;
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(SECRET)).unwrap()
+}
+
+#[test]
+fn issued_pair_has_the_contract_claims_and_header() {
+    let t = now();
+    let pair = pair_at(t);
+    let (h, c, _) = parts(&pair.access_token);
+    assert_eq!(h["alg"], "HS256");
+    assert_eq!(h["typ"], "JWT");
+    assert_eq!(h["kid"], "k1");
+    assert_eq!(c["iss"], "https://auth.test");
+    assert_eq!(c["aud"], "test-api");
+    assert_eq!(c["sub"], "u-1");
+    assert_eq!(c["username"], "alice");
+    assert_eq!(c["roles"], serde_json::json!(["user"]));
+    assert_eq!(c["token_use"], "access");
+    assert_eq!(c["sid"], "s-1");
+    assert_eq!(c["iat"].as_u64(), Some(t));
+    assert_eq!(c["nbf"].as_u64(), Some(t));
+    assert_eq!(c["exp"].as_u64(), Some(t + 900));
+    let jti = Uuid::parse_str(c["jti"].as_str().unwrap()).unwrap();
+    assert_eq!(jti.get_version_num(), 4);
+
+    let (_, r, _) = parts(&pair.refresh_token);
+    assert_eq!(r["token_use"], "refresh");
+    assert_eq!(r["exp"].as_u64(), Some(t + 30 * 86_400));
+    assert_eq!(r["sid"], "s-1");
+    assert!(r.get("username").is_none() && r.get("roles").is_none(), "refresh carries no profile: {r}");
+    assert_ne!(r["jti"], c["jti"]);
+}
+
+#[test]
+fn valid_tokens_verify_to_their_claims() {
+    let pair = pair_at(now());
+    assert_eq!(service().verify_access(&pair.access_token).unwrap(), pair.access);
+    assert_eq!(service().verify_refresh(&pair.refresh_token).unwrap(), pair.refresh);
+}
+
+#[test]
+fn every_token_gets_a_fresh_jti() {
+    let a = pair_at(now());
+    let b = pair_at(now());
+    assert_ne!(a.access.jti, b.access.jti);
+    assert_ne!(a.refresh.jti, b.refresh.jti);
+}
+
+#[test]
+fn a_token_of_one_use_is_refused_where_the_other_is_expected() {
+    let pair = pair_at(now());
+    assert_eq!(service().verify_access(&pair.refresh_token), Err(TokenError::WrongTokenUse));
+    assert_eq!(service().verify_refresh(&pair.access_token), Err(TokenError::WrongTokenUse));
+}
+
+#[test]
+fn tampered_signature_is_invalid() {
+    let token = pair_at(now()).access_token;
+    let (h, c, sig) = parts(&token);
+    let mut raw = B64.decode(&sig).unwrap();
+    raw[0] ^= 1;
+    assert_eq!(service().verify_access(&assemble(&h, &c, &B64.encode(raw))), Err(TokenError::Invalid));
+    // Signature stripped entirely.
+    assert_eq!(service().verify_access(&assemble(&h, &c, "")), Err(TokenError::Invalid));
+}
+
+#[test]
+fn tampered_payload_is_invalid() {
+    let token = pair_at(now()).access_token;
+    let (h, mut c, sig) = parts(&token);
+    c["roles"] = serde_json::json!(["admin"]);
+    assert_eq!(service().verify_access(&assemble(&h, &c, &sig)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn alg_none_is_invalid() {
+    let (_, c, _) = parts(&pair_at(now()).access_token);
+    for alg in ["none", "None", "NONE"] {
+        let h = serde_json::json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+        assert_eq!(service().verify_access(&assemble(&h, &c, "")), Err(TokenError::Invalid), "{alg}");
+    }
+}
+
+#[test]
+fn switched_algorithm_with_the_right_secret_is_invalid() {
+    let (h, c, _) = parts(&pair_at(now()).access_token);
+    for alg in [Algorithm::HS384, Algorithm::HS512] {
+        let forged = hmac_sign(alg, &h, &c);
+        assert_eq!(service().verify_access(&forged), Err(TokenError::Invalid), "{alg:?}");
+    }
+    // Control: the same helper with the pinned algorithm produces a token that verifies,
+    // so the refusals above are about the algorithm and nothing else.
+    assert!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)).is_ok());
+}
+
+#[test]
+fn expired_beyond_leeway_is_expired_within_leeway_is_accepted() {
+    let t = now();
+    let (h, mut c, _) = parts(&pair_at(t).access_token);
+    c["exp"] = (t - 60).into();
+    c["iat"] = (t - 960).into();
+    c["nbf"] = (t - 960).into();
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Expired));
+    c["exp"] = (t - 2).into();
+    assert!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)).is_ok());
+    // An expired token with a bad signature is invalid, not expired: no oracle.
+    c["exp"] = (t - 60).into();
+    let (_, _, bad_sig) = parts(&pair_at(t).refresh_token);
+    assert_eq!(service().verify_access(&assemble(&h, &c, &bad_sig)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn nbf_in_the_future_is_not_yet_valid() {
+    let t = now();
+    let (h, mut c, _) = parts(&pair_at(t).access_token);
+    c["nbf"] = (t + 120).into();
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::NotYetValid));
+}
+
+#[test]
+fn leeway_is_never_more_than_thirty_seconds() {
+    let t = now();
+    let mut cfg = config();
+    cfg.leeway_seconds = crate::config::MAX_LEEWAY_SECONDS;
+    let svc = TokenService::from_secret(cfg, SECRET);
+    let (h, mut c, _) = parts(&pair_at(t).access_token);
+    c["exp"] = (t - 31).into();
+    assert_eq!(svc.verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Expired));
+}
+
+#[test]
+fn wrong_issuer_or_audience_is_invalid() {
+    let (h, c, _) = parts(&pair_at(now()).access_token);
+    for (claim, value) in [("iss", "https://evil.test"), ("aud", "other-api")] {
+        let mut forged = c.clone();
+        forged[claim] = value.into();
+        assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &forged)), Err(TokenError::Invalid), "{claim}");
+    }
+    let mut missing = c.clone();
+    missing.as_object_mut().unwrap().remove("aud");
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &missing)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn unknown_missing_or_hostile_kid_is_invalid() {
+    let (h, c, _) = parts(&pair_at(now()).access_token);
+    for kid in [serde_json::json!("k2"), serde_json::json!("../../k1"), serde_json::json!("/dev/null"), serde_json::json!("")] {
+        let mut h2 = h.clone();
+        h2["kid"] = kid.clone();
+        assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h2, &c)), Err(TokenError::Invalid), "{kid}");
+    }
+    let mut no_kid = h.clone();
+    no_kid.as_object_mut().unwrap().remove("kid");
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &no_kid, &c)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn a_token_signed_with_another_secret_is_invalid() {
+    let other = TokenService::from_secret(config(), b"another-secret-0123456789abcdef-0123");
+    let roles = roles();
+    let pair = other.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap();
+    assert_eq!(service().verify_access(&pair.access_token), Err(TokenError::Invalid));
+}
+
+#[test]
+fn garbage_is_invalid() {
+    let huge = "a".repeat(10_000);
+    let inputs = ["", "abc", "a.b", "a.b.c", "a.b.c.d", "....", "eyJ.eyJ.sig", "\u{0}.\u{0}.\u{0}", huge.as_str()];
+    for input in inputs {
+        assert_eq!(service().verify_access(input), Err(TokenError::Invalid), "{input:.20}");
+        assert_eq!(service().verify_refresh(input), Err(TokenError::Invalid), "{input:.20}");
+    }
+    // Well-formed header, payload that is not an object.
+    let h = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
+    let token = jsonwebtoken::encode(&serde_json::from_value::<Header>(h).unwrap(), &[1, 2, 3], &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(service().verify_access(&token), Err(TokenError::Invalid));
+}
+
+#[test]
+fn claims_of_the_wrong_type_are_invalid() {
+    let (h, mut c, _) = parts(&pair_at(now()).access_token);
+    c["roles"] = "admin".into();
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Invalid));
+    let (h, mut c, _) = parts(&pair_at(now()).access_token);
+    c["token_use"] = "id".into();
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn wrong_typ_header_is_invalid() {
+    let (mut h, c, _) = parts(&pair_at(now()).access_token);
+    h["typ"] = "at+jwt-but-not-ours".into();
+    assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Invalid));
+}
+
+#[test]
+fn previous_keys_keep_verifying_after_rotation() {
+    let old = TokenService::from_secret(config(), SECRET);
+    let roles = roles();
+    let old_token = old.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap().access_token;
+
+    let mut cfg = config();
+    cfg.key_id = "k2".into();
+    let new_secret = b"rotated-secret-0123456789abcdef-0123456";
+    let rotated = TokenService::new(
+        cfg,
+        SigningKey::hmac("k2", Algorithm::HS256, new_secret),
+        KeySet::new().with_hmac("k2", Algorithm::HS256, new_secret).with_hmac("k1", Algorithm::HS256, SECRET),
+    );
+    assert!(rotated.verify_access(&old_token).is_ok());
+    let new_token = rotated.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap().access_token;
+    assert_eq!(parts(&new_token).0["kid"], "k2");
+    assert!(rotated.verify_access(&new_token).is_ok());
+    assert_eq!(old.verify_access(&new_token), Err(TokenError::Invalid), "old deployment does not know k2");
+}
+
+#[test]
+fn eddsa_keys_plug_in_without_changing_call_sites() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
+    let svc = TokenService::new(
+        config(),
+        SigningKey::ed25519("ed1", pkcs8.as_ref()),
+        KeySet::new().with_ed25519("ed1", &public).with_hmac("k1", Algorithm::HS256, SECRET),
+    );
+    let roles = roles();
+    let pair = svc.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap();
+    assert_eq!(parts(&pair.access_token).0["alg"], "EdDSA");
+    assert_eq!(svc.verify_access(&pair.access_token).unwrap(), pair.access);
+    // An HS256 token claiming the EdDSA key's kid is refused: the key pins the algorithm.
+    let (mut h, c, _) = parts(&pair.access_token);
+    h["kid"] = "ed1".into();
+    assert_eq!(svc.verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Invalid));
+}

@@ -41,7 +41,15 @@ fn validate_email(email: &str) -> Result<(), AuthError> {
         return Err(bad());
     }
     match email.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@') => Ok(()),
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@') =>
+        {
+            Ok(())
+        }
         _ => Err(bad()),
     }
 }
@@ -188,7 +196,10 @@ impl Auth {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
             CreateOutcome::Created => {
                 let tokens = self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())?;
-                Ok(Registered { user: PublicUser { id: user.user_id, username: user.username, roles: user.roles }, tokens })
+                Ok(Registered {
+                    user: PublicUser { id: user.user_id, username: user.username, roles: user.roles },
+                    tokens,
+                })
             }
         }
     }
@@ -321,7 +332,20 @@ mod tests {
         assert_eq!(normalize_username("Alice").unwrap(), "alice");
         assert_eq!(normalize_username("a.b_c-9").unwrap(), "a.b_c-9");
         assert_eq!(normalize_username(&"a".repeat(32)).unwrap(), "a".repeat(32));
-        for bad in ["ab", "", &"a".repeat(33), ".alice", "_alice", "-alice", "al ice", "alice!", "al@ce", "id#x", " alice", "alice\n"] {
+        for bad in [
+            "ab",
+            "",
+            &"a".repeat(33),
+            ".alice",
+            "_alice",
+            "-alice",
+            "al ice",
+            "alice!",
+            "al@ce",
+            "id#x",
+            " alice",
+            "alice\n",
+        ] {
             assert_eq!(normalize_username(bad).unwrap_err().status_and_code().1, "invalid_username", "{bad:?}");
         }
     }
@@ -330,7 +354,8 @@ mod tests {
     fn non_ascii_usernames_are_rejected_not_folded() {
         // Fullwidth "ａｌｉｃｅ", Kelvin sign (lowercases to ASCII 'k'), Cyrillic 'а',
         // dotless/dotted i: all refused rather than mapped onto an ASCII name.
-        for bad in ["ａｌｉｃｅ", "\u{212A}evin", "\u{0430}lice", "al\u{0131}ce", "AL\u{0130}CE", "alice\u{200B}"] {
+        for bad in ["ａｌｉｃｅ", "\u{212A}evin", "\u{0430}lice", "al\u{0131}ce", "AL\u{0130}CE", "alice\u{200B}"]
+        {
             assert!(normalize_username(bad).is_err(), "{bad:?}");
         }
     }

@@ -157,15 +157,21 @@ impl Config {
             Some(other) => return Err(err(ENV_ALGORITHM, format!("must be HS256, HS384 or HS512, got {other:?}"))),
         };
         let key_id = r.optional(ENV_KEY_ID).unwrap_or_else(|| "k1".to_string());
-        if key_id.len() > 64 || !key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        if key_id.len() > 64
+            || !key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
             return Err(err(ENV_KEY_ID, "must be 1-64 characters of A-Z a-z 0-9 . _ -"));
         }
 
         let signing_key = match (r.0.get(ENV_SECRET).filter(|s| !s.is_empty()), r.optional(ENV_SECRET_ARN)) {
-            (Some(_), Some(_)) => return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both"))),
+            (Some(_), Some(_)) => {
+                return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both")));
+            }
             (Some(secret), None) => SigningKeySource::Secret(validate_secret(ENV_SECRET, secret.into_bytes())?),
             (None, Some(arn)) => SigningKeySource::SecretsManager(arn),
-            (None, None) => return Err(err(ENV_SECRET, format!("is required (or {ENV_SECRET_ARN}); there is no default secret"))),
+            (None, None) => {
+                return Err(err(ENV_SECRET, format!("is required (or {ENV_SECRET_ARN}); there is no default secret")));
+            }
         };
 
         let access_ttl_seconds = r.number(ENV_ACCESS_TTL, 900, 60, 86_400)?;
@@ -269,8 +275,12 @@ mod tests {
 
     #[test]
     fn secret_arn_is_an_alternative_but_not_both() {
-        let c = with(&[(ENV_SECRET, None), (ENV_SECRET_ARN, Some("arn:aws:secretsmanager:eu-west-1:1:secret:jwt"))]).unwrap();
-        assert_eq!(c.signing_key, SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into()));
+        let c = with(&[(ENV_SECRET, None), (ENV_SECRET_ARN, Some("arn:aws:secretsmanager:eu-west-1:1:secret:jwt"))])
+            .unwrap();
+        assert_eq!(
+            c.signing_key,
+            SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into())
+        );
         assert!(with(&[(ENV_SECRET_ARN, Some("arn"))]).is_err());
     }
 
@@ -280,7 +290,10 @@ mod tests {
         assert_eq!(with(&[(ENV_ARGON2_ITERATIONS, Some("1"))]).unwrap_err().variable, ENV_ARGON2_ITERATIONS);
         assert_eq!(with(&[(ENV_ACCESS_TTL, Some("15m"))]).unwrap_err().variable, ENV_ACCESS_TTL);
         assert_eq!(with(&[(ENV_LEEWAY, Some("31"))]).unwrap_err().variable, ENV_LEEWAY);
-        assert_eq!(with(&[(ENV_REFRESH_TTL, Some("600")), (ENV_ACCESS_TTL, Some("900"))]).unwrap_err().variable, ENV_REFRESH_TTL);
+        assert_eq!(
+            with(&[(ENV_REFRESH_TTL, Some("600")), (ENV_ACCESS_TTL, Some("900"))]).unwrap_err().variable,
+            ENV_REFRESH_TTL
+        );
         assert_eq!(with(&[(ENV_ALGORITHM, Some("none"))]).unwrap_err().variable, ENV_ALGORITHM);
         assert_eq!(with(&[(ENV_KEY_ID, Some("../../etc/passwd"))]).unwrap_err().variable, ENV_KEY_ID);
     }

@@ -18,7 +18,9 @@ const OUTPUT_BYTES: usize = 32;
 pub enum Verification {
     /// The password matches. `needs_rehash`: the stored hash is weaker than (or differs
     /// from) the configured parameters and should be replaced while the password is at hand.
-    Valid { needs_rehash: bool },
+    Valid {
+        needs_rehash: bool,
+    },
     Invalid,
 }
 
@@ -55,7 +57,12 @@ impl PasswordHasher {
             "$argon2id$v=19$m={},t={},p={}$ZHVtbXktc2FsdC0xNmJ5dA$QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI",
             config.memory_kib, config.iterations, config.parallelism
         );
-        Ok(PasswordHasher { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params), config, dummy_hash, verifications: AtomicU64::new(0) })
+        Ok(PasswordHasher {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            config,
+            dummy_hash,
+            verifications: AtomicU64::new(0),
+        })
     }
 
     pub fn config(&self) -> Argon2Config {
@@ -182,7 +189,10 @@ mod tests {
         let h = hasher();
         let parsed = PasswordHash::new(&h.dummy_hash).unwrap();
         let params = Params::try_from(&parsed).unwrap();
-        assert_eq!((parsed.algorithm.as_str(), params.m_cost(), params.t_cost(), params.p_cost()), ("argon2id", 19_456, 2, 1));
+        assert_eq!(
+            (parsed.algorithm.as_str(), params.m_cost(), params.t_cost(), params.p_cost()),
+            ("argon2id", 19_456, 2, 1)
+        );
         assert_eq!(h.verify("anything at all", &h.dummy_hash).unwrap(), Verification::Invalid);
         let before = h.verifications();
         h.verify_dummy("anything at all");

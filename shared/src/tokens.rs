@@ -229,15 +229,19 @@ impl TokenService {
         // The key, and with it the algorithm, is chosen by `kid` from our own set: an
         // unknown `kid` (or a path, or a URL) matches nothing and is refused.
         let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(TokenError::Invalid)?;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                _ => TokenError::Invalid,
-            }
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            _ => TokenError::Invalid,
         })?;
-        let token_use: TokenUse =
-            data.claims.get("token_use").cloned().and_then(|v| serde_json::from_value(v).ok()).ok_or(TokenError::Invalid)?;
+        let token_use: TokenUse = data
+            .claims
+            .get("token_use")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or(TokenError::Invalid)?;
         if token_use != expected {
             return Err(TokenError::WrongTokenUse);
         }

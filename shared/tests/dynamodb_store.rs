@@ -10,7 +10,8 @@ fn user(username: &str) -> UserRecord {
     UserRecord {
         user_id: uuid::Uuid::new_v4().to_string(),
         username: username.to_string(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
+        password_hash:
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
         roles: vec!["user".into()],
         email: Some("someone@example.com".into()),
         created_at: 1_763_800_000,
@@ -36,7 +37,8 @@ async fn a_taken_username_is_refused_and_the_first_user_is_untouched() {
     let store = env.store();
     let first = user(&common::unique_username("dup"));
     let mut second = user(&first.username);
-    second.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXJz$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI".into();
+    second.password_hash =
+        "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXJz$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI".into();
     assert_eq!(store.create_user(&first).await.unwrap(), CreateOutcome::Created);
     assert_eq!(store.create_user(&second).await.unwrap(), CreateOutcome::UsernameTaken);
     assert_eq!(store.get_user(&first.username).await.unwrap(), Some(first));
@@ -81,7 +83,11 @@ async fn revocations_are_seen_by_one_consistent_read_and_expire_when_the_token_w
         AccessState {
             token_revoked: false,
             session_revoked: false,
-            user: Some(shared::store::UserAccess { user_id: u.user_id.clone(), roles: u.roles.clone(), sessions_valid_after_ms: None })
+            user: Some(shared::store::UserAccess {
+                user_id: u.user_id.clone(),
+                roles: u.roles.clone(),
+                sessions_valid_after_ms: None
+            })
         }
     );
 

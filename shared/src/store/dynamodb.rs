@@ -91,7 +91,9 @@ where
 {
     let detail = DisplayErrorContext(&e).to_string();
     match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StoreError::Unavailable(detail),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(detail)
+        }
         SdkError::ServiceError(se) => match se.err().code() {
             Some(
                 "ProvisionedThroughputExceededException"
@@ -140,10 +142,8 @@ impl Store for DynamoStore {
         if let Some(email) = &user.email {
             item.insert("email".into(), s(email));
         }
-        let id_item: Item = HashMap::from([
-            ("username".into(), s(user_id_key(&user.user_id))),
-            ("alias_of".into(), s(&user.username)),
-        ]);
+        let id_item: Item =
+            HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))]);
         // Both items or neither; the condition on the user item is what makes a
         // username unique, atomically, with no read beforehand.
         let put = |item: Item| {
@@ -155,7 +155,8 @@ impl Store for DynamoStore {
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(build_err)
         };
-        let result = self.client.transact_write_items().transact_items(put(item)?).transact_items(put(id_item)?).send().await;
+        let result =
+            self.client.transact_write_items().transact_items(put(item)?).transact_items(put(id_item)?).send().await;
         match result {
             Ok(_) => Ok(CreateOutcome::Created),
             Err(e) => {
@@ -228,15 +229,29 @@ impl Store for DynamoStore {
                     Revocation::Token { jti, expires_at } => (jti.clone(), "token", *expires_at),
                     Revocation::Session { sid, expires_at } => (session_key(sid), "session", *expires_at),
                 };
-                let item = HashMap::from([("jti".into(), s(key)), ("kind".into(), s(kind)), ("expires_at".into(), n(expires_at))]);
-                PutRequest::builder().set_item(Some(item)).build().map(|p| WriteRequest::builder().put_request(p).build()).map_err(build_err)
+                let item = HashMap::from([
+                    ("jti".into(), s(key)),
+                    ("kind".into(), s(kind)),
+                    ("expires_at".into(), n(expires_at)),
+                ]);
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(build_err)
             })
             .collect::<Result<Vec<_>, _>>()?;
         for _ in 0..=BATCH_RETRIES {
             if pending.is_empty() {
                 return Ok(());
             }
-            let out = self.client.batch_write_item().request_items(&self.revoked_table, pending).send().await.map_err(classify)?;
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.revoked_table, pending)
+                .send()
+                .await
+                .map_err(classify)?;
             pending = out.unprocessed_items().and_then(|u| u.get(&self.revoked_table)).cloned().unwrap_or_default();
         }
         if pending.is_empty() { Ok(()) } else { Err(StoreError::Unavailable("revocations left unprocessed".into())) }
@@ -306,7 +321,9 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(SpendOutcome::Spent),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(SpendOutcome::AlreadySpent),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(SpendOutcome::AlreadySpent)
+            }
             Err(e) => Err(classify(e)),
         }
     }

@@ -183,7 +183,11 @@ fn wrong_issuer_or_audience_is_invalid() {
     for (claim, value) in [("iss", "https://evil.test"), ("aud", "other-api")] {
         let mut forged = c.clone();
         forged[claim] = value.into();
-        assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h, &forged)), Err(TokenError::Invalid), "{claim}");
+        assert_eq!(
+            service().verify_access(&hmac_sign(Algorithm::HS256, &h, &forged)),
+            Err(TokenError::Invalid),
+            "{claim}"
+        );
     }
     let mut missing = c.clone();
     missing.as_object_mut().unwrap().remove("aud");
@@ -193,7 +197,9 @@ fn wrong_issuer_or_audience_is_invalid() {
 #[test]
 fn unknown_missing_or_hostile_kid_is_invalid() {
     let (h, c, _) = parts(&pair_at(now()).access_token);
-    for kid in [serde_json::json!("k2"), serde_json::json!("../../k1"), serde_json::json!("/dev/null"), serde_json::json!("")] {
+    for kid in
+        [serde_json::json!("k2"), serde_json::json!("../../k1"), serde_json::json!("/dev/null"), serde_json::json!("")]
+    {
         let mut h2 = h.clone();
         h2["kid"] = kid.clone();
         assert_eq!(service().verify_access(&hmac_sign(Algorithm::HS256, &h2, &c)), Err(TokenError::Invalid), "{kid}");
@@ -221,7 +227,12 @@ fn garbage_is_invalid() {
     }
     // Well-formed header, payload that is not an object.
     let h = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
-    let token = jsonwebtoken::encode(&serde_json::from_value::<Header>(h).unwrap(), &[1, 2, 3], &EncodingKey::from_secret(SECRET)).unwrap();
+    let token = jsonwebtoken::encode(
+        &serde_json::from_value::<Header>(h).unwrap(),
+        &[1, 2, 3],
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
     assert_eq!(service().verify_access(&token), Err(TokenError::Invalid));
 }
 
@@ -246,7 +257,8 @@ fn wrong_typ_header_is_invalid() {
 fn previous_keys_keep_verifying_after_rotation() {
     let old = TokenService::from_secret(config(), SECRET);
     let roles = roles();
-    let old_token = old.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap().access_token;
+    let old_token =
+        old.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap().access_token;
 
     let mut cfg = config();
     cfg.key_id = "k2".into();
@@ -257,7 +269,10 @@ fn previous_keys_keep_verifying_after_rotation() {
         KeySet::new().with_hmac("k2", Algorithm::HS256, new_secret).with_hmac("k1", Algorithm::HS256, SECRET),
     );
     assert!(rotated.verify_access(&old_token).is_ok());
-    let new_token = rotated.issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now()).unwrap().access_token;
+    let new_token = rotated
+        .issue_pair(Subject { user_id: "u", username: "alice", roles: &roles }, "s", now())
+        .unwrap()
+        .access_token;
     assert_eq!(parts(&new_token).0["kid"], "k2");
     assert!(rotated.verify_access(&new_token).is_ok());
     assert_eq!(old.verify_access(&new_token), Err(TokenError::Invalid), "old deployment does not know k2");

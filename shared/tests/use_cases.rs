@@ -1,0 +1,318 @@
+//! The use cases end to end over the DynamoDB store (a real DynamoDB API server).
+
+mod common;
+
+use std::sync::Arc;
+
+use shared::auth::Principal;
+use shared::config::Argon2Config;
+use shared::error::AuthError;
+use shared::password::PasswordHasher;
+use shared::store::Store;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn principal(auth: &shared::Auth, access_token: &str) -> Principal {
+    let c = auth.tokens().verify_access(access_token).unwrap();
+    Principal { user_id: c.sub, username: c.username, roles: c.roles, sid: c.sid, jti: c.jti, exp: c.exp }
+}
+
+async fn registered(auth: &shared::Auth, prefix: &str) -> (String, shared::auth::Registered) {
+    let name = common::unique_username(prefix);
+    let r = auth.register(&name, PASSWORD, Some("someone@example.com")).await.unwrap();
+    (name, r)
+}
+
+#[tokio::test]
+async fn register_stores_an_argon2id_hash_and_returns_working_tokens() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let name = common::unique_username("Reg").replace("reg", "Reg");
+    let r = auth.register(&name, PASSWORD, None).await.unwrap();
+    assert_eq!(r.user.username, name.to_lowercase(), "stored normalized");
+    assert_eq!(r.user.roles, vec!["user".to_string()]);
+    assert_eq!(r.tokens.access.sub, r.user.id);
+
+    let item = env.user_item(&name.to_lowercase()).await.unwrap();
+    let hash = item["password_hash"].as_s().unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+
+    let p = auth.authorize(&r.tokens.access_token, &[]).await.unwrap();
+    assert_eq!((p.user_id.as_str(), p.username.as_str()), (r.user.id.as_str(), r.user.username.as_str()));
+}
+
+#[tokio::test]
+async fn a_username_differing_only_in_case_is_taken() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, _) = registered(&auth, "case").await;
+    let err = auth.register(&name.to_uppercase(), "another password", None).await.unwrap_err();
+    assert_eq!(err, AuthError::UsernameTaken);
+    assert_eq!(err.status_and_code(), (409, "username_taken"));
+    // The original password still works; the loser changed nothing.
+    assert!(auth.login(&name, PASSWORD).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_registrations_of_one_name_have_exactly_one_winner() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let name = common::unique_username("race");
+    let handles: Vec<_> = (0..10)
+        .map(|i| {
+            let (auth, name) = (auth.clone(), name.clone());
+            // Mixed letter case: all normalize to one name.
+            let name = if i % 2 == 0 { name.to_uppercase() } else { name };
+            tokio::spawn(async move { auth.register(&name, &format!("password number {i}"), None).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e, AuthError::UsernameTaken),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn bad_registration_input_is_refused_and_changes_nothing() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let name = common::unique_username("bad");
+    let cases = [
+        (name.as_str(), "short", None, "invalid_password"),
+        (name.as_str(), name.as_str(), None, "invalid_password"),
+        ("ｆｕｌｌｗｉｄｔｈ", PASSWORD, None, "invalid_username"),
+        ("x", PASSWORD, None, "invalid_username"),
+        (name.as_str(), PASSWORD, Some("not-an-email"), "invalid_request"),
+    ];
+    for (u, p, e, code) in cases {
+        assert_eq!(auth.register(u, p, e).await.unwrap_err().status_and_code().1, code, "{u} {p}");
+    }
+    assert!(env.user_item(&name).await.is_none());
+}
+
+#[tokio::test]
+async fn login_refuses_unknown_users_and_wrong_passwords_identically() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "login").await;
+
+    let pair = auth.login(&name.to_uppercase(), PASSWORD).await.unwrap();
+    assert_eq!(pair.access.sub, r.user.id);
+    assert_ne!(pair.access.sid, r.tokens.access.sid, "each login is a new session");
+
+    let wrong = auth.login(&name, "wrong password").await.unwrap_err();
+    let unknown = auth.login(&common::unique_username("nobody"), PASSWORD).await.unwrap_err();
+    let malformed = auth.login("ｎｏ", PASSWORD).await.unwrap_err();
+    assert_eq!(wrong, AuthError::InvalidGrant);
+    assert_eq!(unknown, wrong);
+    assert_eq!(malformed, wrong);
+    assert_eq!(unknown.body(), wrong.body(), "byte-for-byte the same body");
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_one_real_argon2_verification() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, _) = registered(&auth, "timing").await;
+    let before = auth.passwords().verifications();
+    let _ = auth.login(&common::unique_username("nobody"), PASSWORD).await;
+    assert_eq!(auth.passwords().verifications(), before + 1);
+    let _ = auth.login(&name, "wrong password").await;
+    assert_eq!(auth.passwords().verifications(), before + 2);
+}
+
+#[tokio::test]
+async fn login_upgrades_a_weak_hash() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let weak = PasswordHasher::new(Argon2Config { memory_kib: 8_192, iterations: 1, parallelism: 1 }).unwrap();
+    let name = common::unique_username("upgrade");
+    let user = shared::store::UserRecord {
+        user_id: uuid::Uuid::new_v4().to_string(),
+        username: name.clone(),
+        password_hash: weak.hash(PASSWORD).unwrap(),
+        roles: vec!["user".into()],
+        email: None,
+        created_at: 0,
+        sessions_valid_after_ms: None,
+    };
+    env.store().create_user(&user).await.unwrap();
+    auth.login(&name, PASSWORD).await.unwrap();
+    let hash = env.store().get_user(&name).await.unwrap().unwrap().password_hash;
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(auth.login(&name, PASSWORD).await.is_ok(), "the new hash verifies");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_spent_token_records_its_own_expiry() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (_, r) = registered(&auth, "rotate").await;
+    let next = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    assert_eq!(next.access.sid, r.tokens.access.sid, "same session");
+    assert_ne!(next.refresh.jti, r.tokens.refresh.jti);
+    assert!(auth.authorize(&next.access_token, &[]).await.is_ok());
+    let spent = env.revoked_item(&r.tokens.refresh.jti).await.unwrap();
+    assert_eq!(common::number(&spent, "expires_at"), r.tokens.refresh.exp, "expires_at equals the token's exp");
+    // The next one rotates too.
+    assert!(auth.refresh(&next.refresh_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "theft").await;
+    let other_session = auth.login(&name, PASSWORD).await.unwrap();
+    let newest = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+
+    assert_eq!(auth.refresh(&r.tokens.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    // The newest pair of that session is dead too...
+    assert_eq!(auth.authorize(&newest.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&newest.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    // ...while another session of the same user is untouched.
+    assert!(auth.authorize(&other_session.access_token, &[]).await.is_ok());
+    assert!(auth.refresh(&other_session.refresh_token).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (_, r) = registered(&auth, "conc").await;
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), r.tokens.refresh_token.clone());
+            tokio::spawn(async move { auth.refresh(&token).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e, AuthError::InvalidGrant),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one refresh spends the token");
+}
+
+#[tokio::test]
+async fn tokens_are_only_accepted_for_their_own_use() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (_, r) = registered(&auth, "use").await;
+    assert_eq!(auth.refresh(&r.tokens.access_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.authorize(&r.tokens.refresh_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh("garbage").await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.authorize("garbage", &[]).await.unwrap_err(), AuthError::InvalidToken);
+}
+
+#[tokio::test]
+async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "logout").await;
+    let other = auth.login(&name, PASSWORD).await.unwrap();
+
+    auth.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap();
+    assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&r.tokens.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&other.access_token, &[]).await.is_ok());
+    assert!(auth.refresh(&other.refresh_token).await.is_ok());
+
+    let item = env.revoked_item(&r.tokens.access.jti).await.unwrap();
+    assert_eq!(common::number(&item, "expires_at"), r.tokens.access.exp, "expires_at equals the token's exp");
+    let session = env.revoked_item(&format!("session#{}", r.tokens.access.sid)).await.unwrap();
+    assert!(common::number(&session, "expires_at") >= r.tokens.refresh.exp, "outlives every token of the session");
+}
+
+#[tokio::test]
+async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "all").await;
+    let second = auth.login(&name, PASSWORD).await.unwrap();
+    let refreshed = auth.refresh(&second.refresh_token).await.unwrap();
+
+    auth.logout(&principal(&auth, &r.tokens.access_token), true).await.unwrap();
+    for access in [&r.tokens.access_token, &second.access_token, &refreshed.access_token] {
+        assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    }
+    for refresh in [&r.tokens.refresh_token, &refreshed.refresh_token] {
+        assert_eq!(auth.refresh(refresh).await.unwrap_err(), AuthError::InvalidGrant);
+    }
+    // Logging in again right away (same second) works.
+    let again = auth.login(&name, PASSWORD).await.unwrap();
+    assert!(auth.authorize(&again.access_token, &[]).await.is_ok());
+    assert!(auth.refresh(&again.refresh_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_refresh_racing_logout_all_cannot_outlive_it() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (_, r) = registered(&auth, "race-all").await;
+    let store = Arc::new(env.store());
+    // Logout-all lands, then a pair minted from the old session (as a refresh that read
+    // state just before would) must still be refused.
+    store.revoke_sessions_before(&r.user.username, shared::auth::now_ms() + 1).await.unwrap();
+    let roles = vec!["user".to_string()];
+    let late = auth
+        .tokens()
+        .issue_pair(
+            shared::tokens::Subject { user_id: &r.user.id, username: &r.user.username, roles: &roles },
+            &r.tokens.access.sid,
+            shared::auth::now_ms() / 1000,
+        )
+        .unwrap();
+    assert_eq!(auth.authorize(&late.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&late.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+}
+
+#[tokio::test]
+async fn routes_can_require_roles() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (_, r) = registered(&auth, "roles").await;
+    assert!(auth.authorize(&r.tokens.access_token, &["user".to_string()]).await.is_ok());
+    let err = auth.authorize(&r.tokens.access_token, &["admin".to_string()]).await.unwrap_err();
+    assert_eq!(err, AuthError::InsufficientScope);
+    assert_eq!(err.status_and_code(), (403, "insufficient_scope"));
+}
+
+#[tokio::test]
+async fn a_store_outage_fails_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "outage").await;
+
+    let base = shared::aws::load_sdk_config().await;
+    let conf = aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
+    let down = shared::store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        &env.users_table,
+        &env.revoked_table,
+    );
+    let passwords = PasswordHasher::new(Argon2Config::default()).unwrap();
+    let tokens = shared::tokens::TokenService::from_secret(common::token_config(), common::SECRET);
+    let auth_down = shared::Auth::new(Arc::new(down), Arc::new(tokens), Arc::new(passwords));
+
+    let unavailable = |e: AuthError| matches!(e, AuthError::Unavailable { .. });
+    assert!(unavailable(auth_down.authorize(&r.tokens.access_token, &[]).await.unwrap_err()), "authorizer denies");
+    assert!(unavailable(auth_down.login(&name, PASSWORD).await.unwrap_err()));
+    assert!(unavailable(auth_down.refresh(&r.tokens.refresh_token).await.unwrap_err()));
+    assert!(unavailable(auth_down.register(&common::unique_username("new"), PASSWORD, None).await.unwrap_err()));
+    assert!(unavailable(auth_down.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap_err()));
+    // Nothing leaks into the client-facing body.
+    let body = AuthError::Unavailable { retry_after_seconds: 1 }.body().to_string();
+    assert!(!body.contains("127.0.0.1") && !body.contains("dispatch"), "{body}");
+}

@@ -12,3 +12,4 @@ pub mod tokens;
 pub use auth::{Auth, Principal};
 pub use config::Config;
 pub use error::AuthError;
+pub mod http;

@@ -1,0 +1,269 @@
+//! HTTP plumbing shared by the API functions: body limits, JSON and form parsing into
+//! typed requests, and the contract's responses and error body.
+
+use std::collections::HashMap;
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::AuthError;
+use crate::tokens::IssuedPair;
+
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+}
+
+fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+fn body_kind(req: &Request, allow_form: bool) -> Result<BodyKind, AuthError> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/x-www-form-urlencoded" if allow_form => Ok(BodyKind::Form),
+        _ if allow_form => Err(AuthError::InvalidRequest(
+            "Content-Type must be application/json or application/x-www-form-urlencoded".into(),
+        )),
+        _ => Err(AuthError::InvalidRequest("Content-Type must be application/json".into())),
+    }
+}
+
+fn limited_body(req: &Request) -> Result<&[u8], AuthError> {
+    let bytes = body_bytes(req.body());
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(AuthError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON object into `T`. Goes through `serde_json::Value` first, which enforces
+/// serde_json's nesting limit even inside fields `T` ignores, and refuses arrays (serde
+/// would otherwise read `["alice","pw"]` as a struct). Messages name the problem but
+/// never echo a value: a mistyped field could be a password.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AuthError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        let msg = if e.to_string().contains("recursion limit") {
+            "body is nested too deeply"
+        } else {
+            "body is not valid JSON"
+        };
+        AuthError::InvalidRequest(msg.into())
+    })?;
+    if !value.is_object() {
+        return Err(AuthError::InvalidRequest("body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        let msg = match text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            Some(field) => format!("missing field `{field}`"),
+            None => "a field has the wrong type".to_string(),
+        };
+        AuthError::InvalidRequest(msg)
+    })
+}
+
+/// Parses `application/x-www-form-urlencoded`. A parameter given twice is refused
+/// (RFC 6749 §3.1), as is anything that is not valid UTF-8 after percent-decoding.
+fn parse_form(bytes: &[u8]) -> Result<HashMap<String, String>, AuthError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| AuthError::InvalidRequest("body is not valid UTF-8".into()))?;
+    let mut out = HashMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| -> Result<String, AuthError> {
+            let plus = s.replace('+', " ");
+            percent_decode(&plus).ok_or_else(|| AuthError::InvalidRequest("body is not valid form encoding".into()))
+        };
+        if out.insert(decode(k)?, decode(v)?).is_some() {
+            return Err(AuthError::InvalidRequest("a form parameter is repeated".into()));
+        }
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn require_grant(found: Option<&str>, expected: &str) -> Result<(), AuthError> {
+    match found {
+        Some(g) if g == expected => Ok(()),
+        Some(_) => {
+            Err(AuthError::InvalidRequest(format!("unsupported grant_type; this endpoint takes \"{expected}\"")))
+        }
+        None => Err(AuthError::InvalidRequest("missing field `grant_type`".into())),
+    }
+}
+
+fn take(form: &mut HashMap<String, String>, field: &str) -> Result<String, AuthError> {
+    form.remove(field).ok_or_else(|| AuthError::InvalidRequest(format!("missing field `{field}`")))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    grant_type: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    #[serde(default)]
+    grant_type: Option<String>,
+}
+
+pub fn parse_register(req: &Request) -> Result<RegisterRequest, AuthError> {
+    let bytes = limited_body(req)?;
+    body_kind(req, false)?;
+    parse_json(bytes)
+}
+
+/// JSON `{"username","password"}` or the OAuth 2.0 password grant form.
+pub fn parse_login(req: &Request) -> Result<LoginRequest, AuthError> {
+    let bytes = limited_body(req)?;
+    match body_kind(req, true)? {
+        BodyKind::Json => {
+            let r: LoginRequest = parse_json(bytes)?;
+            if r.grant_type.is_some() {
+                require_grant(r.grant_type.as_deref(), "password")?;
+            }
+            Ok(r)
+        }
+        BodyKind::Form => {
+            let mut form = parse_form(bytes)?;
+            require_grant(form.get("grant_type").map(String::as_str), "password")?;
+            Ok(LoginRequest {
+                username: take(&mut form, "username")?,
+                password: take(&mut form, "password")?,
+                grant_type: None,
+            })
+        }
+    }
+}
+
+/// JSON `{"refresh_token"}` or the OAuth 2.0 refresh_token grant form.
+pub fn parse_refresh(req: &Request) -> Result<RefreshRequest, AuthError> {
+    let bytes = limited_body(req)?;
+    match body_kind(req, true)? {
+        BodyKind::Json => {
+            let r: RefreshRequest = parse_json(bytes)?;
+            if r.grant_type.is_some() {
+                require_grant(r.grant_type.as_deref(), "refresh_token")?;
+            }
+            Ok(r)
+        }
+        BodyKind::Form => {
+            let mut form = parse_form(bytes)?;
+            require_grant(form.get("grant_type").map(String::as_str), "refresh_token")?;
+            Ok(RefreshRequest { refresh_token: take(&mut form, "refresh_token")?, grant_type: None })
+        }
+    }
+}
+
+fn with_common_headers(mut res: Response<Body>) -> Response<Body> {
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    // Token responses must not be cached (RFC 6749 §5.1); nothing here should be.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    res
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    let mut res = Response::new(Body::Text(text));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    with_common_headers(res)
+}
+
+pub fn no_content() -> Response<Body> {
+    let mut res = Response::new(Body::Empty);
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The contract's error response, with `Retry-After` and `WWW-Authenticate` where due.
+pub fn error(e: &AuthError) -> Response<Body> {
+    let (status, _) = e.status_and_code();
+    let mut res = json(status, &e.body());
+    if let Some(secs) = e.retry_after() {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(challenge) = e.www_authenticate() {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    res
+}
+
+#[derive(Serialize)]
+pub struct TokenBody<'a> {
+    pub access_token: &'a str,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: &'a str,
+    pub refresh_expires_in: u64,
+}
+
+impl<'a> TokenBody<'a> {
+    pub fn new(pair: &'a IssuedPair) -> Self {
+        TokenBody {
+            access_token: &pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.access.exp - pair.access.iat,
+            refresh_token: &pair.refresh_token,
+            refresh_expires_in: pair.refresh.exp - pair.refresh.iat,
+        }
+    }
+}
+
+/// Reads the access token of `Authorization: Bearer <token>` (RFC 6750 §2.1). The scheme
+/// is case-insensitive; exactly one token, no other parameters.
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let value = authorization?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(token)
+}
+
+#[cfg(test)]
+mod tests;

@@ -13,3 +13,5 @@ pub use auth::{Auth, Principal};
 pub use config::Config;
 pub use error::AuthError;
 pub mod http;
+pub mod api;
+pub mod authorizer;

@@ -1,0 +1,220 @@
+//! The REST API REQUEST authorizer: token in, IAM policy (or "Unauthorized") out.
+//!
+//! The policy depends only on the token, never on the route being called, so API
+//! Gateway's result cache (keyed by the Authorization header) can reuse it for any
+//! route: it allows every protected route whose roles the token holds and denies the
+//! rest. A cached answer therefore never locks a user out of a route they may use.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Auth;
+use crate::error::AuthError;
+use crate::http::bearer_token;
+
+/// The protected routes and the roles each requires, keyed `"METHOD /path"`, from the
+/// `ROUTE_ROLES` variable (a JSON object of arrays), e.g.
+/// `{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin/ping": ["admin"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteRoles(pub BTreeMap<String, Vec<String>>);
+
+impl RouteRoles {
+    pub const ENV: &'static str = "ROUTE_ROLES";
+
+    pub fn parse(json: &str) -> Result<Self, crate::config::ConfigError> {
+        let map: BTreeMap<String, Vec<String>> = serde_json::from_str(json).map_err(|e| crate::config::ConfigError {
+            variable: Self::ENV,
+            problem: format!("must be a JSON object of role arrays: {e}"),
+        })?;
+        for key in map.keys() {
+            let ok = key.split_once(' ').is_some_and(|(m, p)| !m.is_empty() && p.starts_with('/'));
+            if !ok {
+                return Err(crate::config::ConfigError { variable: Self::ENV, problem: format!("bad route {key:?}; want \"METHOD /path\"") });
+            }
+        }
+        Ok(RouteRoles(map))
+    }
+
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let raw = std::env::var(Self::ENV).map_err(|_| crate::config::ConfigError { variable: Self::ENV, problem: "is required but not set".into() })?;
+        Self::parse(&raw)
+    }
+}
+
+/// The part of API Gateway's REQUEST authorizer event this authorizer reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerEvent {
+    pub method_arn: String,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+impl AuthorizerEvent {
+    fn authorization(&self) -> Option<&str> {
+        // Header names are case-insensitive; two different spellings is ambiguous: refuse.
+        let mut found = self.headers.as_ref()?.iter().filter(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let first = found.next()?;
+        if found.next().is_some() { None } else { Some(first.1.as_str()) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerResponse {
+    pub principal_id: String,
+    pub policy_document: PolicyDocument,
+    pub context: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyDocument {
+    pub version: &'static str,
+    pub statement: Vec<Statement>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Statement {
+    pub action: &'static str,
+    pub effect: &'static str,
+    pub resource: Vec<String>,
+}
+
+/// Why there is no policy. API Gateway maps a function error whose message is exactly
+/// `Unauthorized` to 401; any other error is an authorizer failure (mapped to 503 by
+/// the template's gateway responses).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorizerError {
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("authorizer temporarily unavailable")]
+    Unavailable,
+}
+
+/// `arn:aws:execute-api:region:account:api-id/stage` of a method ARN.
+fn api_stage_arn(method_arn: &str) -> Option<&str> {
+    let mut slash = method_arn.match_indices('/').map(|(i, _)| i);
+    let _api_end = slash.next()?;
+    let stage_end = slash.next()?;
+    Some(&method_arn[..stage_end])
+}
+
+fn route_arn(base: &str, route: &str) -> String {
+    let (method, path) = route.split_once(' ').unwrap_or(("*", "/*"));
+    format!("{base}/{method}{path}")
+}
+
+pub async fn authorize(auth: &Auth, routes: &RouteRoles, event: &AuthorizerEvent) -> Result<AuthorizerResponse, AuthorizerError> {
+    let base = api_stage_arn(&event.method_arn).ok_or(AuthorizerError::Unauthorized)?;
+    let token = bearer_token(event.authorization()).ok_or(AuthorizerError::Unauthorized)?;
+    let principal = match auth.authorize(token, &[]).await {
+        Ok(p) => p,
+        Err(AuthError::Unavailable { .. } | AuthError::Internal) => return Err(AuthorizerError::Unavailable),
+        Err(_) => return Err(AuthorizerError::Unauthorized),
+    };
+    let (mut allow, mut deny) = (Vec::new(), Vec::new());
+    for (route, required) in &routes.0 {
+        let permitted = required.iter().all(|r| principal.roles.contains(r));
+        (if permitted { &mut allow } else { &mut deny }).push(route_arn(base, route));
+    }
+    let mut statement = Vec::new();
+    if !allow.is_empty() {
+        statement.push(Statement { action: "execute-api:Invoke", effect: "Allow", resource: allow });
+    }
+    if !deny.is_empty() {
+        statement.push(Statement { action: "execute-api:Invoke", effect: "Deny", resource: deny });
+    }
+    Ok(AuthorizerResponse {
+        principal_id: principal.user_id.clone(),
+        policy_document: PolicyDocument { version: "2012-10-17", statement },
+        context: principal.to_context().into_iter().collect(),
+    })
+}
+
+/// Evaluates a policy the way API Gateway does for one call: an explicit Deny wins, then
+/// an Allow must match. Used by the local API and by tests.
+pub fn policy_allows(policy: &PolicyDocument, method_arn: &str) -> bool {
+    let matches = |s: &Statement| s.resource.iter().any(|r| arn_matches(r, method_arn));
+    let denied = policy.statement.iter().any(|s| s.effect == "Deny" && matches(s));
+    !denied && policy.statement.iter().any(|s| s.effect == "Allow" && matches(s))
+}
+
+/// IAM-style match where `*` stands for any run of characters.
+fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == arn;
+    }
+    let mut rest = arn;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(pos) = rest.find(part) else { return false };
+            rest = &rest[pos + part.len()..];
+        }
+    }
+    true
+}
+
+/// The authorizer context as API Gateway hands it to a backend (values are strings).
+pub fn context_value(response: &AuthorizerResponse) -> Value {
+    serde_json::to_value(&response.context).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/auth/me";
+
+    #[test]
+    fn api_stage_arn_is_the_prefix_before_the_method() {
+        assert_eq!(api_stage_arn(ARN), Some("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod"));
+        assert_eq!(api_stage_arn("garbage"), None);
+    }
+
+    #[test]
+    fn policy_evaluation_follows_iam_rules() {
+        let base = api_stage_arn(ARN).unwrap();
+        let policy = PolicyDocument {
+            version: "2012-10-17",
+            statement: vec![
+                Statement { action: "execute-api:Invoke", effect: "Allow", resource: vec![route_arn(base, "GET /auth/me")] },
+                Statement { action: "execute-api:Invoke", effect: "Deny", resource: vec![route_arn(base, "GET /admin/ping")] },
+            ],
+        };
+        assert!(policy_allows(&policy, ARN));
+        assert!(!policy_allows(&policy, &format!("{base}/GET/admin/ping")));
+        assert!(!policy_allows(&policy, &format!("{base}/POST/auth/logout")), "not allowed = denied");
+        assert!(arn_matches("arn:x/prod/*/*", "arn:x/prod/GET/auth/me"));
+        assert!(!arn_matches("arn:x/prod/GET/*", "arn:x/prod/POST/auth/me"));
+    }
+
+    #[test]
+    fn route_roles_parse_and_refuse_nonsense() {
+        let r = RouteRoles::parse(r#"{"GET /auth/me": [], "GET /admin/ping": ["admin"]}"#).unwrap();
+        assert_eq!(r.0["GET /admin/ping"], vec!["admin".to_string()]);
+        assert!(RouteRoles::parse(r#"{"auth/me": []}"#).is_err());
+        assert!(RouteRoles::parse("[]").is_err());
+    }
+
+    #[test]
+    fn the_authorization_header_is_found_in_any_case_but_not_twice() {
+        let ev = |h: &[(&str, &str)]| AuthorizerEvent {
+            method_arn: ARN.into(),
+            headers: Some(h.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        };
+        assert_eq!(ev(&[("authorization", "Bearer x")]).authorization(), Some("Bearer x"));
+        assert_eq!(ev(&[("Authorization", "Bearer x")]).authorization(), Some("Bearer x"));
+        assert_eq!(ev(&[("Authorization", "Bearer x"), ("authorization", "Bearer y")]).authorization(), None);
+        assert_eq!(ev(&[]).authorization(), None);
+    }
+}

@@ -16,40 +16,46 @@ fn respond(result: Result<Response<Body>, AuthError>) -> Response<Body> {
 }
 
 pub async fn register(auth: &Auth, req: Request) -> Response<Body> {
-    respond(async {
-        let body = http::parse_register(&req)?;
-        let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
-        let tokens = http::TokenBody::new(&r.tokens);
-        Ok(http::json(
-            201,
-            &json!({
-                "user": r.user,
-                "access_token": tokens.access_token,
-                "refresh_token": tokens.refresh_token,
-                "token_type": tokens.token_type,
-                "expires_in": tokens.expires_in,
-            }),
-        ))
-    }
-    .await)
+    respond(
+        async {
+            let body = http::parse_register(&req)?;
+            let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
+            let tokens = http::TokenBody::new(&r.tokens);
+            Ok(http::json(
+                201,
+                &json!({
+                    "user": r.user,
+                    "access_token": tokens.access_token,
+                    "refresh_token": tokens.refresh_token,
+                    "token_type": tokens.token_type,
+                    "expires_in": tokens.expires_in,
+                }),
+            ))
+        }
+        .await,
+    )
 }
 
 pub async fn login(auth: &Auth, req: Request) -> Response<Body> {
-    respond(async {
-        let body = http::parse_login(&req)?;
-        let pair = auth.login(&body.username, &body.password).await?;
-        Ok(http::json(200, &http::TokenBody::new(&pair)))
-    }
-    .await)
+    respond(
+        async {
+            let body = http::parse_login(&req)?;
+            let pair = auth.login(&body.username, &body.password).await?;
+            Ok(http::json(200, &http::TokenBody::new(&pair)))
+        }
+        .await,
+    )
 }
 
 pub async fn refresh(auth: &Auth, req: Request) -> Response<Body> {
-    respond(async {
-        let body = http::parse_refresh(&req)?;
-        let pair = auth.refresh(&body.refresh_token).await?;
-        Ok(http::json(200, &http::TokenBody::new(&pair)))
-    }
-    .await)
+    respond(
+        async {
+            let body = http::parse_refresh(&req)?;
+            let pair = auth.refresh(&body.refresh_token).await?;
+            Ok(http::json(200, &http::TokenBody::new(&pair)))
+        }
+        .await,
+    )
 }
 
 /// The principal the authorizer put into the request context. No context means the
@@ -67,17 +73,19 @@ pub fn principal(req: &Request) -> Result<Principal, AuthError> {
 }
 
 pub async fn logout(auth: &Auth, req: Request) -> Response<Body> {
-    respond(async {
-        let principal = principal(&req)?;
-        let all = match req.query_string_parameters_ref().and_then(|q| q.first("all")) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(AuthError::InvalidRequest("`all` must be true or false".into())),
-        };
-        auth.logout(&principal, all).await?;
-        Ok(http::no_content())
-    }
-    .await)
+    respond(
+        async {
+            let principal = principal(&req)?;
+            let all = match req.query_string_parameters_ref().and_then(|q| q.first("all")) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(AuthError::InvalidRequest("`all` must be true or false".into())),
+            };
+            auth.logout(&principal, all).await?;
+            Ok(http::no_content())
+        }
+        .await,
+    )
 }
 
 pub fn me(req: Request) -> Response<Body> {

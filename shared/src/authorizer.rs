@@ -24,21 +24,28 @@ impl RouteRoles {
     pub const ENV: &'static str = "ROUTE_ROLES";
 
     pub fn parse(json: &str) -> Result<Self, crate::config::ConfigError> {
-        let map: BTreeMap<String, Vec<String>> = serde_json::from_str(json).map_err(|e| crate::config::ConfigError {
-            variable: Self::ENV,
-            problem: format!("must be a JSON object of role arrays: {e}"),
-        })?;
+        let map: BTreeMap<String, Vec<String>> =
+            serde_json::from_str(json).map_err(|e| crate::config::ConfigError {
+                variable: Self::ENV,
+                problem: format!("must be a JSON object of role arrays: {e}"),
+            })?;
         for key in map.keys() {
             let ok = key.split_once(' ').is_some_and(|(m, p)| !m.is_empty() && p.starts_with('/'));
             if !ok {
-                return Err(crate::config::ConfigError { variable: Self::ENV, problem: format!("bad route {key:?}; want \"METHOD /path\"") });
+                return Err(crate::config::ConfigError {
+                    variable: Self::ENV,
+                    problem: format!("bad route {key:?}; want \"METHOD /path\""),
+                });
             }
         }
         Ok(RouteRoles(map))
     }
 
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let raw = std::env::var(Self::ENV).map_err(|_| crate::config::ConfigError { variable: Self::ENV, problem: "is required but not set".into() })?;
+        let raw = std::env::var(Self::ENV).map_err(|_| crate::config::ConfigError {
+            variable: Self::ENV,
+            problem: "is required but not set".into(),
+        })?;
         Self::parse(&raw)
     }
 }
@@ -108,7 +115,11 @@ fn route_arn(base: &str, route: &str) -> String {
     format!("{base}/{method}{path}")
 }
 
-pub async fn authorize(auth: &Auth, routes: &RouteRoles, event: &AuthorizerEvent) -> Result<AuthorizerResponse, AuthorizerError> {
+pub async fn authorize(
+    auth: &Auth,
+    routes: &RouteRoles,
+    event: &AuthorizerEvent,
+) -> Result<AuthorizerResponse, AuthorizerError> {
     let base = api_stage_arn(&event.method_arn).ok_or(AuthorizerError::Unauthorized)?;
     let token = bearer_token(event.authorization()).ok_or(AuthorizerError::Unauthorized)?;
     let principal = match auth.authorize(token, &[]).await {
@@ -187,8 +198,16 @@ mod tests {
         let policy = PolicyDocument {
             version: "2012-10-17",
             statement: vec![
-                Statement { action: "execute-api:Invoke", effect: "Allow", resource: vec![route_arn(base, "GET /auth/me")] },
-                Statement { action: "execute-api:Invoke", effect: "Deny", resource: vec![route_arn(base, "GET /admin/ping")] },
+                Statement {
+                    action: "execute-api:Invoke",
+                    effect: "Allow",
+                    resource: vec![route_arn(base, "GET /auth/me")],
+                },
+                Statement {
+                    action: "execute-api:Invoke",
+                    effect: "Deny",
+                    resource: vec![route_arn(base, "GET /admin/ping")],
+                },
             ],
         };
         assert!(policy_allows(&policy, ARN));
@@ -216,5 +235,12 @@ mod tests {
         assert_eq!(ev(&[("Authorization", "Bearer x")]).authorization(), Some("Bearer x"));
         assert_eq!(ev(&[("Authorization", "Bearer x"), ("authorization", "Bearer y")]).authorization(), None);
         assert_eq!(ev(&[]).authorization(), None);
+    }
+}
+
+impl From<AuthorizerError> for lambda_runtime::Diagnostic {
+    fn from(e: AuthorizerError) -> Self {
+        // API Gateway matches the message exactly: "Unauthorized" becomes a 401.
+        lambda_runtime::Diagnostic { error_type: format!("{e:?}"), error_message: e.to_string() }
     }
 }

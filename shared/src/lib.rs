@@ -12,6 +12,7 @@ pub mod tokens;
 pub use auth::{Auth, Principal};
 pub use config::Config;
 pub use error::AuthError;
-pub mod http;
 pub mod api;
 pub mod authorizer;
+pub mod bootstrap;
+pub mod http;

@@ -8,10 +8,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
 
-.PHONY: test test-against-dynamodb venv check fmt clean
+SAM := SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
+# `sam validate` needs a region to resolve the template; nothing is sent to AWS.
+SAM_REGION ?= us-east-1
 
-test: $(VENV_STAMP)
+.PHONY: test test-against-dynamodb lint-template venv check fmt clean
+
+test: $(VENV_STAMP) lint-template
+	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
+
+lint-template: $(VENV_STAMP)
+	$(SAM) validate --lint --region $(SAM_REGION)
 
 # Runs inside with_dynamodb.py, which exports the endpoint and table names.
 test-against-dynamodb:

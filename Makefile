@@ -24,6 +24,7 @@ lint-template: $(VENV_STAMP)
 # Runs inside with_dynamodb.py, which exports the endpoint and table names.
 test-against-dynamodb:
 	$(PY) scripts/dynamodb_tables.py check --endpoint "$$AWS_ENDPOINT_URL_DYNAMODB"
+	$(PY) -m pytest -q tests
 	cargo test --workspace --locked
 
 venv: $(VENV_STAMP)

@@ -1,0 +1,215 @@
+"""Each Lambda binary under AWS's Runtime Interface Emulator, fed the events/ files.
+
+Runs inside scripts/with_dynamodb.py (which provides the DynamoDB endpoint and tables)
+after `cargo build`; the binaries are the debug builds in target/debug. The RIE comes
+from the aws-sam-cli package in the project's virtualenv.
+"""
+
+import json
+import os
+import pathlib
+import secrets
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+import samcli
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
+SECRET = secrets.token_urlsafe(48)
+ROUTE_ROLES = json.loads(json.loads((EVENTS / "env.json").read_text())["AuthorizerFunction"]["ROUTE_ROLES"])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Function:
+    """One binary running under the RIE: a fresh execution environment."""
+
+    def __init__(self, name, extra_env=None):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE")}
+        env.update(
+            JWT_SECRET=SECRET,
+            JWT_ISSUER="jwt-auth",
+            JWT_AUDIENCE="jwt-auth-api",
+            ROUTE_ROLES=json.dumps(ROUTE_ROLES),
+            AWS_LAMBDA_FUNCTION_NAME=name,
+            **(extra_env or {}),
+        )
+        self.proc = subprocess.Popen(
+            [
+                str(RIE),
+                "--runtime-interface-emulator-address",
+                f"127.0.0.1:{self.port}",
+                # Each emulator needs its own Runtime API port (the default is shared).
+                "--runtime-api-address",
+                f"127.0.0.1:{free_port()}",
+                str(ROOT / "target" / "debug" / name),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"RIE for {name} exited: {self.proc.stdout.read().decode(errors='replace')[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"RIE for {name} did not start")
+
+    def invoke(self, event):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/2015-03-31/functions/function/invocations",
+            data=json.dumps(event).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return json.loads(res.read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def functions():
+    started = {}
+
+    def get(name):
+        if name not in started:
+            started[name] = Function(name)
+        return started[name]
+
+    yield get
+    logs = "".join(f.stop() for f in started.values())
+    # Nothing secret in what the functions logged during the whole flow.
+    assert SECRET not in logs
+    assert "correct horse battery" not in logs
+
+
+def event(name, **changes):
+    ev = json.loads((EVENTS / f"{name}.json").read_text())
+    for key, value in changes.items():
+        ev[key] = value
+    return ev
+
+
+@pytest.fixture(scope="module")
+def user(functions):
+    username = f"rie-{uuid.uuid4().hex[:12]}"
+    body = {"username": username, "password": "correct horse battery", "email": "rie@example.com"}
+    res = functions("register").invoke(event("register", body=json.dumps(body)))
+    assert res["statusCode"] == 201, res
+    data = json.loads(res["body"])
+    return {"username": username, **data}
+
+
+def authorizer_event(token):
+    ev = event("authorizer")
+    ev["headers"]["Authorization"] = f"Bearer {token}"
+    ev["multiValueHeaders"]["Authorization"] = [f"Bearer {token}"]
+    return ev
+
+
+def test_register_answers_201_with_tokens(user):
+    assert user["token_type"] == "Bearer"
+    assert user["user"]["username"] == user["username"]
+    assert user["user"]["roles"] == ["user"]
+    assert user["expires_in"] == 900
+
+
+def test_register_refuses_a_taken_name(functions, user):
+    body = {"username": user["username"].upper(), "password": "another password"}
+    res = functions("register").invoke(event("register", body=json.dumps(body)))
+    assert res["statusCode"] == 409
+    assert json.loads(res["body"])["error"] == "username_taken"
+
+
+def test_login_answers_200_and_401_identically_for_unknown_users(functions, user):
+    login = functions("login")
+    ok = login.invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
+    assert ok["statusCode"] == 200, ok
+    assert set(json.loads(ok["body"])) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
+    wrong = login.invoke(event("login", body=json.dumps({"username": user["username"], "password": "wrong password"})))
+    unknown = login.invoke(event("login", body=json.dumps({"username": "nobody-" + user["username"], "password": "x" * 10})))
+    assert wrong["statusCode"] == unknown["statusCode"] == 401
+    assert wrong["body"] == unknown["body"]
+
+
+def test_the_sample_event_itself_is_accepted_by_login(functions):
+    # events/login.json as shipped: a well-formed request (the demo user may not exist).
+    res = functions("login").invoke(event("login"))
+    assert res["statusCode"] in (200, 401), res
+
+
+def test_authorizer_allows_a_valid_token_with_the_contract_context(functions, user):
+    res = functions("authorizer").invoke(authorizer_event(user["access_token"]))
+    assert res["principalId"] == user["user"]["id"], res
+    statements = res["policyDocument"]["Statement"]
+    assert statements[0]["Effect"] == "Allow"
+    base = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
+    assert sorted(statements[0]["Resource"]) == sorted(f"{base}/{r.replace(' ', '', 1)}" for r in ROUTE_ROLES)
+    ctx = res["context"]
+    assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp"}
+    assert (ctx["username"], ctx["roles"]) == (user["username"], "user")
+
+
+def test_authorizer_answers_unauthorized_for_bad_tokens(functions, user):
+    for token in ["garbage", user["refresh_token"], user["access_token"][:-2]]:
+        res = functions("authorizer").invoke(authorizer_event(token))
+        assert res.get("errorMessage") == "Unauthorized", res
+    ev = event("authorizer")
+    del ev["headers"]["Authorization"]
+    assert functions("authorizer").invoke(ev).get("errorMessage") == "Unauthorized"
+
+
+def test_me_returns_the_authorizer_context(functions, user):
+    ctx = functions("authorizer").invoke(authorizer_event(user["access_token"]))["context"]
+    res = functions("me").invoke(event("me", requestContext={**event("me")["requestContext"], "authorizer": ctx}))
+    assert res["statusCode"] == 200, res
+    body = json.loads(res["body"])
+    assert body == {
+        "id": user["user"]["id"],
+        "username": user["username"],
+        "roles": ["user"],
+        "session_id": ctx["sid"],
+        "expires_at": int(ctx["exp"]),
+    }
+
+
+def test_refresh_rotates_and_refuses_reuse(functions, user):
+    refresh = functions("refresh")
+    login = functions("login").invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
+    token = json.loads(login["body"])["refresh_token"]
+    first = refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))
+    assert first["statusCode"] == 200, first
+    again = refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))
+    assert again["statusCode"] == 401
+    assert json.loads(again["body"])["error"] == "invalid_grant"
+
+
+def test_logout_revokes_the_session_at_once(functions, user):
+    login = functions("login").invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
+    access = json.loads(login["body"])["access_token"]
+    ctx = functions("authorizer").invoke(authorizer_event(access))["context"]
+    res = functions("logout").invoke(event("logout", requestContext={**event("logout")["requestContext"], "authorizer": ctx}))
+    assert res["statusCode"] == 204, res
+    assert functions("authorizer").invoke(authorizer_event(access)).get("errorMessage") == "Unauthorized"

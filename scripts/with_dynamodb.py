@@ -43,6 +43,10 @@ def wait_until_up(url, proc, timeout=30.0):
     sys.exit(f"moto server did not answer on {url} within {timeout:.0f}s; see {LOG_DIR / 'moto.log'}")
 
 
+def interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def stop(proc):
     if proc and proc.poll() is None:
         proc.terminate()
@@ -65,7 +69,7 @@ def main():
     env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])  # boto3 reads this one
     moto = None
     # Make SIGTERM behave like Ctrl-C so the `finally` below always runs.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         endpoint = env.get("AWS_ENDPOINT_URL_DYNAMODB")
         if endpoint:

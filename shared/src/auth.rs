@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{CreateOutcome, Revocation, SpendOutcome, Store, UserRecord};
+use crate::store::{AccessState, CreateOutcome, Revocation, SpendOutcome, Store, UserAccess, UserRecord};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenError, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
@@ -69,6 +69,17 @@ fn session_started_ms(sid: &str) -> Option<u64> {
     Some(secs * 1000 + u64::from(nanos) / 1_000_000)
 }
 
+/// The user behind a token whose session is still alive: the session is not revoked, the
+/// user still exists under the id the token names, and no "log out everywhere" came
+/// after the session started. One rule for the authorizer and for refresh.
+fn live_session_user(state: AccessState, sub: &str, sid: &str) -> Option<UserAccess> {
+    if state.session_revoked {
+        return None;
+    }
+    let user = state.user.filter(|u| u.user_id == sub)?;
+    (!session_predates_cutoff(sid, user.sessions_valid_after_ms)).then_some(user)
+}
+
 /// A session is dead once the user logged out everywhere after it started.
 fn session_predates_cutoff(sid: &str, valid_after_ms: Option<u64>) -> bool {
     match valid_after_ms {
@@ -102,7 +113,7 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn from_claims(c: AccessClaims) -> Self {
+    pub fn from_claims(c: AccessClaims) -> Self {
         Principal { user_id: c.sub, username: c.username, roles: c.roles, sid: c.sid, jti: c.jti, exp: c.exp }
     }
 
@@ -251,19 +262,10 @@ impl Auth {
             return Err(AuthError::InvalidGrant);
         };
         let state = self.store.access_state(&claims.jti, &claims.sid, &username).await?;
-        if state.session_revoked {
-            return Err(AuthError::InvalidGrant);
-        }
-        let Some(user) = state.user.filter(|u| u.user_id == claims.sub) else {
+        let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
             return Err(AuthError::InvalidGrant);
         };
-        if session_predates_cutoff(&claims.sid, user.sessions_valid_after_ms) {
-            return Err(AuthError::InvalidGrant);
-        }
-        if state.token_revoked {
-            self.revoke_stolen_session(&claims.sid, &claims.sub).await?;
-            return Err(AuthError::InvalidGrant);
-        }
+        // The conditional write is the one authority on "spent": no read decides it.
         match self.store.spend_refresh_token(&claims.jti, claims.exp).await? {
             SpendOutcome::AlreadySpent => {
                 self.revoke_stolen_session(&claims.sid, &claims.sub).await?;
@@ -309,11 +311,7 @@ impl Auth {
             AuthError::InvalidToken
         })?;
         let state = self.store.access_state(&claims.jti, &claims.sid, &claims.username).await?;
-        let user_ok = state.user.as_ref().is_some_and(|u| u.user_id == claims.sub);
-        if state.token_revoked || state.session_revoked || !user_ok {
-            return Err(AuthError::InvalidToken);
-        }
-        if session_predates_cutoff(&claims.sid, state.user.and_then(|u| u.sessions_valid_after_ms)) {
+        if state.token_revoked || live_session_user(state, &claims.sub, &claims.sid).is_none() {
             return Err(AuthError::InvalidToken);
         }
         if !required_roles.iter().all(|r| claims.roles.contains(r)) {

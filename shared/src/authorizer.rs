@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::auth::Auth;
 use crate::error::AuthError;
@@ -147,7 +146,7 @@ pub async fn authorize(
 }
 
 /// Evaluates a policy the way API Gateway does for one call: an explicit Deny wins, then
-/// an Allow must match. Used by the local API and by tests.
+/// an Allow must match. For a local stand-in of API Gateway, and for tests.
 pub fn policy_allows(policy: &PolicyDocument, method_arn: &str) -> bool {
     let matches = |s: &Statement| s.resource.iter().any(|r| arn_matches(r, method_arn));
     let denied = policy.statement.iter().any(|s| s.effect == "Deny" && matches(s));
@@ -173,11 +172,6 @@ fn arn_matches(pattern: &str, arn: &str) -> bool {
         }
     }
     true
-}
-
-/// The authorizer context as API Gateway hands it to a backend (values are strings).
-pub fn context_value(response: &AuthorizerResponse) -> Value {
-    serde_json::to_value(&response.context).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -49,11 +49,12 @@ fn limited_body(req: &Request) -> Result<&[u8], AuthError> {
     Ok(bytes)
 }
 
-/// Parses a JSON object into `T`. Goes through `serde_json::Value` first, which enforces
-/// serde_json's nesting limit even inside fields `T` ignores, and refuses arrays (serde
-/// would otherwise read `["alice","pw"]` as a struct). Messages name the problem but
-/// never echo a value: a mistyped field could be a password.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AuthError> {
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// Parses a JSON object. Going through `serde_json::Value` enforces serde_json's nesting
+/// limit even inside fields the request type ignores, and lets arrays be refused (serde
+/// would otherwise read `["alice","pw"]` as a struct).
+fn parse_json_object(bytes: &[u8]) -> Result<JsonObject, AuthError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         let msg = if e.to_string().contains("recursion limit") {
             "body is nested too deeply"
@@ -62,10 +63,16 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AuthError> {
         };
         AuthError::InvalidRequest(msg.into())
     })?;
-    if !value.is_object() {
-        return Err(AuthError::InvalidRequest("body must be a JSON object".into()));
+    match value {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(AuthError::InvalidRequest("body must be a JSON object".into())),
     }
-    serde_json::from_value(value).map_err(|e| {
+}
+
+/// Reads a request type out of a parsed body. Messages name the problem but never echo a
+/// value: a mistyped field could be a password.
+fn typed<T: DeserializeOwned>(object: JsonObject) -> Result<T, AuthError> {
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
         let text = e.to_string();
         let msg = match text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
             Some(field) => format!("missing field `{field}`"),
@@ -110,18 +117,26 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn require_grant(found: Option<&str>, expected: &str) -> Result<(), AuthError> {
-    match found {
-        Some(g) if g == expected => Ok(()),
-        Some(_) => {
-            Err(AuthError::InvalidRequest(format!("unsupported grant_type; this endpoint takes \"{expected}\"")))
+/// Parses an OAuth 2.0 token request: a JSON object, or the form encoding, which is read
+/// into the same object so both go through one typed parse. `grant_type` must be `grant`;
+/// the form (RFC 6749) requires it, JSON may leave it out.
+fn parse_grant<T: DeserializeOwned>(req: &Request, grant: &str) -> Result<T, AuthError> {
+    let bytes = limited_body(req)?;
+    let (object, grant_required) = match body_kind(req, true)? {
+        BodyKind::Json => (parse_json_object(bytes)?, false),
+        BodyKind::Form => {
+            (parse_form(bytes)?.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect(), true)
         }
-        None => Err(AuthError::InvalidRequest("missing field `grant_type`".into())),
+    };
+    match object.get("grant_type") {
+        None if !grant_required => {}
+        None => return Err(AuthError::InvalidRequest("missing field `grant_type`".into())),
+        Some(found) if found.as_str() == Some(grant) => {}
+        Some(_) => {
+            return Err(AuthError::InvalidRequest(format!("unsupported grant_type; this endpoint takes \"{grant}\"")));
+        }
     }
-}
-
-fn take(form: &mut HashMap<String, String>, field: &str) -> Result<String, AuthError> {
-    form.remove(field).ok_or_else(|| AuthError::InvalidRequest(format!("missing field `{field}`")))
+    typed(object)
 }
 
 #[derive(serde::Deserialize)]
@@ -136,63 +151,27 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
-    #[serde(default)]
-    grant_type: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
 pub struct RefreshRequest {
     pub refresh_token: String,
-    #[serde(default)]
-    grant_type: Option<String>,
 }
 
 pub fn parse_register(req: &Request) -> Result<RegisterRequest, AuthError> {
     let bytes = limited_body(req)?;
     body_kind(req, false)?;
-    parse_json(bytes)
+    typed(parse_json_object(bytes)?)
 }
 
 /// JSON `{"username","password"}` or the OAuth 2.0 password grant form.
 pub fn parse_login(req: &Request) -> Result<LoginRequest, AuthError> {
-    let bytes = limited_body(req)?;
-    match body_kind(req, true)? {
-        BodyKind::Json => {
-            let r: LoginRequest = parse_json(bytes)?;
-            if r.grant_type.is_some() {
-                require_grant(r.grant_type.as_deref(), "password")?;
-            }
-            Ok(r)
-        }
-        BodyKind::Form => {
-            let mut form = parse_form(bytes)?;
-            require_grant(form.get("grant_type").map(String::as_str), "password")?;
-            Ok(LoginRequest {
-                username: take(&mut form, "username")?,
-                password: take(&mut form, "password")?,
-                grant_type: None,
-            })
-        }
-    }
+    parse_grant(req, "password")
 }
 
 /// JSON `{"refresh_token"}` or the OAuth 2.0 refresh_token grant form.
 pub fn parse_refresh(req: &Request) -> Result<RefreshRequest, AuthError> {
-    let bytes = limited_body(req)?;
-    match body_kind(req, true)? {
-        BodyKind::Json => {
-            let r: RefreshRequest = parse_json(bytes)?;
-            if r.grant_type.is_some() {
-                require_grant(r.grant_type.as_deref(), "refresh_token")?;
-            }
-            Ok(r)
-        }
-        BodyKind::Form => {
-            let mut form = parse_form(bytes)?;
-            require_grant(form.get("grant_type").map(String::as_str), "refresh_token")?;
-            Ok(RefreshRequest { refresh_token: take(&mut form, "refresh_token")?, grant_type: None })
-        }
-    }
+    parse_grant(req, "refresh_token")
 }
 
 fn with_common_headers(mut res: Response<Body>) -> Response<Body> {

@@ -172,12 +172,7 @@ async fn a_password_hash_is_replaced_only_if_unchanged_meanwhile() {
 #[tokio::test]
 async fn an_unreachable_store_is_reported_as_unavailable() {
     // A port nothing listens on: connection refused, retried, then a clean error.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let base = shared::aws::load_sdk_config().await;
-    let conf = aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
-    let store = shared::store::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "users", "revoked");
+    let store = common::env().await.unreachable_store().await;
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.access_state("j", "s", "alice").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.spend_refresh_token("j", 1).await, Err(StoreError::Unavailable(_))));

@@ -13,8 +13,7 @@ use shared::store::Store;
 const PASSWORD: &str = "correct horse battery";
 
 fn principal(auth: &shared::Auth, access_token: &str) -> Principal {
-    let c = auth.tokens().verify_access(access_token).unwrap();
-    Principal { user_id: c.sub, username: c.username, roles: c.roles, sid: c.sid, jti: c.jti, exp: c.exp }
+    Principal::from_claims(auth.tokens().verify_access(access_token).unwrap())
 }
 
 async fn registered(auth: &shared::Auth, prefix: &str) -> (String, shared::auth::Registered) {
@@ -288,23 +287,10 @@ async fn routes_can_require_roles() {
 
 #[tokio::test]
 async fn a_store_outage_fails_closed() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
     let env = common::env().await;
     let auth = env.auth();
     let (name, r) = registered(&auth, "outage").await;
-
-    let base = shared::aws::load_sdk_config().await;
-    let conf = aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
-    let down = shared::store::DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(conf),
-        &env.users_table,
-        &env.revoked_table,
-    );
-    let passwords = PasswordHasher::new(Argon2Config::default()).unwrap();
-    let tokens = shared::tokens::TokenService::from_secret(common::token_config(), common::SECRET);
-    let auth_down = shared::Auth::new(Arc::new(down), Arc::new(tokens), Arc::new(passwords));
+    let auth_down = common::auth_over(env.unreachable_store().await);
 
     let unavailable = |e: AuthError| matches!(e, AuthError::Unavailable { .. });
     assert!(unavailable(auth_down.authorize(&r.tokens.access_token, &[]).await.unwrap_err()), "authorizer denies");

@@ -25,7 +25,7 @@ const BATCH_RETRIES: usize = 3;
 const SESSION_PREFIX: &str = "session#";
 const USER_ID_PREFIX: &str = "id#";
 
-pub fn session_key(sid: &str) -> String {
+fn session_key(sid: &str) -> String {
     format!("{SESSION_PREFIX}{sid}")
 }
 
@@ -258,9 +258,10 @@ impl Store for DynamoStore {
     }
 
     async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError> {
+        let session = session_key(sid);
         let revoked_keys = KeysAndAttributes::builder()
             .keys(HashMap::from([("jti".to_string(), s(jti))]))
-            .keys(HashMap::from([("jti".to_string(), s(session_key(sid)))]))
+            .keys(HashMap::from([("jti".to_string(), s(&session))]))
             .projection_expression("jti")
             .consistent_read(true)
             .build()
@@ -303,7 +304,7 @@ impl Store for DynamoStore {
         }
         Ok(AccessState {
             token_revoked: found_revoked.iter().any(|k| k == jti),
-            session_revoked: found_revoked.iter().any(|k| *k == session_key(sid)),
+            session_revoked: found_revoked.contains(&session),
             user,
         })
     }

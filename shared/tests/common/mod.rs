@@ -42,36 +42,44 @@ impl Env {
         DynamoStore::new(self.client.clone(), &self.users_table, &self.revoked_table)
     }
 
+    /// The same tables behind an endpoint nothing listens on: connections are refused,
+    /// retried, and fail as an outage would.
+    pub async fn unreachable_store(&self) -> DynamoStore {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let base = shared::aws::load_sdk_config().await;
+        let conf =
+            aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &self.users_table, &self.revoked_table)
+    }
+
     pub fn auth(&self) -> Auth {
-        let tokens = TokenService::from_secret(token_config(), SECRET);
-        let passwords = PasswordHasher::new(Argon2Config::default()).unwrap();
-        Auth::new(Arc::new(self.store()), Arc::new(tokens), Arc::new(passwords))
+        auth_over(self.store())
     }
 
     /// The raw item of the revoked-tokens table under `key`, to check what was written.
-    pub async fn revoked_item(&self, key: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-        self.client
-            .get_item()
-            .table_name(&self.revoked_table)
-            .key("jti", AttributeValue::S(key.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+    pub async fn revoked_item(&self, key: &str) -> Option<Item> {
+        self.raw_item(&self.revoked_table, "jti", key).await
     }
 
-    pub async fn user_item(&self, username: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-        self.client
-            .get_item()
-            .table_name(&self.users_table)
-            .key("username", AttributeValue::S(username.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+    pub async fn user_item(&self, username: &str) -> Option<Item> {
+        self.raw_item(&self.users_table, "username", username).await
     }
+
+    async fn raw_item(&self, table: &str, key_name: &str, key: &str) -> Option<Item> {
+        let out = self.client.get_item().table_name(table).key(key_name, AttributeValue::S(key.to_string()));
+        out.consistent_read(true).send().await.unwrap().item
+    }
+}
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+/// The use cases over `store`, with the test token config and production argon2 parameters.
+pub fn auth_over(store: DynamoStore) -> Auth {
+    let tokens = TokenService::from_secret(token_config(), SECRET);
+    let passwords = PasswordHasher::new(Argon2Config::default()).unwrap();
+    Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
 }
 
 pub fn token_config() -> TokenConfig {
@@ -91,6 +99,6 @@ pub fn unique_username(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
-pub fn number(item: &std::collections::HashMap<String, AttributeValue>, key: &str) -> u64 {
+pub fn number(item: &Item, key: &str) -> u64 {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} missing"))
 }

@@ -12,7 +12,12 @@ SAM := SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
 # `sam validate` needs a region to resolve the template; nothing is sent to AWS.
 SAM_REGION ?= us-east-1
 
-.PHONY: test test-against-dynamodb lint-template venv check fmt clean
+.PHONY: test dev build test-against-dynamodb lint-template venv check fmt clean
+
+# Port of the local API (`make dev`).
+PORT ?= 3000
+# Lambda architecture of `make build`: arm64 (the template's default) or x86_64.
+ARCH ?= arm64
 
 test: $(VENV_STAMP) lint-template
 	cargo build --workspace --locked
@@ -26,6 +31,23 @@ test-against-dynamodb:
 	$(PY) scripts/dynamodb_tables.py check --endpoint "$$AWS_ENDPOINT_URL_DYNAMODB"
 	$(PY) -m pytest -q tests
 	cargo test --workspace --locked
+
+# The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server; Ctrl-C stops
+# everything it started. JWT_SECRET is used if set, else a random one for this run.
+dev: $(VENV_STAMP)
+	cargo build -p local-api --locked
+	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
+
+# `sam build` of every function with cargo-lambda and zig from the virtualenv: no
+# container, nothing downloaded after `cargo fetch`.
+build: $(VENV_STAMP)
+	@case "$(ARCH)" in arm64) t=aarch64-unknown-linux-gnu;; x86_64) t=x86_64-unknown-linux-gnu;; \
+	  *) echo "ARCH must be arm64 or x86_64" >&2; exit 2;; esac; \
+	if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$$t/lib" ]; then \
+	  echo "The Rust standard library for $$t is not installed: run 'rustup target add $$t'" >&2; \
+	  echo "(or build for this machine's architecture: make build ARCH=x86_64)" >&2; exit 2; fi
+	cargo fetch --locked
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_NET_OFFLINE=true $(SAM) build --parameter-overrides Architecture=$(ARCH)
 
 venv: $(VENV_STAMP)
 

@@ -1,0 +1,562 @@
+"""End-to-end HTTP tests of the contract (../shared/CONTRACT.md) against the local API.
+
+The local API is started here exactly as `make dev` starts it (scripts/local_api.py, routes
+and gateway responses from template.yaml), plus one role-protected route, against the
+DynamoDB server scripts/with_dynamodb.py provides. Everything goes over real HTTP.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import pathlib
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+import boto3
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from dynamodb_tables import CfnLoader  # noqa: E402
+
+TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+ISSUER = TEMPLATE["Parameters"]["JwtIssuer"]["Default"]
+AUDIENCE = TEMPLATE["Parameters"]["JwtAudience"]["Default"]
+SECRET = secrets.token_urlsafe(48)
+# Unique per run, so finding it in the logs means it was logged.
+PASSWORD = f"e2e pass {secrets.token_urlsafe(12)}"
+ADMIN_ROUTE = "/admin/whoami"
+CONTRACT_ERROR_KEYS = {"error", "error_description"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+class Api:
+    def __init__(self, port):
+        self.port = port
+
+    def call(self, method, path, *, body=None, json_body=None, form=None, headers=None, token=None):
+        headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+            headers.setdefault("Content-Type", "application/json")
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if isinstance(body, str):
+            body = body.encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            res = conn.getresponse()
+            return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
+        finally:
+            conn.close()
+
+    def register(self, username=None, password=PASSWORD, **extra):
+        username = username or new_name()
+        return self.call("POST", "/auth/register", json_body={"username": username, "password": password, **extra})
+
+    def login(self, username, password=PASSWORD):
+        return self.call("POST", "/auth/login", json_body={"username": username, "password": password})
+
+    def refresh(self, refresh_token):
+        return self.call("POST", "/auth/refresh", json_body={"refresh_token": refresh_token})
+
+    def me(self, access_token):
+        return self.call("GET", "/auth/me", token=access_token)
+
+    def logout(self, access_token, query=""):
+        return self.call("POST", "/auth/logout" + query, token=access_token)
+
+
+def new_name():
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def api_logs():
+    return tempfile.TemporaryFile()
+
+
+@pytest.fixture(scope="module")
+def api(api_logs):
+    port = free_port()
+    env = dict(os.environ, JWT_SECRET=SECRET)
+    env.pop("PORT", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "local_api.py"),
+            "--port",
+            str(port),
+            "--extra-route",
+            f"GET {ADMIN_ROUTE}=me:admin",
+        ],
+        env=env,
+        stdout=api_logs,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            api_logs.seek(0)
+            pytest.fail(f"local API exited: {api_logs.read().decode(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("local API did not start listening")
+            time.sleep(0.05)
+    yield Api(port)
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0, "the local API stops cleanly on SIGTERM"
+    api_logs.seek(0)
+    logs = api_logs.read().decode(errors="replace")
+    # A whole run of flows: the secret and the passwords never reach the logs.
+    assert "listening on http://127.0.0.1:" in logs
+    assert SECRET not in logs
+    assert PASSWORD not in logs
+
+
+@pytest.fixture
+def user(api):
+    """A registered user and the tokens registration answered with."""
+    username = new_name()
+    res = api.register(username)
+    assert res.status == 201, res
+    return {"username": username, **res.json()}
+
+
+def tokens_of(res):
+    assert res.status == 200, res
+    body = res.json()
+    return body["access_token"], body["refresh_token"]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def decode(token):
+    header, payload, _ = token.split(".")
+    return json.loads(unb64url(header)), json.loads(unb64url(payload))
+
+
+def sign(claims, secret=SECRET, header=None):
+    header = header or {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def resigned(token, **changes):
+    """The token's own claims with some changed, validly signed with the real secret."""
+    _, claims = decode(token)
+    claims.update(changes)
+    return sign(claims)
+
+
+def assert_error(res, status, code):
+    assert res.status == status, res
+    body = res.json()
+    assert set(body) == CONTRACT_ERROR_KEYS, body
+    assert body["error"] == code, body
+    assert body["error_description"]
+    return body
+
+
+def assert_invalid_token(res):
+    """The authorizer's 401, as API Gateway answers it (the template's UNAUTHORIZED)."""
+    assert_error(res, 401, "invalid_token")
+    assert res.header("WWW-Authenticate") == 'Bearer error="invalid_token"'
+
+
+# --- The template and the local API agree ------------------------------------------
+
+
+def template_routes():
+    routes = {}
+    for props in TEMPLATE["Resources"].values():
+        if props["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in (props["Properties"].get("Events") or {}).values():
+            if event["Type"] == "Api":
+                e = event["Properties"]
+                routes[f"{e['Method'].upper()} {e['Path']}"] = bool((e.get("Auth") or {}).get("Authorizer"))
+    return routes
+
+
+def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_says():
+    assert template_routes() == {
+        "POST /auth/register": False,
+        "POST /auth/login": False,
+        "POST /auth/refresh": False,
+        "POST /auth/logout": True,
+        "GET /auth/me": True,
+    }
+
+
+def test_the_authorizer_knows_exactly_the_protected_routes_of_the_template():
+    # Its policy covers every protected route; a route it did not know would be denied.
+    variables = TEMPLATE["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    route_roles = json.loads(variables["ROUTE_ROLES"])
+    assert set(route_roles) == {r for r, protected in template_routes().items() if protected}
+
+
+def test_the_local_api_serves_the_template_wiring():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "local_api.py"), "--print-wiring"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    wired = json.loads(out.stdout)["wiring"]
+    served = {f"{r['method']} {r['path']}": r["authorizer"] for r in wired["routes"]}
+    assert served == template_routes()
+    assert wired["stage"] == TEMPLATE["Parameters"]["StageName"]["Default"]
+
+
+def test_gateway_answers_carry_the_template_bodies(api):
+    responses = TEMPLATE["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
+    res = api.call("GET", "/auth/me")
+    assert json.loads(res.body) == json.loads(responses["UNAUTHORIZED"]["ResponseTemplates"]["application/json"])
+    res = api.call("GET", "/no/such/route")
+    assert_error(res, 404, "not_found")
+    assert json.loads(res.body) == json.loads(
+        responses["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"]
+    )
+    # A known path with another method is no route either, as in API Gateway.
+    assert_error(api.call("GET", "/auth/login"), 404, "not_found")
+
+
+# --- The happy path -------------------------------------------------------------------
+
+
+def test_register_login_me_refresh_logout(api):
+    username = new_name()
+    res = api.register(username.upper(), email="someone@example.com")
+    assert res.status == 201, res
+    assert res.header("Content-Type") == "application/json; charset=utf-8"
+    assert res.header("Cache-Control") == "no-store"
+    reg = res.json()
+    assert set(reg) == {"user", "access_token", "refresh_token", "token_type", "expires_in"}
+    assert reg["user"]["username"] == username  # normalized to lowercase
+    assert reg["user"]["roles"] == ["user"]
+    uuid.UUID(reg["user"]["id"])
+    assert (reg["token_type"], reg["expires_in"]) == ("Bearer", 900)
+    assert PASSWORD.encode() not in res.body and b"argon2" not in res.body
+
+    res = api.login(username)
+    login = res.json()
+    assert set(login) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
+    assert (login["token_type"], login["expires_in"], login["refresh_expires_in"]) == ("Bearer", 900, 2592000)
+    assert res.header("Cache-Control") == "no-store"
+    access, refresh = tokens_of(res)
+
+    header, claims = decode(access)
+    assert header == {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+    assert (claims["iss"], claims["aud"], claims["sub"]) == (ISSUER, AUDIENCE, reg["user"]["id"])
+    assert (claims["username"], claims["roles"], claims["token_use"]) == (username, ["user"], "access")
+    assert claims["exp"] - claims["iat"] == 900 and claims["nbf"] <= claims["iat"] + 1
+    _, rclaims = decode(refresh)
+    assert rclaims["token_use"] == "refresh" and rclaims["sid"] == claims["sid"]
+    assert rclaims["exp"] - rclaims["iat"] == 2592000
+    assert "username" not in rclaims and "roles" not in rclaims
+    assert len({claims["jti"], rclaims["jti"], decode(reg["access_token"])[1]["jti"]}) == 3
+
+    res = api.me(access)
+    assert res.status == 200, res
+    assert res.json() == {
+        "id": reg["user"]["id"],
+        "username": username,
+        "roles": ["user"],
+        "session_id": claims["sid"],
+        "expires_at": claims["exp"],
+    }
+
+    access2, refresh2 = tokens_of(api.refresh(refresh))
+    _, claims2 = decode(access2)
+    assert claims2["sid"] == claims["sid"], "a refresh keeps the session"
+    assert api.me(access2).status == 200
+
+    res = api.logout(access2)
+    assert res.status == 204, res
+    assert res.body == b""
+    assert_invalid_token(api.me(access2))
+    assert_invalid_token(api.me(access))
+    assert_error(api.refresh(refresh2), 401, "invalid_grant")
+
+
+def test_form_encoded_login_and_refresh(api, user):
+    res = api.call(
+        "POST", "/auth/login", form={"grant_type": "password", "username": user["username"], "password": PASSWORD}
+    )
+    access, refresh = tokens_of(res)
+    assert api.me(access).status == 200
+    res = api.call("POST", "/auth/refresh", form={"grant_type": "refresh_token", "refresh_token": refresh})
+    access2, _ = tokens_of(res)
+    assert api.me(access2).status == 200
+
+
+def test_unknown_json_fields_are_ignored(api):
+    res = api.register(new_name(), favourite_colour="green", roles=["admin"])
+    assert res.status == 201, res
+    assert res.json()["user"]["roles"] == ["user"], "a client cannot pick its own roles"
+
+
+# --- Register errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ('{"username": "alice-x", "password": ', "application/json"),  # malformed JSON
+        ('{"username": "alice-x", "password": "correct horse battery"}', "text/plain"),  # wrong content type
+        ('{"username": "alice-x"}', "application/json"),  # missing field
+        ('{"username": 5, "password": "correct horse battery"}', "application/json"),  # wrong type
+        ('["alice-x", "correct horse battery"]', "application/json"),  # not an object
+        ("", "application/json"),  # no body
+    ],
+)
+def test_register_refuses_malformed_requests(api, body, content_type):
+    res = api.call("POST", "/auth/register", body=body, headers={"Content-Type": content_type})
+    assert_error(res, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("username", ["ab", "-alice", "alice smith", "al!ce", "a" * 33, "ａlice", "alicé"])
+def test_register_refuses_invalid_usernames(api, username):
+    assert_error(api.register(username), 400, "invalid_username")
+
+
+def test_register_refuses_invalid_passwords_and_changes_nothing(api):
+    username = new_name()
+    for password in ["short7!", "x" * 129, username, username.upper()]:
+        assert_error(api.register(username, password=password), 400, "invalid_password")
+    # Nothing was created: the name is still free.
+    assert api.register(username, password="é" * 128).status == 201
+
+
+def test_register_refuses_a_taken_name_in_any_case(api, user):
+    assert_error(api.register(user["username"].upper(), password="another password"), 409, "username_taken")
+    # The original account is untouched.
+    assert api.login(user["username"]).status == 200
+    assert_error(api.login(user["username"], "another password"), 401, "invalid_grant")
+
+
+def test_bodies_over_8_kib_are_refused_with_413(api):
+    big = {"username": new_name(), "password": PASSWORD, "padding": "x" * (8 * 1024)}
+    for path in ["/auth/register", "/auth/login", "/auth/refresh"]:
+        assert_error(api.call("POST", path, json_body=big), 413, "invalid_request")
+
+
+# --- Login errors ---------------------------------------------------------------------
+
+
+def test_login_answers_unknown_user_and_wrong_password_byte_for_byte_alike(api, user):
+    wrong = api.login(user["username"], "not the password")
+    unknown = api.login(new_name(), "not the password")
+    assert_error(wrong, 401, "invalid_grant")
+    assert (wrong.status, wrong.body) == (unknown.status, unknown.body)
+
+
+def test_login_is_case_insensitive_on_the_username(api, user):
+    assert api.login(user["username"].upper()).status == 200
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ('{"username": "alice-x"}', "application/json"),
+        ("{not json", "application/json"),
+        ("username=alice-x&password=whatever1", "application/x-www-form-urlencoded"),  # form needs grant_type
+        ("grant_type=refresh_token&username=alice-x&password=whatever1", "application/x-www-form-urlencoded"),
+        ("grant_type=password&username=alice-x&username=bob-x&password=whatever1", "application/x-www-form-urlencoded"),
+        ("username=alice-x", "text/plain"),
+    ],
+)
+def test_login_refuses_malformed_requests(api, body, content_type):
+    res = api.call("POST", "/auth/login", body=body, headers={"Content-Type": content_type})
+    assert_error(res, 400, "invalid_request")
+
+
+# --- Refresh --------------------------------------------------------------------------
+
+
+def test_refresh_refuses_what_is_not_a_live_refresh_token(api, user):
+    access, refresh = user["access_token"], user["refresh_token"]
+    _, claims = decode(refresh)
+    now = int(time.time())
+    refused = {
+        "malformed": "not.a.token",
+        "access token": access,
+        "wrong signature": sign(claims, secret=secrets.token_urlsafe(48)),
+        "expired": resigned(refresh, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
+        "not yet valid": resigned(refresh, nbf=now + 3600),
+        "wrong issuer": resigned(refresh, iss="someone-else"),
+        "wrong audience": resigned(refresh, aud="another-api"),
+    }
+    for what, token in refused.items():
+        res = api.refresh(token)
+        assert res.status == 401, (what, res)
+        assert_error(res, 401, "invalid_grant")
+    # None of that spent or revoked anything.
+    assert api.refresh(refresh).status == 200
+
+
+def test_refresh_rotates_and_reuse_of_a_spent_token_kills_the_newest_pair(api, user):
+    first = user["refresh_token"]
+    access2, refresh2 = tokens_of(api.refresh(first))
+    access3, refresh3 = tokens_of(api.refresh(refresh2))
+    assert api.me(access3).status == 200
+    # The thief (or the victim) presents a spent token: the whole session dies.
+    assert_error(api.refresh(first), 401, "invalid_grant")
+    assert_invalid_token(api.me(access3))
+    assert_invalid_token(api.me(access2))
+    assert_error(api.refresh(refresh3), 401, "invalid_grant")
+    # Another login starts a fresh session that works.
+    assert api.me(tokens_of(api.login(user["username"]))[0]).status == 200
+
+
+def test_refresh_refuses_malformed_requests(api):
+    for body, ct in [
+        ("{}", "application/json"),
+        ('{"refresh_token": 42}', "application/json"),
+        ("grant_type=password&refresh_token=abc", "application/x-www-form-urlencoded"),
+        ("refresh_token=abc", "application/x-www-form-urlencoded"),
+    ]:
+        assert_error(api.call("POST", "/auth/refresh", body=body, headers={"Content-Type": ct}), 400, "invalid_request")
+
+
+# --- Logout ---------------------------------------------------------------------------
+
+
+def test_logout_of_one_session_leaves_another_alone(api, user):
+    a_access, a_refresh = tokens_of(api.login(user["username"]))
+    b_access, b_refresh = tokens_of(api.login(user["username"]))
+    assert api.logout(a_access).status == 204
+    assert_invalid_token(api.me(a_access))
+    assert_error(api.refresh(a_refresh), 401, "invalid_grant")
+    assert api.me(b_access).status == 200
+    b_access2, _ = tokens_of(api.refresh(b_refresh))
+    assert api.me(b_access2).status == 200
+    # Logging out an already logged-out session is refused at the authorizer.
+    assert_invalid_token(api.logout(a_access))
+
+
+def test_logout_all_ends_every_session_of_the_user_and_no_one_elses(api, user):
+    other = api.register(new_name()).json()
+    sessions = [tokens_of(api.login(user["username"])) for _ in range(2)] + [
+        (user["access_token"], user["refresh_token"])
+    ]
+    assert api.logout(sessions[0][0], "?all=true").status == 204
+    for access, refresh in sessions:
+        assert_invalid_token(api.me(access))
+        assert_error(api.refresh(refresh), 401, "invalid_grant")
+    assert api.me(other["access_token"]).status == 200
+    # Logging in again afterwards works.
+    assert api.me(tokens_of(api.login(user["username"]))[0]).status == 200
+
+
+def test_logout_refuses_a_nonsense_all_parameter_and_changes_nothing(api, user):
+    assert_error(api.logout(user["access_token"], "?all=maybe"), 400, "invalid_request")
+    assert api.me(user["access_token"]).status == 200
+
+
+def test_logout_requires_a_token(api):
+    assert_invalid_token(api.call("POST", "/auth/logout"))
+
+
+# --- The authorizer -------------------------------------------------------------------
+
+
+def test_authorizer_refuses_every_kind_of_bad_token_with_401(api, user):
+    access, refresh = user["access_token"], user["refresh_token"]
+    _, claims = decode(access)
+    now = int(time.time())
+    refused = {
+        "garbage": "garbage",
+        "refresh token": refresh,
+        "bad signature": access[:-4] + ("AAAA" if not access.endswith("AAAA") else "BBBB"),
+        "other secret": sign(claims, secret=secrets.token_urlsafe(48)),
+        "expired": resigned(access, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
+        "not yet valid": resigned(access, nbf=now + 3600),
+        "wrong issuer": resigned(access, iss="someone-else"),
+        "wrong audience": resigned(access, aud="another-api"),
+        "unknown session user": resigned(access, sub=str(uuid.uuid4())),
+    }
+    for what, token in refused.items():
+        res = api.me(token)
+        assert res.status == 401, (what, res)
+        assert_invalid_token(res)
+    for header in [None, "", "Bearer", "Basic dXNlcjpwYXNz", f"Token {access}"]:
+        res = api.call("GET", "/auth/me", headers={} if header is None else {"Authorization": header})
+        assert_invalid_token(res)
+    # The scheme is case-insensitive (RFC 6750).
+    assert api.call("GET", "/auth/me", headers={"Authorization": f"bearer {access}"}).status == 200
+
+
+def grant_role(username, role):
+    """What an operator does to make someone an admin: add the role to the user item."""
+    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    ddb.update_item(
+        TableName=os.environ["USERS_TABLE"],
+        Key={"username": {"S": username}},
+        UpdateExpression="ADD #roles :role",
+        ExpressionAttributeNames={"#roles": "roles"},
+        ExpressionAttributeValues={":role": {"SS": [role]}},
+    )
+
+
+def test_a_role_protected_route_answers_403_to_users_and_lets_the_role_through(api, user):
+    res = api.call("GET", ADMIN_ROUTE, token=user["access_token"])
+    assert_error(res, 403, "insufficient_scope")
+    assert res.header("WWW-Authenticate") == 'Bearer error="insufficient_scope"'
+    # The same token still works on the routes it may use.
+    assert api.me(user["access_token"]).status == 200
+
+    grant_role(user["username"], "admin")
+    admin_access, _ = tokens_of(api.login(user["username"]))
+    assert sorted(decode(admin_access)[1]["roles"]) == ["admin", "user"]
+    res = api.call("GET", ADMIN_ROUTE, token=admin_access)
+    assert res.status == 200, res
+    assert sorted(res.json()["roles"]) == ["admin", "user"]
+    assert api.me(admin_access).status == 200
+    # A token with the role is still a bearer token: bad ones are 401, not 403.
+    assert_invalid_token(api.call("GET", ADMIN_ROUTE, token="garbage"))

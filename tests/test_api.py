@@ -193,6 +193,20 @@ def resigned(token, **changes):
     return sign(claims)
 
 
+def forgeries_of(token):
+    """Variants of a token that must be refused: signed with another key, or validly
+    signed with claims that are out of time or meant for someone else."""
+    _, claims = decode(token)
+    now = int(time.time())
+    return {
+        "other secret": sign(claims, secret=secrets.token_urlsafe(48)),
+        "expired": resigned(token, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
+        "not yet valid": resigned(token, nbf=now + 3600),
+        "wrong issuer": resigned(token, iss="someone-else"),
+        "wrong audience": resigned(token, aud="another-api"),
+    }
+
+
 def assert_error(res, status, code):
     assert res.status == status, res
     body = res.json()
@@ -421,17 +435,7 @@ def test_login_refuses_malformed_requests(api, body, content_type):
 
 def test_refresh_refuses_what_is_not_a_live_refresh_token(api, user):
     access, refresh = user["access_token"], user["refresh_token"]
-    _, claims = decode(refresh)
-    now = int(time.time())
-    refused = {
-        "malformed": "not.a.token",
-        "access token": access,
-        "wrong signature": sign(claims, secret=secrets.token_urlsafe(48)),
-        "expired": resigned(refresh, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
-        "not yet valid": resigned(refresh, nbf=now + 3600),
-        "wrong issuer": resigned(refresh, iss="someone-else"),
-        "wrong audience": resigned(refresh, aud="another-api"),
-    }
+    refused = {"malformed": "not.a.token", "access token": access, **forgeries_of(refresh)}
     for what, token in refused.items():
         res = api.refresh(token)
         assert res.status == 401, (what, res)
@@ -508,18 +512,12 @@ def test_logout_requires_a_token(api):
 
 def test_authorizer_refuses_every_kind_of_bad_token_with_401(api, user):
     access, refresh = user["access_token"], user["refresh_token"]
-    _, claims = decode(access)
-    now = int(time.time())
     refused = {
         "garbage": "garbage",
         "refresh token": refresh,
         "bad signature": access[:-4] + ("AAAA" if not access.endswith("AAAA") else "BBBB"),
-        "other secret": sign(claims, secret=secrets.token_urlsafe(48)),
-        "expired": resigned(access, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
-        "not yet valid": resigned(access, nbf=now + 3600),
-        "wrong issuer": resigned(access, iss="someone-else"),
-        "wrong audience": resigned(access, aud="another-api"),
         "unknown session user": resigned(access, sub=str(uuid.uuid4())),
+        **forgeries_of(access),
     }
     for what, token in refused.items():
         res = api.me(token)

@@ -112,7 +112,8 @@ def api_logs():
 @pytest.fixture(scope="module")
 def api(api_logs):
     port = free_port()
-    env = dict(os.environ, JWT_SECRET=SECRET)
+    # A one-second base lock keeps the failed-login throttle's back-off testable.
+    env = dict(os.environ, JWT_SECRET=SECRET, LOGIN_LOCK_SECONDS="1")
     env.pop("PORT", None)
     proc = subprocess.Popen(
         [
@@ -408,6 +409,27 @@ def test_login_answers_unknown_user_and_wrong_password_byte_for_byte_alike(api, 
     unknown = api.login(new_name(), "not the password")
     assert_error(wrong, 401, "invalid_grant")
     assert (wrong.status, wrong.body) == (unknown.status, unknown.body)
+
+
+def test_repeated_failures_lock_a_name_with_429_and_unknown_names_alike(api, user):
+    unknown = new_name()
+    answers = {}
+    for name in (user["username"], unknown):
+        for _ in range(5):
+            assert_error(api.login(name, "not the password"), 401, "invalid_grant")
+        # Locked: even the right password is refused, without a word about why it failed.
+        answers[name] = api.login(name, PASSWORD)
+    locked = answers[user["username"]]
+    assert_error(locked, 429, "too_many_attempts")
+    assert locked.header("Retry-After") == "1"
+    other = answers[unknown]
+    assert (other.status, other.body, other.header("Retry-After")) == (locked.status, locked.body, "1")
+    # The lock ends; the right password works and resets the count.
+    time.sleep(1.1)
+    assert api.login(user["username"]).status == 200
+    for _ in range(4):
+        assert_error(api.login(user["username"], "not the password"), 401, "invalid_grant")
+    assert api.login(user["username"]).status == 200
 
 
 def test_login_is_case_insensitive_on_the_username(api, user):

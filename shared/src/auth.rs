@@ -7,13 +7,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use crate::config::LoginThrottleConfig;
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{AccessState, CreateOutcome, Revocation, SpendOutcome, Store, UserAccess, UserRecord};
+use crate::store::{AccessState, CreateOutcome, LoginState, Revocation, SpendOutcome, Store, UserAccess, UserRecord};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenError, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
 pub const MAX_EMAIL_CHARS: usize = 254;
+/// A username's failed logins are forgotten this long after the last one (plus any lock).
+pub const FAILED_LOGIN_MEMORY_SECONDS: u64 = 3600;
 
 /// Username policy: ASCII only. Anything outside ASCII is rejected, never folded, so
 /// fullwidth forms, the Kelvin sign or Cyrillic look-alikes cannot impersonate a name.
@@ -148,11 +151,25 @@ pub struct Auth {
     store: Arc<dyn Store>,
     tokens: Arc<TokenService>,
     passwords: Arc<PasswordHasher>,
+    throttle: LoginThrottleConfig,
+}
+
+/// How long logins stay locked after `failures` consecutive failures: nothing below the
+/// threshold, then the base lock, doubling with each further failure, capped.
+pub fn lock_seconds(throttle: &LoginThrottleConfig, failures: u32) -> Option<u64> {
+    let beyond = failures.checked_sub(throttle.max_failures)?;
+    let factor = 1u64.checked_shl(beyond.min(32)).unwrap_or(u64::MAX);
+    Some(throttle.base_lock_seconds.saturating_mul(factor).min(throttle.max_lock_seconds))
 }
 
 impl Auth {
     pub fn new(store: Arc<dyn Store>, tokens: Arc<TokenService>, passwords: Arc<PasswordHasher>) -> Self {
-        Auth { store, tokens, passwords }
+        Auth { store, tokens, passwords, throttle: LoginThrottleConfig::default() }
+    }
+
+    pub fn with_login_throttle(mut self, throttle: LoginThrottleConfig) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     pub fn tokens(&self) -> &TokenService {
@@ -217,24 +234,55 @@ impl Auth {
 
     /// Every refusal is the same `InvalidGrant`, and an unknown or malformed username
     /// still costs one argon2 verification, so neither the answer nor its timing tells
-    /// which usernames exist.
+    /// which usernames exist. Failures are counted per normalized username, existing or
+    /// not; past the threshold every attempt, even with the right password, is refused
+    /// with `TooManyAttempts` until the lock ends, without spending a hash.
     pub async fn login(&self, username: &str, password: &str) -> Result<IssuedPair, AuthError> {
-        let user = match normalize_username(username) {
-            Ok(name) => self.store.get_user(&name).await?,
-            Err(_) => None,
+        let now = now_ms();
+        let name = normalize_username(username).ok();
+        let state = match &name {
+            Some(name) => self.store.login_state(name, now).await?,
+            None => LoginState::default(),
         };
-        let Some(user) = user else {
-            self.verify(password.to_string(), None).await?;
-            return Err(AuthError::InvalidGrant);
-        };
-        match self.verify(password.to_string(), Some(user.password_hash.clone())).await? {
-            Verification::Invalid => Err(AuthError::InvalidGrant),
-            Verification::Valid { needs_rehash } => {
+        if let Some(until) = state.failures.locked_until_ms.filter(|&until| until > now) {
+            return Err(AuthError::TooManyAttempts { retry_after_seconds: (until - now).div_ceil(1000) });
+        }
+        let phc = state.user.as_ref().map(|u| u.password_hash.clone());
+        match (state.user, self.verify(password.to_string(), phc).await?) {
+            (Some(user), Verification::Valid { needs_rehash }) => {
+                if state.failures != Default::default() {
+                    self.forget_login_failures(&user.username).await;
+                }
                 if needs_rehash {
                     self.upgrade_hash(&user, password).await;
                 }
                 self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())
             }
+            _ => {
+                if let Some(name) = &name {
+                    self.count_login_failure(name, now).await?;
+                }
+                Err(AuthError::InvalidGrant)
+            }
+        }
+    }
+
+    /// Counts a failure and locks logins once there are too many. Not recorded means not
+    /// throttled: a store fault here fails the attempt (closed).
+    async fn count_login_failure(&self, username: &str, now: u64) -> Result<(), AuthError> {
+        let expires_at = now / 1000 + FAILED_LOGIN_MEMORY_SECONDS + self.throttle.max_lock_seconds;
+        let failures = self.store.record_login_failure(username, now, expires_at).await?;
+        if let Some(lock) = lock_seconds(&self.throttle, failures) {
+            tracing::warn!(%username, failures, lock_seconds = lock, "repeated failed logins; locking logins");
+            self.store.lock_logins(username, now + lock * 1000, expires_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Best effort: the login succeeded; a leftover count only shortens the next grace.
+    async fn forget_login_failures(&self, username: &str) {
+        if let Err(e) = self.store.clear_login_failures(username).await {
+            tracing::warn!(error = %e, %username, "could not reset failed logins");
         }
     }
 
@@ -324,6 +372,16 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logins_lock_after_five_failures_doubling_up_to_fifteen_minutes() {
+        let t = LoginThrottleConfig::default();
+        assert_eq!((t.max_failures, t.base_lock_seconds, t.max_lock_seconds), (5, 30, 900));
+        let locks: Vec<Option<u64>> = (0..=12).map(|n| lock_seconds(&t, n)).collect();
+        assert_eq!(&locks[..5], &[None; 5]);
+        assert_eq!(&locks[5..], &[30, 60, 120, 240, 480, 900, 900, 900].map(Some));
+        assert_eq!(lock_seconds(&t, u32::MAX), Some(900), "no overflow");
+    }
 
     #[test]
     fn usernames_are_lowercased_and_must_match_the_pattern() {

@@ -60,5 +60,5 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig) -> R
     let tokens = TokenService::from_secret(config.tokens.clone(), &secret);
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
     let store = DynamoStore::new(crate::aws::dynamodb_client(sdk), &config.users_table, &config.revoked_tokens_table);
-    Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords)))
+    Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords)).with_login_throttle(config.login_throttle))
 }

@@ -47,6 +47,29 @@ impl Default for Argon2Config {
     }
 }
 
+/// The failed-login throttle: after `max_failures` consecutive failures for one
+/// username, logins are refused for `base_lock_seconds`, doubling with each further
+/// failure up to `max_lock_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottleConfig {
+    pub max_failures: u32,
+    pub base_lock_seconds: u64,
+    pub max_lock_seconds: u64,
+}
+
+pub const LOGIN_MAX_FAILURES: u32 = 5;
+pub const LOGIN_MAX_LOCK_SECONDS: u64 = 15 * 60;
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        LoginThrottleConfig {
+            max_failures: LOGIN_MAX_FAILURES,
+            base_lock_seconds: 30,
+            max_lock_seconds: LOGIN_MAX_LOCK_SECONDS,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     pub issuer: String,
@@ -65,6 +88,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub signing_key: SigningKeySource,
     pub argon2: Argon2Config,
+    pub login_throttle: LoginThrottleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +166,7 @@ pub const ENV_LEEWAY: &str = "JWT_LEEWAY_SECONDS";
 pub const ENV_ARGON2_MEMORY: &str = "ARGON2_MEMORY_KIB";
 pub const ENV_ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
 pub const ENV_ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
+pub const ENV_LOGIN_LOCK_SECONDS: &str = "LOGIN_LOCK_SECONDS";
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -197,6 +222,15 @@ impl Config {
                 memory_kib: r.number(ENV_ARGON2_MEMORY, MIN_ARGON2_MEMORY_KIB, MIN_ARGON2_MEMORY_KIB, 1 << 21)?,
                 iterations: r.number(ENV_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, 20)?,
                 parallelism: r.number(ENV_ARGON2_PARALLELISM, 1, 1, 16)?,
+            },
+            login_throttle: LoginThrottleConfig {
+                base_lock_seconds: r.number(
+                    ENV_LOGIN_LOCK_SECONDS,
+                    LoginThrottleConfig::default().base_lock_seconds,
+                    1,
+                    LOGIN_MAX_LOCK_SECONDS,
+                )?,
+                ..LoginThrottleConfig::default()
             },
         })
     }

@@ -61,6 +61,22 @@ pub enum Revocation {
     Session { sid: String, expires_at: u64 },
 }
 
+/// Consecutive failed logins for one normalized username, whether or not such a user
+/// exists (so the throttle cannot tell who exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailedLogins {
+    pub count: u32,
+    /// Every attempt is refused until this instant (epoch milliseconds).
+    pub locked_until_ms: Option<u64>,
+}
+
+/// What login needs, read in one consistent round trip.
+#[derive(Debug, Clone, Default)]
+pub struct LoginState {
+    pub user: Option<UserRecord>,
+    pub failures: FailedLogins,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,
@@ -93,6 +109,21 @@ pub trait Store: Send + Sync {
 
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// One strongly consistent round trip: the user (if any) and the username's failed
+    /// logins. A failure record whose expiry (epoch seconds) has passed counts as none,
+    /// whether or not TTL has deleted it yet.
+    async fn login_state(&self, username: &str, now_ms: u64) -> Result<LoginState, StoreError>;
+
+    /// Counts one more failed login for `username`, atomically; the record is forgotten
+    /// at `expires_at` (epoch seconds). Returns the count including this failure.
+    async fn record_login_failure(&self, username: &str, now_ms: u64, expires_at: u64) -> Result<u32, StoreError>;
+
+    /// Refuses logins for `username` until `until_ms`; never shortens a longer lock.
+    async fn lock_logins(&self, username: &str, until_ms: u64, expires_at: u64) -> Result<(), StoreError>;
+
+    /// Forgets the failed logins of `username` (after a successful login).
+    async fn clear_login_failures(&self, username: &str) -> Result<(), StoreError>;
 
     /// The username that belongs to an immutable user id (refresh tokens carry only `sub`).
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;

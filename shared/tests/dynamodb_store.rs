@@ -4,7 +4,9 @@ mod common;
 
 use std::sync::Arc;
 
-use shared::store::{AccessState, CreateOutcome, Revocation, SpendOutcome, Store, StoreError, UserRecord};
+use shared::store::{
+    AccessState, CreateOutcome, FailedLogins, Revocation, SpendOutcome, Store, StoreError, UserRecord,
+};
 
 fn user(username: &str) -> UserRecord {
     UserRecord {
@@ -183,4 +185,44 @@ async fn a_missing_table_is_a_fault_not_a_user_error() {
     let env = common::env().await;
     let store = shared::store::DynamoStore::new(env.client.clone(), "no-such-table", "no-such-table-either");
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Internal(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_logins_count_atomically_and_read_back_with_the_user_in_one_call() {
+    let env = common::env().await;
+    let store = Arc::new(env.store());
+    let u = user(&common::unique_username("fails"));
+    store.create_user(&u).await.unwrap();
+    let now = shared::auth::now_ms();
+    let expires_at = now / 1000 + 600;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, name) = (store.clone(), u.username.clone());
+            tokio::spawn(async move { store.record_login_failure(&name, now, expires_at).await.unwrap() })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    counts.sort();
+    assert_eq!(counts, (1..=10).collect::<Vec<u32>>(), "no failure lost to a race");
+
+    let state = store.login_state(&u.username, now).await.unwrap();
+    assert_eq!(state.user, Some(u.clone()));
+    assert_eq!(state.failures, FailedLogins { count: 10, locked_until_ms: None });
+
+    // A lock never shortens; clearing forgets everything.
+    store.lock_logins(&u.username, now + 60_000, expires_at).await.unwrap();
+    store.lock_logins(&u.username, now + 5_000, expires_at).await.unwrap();
+    assert_eq!(store.login_state(&u.username, now).await.unwrap().failures.locked_until_ms, Some(now + 60_000));
+    store.clear_login_failures(&u.username).await.unwrap();
+    assert_eq!(store.login_state(&u.username, now).await.unwrap().failures, FailedLogins::default());
+    // A name nobody registered has a state too: no user, and its own count.
+    let ghost = common::unique_username("ghost");
+    store.record_login_failure(&ghost, now, expires_at).await.unwrap();
+    let state = store.login_state(&ghost, now).await.unwrap();
+    assert!(state.user.is_none());
+    assert_eq!(state.failures.count, 1);
+    assert!(store.get_user(&ghost).await.unwrap().is_none(), "a failure record is not a user");
 }

@@ -302,3 +302,96 @@ async fn a_store_outage_fails_closed() {
     let body = AuthError::Unavailable { retry_after_seconds: 1 }.body().to_string();
     assert!(!body.contains("127.0.0.1") && !body.contains("dispatch"), "{body}");
 }
+
+/// Throttled auth with a one-second base lock, so back-off is observable in a test.
+fn quick_throttle(env: &common::Env) -> shared::Auth {
+    let throttle = shared::config::LoginThrottleConfig { base_lock_seconds: 1, ..Default::default() };
+    env.auth().with_login_throttle(throttle)
+}
+
+async fn fail_logins(auth: &shared::Auth, name: &str, times: usize) {
+    for _ in 0..times {
+        assert_eq!(auth.login(name, "wrong password").await.unwrap_err(), AuthError::InvalidGrant);
+    }
+}
+
+fn retry_after(e: AuthError) -> u64 {
+    match e {
+        AuthError::TooManyAttempts { retry_after_seconds } => retry_after_seconds,
+        other => panic!("expected too_many_attempts, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_name_even_for_the_right_password_and_back_off_exponentially() {
+    let env = common::env().await;
+    let auth = quick_throttle(&env);
+    let (name, _) = registered(&auth, "lock").await;
+    fail_logins(&auth, &name, 5).await;
+
+    let hashes_before = auth.passwords().verifications();
+    let e = auth.login(&name, PASSWORD).await.unwrap_err();
+    assert_eq!(e.status_and_code(), (429, "too_many_attempts"));
+    assert_eq!(retry_after(e), 1);
+    assert_eq!(auth.passwords().verifications(), hashes_before, "a locked attempt spends no hash");
+
+    // The lock ends; one more failure doubles it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    fail_logins(&auth, &name, 1).await;
+    assert_eq!(retry_after(auth.login(&name, PASSWORD).await.unwrap_err()), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(auth.login(&name, PASSWORD).await.is_ok(), "the right password works once the lock ends");
+
+    // The success reset the count: four more failures do not lock.
+    fail_logins(&auth, &name, 4).await;
+    assert!(auth.login(&name, PASSWORD).await.is_ok());
+}
+
+#[tokio::test]
+async fn unknown_usernames_are_throttled_exactly_like_real_ones() {
+    let env = common::env().await;
+    let auth = quick_throttle(&env);
+    let (real, _) = registered(&auth, "thr").await;
+    let unknown = common::unique_username("ghost");
+    for name in [&real, &unknown] {
+        fail_logins(&auth, name, 5).await;
+    }
+    let (a, b) = (auth.login(&real, "wrong password").await.unwrap_err(), auth.login(&unknown, "x").await.unwrap_err());
+    assert_eq!(a, b);
+    assert_eq!(a.body(), b.body());
+    assert_eq!(a.status_and_code(), (429, "too_many_attempts"));
+}
+
+#[tokio::test]
+async fn the_throttle_counts_by_normalized_name_and_expires_through_ttl() {
+    let env = common::env().await;
+    let auth = quick_throttle(&env);
+    let (name, _) = registered(&auth, "norm").await;
+    fail_logins(&auth, &name.to_uppercase(), 5).await;
+    assert_eq!(auth.login(&name, PASSWORD).await.unwrap_err().status_and_code(), (429, "too_many_attempts"));
+
+    let item = env.user_item(&format!("login#{name}")).await.expect("a failed-login record");
+    let expires_at = common::number(&item, "expires_at");
+    let now = shared::auth::now_ms() / 1000;
+    let bound = shared::auth::FAILED_LOGIN_MEMORY_SECONDS + shared::config::LOGIN_MAX_LOCK_SECONDS;
+    assert!(expires_at > now && expires_at <= now + bound, "{expires_at} within {bound}s");
+    // The user item itself never expires.
+    assert!(!env.user_item(&name).await.unwrap().contains_key("expires_at"));
+}
+
+#[tokio::test]
+async fn a_stale_failure_record_that_ttl_has_not_yet_deleted_counts_as_none() {
+    let env = common::env().await;
+    let auth = quick_throttle(&env);
+    let store = env.store();
+    let (name, _) = registered(&auth, "stale").await;
+    let past = shared::auth::now_ms() / 1000 - 10;
+    // Ten failures and a long lock, all expired but still stored.
+    for _ in 0..10 {
+        store.record_login_failure(&name, (past - 100) * 1000, past).await.unwrap();
+    }
+    store.lock_logins(&name, (past + 3600) * 1000, past).await.unwrap();
+    assert!(auth.login(&name, PASSWORD).await.is_ok());
+    fail_logins(&auth, &name, 4).await;
+    assert!(auth.login(&name, PASSWORD).await.is_ok(), "counting started afresh");
+}

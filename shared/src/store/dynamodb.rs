@@ -3,7 +3,9 @@
 //! Users table: partition key `username`. Besides one item per user it holds one id
 //! item per user, keyed `id#<user_id>`, so a refresh token (which carries only `sub`) can
 //! find its user with a strongly consistent read; `#` cannot occur in a username, so the
-//! two kinds of key never collide. Revoked tokens table: partition key `jti`, holding
+//! two kinds of key never collide; nor do the `login#<username>` items of the failed-login
+//! throttle, which expire through the users table's TTL on `expires_at` (user items never
+//! carry that attribute). Revoked tokens table: partition key `jti`, holding
 //! token ids, spent refresh token ids, and `session#<sid>` items; `expires_at` is its TTL
 //! attribute. Nothing here relies on TTL deletion having happened.
 
@@ -12,9 +14,14 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
+};
 
-use super::{AccessState, CreateOutcome, Revocation, SpendOutcome, Store, StoreError, UserAccess, UserRecord};
+use super::{
+    AccessState, CreateOutcome, FailedLogins, LoginState, Revocation, SpendOutcome, Store, StoreError, UserAccess,
+    UserRecord,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -24,6 +31,7 @@ const BATCH_RETRIES: usize = 3;
 
 const SESSION_PREFIX: &str = "session#";
 const USER_ID_PREFIX: &str = "id#";
+const LOGIN_FAILURES_PREFIX: &str = "login#";
 
 fn session_key(sid: &str) -> String {
     format!("{SESSION_PREFIX}{sid}")
@@ -31,6 +39,26 @@ fn session_key(sid: &str) -> String {
 
 fn user_id_key(user_id: &str) -> String {
     format!("{USER_ID_PREFIX}{user_id}")
+}
+
+fn login_failures_key(username: &str) -> String {
+    format!("{LOGIN_FAILURES_PREFIX}{username}")
+}
+
+/// A failure record past its expiry counts as none: TTL deletion may lag by days.
+fn failures_from_item(item: &Item, now_ms: u64) -> FailedLogins {
+    let expires_at = get_u64(item, "expires_at").unwrap_or(0);
+    if expires_at.saturating_mul(1000) <= now_ms {
+        return FailedLogins::default();
+    }
+    FailedLogins {
+        count: get_u64(item, "failures").unwrap_or(0).try_into().unwrap_or(u32::MAX),
+        locked_until_ms: get_u64(item, "locked_until_ms"),
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
 #[derive(Clone)]
@@ -43,6 +71,26 @@ pub struct DynamoStore {
 impl DynamoStore {
     pub fn new(client: Client, users_table: impl Into<String>, revoked_table: impl Into<String>) -> Self {
         DynamoStore { client, users_table: users_table.into(), revoked_table: revoked_table.into() }
+    }
+
+    /// One `BatchGetItem` (plus retries of unprocessed keys): the items found, by table.
+    /// Keys still unprocessed after the retries fail closed: not knowing is not "absent".
+    async fn batch_get(
+        &self,
+        mut request: HashMap<String, KeysAndAttributes>,
+    ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
+        let mut found: HashMap<String, Vec<Item>> = HashMap::new();
+        for _ in 0..=BATCH_RETRIES {
+            if request.is_empty() {
+                return Ok(found);
+            }
+            let out = self.client.batch_get_item().set_request_items(Some(request)).send().await.map_err(classify)?;
+            for (table, items) in out.responses.unwrap_or_default() {
+                found.entry(table).or_default().extend(items);
+            }
+            request = out.unprocessed_keys.unwrap_or_default();
+        }
+        if request.is_empty() { Ok(found) } else { Err(StoreError::Unavailable("keys left unprocessed".into())) }
     }
 }
 
@@ -188,6 +236,94 @@ impl Store for DynamoStore {
         out.item().map(user_from_item).transpose()
     }
 
+    async fn login_state(&self, username: &str, now_ms: u64) -> Result<LoginState, StoreError> {
+        let failures_key = login_failures_key(username);
+        let keys = KeysAndAttributes::builder()
+            .keys(HashMap::from([("username".to_string(), s(username))]))
+            .keys(HashMap::from([("username".to_string(), s(&failures_key))]))
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let found = self.batch_get(HashMap::from([(self.users_table.clone(), keys)])).await?;
+        let mut state = LoginState::default();
+        for item in found.get(&self.users_table).into_iter().flatten() {
+            match get_s(item, "username") {
+                Some(key) if key == failures_key => state.failures = failures_from_item(item, now_ms),
+                Some(key) if key == username => state.user = Some(user_from_item(item)?),
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    async fn record_login_failure(&self, username: &str, now_ms: u64, expires_at: u64) -> Result<u32, StoreError> {
+        let key = login_failures_key(username);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(&key))
+            .update_expression("ADD failures :one SET expires_at = :exp")
+            // A record past its expiry is stale (TTL lags): start counting afresh below.
+            .condition_expression("attribute_not_exists(username) OR expires_at > :now")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", n(expires_at))
+            .expression_attribute_values(":now", n(now_ms / 1000))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .attributes()
+                .and_then(|a| get_u64(a, "failures"))
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(u32::MAX)),
+            Err(e) if is_condition_failure(&e) => {
+                self.client
+                    .put_item()
+                    .table_name(&self.users_table)
+                    .item("username", s(&key))
+                    .item("failures", n(1))
+                    .item("expires_at", n(expires_at))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                Ok(1)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn lock_logins(&self, username: &str, until_ms: u64, expires_at: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(login_failures_key(username)))
+            .update_expression("SET locked_until_ms = :until, expires_at = :exp")
+            .condition_expression("attribute_not_exists(locked_until_ms) OR locked_until_ms < :until")
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":exp", n(expires_at))
+            .send()
+            .await;
+        match result {
+            // A longer lock is already in place: keep it.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            other => other.map(|_| ()).map_err(classify),
+        }
+    }
+
+    async fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.users_table)
+            .key("username", s(login_failures_key(username)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
         let out = self
             .client
@@ -276,32 +412,19 @@ impl Store for DynamoStore {
             .build()
             .map_err(build_err)?;
 
-        let mut request: HashMap<String, KeysAndAttributes> =
-            HashMap::from([(self.revoked_table.clone(), revoked_keys), (self.users_table.clone(), user_keys)]);
-        let mut found_revoked: Vec<String> = Vec::new();
-        let mut user: Option<UserAccess> = None;
-        for _ in 0..=BATCH_RETRIES {
-            if request.is_empty() {
-                break;
-            }
-            let out = self.client.batch_get_item().set_request_items(Some(request)).send().await.map_err(classify)?;
-            let responses = out.responses().cloned().unwrap_or_default();
-            for item in responses.get(&self.revoked_table).into_iter().flatten() {
-                found_revoked.extend(get_s(item, "jti"));
-            }
-            if let Some(item) = responses.get(&self.users_table).and_then(|items| items.first()) {
-                user = Some(UserAccess {
-                    user_id: get_s(item, "user_id").unwrap_or_default(),
-                    roles: get_roles(item),
-                    sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
-                });
-            }
-            request = out.unprocessed_keys().cloned().unwrap_or_default();
-        }
-        if !request.is_empty() {
-            // Not knowing is not "not revoked": fail closed.
-            return Err(StoreError::Unavailable("keys left unprocessed".into()));
-        }
+        let found = self
+            .batch_get(HashMap::from([
+                (self.revoked_table.clone(), revoked_keys),
+                (self.users_table.clone(), user_keys),
+            ]))
+            .await?;
+        let found_revoked: Vec<String> =
+            found.get(&self.revoked_table).into_iter().flatten().filter_map(|item| get_s(item, "jti")).collect();
+        let user = found.get(&self.users_table).and_then(|items| items.first()).map(|item| UserAccess {
+            user_id: get_s(item, "user_id").unwrap_or_default(),
+            roles: get_roles(item),
+            sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
+        });
         Ok(AccessState {
             token_revoked: found_revoked.iter().any(|k| k == jti),
             session_revoked: found_revoked.contains(&session),

@@ -150,6 +150,8 @@ def api(api_logs):
     assert "listening on http://127.0.0.1:" in logs
     assert SECRET not in logs
     assert PASSWORD not in logs
+    assert "eyJ" not in logs, "no JWT (or any base64 JSON) in the logs"
+    assert "$argon2" not in logs, "no password hash in the logs"
 
 
 @pytest.fixture
@@ -580,3 +582,104 @@ def test_a_role_protected_route_answers_403_to_users_and_lets_the_role_through(a
     assert api.me(admin_access).status == 200
     # A token with the role is still a bearer token: bad ones are 401, not 403.
     assert_invalid_token(api.call("GET", ADMIN_ROUTE, token="garbage"))
+
+
+# --- Attacks on the token: every one is a 401 at the authorizer -----------------------
+
+
+def raw_token(header, claims, signature=b""):
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}.{b64url(signature)}"
+
+
+def test_attack_suite_every_forged_or_misused_token_is_refused(api, user):
+    access, refresh = user["access_token"], user["refresh_token"]
+    header, claims = decode(access)
+    head, body, sig = access.split(".")
+    admin_claims = {**claims, "roles": ["user", "admin"]}
+    hs512_input = f"{b64url(json.dumps({**header, 'alg': 'HS512'}).encode())}.{b64url(json.dumps(claims).encode())}"
+    hs512 = f"{hs512_input}.{b64url(hmac.new(SECRET.encode(), hs512_input.encode(), hashlib.sha512).digest())}"
+    attacks = {
+        "alg none": raw_token({"alg": "none", "typ": "JWT"}, claims),
+        "alg none, kid kept": raw_token({**header, "alg": "none"}, claims),
+        "signature stripped": f"{head}.{body}.",
+        "signature missing": f"{head}.{body}",
+        "payload tampered (roles)": f"{head}.{b64url(json.dumps(admin_claims).encode())}.{sig}",
+        "algorithm switched to HS512 with the right secret": hs512,
+        "kid path traversal": sign(claims, header={**header, "kid": "../../../../etc/passwd"}),
+        "kid unknown": sign(claims, header={**header, "kid": "k2"}),
+        "kid missing": sign(claims, header={"alg": "HS256", "typ": "JWT"}),
+        "refresh token as access token": refresh,
+        "access claims marked refresh": resigned(access, token_use="refresh"),
+        **forgeries_of(access),
+    }
+    for what, token in attacks.items():
+        res = api.me(token)
+        assert res.status == 401, (what, res)
+        assert_invalid_token(res)
+    # And the reverse: an access token is no refresh token.
+    assert_error(api.refresh(access), 401, "invalid_grant")
+    assert_error(api.refresh(resigned(refresh, token_use="access")), 401, "invalid_grant")
+    # None of that hurt the real token.
+    assert api.me(access).status == 200
+
+
+def test_revoked_and_replayed_tokens_are_refused(api, user):
+    access, refresh = tokens_of(api.login(user["username"]))
+    assert api.logout(access).status == 204
+    # Replayed after logout, at every protected route and at refresh.
+    assert_invalid_token(api.me(access))
+    assert_invalid_token(api.logout(access))
+    assert_error(api.refresh(refresh), 401, "invalid_grant")
+
+
+def test_authorization_header_variants_are_handled_deliberately(api, user):
+    access = user["access_token"]
+    accepted = [f"Bearer {access}", f"bearer {access}", f"BEARER {access}", f"Bearer   {access}", f"Bearer {access}  "]
+    for value in accepted:
+        assert api.call("GET", "/auth/me", headers={"Authorization": value}).status == 200, value
+    refused = [access, f"Bearer{access}", f"Bearer {access} {access}", f"Bearer {access},{access}", "Bearer ", f"Basic {access}"]
+    for value in refused:
+        assert_invalid_token(api.call("GET", "/auth/me", headers={"Authorization": value}))
+
+
+def test_oversized_tokens_are_refused_not_crashed_on(api):
+    huge = "eyJ" + "A" * 10_000
+    assert_invalid_token(api.me(huge))
+    assert_invalid_token(api.me(f"{huge}.{huge}.{huge}"[:10_240]))
+    assert_error(api.refresh("x" * 10_000), 413, "invalid_request")  # the body is over 8 KiB
+    assert_error(api.refresh("x" * 7_000), 401, "invalid_grant")
+
+
+# --- Hostile input: 4xx in the contract's shape, never a 5xx ---------------------------
+
+
+@pytest.mark.parametrize(
+    "path, body, content_type, status, code",
+    [
+        ("/auth/register", b'{"username": ' + b"[" * 3000 + b"]" * 3000 + b"}", "application/json", 400, "invalid_request"),
+        ("/auth/login", b'{"username": "a", "x": ' + b'{"a":' * 500 + b"1" + b"}" * 500 + b"}", "application/json", 400, "invalid_request"),
+        ("/auth/register", b'{"username": "\xff\xfeal", "password": "correct horse battery"}', "application/json", 400, "invalid_request"),
+        ("/auth/login", b"grant_type=password&username=%ff%fe&password=x", "application/x-www-form-urlencoded", 400, "invalid_request"),
+        ("/auth/login", b"grant_type=password&username=al\xffce&password=x", "application/x-www-form-urlencoded", 400, "invalid_request"),
+        ("/auth/register", b'{"username": "ali\\u0000ce", "password": "correct horse battery"}', "application/json", 400, "invalid_username"),
+        ("/auth/login", b'{"username": "ali\\u0000ce", "password": "correct horse battery"}', "application/json", 401, "invalid_grant"),
+        ("/auth/login", b"grant_type=client_credentials&client_id=x", "application/x-www-form-urlencoded", 400, "invalid_request"),
+        ("/auth/refresh", b'{"grant_type": "password", "refresh_token": "x"}', "application/json", 400, "invalid_request"),
+        ("/auth/register", b'{"username": "alice-x", "password": "correct horse battery"}', "application/xml", 400, "invalid_request"),
+        ("/auth/register", b'{"username": "alice-x", "password": "correct horse battery"}', "", 400, "invalid_request"),
+        ("/auth/register", b"\x00\x00\x00", "application/json", 400, "invalid_request"),
+    ],
+)
+def test_hostile_bodies_get_a_4xx_in_the_contract_shape(api, path, body, content_type, status, code):
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert_error(api.call("POST", path, body=body, headers=headers), status, code)
+
+
+def test_a_password_of_128_multibyte_characters_works_end_to_end(api):
+    username = new_name()
+    for password in ["密" * 128, "🔑" * 128, "é" * 128]:
+        name = new_name()
+        assert api.register(name, password=password).status == 201
+        assert api.login(name, password).status == 200
+        assert_error(api.login(name, password[:-1]), 401, "invalid_grant")
+    assert_error(api.register(username, password="🔑" * 129), 400, "invalid_password")

@@ -8,17 +8,14 @@ DynamoDB server scripts/with_dynamodb.py provides. Everything goes over real HTT
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import pathlib
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import uuid
 
 import boto3
@@ -28,6 +25,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from dynamodb_tables import CfnLoader  # noqa: E402
+from support import Api, new_name, start_local_api, stop  # noqa: E402
 
 TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
 ISSUER = TEMPLATE["Parameters"]["JwtIssuer"]["Default"]
@@ -39,71 +37,6 @@ ADMIN_ROUTE = "/admin/whoami"
 CONTRACT_ERROR_KEYS = {"error", "error_description"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self):
-        return json.loads(self.body)
-
-    def header(self, name):
-        return self.headers.get(name.lower())
-
-    def __repr__(self):
-        return f"<{self.status} {self.body[:300]!r}>"
-
-
-class Api:
-    def __init__(self, port):
-        self.port = port
-
-    def call(self, method, path, *, body=None, json_body=None, form=None, headers=None, token=None):
-        headers = dict(headers or {})
-        if json_body is not None:
-            body = json.dumps(json_body)
-            headers.setdefault("Content-Type", "application/json")
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        if isinstance(body, str):
-            body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            res = conn.getresponse()
-            return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
-        finally:
-            conn.close()
-
-    def register(self, username=None, password=PASSWORD, **extra):
-        username = username or new_name()
-        return self.call("POST", "/auth/register", json_body={"username": username, "password": password, **extra})
-
-    def login(self, username, password=PASSWORD):
-        return self.call("POST", "/auth/login", json_body={"username": username, "password": password})
-
-    def refresh(self, refresh_token):
-        return self.call("POST", "/auth/refresh", json_body={"refresh_token": refresh_token})
-
-    def me(self, access_token):
-        return self.call("GET", "/auth/me", token=access_token)
-
-    def logout(self, access_token, query=""):
-        return self.call("POST", "/auth/logout" + query, token=access_token)
-
-
-def new_name():
-    return f"e2e-{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture(scope="module")
 def api_logs():
     return tempfile.TemporaryFile()
@@ -111,39 +44,11 @@ def api_logs():
 
 @pytest.fixture(scope="module")
 def api(api_logs):
-    port = free_port()
     # A one-second base lock keeps the failed-login throttle's back-off testable.
     env = dict(os.environ, JWT_SECRET=SECRET, LOGIN_LOCK_SECONDS="1")
-    env.pop("PORT", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "local_api.py"),
-            "--port",
-            str(port),
-            "--extra-route",
-            f"GET {ADMIN_ROUTE}=me:admin",
-        ],
-        env=env,
-        stdout=api_logs,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            api_logs.seek(0)
-            pytest.fail(f"local API exited: {api_logs.read().decode(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("local API did not start listening")
-            time.sleep(0.05)
-    yield Api(port)
-    proc.terminate()
-    assert proc.wait(timeout=10) == 0, "the local API stops cleanly on SIGTERM"
+    port, proc = start_local_api(env, api_logs, "--extra-route", f"GET {ADMIN_ROUTE}=me:admin")
+    yield Api(port, PASSWORD)
+    assert stop(proc) == 0, "the local API stops cleanly on SIGTERM"
     api_logs.seek(0)
     logs = api_logs.read().decode(errors="replace")
     # A whole run of flows: the secret and the passwords never reach the logs.

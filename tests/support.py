@@ -1,0 +1,119 @@
+"""What the HTTP tests share: a small client, and starting the local API as `make dev` does."""
+
+import http.client
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+class Api:
+    def __init__(self, port, password):
+        self.port = port
+        self.password = password
+
+    def call(self, method, path, *, body=None, json_body=None, form=None, headers=None, token=None):
+        headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+            headers.setdefault("Content-Type", "application/json")
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if isinstance(body, str):
+            body = body.encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            res = conn.getresponse()
+            return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
+        finally:
+            conn.close()
+
+    def register(self, username=None, password=None, **extra):
+        username = username or new_name()
+        body = {"username": username, "password": password or self.password, **extra}
+        return self.call("POST", "/auth/register", json_body=body)
+
+    def login(self, username, password=None):
+        body = {"username": username, "password": password or self.password}
+        return self.call("POST", "/auth/login", json_body=body)
+
+    def refresh(self, refresh_token):
+        return self.call("POST", "/auth/refresh", json_body={"refresh_token": refresh_token})
+
+    def me(self, access_token):
+        return self.call("GET", "/auth/me", token=access_token)
+
+    def logout(self, access_token, query=""):
+        return self.call("POST", "/auth/logout" + query, token=access_token)
+
+
+def new_name():
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+
+def start_local_api(env, logs, *args):
+    """Starts scripts/local_api.py on a free port with `env`, output to the file `logs`;
+    returns (port, process) once it accepts connections."""
+    port = free_port()
+    env = dict(env)
+    env.pop("PORT", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "local_api.py"), "--port", str(port), *args],
+        env=env,
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            logs.seek(0)
+            raise RuntimeError(f"local API exited: {logs.read().decode(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return port, proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("local API did not start listening")
+            time.sleep(0.05)
+
+
+def stop(proc):
+    """Stops a process gently, then firmly; returns its exit status."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

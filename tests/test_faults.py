@@ -1,0 +1,255 @@
+"""A failing store: every endpoint fails closed with 503 and never leaks internals.
+
+Two ways, both through the local API over real HTTP:
+- the DynamoDB emulator is stopped mid-run (a moto server this module starts itself);
+- a TCP proxy in front of the emulator refuses connections, stalls past the SDK's
+  timeouts, or answers as DynamoDB does when it throttles; back in pass-through mode, the
+  same tokens work again.
+"""
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from support import ROOT, Api, free_port, new_name, start_local_api, stop
+
+PASSWORD = f"fault pass {secrets.token_urlsafe(12)}"
+# What a 503 may say: the contract's words, nothing about hosts, ports or the SDK.
+INTERNALS = ["127.0.0.1", "localhost", "moto", "dispatch", "connect", "timeout", "dynamodb", "Throttl", "sdk"]
+
+
+def assert_unavailable(res, what):
+    assert res.status == 503, (what, res)
+    body = res.json()
+    assert set(body) == {"error", "error_description"}, (what, body)
+    assert body["error"] == "temporarily_unavailable", (what, body)
+    assert res.header("Retry-After") and int(res.header("Retry-After")) >= 1, (what, res.headers)
+    for word in INTERNALS:
+        assert word.lower() not in res.body.decode().lower(), (what, word, res.body)
+
+
+def every_endpoint_fails_closed(api, tokens):
+    """Each endpoint, with input that would succeed if the store answered."""
+    access, refresh = tokens
+    assert_unavailable(api.register(new_name()), "register")
+    assert_unavailable(api.login(api.username), "login")
+    assert_unavailable(api.refresh(refresh), "refresh")
+    # Behind the authorizer: it cannot check revocation, so it denies (API Gateway's 503).
+    assert_unavailable(api.me(access), "authorizer on /auth/me")
+    assert_unavailable(api.logout(access), "authorizer on /auth/logout")
+
+
+def signed_up(api):
+    api.username = new_name()
+    res = api.register(api.username)
+    assert res.status == 201, res
+    return res.json()["access_token"], res.json()["refresh_token"]
+
+
+def start_api(env):
+    logs = tempfile.TemporaryFile()
+    env = dict(env, JWT_SECRET=secrets.token_urlsafe(48))
+    port, proc = start_local_api(env, logs)
+    return Api(port, PASSWORD), proc, logs
+
+
+# --- The emulator stops mid-run -------------------------------------------------------
+
+
+@pytest.fixture
+def own_emulator():
+    """A moto server of this test's own, with the project's tables."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "moto_dynamodb.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and moto.poll() is None, "moto did not start"
+            time.sleep(0.1)
+    env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint)
+    created = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dynamodb_tables.py"), "create", "--endpoint", endpoint],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    env.update(json.loads(created.stdout))
+    yield moto, env
+    stop(moto)
+
+
+def test_stopping_the_emulator_mid_run_fails_every_endpoint_closed(own_emulator):
+    moto, env = own_emulator
+    api, proc, _ = start_api(env)
+    try:
+        tokens = signed_up(api)
+        assert api.me(tokens[0]).status == 200
+        stop(moto)
+        every_endpoint_fails_closed(api, tokens)
+        assert proc.poll() is None, "the API itself keeps running"
+    finally:
+        stop(proc)
+
+
+# --- A proxy that refuses, stalls or throttles ----------------------------------------
+
+
+THROTTLED = json.dumps(
+    {
+        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded.",
+    }
+).encode()
+
+
+class FaultyProxy:
+    """TCP proxy to the emulator. Modes: pass, refuse (reset every connection), stall
+    (accept and never answer), slow (answer after a delay the SDK tolerates), throttle
+    (answer every request with DynamoDB's throttling error). Changing the mode drops the
+    open connections, so the SDK's pooled ones see the new mode too."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.mode = "pass"
+        self.open = set()
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = mode
+            for s in list(self.open):
+                self._close(s)
+            self.open.clear()
+
+    def _track(self, s):
+        with self.lock:
+            self.open.add(s)
+
+    @staticmethod
+    def _close(s):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client, self.mode), daemon=True).start()
+
+    def _serve(self, client, mode):
+        self._track(client)
+        if mode == "refuse":
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.close()
+        elif mode == "stall":
+            time.sleep(30)
+            self._close(client)
+        elif mode == "throttle":
+            self._throttle(client)
+        else:
+            if mode == "slow":
+                time.sleep(0.5)
+            upstream = socket.create_connection(self.upstream)
+            self._track(upstream)
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            self._pump(client, upstream)
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(dst)
+
+    def _throttle(self, client):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                length = next(
+                    (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                    0,
+                )
+                while len(buf) < length:
+                    buf += client.recv(65536)
+                buf = buf[length:]
+                client.sendall(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                    + b"x-amzn-RequestId: THROTTLED\r\nContent-Length: "
+                    + str(len(THROTTLED)).encode()
+                    + b"\r\n\r\n"
+                    + THROTTLED
+                )
+        except OSError:
+            pass
+        finally:
+            self._close(client)
+
+    def close(self):
+        self.server.close()
+        self.set_mode("pass")
+
+
+@pytest.fixture
+def proxied_api():
+    upstream = os.environ["AWS_ENDPOINT_URL_DYNAMODB"].rsplit("/", 1)[-1].split(":")
+    proxy = FaultyProxy((upstream[0], int(upstream[1])))
+    env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{proxy.port}")
+    api, proc, logs = start_api(env)
+    yield api, proxy
+    proxy.close()
+    stop(proc)
+    logs.seek(0)
+    assert PASSWORD not in logs.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize("mode", ["refuse", "stall", "throttle"])
+def test_a_refusing_stalling_or_throttling_store_fails_closed_and_recovers(proxied_api, mode):
+    api, proxy = proxied_api
+    tokens = signed_up(api)
+    proxy.set_mode(mode)
+    # Each call ends within the SDK's timeouts (6 s an operation), not the client's 30 s.
+    every_endpoint_fails_closed(api, tokens)
+    proxy.set_mode("pass")
+    assert api.me(tokens[0]).status == 200, "the same token works once the store is back"
+    assert api.login(api.username).status == 200
+
+
+def test_a_slow_store_within_the_timeouts_still_works(proxied_api):
+    api, proxy = proxied_api
+    proxy.set_mode("slow")
+    access, refresh = signed_up(api)
+    assert api.me(access).status == 200
+    assert api.refresh(refresh).status == 200

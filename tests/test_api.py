@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -588,3 +589,43 @@ def test_a_password_of_128_multibyte_characters_works_end_to_end(api):
         assert api.login(name, password).status == 200
         assert_error(api.login(name, password[:-1]), 401, "invalid_grant")
     assert_error(api.register(username, password="🔑" * 129), 400, "invalid_password")
+
+
+# --- Races, with real concurrency over HTTP --------------------------------------------
+
+
+def concurrently(calls):
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def test_ten_simultaneous_refreshes_of_one_token_have_exactly_one_winner(api, user):
+    results = concurrently([lambda: api.refresh(user["refresh_token"])] * 10)
+    winners = [r for r in results if r.status == 200]
+    assert len(winners) == 1, [r.status for r in results]
+    assert all(r.status == 401 for r in results if r.status != 200)
+    # The losers presented a spent token: theft detection killed the session, winner included.
+    assert_invalid_token(api.me(winners[0].json()["access_token"]))
+    assert_error(api.refresh(winners[0].json()["refresh_token"]), 401, "invalid_grant")
+
+
+def test_ten_simultaneous_registrations_of_one_name_have_exactly_one_winner(api):
+    name = new_name()
+    results = concurrently([lambda: api.register(name)] * 10)
+    assert sorted(r.status for r in results) == [201] + [409] * 9
+    winner = next(r for r in results if r.status == 201).json()
+    assert api.me(winner["access_token"]).status == 200
+
+
+@pytest.mark.parametrize("everywhere", [False, True])
+def test_logout_racing_refreshes_leaves_no_usable_token_of_the_session(api, user, everywhere):
+    access, refresh = tokens_of(api.login(user["username"]))
+    query = "?all=true" if everywhere else ""
+    results = concurrently([lambda: api.logout(access, query)] + [lambda: api.refresh(refresh)] * 3)
+    assert results[0].status == 204, results[0]
+    for res in results[1:]:
+        if res.status == 200:  # a refresh that won the race minted a pair in the session...
+            new_access, new_refresh = tokens_of(res)
+            assert_invalid_token(api.me(new_access))  # ...that died with it
+            assert_error(api.refresh(new_refresh), 401, "invalid_grant")
+    assert_invalid_token(api.me(access))

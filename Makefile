@@ -12,7 +12,7 @@ SAM := SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
 # `sam validate` needs a region to resolve the template; nothing is sent to AWS.
 SAM_REGION ?= us-east-1
 
-.PHONY: test dev build test-against-dynamodb lint-template venv check fmt clean
+.PHONY: test dev build bench test-against-dynamodb lint-template venv check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
@@ -48,6 +48,17 @@ build: $(VENV_STAMP)
 	  echo "(or build for this machine's architecture: make build ARCH=x86_64)" >&2; exit 2; fi
 	cargo fetch --locked
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_NET_OFFLINE=true $(SAM) build --parameter-overrides Architecture=$(ARCH)
+
+# Cold start, warm latency, memory, size and DynamoDB round trips of every function under
+# the Lambda RIE, next to a PyJWT + boto3 authorizer; criterion figures. Prints a table.
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum < requirements-bench.txt | cut -d' ' -f1)
+bench: $(VENV_STAMP) $(BENCH_STAMP)
+	cargo build --release --locked --workspace --bins
+	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
+
+$(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt
+	touch $@
 
 venv: $(VENV_STAMP)
 

@@ -1,0 +1,322 @@
+"""`make bench`: how fast, small and cheap every function is, next to the Python stack.
+
+Runs inside scripts/with_dynamodb.py, after `cargo build --release`. For each function's
+release binary under AWS's Runtime Interface Emulator (the one `sam local invoke` uses):
+cold-start init duration (median of COLD_STARTS fresh emulators), warm invocation
+duration (median), peak RSS of the runtime process, binary size, and DynamoDB round
+trips per invocation, counted by a proxy in front of the emulator. The same for an
+equivalent Python authorizer (PyJWT + boto3, scripts/bench_python_authorizer.py) under
+the same emulator and DynamoDB server. Then the criterion benchmarks of shared/benches
+(JWT sign/verify, argon2id, the authorizer's CPU per request) and PyJWT's verify.
+
+Figures, not assertions: the targets are printed beside them.
+"""
+
+import base64
+import json
+import os
+import pathlib
+import platform
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import timeit
+import urllib.request
+import uuid
+
+import samcli
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+EVENTS = ROOT / "events"
+RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{platform.machine()}"
+COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
+WARM = int(os.environ.get("BENCH_WARM", "30"))
+PASSWORD = "benchmark passphrase"
+FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer"]
+HASHING = {"register", "login"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CountingProxy:
+    """Forwards TCP to the DynamoDB server and counts the API calls (X-Amz-Target)."""
+
+    TARGET = re.compile(rb"x-amz-target:\s*DynamoDB_\d+\.(\w+)", re.IGNORECASE)
+
+    def __init__(self, endpoint):
+        host, port = endpoint.rsplit("/", 1)[-1].split(":")
+        self.upstream = (host, int(port))
+        self.streams = []
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def calls(self):
+        with self.lock:
+            return [m.decode() for buf in self.streams for m in self.TARGET.findall(bytes(buf))]
+
+    def _accept(self):
+        while True:
+            client, _ = self.server.accept()
+            upstream = socket.create_connection(self.upstream)
+            buf = bytearray()
+            with self.lock:
+                self.streams.append(buf)
+            threading.Thread(target=self._pump, args=(client, upstream, buf), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
+
+    def _pump(self, src, dst, record):
+        try:
+            while data := src.recv(65536):
+                if record is not None:
+                    with self.lock:
+                        record.extend(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Runtime:
+    """One execution environment: a fresh emulator running `command`."""
+
+    def __init__(self, command, env, cwd=None):
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+             "--runtime-api-address", f"127.0.0.1:{free_port()}", *command],
+            env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"emulator did not start: {self.text()[-2000:]}")
+                time.sleep(0.02)
+
+    def invoke(self, event):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/2015-03-31/functions/function/invocations", data=json.dumps(event).encode()
+        )
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return json.loads(res.read())
+
+    def text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def init_ms(self):
+        return [float(x) for x in re.findall(r"INIT REPORT\(durationMs: ([\d.]+)\)", self.text())]
+
+    def invoke_ms(self):
+        return [float(x) for x in re.findall(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)", self.text())]
+
+    def peak_rss_kib(self):
+        """VmHWM of the runtime process (the emulator's child)."""
+        peak = 0
+        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                status = pathlib.Path(f"/proc/{child}/status").read_text()
+                peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
+        return peak
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def event(name, **changes):
+    ev = json.loads((EVENTS / f"{name}.json").read_text())
+    ev.update(changes)
+    return ev
+
+
+def claims_of(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def context_of(access_token):
+    c = claims_of(access_token)
+    return {"principalId": c["sub"], "sub": c["sub"], "username": c["username"], "roles": ",".join(c["roles"]),
+            "sid": c["sid"], "jti": c["jti"], "exp": str(c["exp"])}
+
+
+def with_context(name, access_token):
+    ev = event(name)
+    ev["requestContext"] = {**ev["requestContext"], "authorizer": context_of(access_token)}
+    return ev
+
+
+def authorizer_event(access_token):
+    ev = event("authorizer")
+    ev["headers"]["Authorization"] = f"Bearer {access_token}"
+    ev["multiValueHeaders"]["Authorization"] = [f"Bearer {access_token}"]
+    return ev
+
+
+def measure(command, env, events, cwd=None):
+    """COLD_STARTS fresh environments, one invocation each, then warm invocations in the
+    last one; `events` yields a fresh event per call."""
+    inits = []
+    for i in range(COLD_STARTS):
+        rt = Runtime(command, env, cwd)
+        check(rt.invoke(next(events)))
+        inits += rt.init_ms()
+        if i < COLD_STARTS - 1:
+            rt.stop()
+    warm_events = [next(events) for _ in range(WARM)]
+    calls_before = len(PROXY.calls())
+    check(rt.invoke(warm_events[0]))
+    round_trips = PROXY.calls()[calls_before:]
+    for ev in warm_events[1:]:
+        check(rt.invoke(ev))
+    rss = rt.peak_rss_kib()
+    warm = rt.invoke_ms()[1:]  # the first was this environment's cold invocation
+    rt.stop()
+    return {"init": statistics.median(inits), "warm": statistics.median(warm), "rss": rss / 1024, "calls": round_trips}
+
+
+def check(answer):
+    status = answer.get("statusCode")
+    if "errorMessage" in answer or (status is not None and status >= 400):
+        raise RuntimeError(f"unexpected answer: {json.dumps(answer)[:400]}")
+    return answer
+
+
+def main():
+    global PROXY
+    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE")}
+    env.update(
+        AWS_ENDPOINT_URL_DYNAMODB=PROXY.endpoint,
+        JWT_SECRET=secrets.token_urlsafe(48),
+        JWT_ISSUER=doc["Parameters"]["JwtIssuer"]["Default"],
+        JWT_AUDIENCE=doc["Parameters"]["JwtAudience"]["Default"],
+        ROUTE_ROLES=doc["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]["ROUTE_ROLES"],
+        RUST_LOG="warn",
+        AWS_LAMBDA_LOG_LEVEL="WARN",
+    )
+
+    def binary(name):
+        return [str(RELEASE / name)]
+
+    # A user, and a pool of sessions for the functions that use a token up.
+    setup = Runtime(binary("register"), env)
+    username = f"bench-{uuid.uuid4().hex[:10]}"
+    user = json.loads(check(setup.invoke(event("register", body=json.dumps({"username": username, "password": PASSWORD}))))["body"])
+    setup.stop()
+    setup = Runtime(binary("login"), env)
+    sessions = []
+    for _ in range(2 * (COLD_STARTS + WARM)):
+        answer = check(setup.invoke(event("login", body=json.dumps({"username": username, "password": PASSWORD}))))
+        sessions.append(json.loads(answer["body"]))
+    setup.stop()
+    pool = iter(sessions)
+
+    def forever(make):
+        while True:
+            yield make()
+
+    events = {
+        "register": forever(lambda: event("register", body=json.dumps({"username": f"bench-{uuid.uuid4().hex[:10]}", "password": PASSWORD}))),
+        "login": forever(lambda: event("login", body=json.dumps({"username": username, "password": PASSWORD}))),
+        "refresh": forever(lambda: event("refresh", body=json.dumps({"refresh_token": next(pool)["refresh_token"]}))),
+        "logout": forever(lambda: with_context("logout", next(pool)["access_token"])),
+        "me": forever(lambda: with_context("me", user["access_token"])),
+        "authorizer": forever(lambda: authorizer_event(user["access_token"])),
+    }
+    results = {}
+    for name in FUNCTIONS:
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        results[name] = measure(binary(name), env, events[name])
+        results[name]["size"] = (RELEASE / name).stat().st_size / (1024 * 1024)
+
+    print("measuring the Python authorizer ...", file=sys.stderr, flush=True)
+    py_env = dict(env, PYTHONPATH=str(ROOT / "scripts"), AWS_LAMBDA_FUNCTION_NAME="python-authorizer")
+    results["python authorizer"] = measure(
+        [sys.executable, "-m", "awslambdaric", "bench_python_authorizer.handler"], py_env,
+        forever(lambda: authorizer_event(user["access_token"])), cwd=str(ROOT / "scripts"),
+    )
+
+    print("running the criterion benchmarks (cargo bench) ...", file=sys.stderr, flush=True)
+    out = subprocess.run(
+        ["cargo", "bench", "--locked", "-p", "shared", "--bench", "crypto", "--", "--output-format", "bencher"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    ns = {m[0]: float(m[1].replace(",", "")) for m in re.findall(r"test (\S+)\s+\.\.\. bench:\s+([\d,]+) ns/iter", out)}
+
+    import jwt  # PyJWT, installed by `make bench`
+
+    token = user["access_token"]
+    n = 20000
+    pyjwt_us = timeit.timeit(
+        lambda: jwt.decode(token, env["JWT_SECRET"], algorithms=["HS256"], issuer=env["JWT_ISSUER"], audience=env["JWT_AUDIENCE"]),
+        number=n,
+    ) / n * 1e6
+    report(results, ns, pyjwt_us)
+
+
+def report(r, ns, pyjwt_us):
+    arch = platform.machine()
+    print()
+    print(f"Lambda functions under aws-lambda-rie ({arch}; cold = median of {COLD_STARTS} fresh environments, warm = median of {WARM})")
+    print(f"{'function':<20} {'cold init ms':>12} {'warm ms':>8} {'peak RSS MiB':>13} {'binary MiB':>11}  DynamoDB calls per invocation")
+    for name, m in r.items():
+        size = f"{m['size']:.2f}" if "size" in m else "-"
+        calls = ", ".join(m["calls"]) or "none"
+        print(f"{name:<20} {m['init']:>12.2f} {m['warm']:>8.2f} {m['rss']:>13.1f} {size:>11}  {len(m['calls'])} ({calls})")
+    rust, py = r["authorizer"], r["python authorizer"]
+    print()
+    print(f"authorizer, Python / Rust: cold init {py['init'] / rust['init']:.1f}x, warm {py['warm'] / rust['warm']:.1f}x, peak RSS {py['rss'] / rust['rss']:.1f}x")
+    print()
+    print("CPU per operation (criterion, release build, this machine)")
+    us = {k: v / 1000 for k, v in ns.items()}
+    print(f"  JWT sign (HS256)                 {us.get('jwt_sign', float('nan')):>10.2f} µs")
+    print(f"  JWT verify (HS256)               {us.get('jwt_verify', float('nan')):>10.2f} µs   PyJWT verify {pyjwt_us:.2f} µs ({pyjwt_us / us.get('jwt_verify', float('nan')):.1f}x)")
+    print(f"  authorizer CPU per request       {us.get('authorizer_cpu', float('nan')):>10.2f} µs   (verify + revocation rule + policy, no I/O)")
+    print(f"  argon2id hash (m=19 MiB, t=2)    {us.get('argon2id/argon2id_hash', float('nan')) / 1000:>10.2f} ms")
+    print(f"  argon2id verify                  {us.get('argon2id/argon2id_verify', float('nan')) / 1000:>10.2f} ms")
+    print()
+    largest = max(m["size"] for m in r.values() if "size" in m)
+    rss_light = max(r[f]["rss"] for f in FUNCTIONS if f not in HASHING)
+    print("Targets (issue 5):")
+    print(f"  authorizer cold init <= 15 ms median: {rust['init']:.2f} ms")
+    print(f"  authorizer cold init >= 25x faster than Python: {py['init'] / rust['init']:.1f}x")
+    print(f"  authorizer DynamoDB round trips == 1: {len(rust['calls'])}")
+    print(f"  authorizer CPU per request <= 20 µs: {us.get('authorizer_cpu', float('nan')):.2f} µs")
+    print(f"  every binary <= 6 MB stripped ({arch} here; arm64 when its target is installed): largest {largest:.2f} MiB")
+    print(f"  peak RSS <= 40 MB for functions that do not hash passwords: largest {rss_light:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+//! CPU cost of the hot paths, without I/O: JWT sign and verify, argon2id hash and verify
+//! (production parameters), and the authorizer's whole answer (verify, revocation rule,
+//! policy) over a store that answers at once. `make bench` prints these next to the
+//! Lambda figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
+use shared::Auth;
+use shared::authorizer::{AuthorizerEvent, RouteRoles, authorize};
+use shared::config::{Argon2Config, TokenConfig};
+use shared::password::PasswordHasher;
+use shared::store::{
+    AccessState, CreateOutcome, LoginState, Revocation, SpendOutcome, Store, StoreError, UserAccess, UserRecord,
+};
+use shared::tokens::{Subject, TokenService};
+
+const USER_ID: &str = "8f14e45f-ceea-467f-a0e6-8e2a3f1c9b7d";
+
+fn tokens() -> TokenService {
+    let config = TokenConfig {
+        issuer: "jwt-auth".into(),
+        audience: "jwt-auth-api".into(),
+        algorithm: Algorithm::HS256,
+        key_id: "k1".into(),
+        access_ttl_seconds: 900,
+        refresh_ttl_seconds: 30 * 86_400,
+        leeway_seconds: 5,
+    };
+    TokenService::from_secret(config, b"benchmark-secret-0123456789abcdef0123456789")
+}
+
+/// Answers the authorizer's one read at once: a live session of a live user.
+struct InstantStore;
+
+#[async_trait]
+impl Store for InstantStore {
+    async fn access_state(&self, _: &str, _: &str, _: &str) -> Result<AccessState, StoreError> {
+        Ok(AccessState {
+            token_revoked: false,
+            session_revoked: false,
+            user: Some(UserAccess { user_id: USER_ID.into(), roles: vec!["user".into()], sessions_valid_after_ms: None }),
+        })
+    }
+    async fn create_user(&self, _: &UserRecord) -> Result<CreateOutcome, StoreError> {
+        unreachable!("the authorizer never writes")
+    }
+    async fn get_user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
+        unreachable!()
+    }
+    async fn login_state(&self, _: &str, _: u64) -> Result<LoginState, StoreError> {
+        unreachable!()
+    }
+    async fn record_login_failure(&self, _: &str, _: u64, _: u64) -> Result<u32, StoreError> {
+        unreachable!()
+    }
+    async fn lock_logins(&self, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn clear_login_failures(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {
+        unreachable!()
+    }
+    async fn replace_password_hash(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn revoke(&self, _: &[Revocation]) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn spend_refresh_token(&self, _: &str, _: u64) -> Result<SpendOutcome, StoreError> {
+        unreachable!()
+    }
+    async fn revoke_sessions_before(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let service = tokens();
+    let roles = vec!["user".to_string()];
+    let subject = Subject { user_id: USER_ID, username: "alice", roles: &roles };
+    let now = shared::auth::now_ms() / 1000;
+    let pair = service.issue_pair(subject, "019a9c4e-0000-7000-8000-000000000000", now).unwrap();
+
+    c.bench_function("jwt_sign", |b| b.iter(|| service.sign(black_box(&pair.access)).unwrap()));
+    c.bench_function("jwt_verify", |b| b.iter(|| service.verify_access(black_box(&pair.access_token)).unwrap()));
+
+    let hasher = PasswordHasher::new(Argon2Config::default()).unwrap();
+    let phc = hasher.hash("correct horse battery").unwrap();
+    let mut slow = c.benchmark_group("argon2id");
+    slow.sample_size(10);
+    slow.bench_function("argon2id_hash", |b| b.iter(|| hasher.hash(black_box("correct horse battery")).unwrap()));
+    slow.bench_function("argon2id_verify", |b| {
+        b.iter(|| hasher.verify(black_box("correct horse battery"), &phc).unwrap())
+    });
+    slow.finish();
+
+    let auth = Auth::new(Arc::new(InstantStore), Arc::new(tokens()), Arc::new(hasher));
+    let routes = RouteRoles::parse(r#"{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin": ["admin"]}"#).unwrap();
+    let event = AuthorizerEvent {
+        method_arn: "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/auth/me".into(),
+        headers: Some([("Authorization".to_string(), format!("Bearer {}", pair.access_token))].into()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    c.bench_function("authorizer_cpu", |b| {
+        b.iter(|| rt.block_on(authorize(&auth, &routes, black_box(&event))).unwrap())
+    });
+}
+
+criterion_group!(crypto, benches);
+criterion_main!(crypto);

@@ -43,6 +43,32 @@ def wait_until_up(url, proc, timeout=30.0):
     sys.exit(f"moto server did not answer on {url} within {timeout:.0f}s; see {LOG_DIR / 'moto.log'}")
 
 
+def start_moto(env, log):
+    """A moto server on a free loopback port, answering; returns (process, endpoint)."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "moto_dynamodb.py"), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    wait_until_up(endpoint, proc)
+    return proc, endpoint
+
+
+def create_tables(endpoint, env):
+    """Creates the template's tables at `endpoint`; returns the variables naming them."""
+    created = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dynamodb_tables.py"), "create", "--endpoint", endpoint],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(created.stdout)
+
+
 def interrupt(*_):
     raise KeyboardInterrupt
 
@@ -77,30 +103,16 @@ def main():
             env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         else:
             LOG_DIR.mkdir(exist_ok=True)
-            port = free_port()
-            endpoint = f"http://127.0.0.1:{port}"
             # Emulator credentials: moto accepts any; these never reach AWS.
-            env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_ENDPOINT_URL_DYNAMODB=endpoint)
+            env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
             env.pop("AWS_PROFILE", None)
             env.pop("AWS_SESSION_TOKEN", None)
             with open(LOG_DIR / "moto.log", "wb") as log:
-                moto = subprocess.Popen(
-                    [sys.executable, str(ROOT / "scripts" / "moto_dynamodb.py"), "--port", str(port)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-            wait_until_up(endpoint, moto)
+                moto, endpoint = start_moto(env, log)
+            env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
             print(f"moto DynamoDB server on {endpoint} (log: .local/moto.log)", file=sys.stderr)
 
-        created = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "dynamodb_tables.py"), "create", "--endpoint", endpoint],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        env.update(json.loads(created.stdout))
+        env.update(create_tables(endpoint, env))
         child = subprocess.Popen(argv, env=env)
         try:
             return child.wait()

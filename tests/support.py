@@ -11,12 +11,8 @@ import urllib.parse
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from with_dynamodb import free_port  # noqa: E402
 
 
 class Response:

@@ -12,15 +12,14 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from support import ROOT, Api, free_port, new_name, start_local_api, stop
+from support import Api, new_name, start_local_api, stop
+from with_dynamodb import create_tables, start_moto
 
 PASSWORD = f"fault pass {secrets.token_urlsafe(12)}"
 # What a 503 may say: the contract's words, nothing about hosts, ports or the SDK.
@@ -68,30 +67,9 @@ def start_api(env):
 @pytest.fixture
 def own_emulator():
     """A moto server of this test's own, with the project's tables."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "moto_dynamodb.py"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and moto.poll() is None, "moto did not start"
-            time.sleep(0.1)
+    moto, endpoint = start_moto(dict(os.environ), subprocess.DEVNULL)
     env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint)
-    created = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "dynamodb_tables.py"), "create", "--endpoint", endpoint],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    env.update(json.loads(created.stdout))
+    env.update(create_tables(endpoint, env))
     yield moto, env
     stop(moto)
 

@@ -42,7 +42,11 @@ impl Store for InstantStore {
         Ok(AccessState {
             token_revoked: false,
             session_revoked: false,
-            user: Some(UserAccess { user_id: USER_ID.into(), roles: vec!["user".into()], sessions_valid_after_ms: None }),
+            user: Some(UserAccess {
+                user_id: USER_ID.into(),
+                roles: vec!["user".into()],
+                sessions_valid_after_ms: None,
+            }),
         })
     }
     async fn create_user(&self, _: &UserRecord) -> Result<CreateOutcome, StoreError> {
@@ -101,7 +105,8 @@ fn benches(c: &mut Criterion) {
     slow.finish();
 
     let auth = Auth::new(Arc::new(InstantStore), Arc::new(tokens()), Arc::new(hasher));
-    let routes = RouteRoles::parse(r#"{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin": ["admin"]}"#).unwrap();
+    let routes =
+        RouteRoles::parse(r#"{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin": ["admin"]}"#).unwrap();
     let event = AuthorizerEvent {
         method_arn: "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/auth/me".into(),
         headers: Some([("Authorization".to_string(), format!("Bearer {}", pair.access_token))].into()),

@@ -57,6 +57,7 @@ fn failures_from_item(item: &Item, now_ms: u64) -> FailedLogins {
     }
 }
 
+/// A conditional write whose condition did not hold: an answer, not a fault.
 fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
@@ -352,7 +353,7 @@ impl Store for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // Changed meanwhile: the newer hash wins, nothing to do.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(classify(e)),
         }
     }
@@ -445,9 +446,7 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(SpendOutcome::Spent),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
-                Ok(SpendOutcome::AlreadySpent)
-            }
+            Err(e) if is_condition_failure(&e) => Ok(SpendOutcome::AlreadySpent),
             Err(e) => Err(classify(e)),
         }
     }
@@ -467,7 +466,7 @@ impl Store for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // Already later (a concurrent "log out everywhere"), or no such user: done.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(classify(e)),
         }
     }

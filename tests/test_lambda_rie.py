@@ -213,3 +213,40 @@ def test_logout_revokes_the_session_at_once(functions, user):
     res = functions("logout").invoke(event("logout", requestContext={**event("logout")["requestContext"], "authorizer": ctx}))
     assert res["statusCode"] == 204, res
     assert functions("authorizer").invoke(authorizer_event(access)).get("errorMessage") == "Unauthorized"
+
+
+def test_the_signing_secret_can_come_from_secrets_manager():
+    """JWT_SECRET_ARN instead of JWT_SECRET: read once at cold start through the SDK's
+    Secrets Manager client (moto serves every AWS API on the one endpoint)."""
+    import boto3
+
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    value = secrets.token_urlsafe(48)
+    arn = boto3.client("secretsmanager", endpoint_url=endpoint).create_secret(
+        Name=f"jwt-{uuid.uuid4().hex[:12]}", SecretString=value
+    )["ARN"]
+    env = {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint}
+    register, authorizer = Function("register", env), Function("authorizer", env)
+    plain = Function("authorizer")  # signs and verifies with JWT_SECRET, not the stored secret
+    try:
+        body = {"username": f"sm-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}
+        res = register.invoke(event("register", body=json.dumps(body)))
+        assert res["statusCode"] == 201, res
+        token = json.loads(res["body"])["access_token"]
+        assert authorizer.invoke(authorizer_event(token))["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        assert plain.invoke(authorizer_event(token)).get("errorMessage") == "Unauthorized"
+    finally:
+        logs = register.stop() + authorizer.stop() + plain.stop()
+    assert value not in logs and SECRET not in logs
+
+
+def test_a_missing_secret_fails_the_cold_start_without_leaking():
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    arn = f"arn:aws:secretsmanager:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:secret:absent-{uuid.uuid4().hex[:8]}"
+    fn = Function("authorizer", {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
+    try:
+        res = fn.invoke(authorizer_event("anything"))
+    finally:
+        logs = fn.stop()
+    assert "policyDocument" not in res, res
+    assert "could not read the signing secret from Secrets Manager (ResourceNotFoundException)" in logs, logs[-2000:]

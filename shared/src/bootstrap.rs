@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
+
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, SigningKeySource, validate_secret};
 use crate::password::PasswordHasher;
@@ -22,16 +24,45 @@ pub enum StartupError {
     Hasher(String),
 }
 
-/// Logs as JSON lines to CloudWatch (or the terminal), level from `RUST_LOG`/`AWS_LAMBDA_LOG_LEVEL`.
+/// Logs to stdout (CloudWatch on Lambda) as text, or as JSON lines when Lambda's
+/// `AWS_LAMBDA_LOG_FORMAT` is `JSON`. The filter is Lambda's `AWS_LAMBDA_LOG_LEVEL` if set,
+/// else `RUST_LOG` (a level, or `target=level` directives such as `info,aws_smithy_runtime=debug`),
+/// else `info`. lambda_runtime's default subscriber does the same through `EnvFilter`, which
+/// links a regex engine (~0.3 MB per binary) for span and field filters nobody here uses.
 pub fn init_logging() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use lambda_runtime::tracing::subscriber::{self, layer::SubscriberExt as _};
+    let var = |name| std::env::var(name).ok();
+    let filter = log_filter(var("AWS_LAMBDA_LOG_LEVEL"), var("RUST_LOG"));
+    let text = subscriber::fmt().with_target(false).without_time().with_writer(std::io::stdout);
+    let installed = if var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing::subscriber::set_global_default(text.json().finish().with(filter))
+    } else {
+        tracing::subscriber::set_global_default(text.finish().with(filter))
+    };
+    // Only fails if a subscriber is already installed, which then keeps logging.
+    let _ = installed;
+}
+
+fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets {
+    let parse = |s: &str| {
+        // Lambda's levels include FATAL, which tracing calls ERROR.
+        let s = if s.trim().eq_ignore_ascii_case("fatal") { "error" } else { s.trim() };
+        s.parse::<Targets>().ok().filter(|_| !s.is_empty())
+    };
+    // As with EnvFilter's default directive: targets not named log at `info`.
+    let with_default = |t: Targets| if t.default_level().is_some() { t } else { t.with_default(LevelFilter::INFO) };
+    lambda_level
+        .as_deref()
+        .and_then(parse)
+        .or_else(|| rust_log.as_deref().and_then(parse))
+        .map_or_else(|| Targets::new().with_default(LevelFilter::INFO), with_default)
 }
 
 async fn signing_secret(source: &SigningKeySource, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
     match source {
         SigningKeySource::Secret(bytes) => Ok(bytes.clone()),
         SigningKeySource::SecretsManager(id) => {
-            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let client = crate::aws::secretsmanager_client(sdk);
             let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
                 // The error code only: never the response body.
                 let code =
@@ -61,4 +92,42 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig) -> R
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
     let store = DynamoStore::new(crate::aws::dynamodb_client(sdk), &config.users_table, &config.revoked_tokens_table);
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords)).with_login_throttle(config.login_throttle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use lambda_runtime::tracing::Level;
+
+    fn allows(filter: &super::Targets, target: &str, level: Level) -> bool {
+        filter.would_enable(target, &level)
+    }
+
+    #[test]
+    fn lambda_level_wins_over_rust_log() {
+        let f = log_filter(Some("WARN".into()), Some("debug".into()));
+        assert!(allows(&f, "shared::auth", Level::WARN));
+        assert!(!allows(&f, "shared::auth", Level::INFO));
+    }
+
+    #[test]
+    fn rust_log_directives_filter_per_target() {
+        let f = log_filter(None, Some("warn,aws_smithy_runtime=debug".into()));
+        assert!(allows(&f, "aws_smithy_runtime::client", Level::DEBUG));
+        assert!(!allows(&f, "shared::auth", Level::INFO));
+        assert!(allows(&f, "shared::auth", Level::WARN));
+        // Naming only some targets leaves the rest at info, not silent.
+        let f = log_filter(None, Some("aws_smithy_runtime=debug".into()));
+        assert!(allows(&f, "shared::auth", Level::INFO) && !allows(&f, "shared::auth", Level::DEBUG));
+    }
+
+    #[test]
+    fn fatal_means_errors_only_and_nonsense_means_info() {
+        let f = log_filter(Some("FATAL".into()), None);
+        assert!(allows(&f, "x", Level::ERROR) && !allows(&f, "x", Level::WARN));
+        for bad in [Some("loud".to_string()), Some(String::new()), None] {
+            let f = log_filter(bad, None);
+            assert!(allows(&f, "x", Level::INFO) && !allows(&f, "x", Level::DEBUG));
+        }
+    }
 }

@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use crate::config::TokenConfig;
 
+mod crypto;
+
 /// Tokens longer than this are refused before any parsing; ours are well under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -143,6 +145,7 @@ pub struct TokenService {
 
 impl TokenService {
     pub fn new(config: TokenConfig, signer: SigningKey, keys: KeySet) -> Self {
+        crypto::install();
         let keys = keys
             .keys
             .into_iter()

@@ -280,8 +280,8 @@ fn previous_keys_keep_verifying_after_rotation() {
 
 #[test]
 fn eddsa_keys_plug_in_without_changing_call_sites() {
-    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
     let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
     let svc = TokenService::new(
         config(),

@@ -44,6 +44,9 @@ COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
 WARM = int(os.environ.get("BENCH_WARM", "30"))
 PASSWORD = "benchmark passphrase"
 FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer"]
+# BENCH_ONLY=login,register: just those functions' rows (no Python, no criterion), for
+# comparing builds quickly; `make bench` without it prints everything.
+ONLY = [f for f in os.environ.get("BENCH_ONLY", "").split(",") if f]
 HASHING = {"register", "login"}
 
 
@@ -256,10 +259,15 @@ def main():
         "authorizer": forever(lambda: authorizer_event(user["access_token"])),
     }
     results = {}
-    for name in FUNCTIONS:
+    for name in ONLY or FUNCTIONS:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         results[name] = measure(binary(name), env, events[name])
         results[name]["size"] = (RELEASE / name).stat().st_size / (1024 * 1024)
+    if ONLY:
+        for name, m in results.items():
+            print(f"{name:<12} cold init {m['init']:.2f} ms, warm {m['warm']:.2f} ms, peak RSS {m['rss']:.1f} MiB, "
+                  f"{(RELEASE / name).stat().st_size:,} bytes, {len(m['calls'])} DynamoDB calls")
+        return
 
     print("measuring the Python authorizer ...", file=sys.stderr, flush=True)
     py_env = dict(env, PYTHONPATH=str(ROOT / "scripts"), AWS_LAMBDA_FUNCTION_NAME="python-authorizer")

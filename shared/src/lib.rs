@@ -15,4 +15,5 @@ pub use error::AuthError;
 pub mod api;
 pub mod authorizer;
 pub mod bootstrap;
+pub mod functions;
 pub mod http;

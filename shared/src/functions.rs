@@ -1,0 +1,83 @@
+//! The six Lambda entry points; each binary's `main` is one call to one of these.
+//!
+//! The runtime loop, its HTTP client, the event types and the handlers are generic code,
+//! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
+//! it with `shared`'s optimisation level (size) whatever the binary crate's level is: the
+//! release profile builds register and login at opt-level 3 so that argon2 runs at full
+//! speed, and this keeps those two binaries as small as the rest (see Cargo.toml).
+
+use lambda_http::{Request, service_fn};
+use lambda_runtime::LambdaEvent;
+
+use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
+use crate::bootstrap::{auth_from_env, init_logging};
+use crate::{Auth, api};
+
+pub type Error = lambda_http::Error;
+
+/// Logging, then `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
+fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    init_logging();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(cold_start_and_serve)
+}
+
+/// Cold start: config, AWS clients and keys, once per execution environment.
+async fn cold_start() -> Result<Auth, Error> {
+    Ok(auth_from_env().await?)
+}
+
+/// POST /auth/register.
+pub fn register() -> Result<(), Error> {
+    run(async {
+        let auth = &cold_start().await?;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::register(auth, req).await) }))
+            .await
+    })
+}
+
+/// POST /auth/login.
+pub fn login() -> Result<(), Error> {
+    run(async {
+        let auth = &cold_start().await?;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::login(auth, req).await) }))
+            .await
+    })
+}
+
+/// POST /auth/refresh.
+pub fn refresh() -> Result<(), Error> {
+    run(async {
+        let auth = &cold_start().await?;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::refresh(auth, req).await) }))
+            .await
+    })
+}
+
+/// POST /auth/logout, behind the authorizer.
+pub fn logout() -> Result<(), Error> {
+    run(async {
+        let auth = &cold_start().await?;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::logout(auth, req).await) }))
+            .await
+    })
+}
+
+/// GET /auth/me: reads only what the authorizer put into the request context; it needs no
+/// configuration, keys or database.
+pub fn me() -> Result<(), Error> {
+    run(async { lambda_http::run(service_fn(|req: Request| async move { Ok::<_, Error>(api::me(req)) })).await })
+}
+
+/// The REST API REQUEST authorizer: an IAM policy, or the error `Unauthorized` (API
+/// Gateway's 401), or another error when the store is unreachable (fail closed: API
+/// Gateway then refuses the call).
+pub fn authorizer() -> Result<(), Error> {
+    run(async {
+        let auth = &cold_start().await?;
+        let routes = &RouteRoles::from_env()?;
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
+            authorize(auth, routes, &event.payload).await
+        }))
+        .await
+    })
+}

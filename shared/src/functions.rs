@@ -17,6 +17,7 @@ pub type Error = lambda_http::Error;
 
 /// Logging, then `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
 fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    return_large_blocks_to_the_system();
     init_logging();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(cold_start_and_serve)
 }
@@ -80,4 +81,17 @@ pub fn authorizer() -> Result<(), Error> {
         }))
         .await
     })
+}
+
+/// argon2 allocates one 19 MiB block per hash. glibc's dynamic mmap threshold rises to the
+/// size of the first such block freed, after which the blocks come from (and stay in) the
+/// per-thread heaps: measured under the RIE, register's peak RSS was 216 MiB and login's
+/// 121 MiB. A fixed threshold (which also turns the dynamic one off) maps every block of
+/// 1 MiB or more on its own and unmaps it when freed: both peak at 26 MiB.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

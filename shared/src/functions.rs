@@ -6,6 +6,8 @@
 //! release profile builds register and login at opt-level 3 so that argon2 runs at full
 //! speed, and this keeps those two binaries as small as the rest (see Cargo.toml).
 
+use std::process::ExitCode;
+
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 
@@ -13,13 +15,27 @@ use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use crate::bootstrap::{auth_from_env, init_logging};
 use crate::{Auth, api};
 
-pub type Error = lambda_http::Error;
+type Error = lambda_http::Error;
 
 /// Logging, then `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
-fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+/// A failure is logged with its message, which names what to fix (a `main` returning the
+/// error would print only its `Debug` form), and the process exits with status 1: Lambda
+/// reports `Runtime.ExitError` and retries the cold start on the next request.
+fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> ExitCode {
     return_large_blocks_to_the_system();
     init_logging();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(cold_start_and_serve)
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::from)
+        .and_then(|runtime| runtime.block_on(cold_start_and_serve));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Cold start: config, AWS clients and keys, once per execution environment.
@@ -28,7 +44,7 @@ async fn cold_start() -> Result<Auth, Error> {
 }
 
 /// POST /auth/register.
-pub fn register() -> Result<(), Error> {
+pub fn register() -> ExitCode {
     run(async {
         let auth = &cold_start().await?;
         lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::register(auth, req).await) }))
@@ -37,7 +53,7 @@ pub fn register() -> Result<(), Error> {
 }
 
 /// POST /auth/login.
-pub fn login() -> Result<(), Error> {
+pub fn login() -> ExitCode {
     run(async {
         let auth = &cold_start().await?;
         lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::login(auth, req).await) }))
@@ -46,7 +62,7 @@ pub fn login() -> Result<(), Error> {
 }
 
 /// POST /auth/refresh.
-pub fn refresh() -> Result<(), Error> {
+pub fn refresh() -> ExitCode {
     run(async {
         let auth = &cold_start().await?;
         lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::refresh(auth, req).await) }))
@@ -55,7 +71,7 @@ pub fn refresh() -> Result<(), Error> {
 }
 
 /// POST /auth/logout, behind the authorizer.
-pub fn logout() -> Result<(), Error> {
+pub fn logout() -> ExitCode {
     run(async {
         let auth = &cold_start().await?;
         lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::logout(auth, req).await) }))
@@ -65,14 +81,14 @@ pub fn logout() -> Result<(), Error> {
 
 /// GET /auth/me: reads only what the authorizer put into the request context; it needs no
 /// configuration, keys or database.
-pub fn me() -> Result<(), Error> {
+pub fn me() -> ExitCode {
     run(async { lambda_http::run(service_fn(|req: Request| async move { Ok::<_, Error>(api::me(req)) })).await })
 }
 
 /// The REST API REQUEST authorizer: an IAM policy, or the error `Unauthorized` (API
 /// Gateway's 401), or another error when the store is unreachable (fail closed: API
 /// Gateway then refuses the call).
-pub fn authorizer() -> Result<(), Error> {
+pub fn authorizer() -> ExitCode {
     run(async {
         let auth = &cold_start().await?;
         let routes = &RouteRoles::from_env()?;

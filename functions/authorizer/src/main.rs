@@ -2,6 +2,6 @@
 //! `Unauthorized` (API Gateway's 401), or with another error when the store is
 //! unreachable (fail closed: API Gateway then refuses the call).
 
-fn main() -> Result<(), shared::functions::Error> {
+fn main() -> std::process::ExitCode {
     shared::functions::authorizer()
 }

@@ -1,5 +1,5 @@
 //! POST /auth/login: a thin entry point over `shared::api::login`.
 
-fn main() -> Result<(), shared::functions::Error> {
+fn main() -> std::process::ExitCode {
     shared::functions::login()
 }

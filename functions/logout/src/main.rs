@@ -1,5 +1,5 @@
 //! POST /auth/logout (behind the authorizer): a thin entry point over `shared::api::logout`.
 
-fn main() -> Result<(), shared::functions::Error> {
+fn main() -> std::process::ExitCode {
     shared::functions::logout()
 }

@@ -1,5 +1,5 @@
 //! POST /auth/refresh: a thin entry point over `shared::api::refresh`.
 
-fn main() -> Result<(), shared::functions::Error> {
+fn main() -> std::process::ExitCode {
     shared::functions::refresh()
 }

@@ -1,5 +1,5 @@
 //! POST /auth/register: a thin entry point over `shared::api::register`.
 
-fn main() -> Result<(), shared::functions::Error> {
+fn main() -> std::process::ExitCode {
     shared::functions::register()
 }

@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use lambda_http::{Request, service_fn};
+use lambda_http::{Body, Request, Response, service_fn};
 use lambda_runtime::LambdaEvent;
 
 use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
@@ -38,45 +38,42 @@ fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> ExitCod
     }
 }
 
-/// Cold start: config, AWS clients and keys, once per execution environment.
-async fn cold_start() -> Result<Auth, Error> {
-    Ok(auth_from_env().await?)
+/// Cold start: config, AWS clients and keys, once per execution environment. They live
+/// as long as the process, so the handlers borrow them for `'static`.
+async fn cold_start() -> Result<&'static Auth, Error> {
+    Ok(Box::leak(Box::new(auth_from_env().await?)))
+}
+
+/// An API Gateway proxy function: `handler` answers every request with the cold start's `Auth`.
+fn http_function<F, Fut>(handler: F) -> ExitCode
+where
+    F: Fn(&'static Auth, Request) -> Fut + Copy + Send,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    run(async move {
+        let auth = cold_start().await?;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(handler(auth, req).await) })).await
+    })
 }
 
 /// POST /auth/register.
 pub fn register() -> ExitCode {
-    run(async {
-        let auth = &cold_start().await?;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::register(auth, req).await) }))
-            .await
-    })
+    http_function(api::register)
 }
 
 /// POST /auth/login.
 pub fn login() -> ExitCode {
-    run(async {
-        let auth = &cold_start().await?;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::login(auth, req).await) }))
-            .await
-    })
+    http_function(api::login)
 }
 
 /// POST /auth/refresh.
 pub fn refresh() -> ExitCode {
-    run(async {
-        let auth = &cold_start().await?;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::refresh(auth, req).await) }))
-            .await
-    })
+    http_function(api::refresh)
 }
 
 /// POST /auth/logout, behind the authorizer.
 pub fn logout() -> ExitCode {
-    run(async {
-        let auth = &cold_start().await?;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(api::logout(auth, req).await) }))
-            .await
-    })
+    http_function(api::logout)
 }
 
 /// GET /auth/me: reads only what the authorizer put into the request context; it needs no
@@ -90,7 +87,7 @@ pub fn me() -> ExitCode {
 /// Gateway then refuses the call).
 pub fn authorizer() -> ExitCode {
     run(async {
-        let auth = &cold_start().await?;
+        let auth = cold_start().await?;
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
             authorize(auth, routes, &event.payload).await

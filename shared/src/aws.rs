@@ -32,7 +32,8 @@ pub async fn load_sdk_config() -> SdkConfig {
         .operation_timeout(Duration::from_secs(6))
         .build();
     let retries = RetryConfig::standard().with_max_attempts(3).with_max_backoff(Duration::from_millis(500));
-    let https = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
+    let https =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     // No region is a configuration error the first call reports (the SDK names it).
     let region = EnvironmentVariableRegionProvider::new().region().await;
     SdkConfig::builder()
@@ -87,8 +88,14 @@ mod tests {
     #[test]
     fn service_endpoint_wins_over_the_global_one() {
         let vars = [("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"), ("AWS_ENDPOINT_URL", "http://other:1")];
-        assert_eq!(endpoint_url_from("AWS_ENDPOINT_URL_DYNAMODB", lookup(&vars)).as_deref(), Some("http://127.0.0.1:8000"));
-        assert_eq!(endpoint_url_from("AWS_ENDPOINT_URL_SECRETS_MANAGER", lookup(&vars)).as_deref(), Some("http://other:1"));
+        assert_eq!(
+            endpoint_url_from("AWS_ENDPOINT_URL_DYNAMODB", lookup(&vars)).as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+        assert_eq!(
+            endpoint_url_from("AWS_ENDPOINT_URL_SECRETS_MANAGER", lookup(&vars)).as_deref(),
+            Some("http://other:1")
+        );
     }
 
     #[test]
@@ -100,7 +107,8 @@ mod tests {
 
     #[test]
     fn ignore_flag_turns_overrides_off() {
-        let vars = [("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"), ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE")];
+        let vars =
+            [("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"), ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE")];
         assert_eq!(endpoint_url_from("AWS_ENDPOINT_URL_DYNAMODB", lookup(&vars)), None);
     }
 }

@@ -49,8 +49,8 @@ fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSig
     match algorithm {
         Algorithm::EdDSA if key.family() == AlgorithmFamily::Ed => {
             // PKCS#8 v1 (private key only) and v2 (with the public key) are both accepted.
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes())
-                .map_err(|_| ErrorKind::InvalidEddsaKey)?;
+            let pair =
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?;
             Ok(Box::new(Ed25519Signer(pair)))
         }
         Algorithm::EdDSA => Err(ErrorKind::InvalidKeyFormat.into()),

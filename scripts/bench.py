@@ -1,13 +1,14 @@
 """`make bench`: how fast, small and cheap every function is, next to the Python stack.
 
 Runs inside scripts/with_dynamodb.py, after `cargo build --release`. For each function's
-release binary under AWS's Runtime Interface Emulator (the one `sam local invoke` uses):
-cold-start init duration (median of COLD_STARTS fresh emulators), warm invocation
-duration (median), peak RSS of the runtime process, binary size, and DynamoDB round
-trips per invocation, counted by a proxy in front of the emulator. The same for an
-equivalent Python authorizer (PyJWT + boto3, scripts/bench_python_authorizer.py) under
-the same emulator and DynamoDB server. Then the criterion benchmarks of shared/benches
-(JWT sign/verify, argon2id, the authorizer's CPU per request) and PyJWT's verify.
+release binary (in cargo's target directory, see scripts/cargo_target.py) under AWS's
+Runtime Interface Emulator (the one `sam local invoke` uses): cold-start init duration
+(median of COLD_STARTS fresh emulators), warm invocation duration (median), peak RSS of
+the runtime process, binary size, and DynamoDB round trips per invocation, counted by a
+proxy in front of the emulator. The same for an equivalent Python authorizer (PyJWT +
+boto3, scripts/bench_python_authorizer.py) under the same emulator and DynamoDB server.
+Then the criterion benchmarks of shared/benches (JWT sign/verify, argon2id, the
+authorizer's CPU per request) and PyJWT's verify.
 
 Figures, not assertions: the targets are printed beside them.
 """
@@ -34,10 +35,10 @@ import samcli
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import cargo_target  # noqa: E402
 from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
 EVENTS = ROOT / "events"
 RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{platform.machine()}"
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
@@ -215,8 +216,19 @@ def check(answer):
     return answer
 
 
+def release_binary(name):
+    """The release build of `name` in cargo's target directory (CARGO_TARGET_DIR honoured)."""
+    return cargo_target.binary(name, "release")
+
+
 def main():
     global PROXY
+    try:
+        missing = [str(b) for b in map(release_binary, FUNCTIONS) if not b.exists()]
+    except cargo_target.CargoTargetError as e:
+        sys.exit(str(e))
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
     doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE")}
@@ -231,7 +243,7 @@ def main():
     )
 
     def binary(name):
-        return [str(RELEASE / name)]
+        return [str(release_binary(name))]
 
     # A user, and a pool of sessions for the functions that use a token up.
     setup = Runtime(binary("register"), env)
@@ -262,11 +274,11 @@ def main():
     for name in ONLY or FUNCTIONS:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         results[name] = measure(binary(name), env, events[name])
-        results[name]["size"] = (RELEASE / name).stat().st_size / (1024 * 1024)
+        results[name]["size"] = release_binary(name).stat().st_size / (1024 * 1024)
     if ONLY:
         for name, m in results.items():
             print(f"{name:<12} cold init {m['init']:.2f} ms, warm {m['warm']:.2f} ms, peak RSS {m['rss']:.1f} MiB, "
-                  f"{(RELEASE / name).stat().st_size:,} bytes, {len(m['calls'])} DynamoDB calls")
+                  f"{release_binary(name).stat().st_size:,} bytes, {len(m['calls'])} DynamoDB calls")
         return
 
     print("measuring the Python authorizer ...", file=sys.stderr, flush=True)
@@ -330,7 +342,7 @@ def report(r, ns, pyjwt_us):
     print(f"  authorizer DynamoDB round trips == 1: {len(rust['calls'])}")
     print(f"  authorizer CPU per request <= 20 µs: {us.get('authorizer_cpu', float('nan')):.2f} µs")
     print(f"  peak RSS <= 40 MB for functions that do not hash passwords: largest {rss_light:.1f} MiB")
-    largest_bytes = max((RELEASE / f).stat().st_size for f in FUNCTIONS)
+    largest_bytes = max(release_binary(f).stat().st_size for f in FUNCTIONS)
     print(f"  every binary <= 6 MB stripped: largest {largest_bytes / 1e6:.2f} MB ({largest_bytes / 2**20:.2f} MiB), {arch} build of this machine")
     built = sam_built_binaries()
     if built:

@@ -6,8 +6,12 @@ Runs inside scripts/with_dynamodb.py (which provides the DynamoDB endpoint and t
 `make dev` does both. template.yaml is the one source of truth: every `Api` event of an
 `AWS::Serverless::Function` becomes a route served by that function's handler, behind the
 REQUEST authorizer when the event names it; the authorizer's `ROUTE_ROLES`, the
-parameters' defaults (issuer, audience, TTLs, stage) and the GatewayResponses come from
-the template too. Variables already set in the environment win over the defaults.
+parameters' defaults (issuer, audience, TTLs, session lifetime, failed-login throttle,
+stage) and the GatewayResponses come from the template too. Variables already set in the
+environment win over the defaults.
+
+The binary is `local-api` of `cargo build` in cargo's target directory (CARGO_TARGET_DIR
+or `build.target-dir` honoured; see cargo_target.py).
 
 JWT_SECRET: honoured when set; otherwise a random one is made for this run and never
 printed (tokens then stop verifying when the local API restarts).
@@ -26,10 +30,8 @@ import sys
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import cargo_target  # noqa: E402
 from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BINARY = ROOT / "target" / "debug" / "local-api"
 
 # Template parameter -> the variable the functions read.
 PARAMETER_ENV = {
@@ -37,6 +39,10 @@ PARAMETER_ENV = {
     "JwtAudience": "JWT_AUDIENCE",
     "AccessTokenTtlSeconds": "ACCESS_TOKEN_TTL_SECONDS",
     "RefreshTokenTtlSeconds": "REFRESH_TOKEN_TTL_SECONDS",
+    "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
+    "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
+    "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
+    "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",
 }
 
 
@@ -123,9 +129,13 @@ def main():
         env["JWT_SECRET"] = secrets.token_urlsafe(48)
     env.pop("JWT_SECRET_ARN", None)
     env.update(PORT=str(args.port), ROUTE_ROLES=json.dumps(roles), LOCAL_API_WIRING=json.dumps(wired))
-    if not BINARY.exists():
-        sys.exit(f"{BINARY.relative_to(ROOT)} is missing: run `cargo build -p local-api` (make dev does)")
-    os.execve(BINARY, [str(BINARY)], env)
+    try:
+        binary = cargo_target.binary("local-api")
+    except cargo_target.CargoTargetError as e:
+        sys.exit(str(e))
+    if not binary.exists():
+        sys.exit(f"{binary} is missing: run `cargo build -p local-api` (make dev does)")
+    os.execve(binary, [str(binary)], env)
 
 
 if __name__ == "__main__":

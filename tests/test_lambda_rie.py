@@ -1,8 +1,9 @@
 """Each Lambda binary under AWS's Runtime Interface Emulator, fed the events/ files.
 
 Runs inside scripts/with_dynamodb.py (which provides the DynamoDB endpoint and tables)
-after `cargo build`; the binaries are the debug builds in target/debug. The RIE comes
-from the aws-sam-cli package in the project's virtualenv.
+after `cargo build`; the binaries are the debug builds in cargo's target directory
+(CARGO_TARGET_DIR honoured: scripts/cargo_target.py). The RIE comes from the aws-sam-cli
+package in the project's virtualenv.
 """
 
 import json
@@ -11,6 +12,7 @@ import pathlib
 import secrets
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,9 @@ import pytest
 import samcli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import cargo_target  # noqa: E402
+
 EVENTS = ROOT / "events"
 RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
 SECRET = secrets.token_urlsafe(48)
@@ -46,6 +51,9 @@ class Function:
             AWS_LAMBDA_FUNCTION_NAME=name,
         )
         env.update(extra_env or {})
+        binary = cargo_target.binary(name)
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is missing: run `cargo build --workspace` (make test does)")
         self.proc = subprocess.Popen(
             [
                 str(RIE),
@@ -54,7 +62,7 @@ class Function:
                 # Each emulator needs its own Runtime API port (the default is shared).
                 "--runtime-api-address",
                 f"127.0.0.1:{free_port()}",
-                str(ROOT / "target" / "debug" / name),
+                str(binary),
             ],
             env=env,
             stdout=subprocess.PIPE,

@@ -14,7 +14,8 @@ use shared::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
 use shared::store::{
-    AccessState, CreateOutcome, LoginState, Revocation, SpendOutcome, Store, StoreError, UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, LoginState, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
+    UserAccess, UserRecord,
 };
 use shared::tokens::{Subject, TokenService};
 
@@ -55,16 +56,30 @@ impl Store for InstantStore {
     async fn get_user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
         unreachable!()
     }
-    async fn login_state(&self, _: &str, _: u64) -> Result<LoginState, StoreError> {
+    async fn login_state(&self, _: &str, _: &str) -> Result<LoginState, StoreError> {
         unreachable!()
     }
-    async fn record_login_failure(&self, _: &str, _: u64, _: u64) -> Result<u32, StoreError> {
+    async fn swap_login_failures(
+        &self,
+        _: &ThrottleKey,
+        _: Option<&str>,
+        _: &FailedLogins,
+    ) -> Result<Swapped, StoreError> {
         unreachable!()
     }
-    async fn lock_logins(&self, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
+    async fn add_login_failure(
+        &self,
+        _: &ThrottleKey,
+        _: &FailedLogins,
+        _: u64,
+        _: &str,
+    ) -> Result<FailedLogins, StoreError> {
         unreachable!()
     }
-    async fn clear_login_failures(&self, _: &str) -> Result<(), StoreError> {
+    async fn lock_logins(&self, _: &ThrottleKey, _: u64, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn clear_login_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {
         unreachable!()
     }
     async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {
@@ -73,10 +88,10 @@ impl Store for InstantStore {
     async fn replace_password_hash(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn revoke(&self, _: &[Revocation]) -> Result<(), StoreError> {
+    async fn revoke_session(&self, _: &str, _: u64) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn spend_refresh_token(&self, _: &str, _: u64) -> Result<SpendOutcome, StoreError> {
+    async fn spend_refresh_token(&self, _: &str, _: u64, _: &str) -> Result<SpendOutcome, StoreError> {
         unreachable!()
     }
     async fn revoke_sessions_before(&self, _: &str, _: u64) -> Result<(), StoreError> {

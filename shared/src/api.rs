@@ -40,7 +40,7 @@ pub async fn login(auth: &Auth, req: Request) -> Response<Body> {
     respond(
         async {
             let body = http::parse_login(&req)?;
-            let pair = auth.login(&body.username, &body.password).await?;
+            let pair = auth.login(&body.username, &body.password, source_ip(&req)).await?;
             Ok(http::json(200, &http::TokenBody::new(&pair)))
         }
         .await,
@@ -56,6 +56,15 @@ pub async fn refresh(auth: &Auth, req: Request) -> Response<Body> {
         }
         .await,
     )
+}
+
+/// The caller's address as API Gateway saw it (`requestContext.identity.sourceIp`): the
+/// TCP peer, never a header the client can set.
+fn source_ip(req: &Request) -> Option<&str> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.as_deref(),
+        _ => None,
+    }
 }
 
 /// The principal the authorizer put into the request context. No context means the

@@ -1,5 +1,12 @@
-//! The use cases: register, login, refresh, logout, authorize. Each is a function over the
-//! store trait, the token service and the password hasher; none knows about HTTP.
+//! The use cases: register (here), login (`login.rs`, with the throttle's rules in
+//! `throttle.rs`), and refresh, logout, authorize (`session.rs`). Each is a function over
+//! the store trait, the token service and the password hasher; none knows about HTTP.
+
+mod login;
+mod session;
+pub mod throttle;
+
+pub use throttle::{FAILED_LOGIN_MEMORY_SECONDS, lock_seconds};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,16 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::config::LoginThrottleConfig;
+use crate::config::{DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{AccessState, CreateOutcome, LoginState, Revocation, SpendOutcome, Store, UserAccess, UserRecord};
-use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenError, TokenService};
+use crate::store::{CreateOutcome, Store, UserRecord};
+use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
 pub const MAX_EMAIL_CHARS: usize = 254;
-/// A username's failed logins are forgotten this long after the last one (plus any lock).
-pub const FAILED_LOGIN_MEMORY_SECONDS: u64 = 3600;
 
 /// Username policy: ASCII only. Anything outside ASCII is rejected, never folded, so
 /// fullwidth forms, the Kelvin sign or Cyrillic look-alikes cannot impersonate a name.
@@ -65,30 +70,6 @@ pub fn now_ms() -> u64 {
 /// compares against, so a session that refreshes after that instant still dies.
 fn new_session_id() -> String {
     Uuid::now_v7().to_string()
-}
-
-fn session_started_ms(sid: &str) -> Option<u64> {
-    let (secs, nanos) = Uuid::parse_str(sid).ok()?.get_timestamp()?.to_unix();
-    Some(secs * 1000 + u64::from(nanos) / 1_000_000)
-}
-
-/// The user behind a token whose session is still alive: the session is not revoked, the
-/// user still exists under the id the token names, and no "log out everywhere" came
-/// after the session started. One rule for the authorizer and for refresh.
-fn live_session_user(state: AccessState, sub: &str, sid: &str) -> Option<UserAccess> {
-    if state.session_revoked {
-        return None;
-    }
-    let user = state.user.filter(|u| u.user_id == sub)?;
-    (!session_predates_cutoff(sid, user.sessions_valid_after_ms)).then_some(user)
-}
-
-/// A session is dead once the user logged out everywhere after it started.
-fn session_predates_cutoff(sid: &str, valid_after_ms: Option<u64>) -> bool {
-    match valid_after_ms {
-        None => false,
-        Some(cutoff) => session_started_ms(sid).is_none_or(|started| started < cutoff),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -152,23 +133,28 @@ pub struct Auth {
     tokens: Arc<TokenService>,
     passwords: Arc<PasswordHasher>,
     throttle: LoginThrottleConfig,
-}
-
-/// How long logins stay locked after `failures` consecutive failures: nothing below the
-/// threshold, then the base lock, doubling with each further failure, capped.
-pub fn lock_seconds(throttle: &LoginThrottleConfig, failures: u32) -> Option<u64> {
-    let beyond = failures.checked_sub(throttle.max_failures)?;
-    let factor = 1u64.checked_shl(beyond.min(32)).unwrap_or(u64::MAX);
-    Some(throttle.base_lock_seconds.saturating_mul(factor).min(throttle.max_lock_seconds))
+    session_max_lifetime_seconds: u64,
 }
 
 impl Auth {
     pub fn new(store: Arc<dyn Store>, tokens: Arc<TokenService>, passwords: Arc<PasswordHasher>) -> Self {
-        Auth { store, tokens, passwords, throttle: LoginThrottleConfig::default() }
+        Auth {
+            store,
+            tokens,
+            passwords,
+            throttle: LoginThrottleConfig::default(),
+            session_max_lifetime_seconds: DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
+        }
     }
 
     pub fn with_login_throttle(mut self, throttle: LoginThrottleConfig) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Sessions end this long after they started, however often they are refreshed.
+    pub fn with_session_max_lifetime(mut self, seconds: u64) -> Self {
+        self.session_max_lifetime_seconds = seconds;
         self
     }
 
@@ -180,9 +166,13 @@ impl Auth {
         &self.passwords
     }
 
+    /// A pair in session `sid`; neither token outlives the session's absolute lifetime.
     fn issue(&self, user_id: &str, username: &str, roles: &[String], sid: &str) -> Result<IssuedPair, AuthError> {
         let now = now_ms() / 1000;
-        self.tokens.issue_pair(Subject { user_id, username, roles }, sid, now).map_err(|_| AuthError::Internal)
+        let session_end = self.session_ends_at(sid).ok_or(AuthError::Internal)?;
+        self.tokens
+            .issue_pair_until(Subject { user_id, username, roles }, sid, now, session_end)
+            .map_err(|_| AuthError::Internal)
     }
 
     /// argon2 is CPU-bound for tens of milliseconds: run it off the async workers.
@@ -231,157 +221,11 @@ impl Auth {
             }
         }
     }
-
-    /// Every refusal is the same `InvalidGrant`, and an unknown or malformed username
-    /// still costs one argon2 verification, so neither the answer nor its timing tells
-    /// which usernames exist. Failures are counted per normalized username, existing or
-    /// not; past the threshold every attempt, even with the right password, is refused
-    /// with `TooManyAttempts` until the lock ends, without spending a hash.
-    pub async fn login(&self, username: &str, password: &str) -> Result<IssuedPair, AuthError> {
-        let now = now_ms();
-        let name = normalize_username(username).ok();
-        let state = match &name {
-            Some(name) => self.store.login_state(name, now).await?,
-            None => LoginState::default(),
-        };
-        if let Some(until) = state.failures.locked_until_ms.filter(|&until| until > now) {
-            return Err(AuthError::TooManyAttempts { retry_after_seconds: (until - now).div_ceil(1000) });
-        }
-        let phc = state.user.as_ref().map(|u| u.password_hash.clone());
-        match (state.user, self.verify(password.to_string(), phc).await?) {
-            (Some(user), Verification::Valid { needs_rehash }) => {
-                if state.failures != Default::default() {
-                    self.forget_login_failures(&user.username).await;
-                }
-                if needs_rehash {
-                    self.upgrade_hash(&user, password).await;
-                }
-                self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())
-            }
-            _ => {
-                if let Some(name) = &name {
-                    self.count_login_failure(name, now).await?;
-                }
-                Err(AuthError::InvalidGrant)
-            }
-        }
-    }
-
-    /// Counts a failure and locks logins once there are too many. Not recorded means not
-    /// throttled: a store fault here fails the attempt (closed).
-    async fn count_login_failure(&self, username: &str, now: u64) -> Result<(), AuthError> {
-        let expires_at = now / 1000 + FAILED_LOGIN_MEMORY_SECONDS + self.throttle.max_lock_seconds;
-        let failures = self.store.record_login_failure(username, now, expires_at).await?;
-        if let Some(lock) = lock_seconds(&self.throttle, failures) {
-            tracing::warn!(%username, failures, lock_seconds = lock, "repeated failed logins; locking logins");
-            self.store.lock_logins(username, now + lock * 1000, expires_at).await?;
-        }
-        Ok(())
-    }
-
-    /// Best effort: the login succeeded; a leftover count only shortens the next grace.
-    async fn forget_login_failures(&self, username: &str) {
-        if let Err(e) = self.store.clear_login_failures(username).await {
-            tracing::warn!(error = %e, %username, "could not reset failed logins");
-        }
-    }
-
-    /// Best effort: a failed upgrade must not fail the login; it is retried next time.
-    async fn upgrade_hash(&self, user: &UserRecord, password: &str) {
-        match self.hash(password.to_string()).await {
-            Ok(new_hash) => {
-                if let Err(e) = self.store.replace_password_hash(&user.username, &user.password_hash, &new_hash).await {
-                    tracing::warn!(error = %e, user_id = %user.user_id, "password hash upgrade failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "password rehash failed"),
-        }
-    }
-
-    /// Rotation: the presented refresh token is spent by one conditional write and a new
-    /// pair is minted in the same session. A token that was spent before is treated as
-    /// stolen: its whole session is revoked, including the newest pair.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
-        let claims = self.tokens.verify_refresh(refresh_token).map_err(|e| {
-            tracing::info!(reason = %e, "refresh token refused");
-            AuthError::InvalidGrant
-        })?;
-        let Some(username) = self.store.username_for_id(&claims.sub).await? else {
-            return Err(AuthError::InvalidGrant);
-        };
-        let state = self.store.access_state(&claims.jti, &claims.sid, &username).await?;
-        let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
-            return Err(AuthError::InvalidGrant);
-        };
-        // The conditional write is the one authority on "spent": no read decides it.
-        match self.store.spend_refresh_token(&claims.jti, claims.exp).await? {
-            SpendOutcome::AlreadySpent => {
-                self.revoke_stolen_session(&claims.sid, &claims.sub).await?;
-                Err(AuthError::InvalidGrant)
-            }
-            // Roles come from the store, not the old token: role changes apply at refresh.
-            SpendOutcome::Spent => self.issue(&claims.sub, &username, &user.roles, &claims.sid),
-        }
-    }
-
-    fn session_expiry(&self) -> u64 {
-        // No token of a session can outlive the newest refresh token issued in it.
-        let cfg = self.tokens.config();
-        now_ms() / 1000 + cfg.refresh_ttl_seconds + cfg.leeway_seconds
-    }
-
-    async fn revoke_stolen_session(&self, sid: &str, user_id: &str) -> Result<(), AuthError> {
-        tracing::warn!(%user_id, %sid, "spent refresh token presented again; revoking its session");
-        self.store.revoke(&[Revocation::Session { sid: sid.to_string(), expires_at: self.session_expiry() }]).await?;
-        Ok(())
-    }
-
-    /// Revokes the caller's session (its access and refresh tokens stop working at once);
-    /// with `all`, every session of the user that started before now.
-    pub async fn logout(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
-        if all {
-            self.store.revoke_sessions_before(&principal.username, now_ms()).await?;
-        }
-        self.store
-            .revoke(&[
-                Revocation::Token { jti: principal.jti.clone(), expires_at: principal.exp },
-                Revocation::Session { sid: principal.sid.clone(), expires_at: self.session_expiry() },
-            ])
-            .await?;
-        Ok(())
-    }
-
-    /// Verifies an access token and its revocation state (one store round trip), then
-    /// checks that it holds every role in `required_roles`.
-    pub async fn authorize(&self, access_token: &str, required_roles: &[String]) -> Result<Principal, AuthError> {
-        let claims = self.tokens.verify_access(access_token).map_err(|e: TokenError| {
-            tracing::info!(reason = %e, "access token refused");
-            AuthError::InvalidToken
-        })?;
-        let state = self.store.access_state(&claims.jti, &claims.sid, &claims.username).await?;
-        if state.token_revoked || live_session_user(state, &claims.sub, &claims.sid).is_none() {
-            return Err(AuthError::InvalidToken);
-        }
-        if !required_roles.iter().all(|r| claims.roles.contains(r)) {
-            return Err(AuthError::InsufficientScope);
-        }
-        Ok(Principal::from_claims(claims))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logins_lock_after_five_failures_doubling_up_to_fifteen_minutes() {
-        let t = LoginThrottleConfig::default();
-        assert_eq!((t.max_failures, t.base_lock_seconds, t.max_lock_seconds), (5, 30, 900));
-        let locks: Vec<Option<u64>> = (0..=12).map(|n| lock_seconds(&t, n)).collect();
-        assert_eq!(&locks[..5], &[None; 5]);
-        assert_eq!(&locks[5..], &[30, 60, 120, 240, 480, 900, 900, 900].map(Some));
-        assert_eq!(lock_seconds(&t, u32::MAX), Some(900), "no overflow");
-    }
 
     #[test]
     fn usernames_are_lowercased_and_must_match_the_pattern() {
@@ -422,21 +266,6 @@ mod tests {
         for bad in ["alice", "@example.com", "alice@", "alice@example", "a b@example.com", "alice@.com", "a@b@c.com"] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn session_ids_carry_their_start_time() {
-        let before = now_ms();
-        let sid = new_session_id();
-        let after = now_ms();
-        let started = session_started_ms(&sid).unwrap();
-        assert!(before <= started && started <= after);
-        assert!(!session_predates_cutoff(&sid, None));
-        assert!(!session_predates_cutoff(&sid, Some(started)));
-        assert!(session_predates_cutoff(&sid, Some(started + 1)));
-        // A session id we cannot date is treated as old once a cutoff exists.
-        assert!(session_predates_cutoff("not-a-uuid", Some(1)));
-        assert!(session_predates_cutoff(&Uuid::new_v4().to_string(), Some(1)));
     }
 
     #[test]

@@ -79,19 +79,38 @@ async fn signing_secret(source: &SigningKeySource, sdk: &aws_config::SdkConfig) 
     }
 }
 
-/// Everything a function needs, from the environment.
-pub async fn auth_from_env() -> Result<Auth, StartupError> {
-    let config = Config::from_env()?;
-    let sdk = crate::aws::load_sdk_config().await;
-    auth_from_config(&config, &sdk).await
+/// Whether a function needs the signing key. Least privilege: a function that neither
+/// signs nor verifies (logout, which trusts the authorizer's context) never reads it, and
+/// the template does not let it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    SignAndVerify,
+    None,
 }
 
-pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Auth, StartupError> {
-    let secret = signing_secret(&config.signing_key, sdk).await?;
-    let tokens = TokenService::from_secret(config.tokens.clone(), &secret);
+/// Everything a function needs, from the environment.
+pub async fn auth_from_env() -> Result<Auth, StartupError> {
+    auth_from_env_with(Keys::SignAndVerify).await
+}
+
+pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
+    let config = Config::from_env()?;
+    let sdk = crate::aws::load_sdk_config().await;
+    auth_from_config(&config, &sdk, keys).await
+}
+
+pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<Auth, StartupError> {
+    let tokens = match keys {
+        Keys::SignAndVerify => {
+            TokenService::from_secret(config.tokens.clone(), &signing_secret(&config.signing_key, sdk).await?)
+        }
+        Keys::None => TokenService::without_keys(config.tokens.clone()),
+    };
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
     let store = DynamoStore::new(crate::aws::dynamodb_client(sdk), &config.users_table, &config.revoked_tokens_table);
-    Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords)).with_login_throttle(config.login_throttle))
+    Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+        .with_login_throttle(config.login_throttle)
+        .with_session_max_lifetime(config.session_max_lifetime_seconds))
 }
 
 #[cfg(test)]

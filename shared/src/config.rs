@@ -47,14 +47,17 @@ impl Default for Argon2Config {
     }
 }
 
-/// The failed-login throttle: after `max_failures` consecutive failures for one
-/// username, logins are refused for `base_lock_seconds`, doubling with each further
-/// failure up to `max_lock_seconds`.
+/// The failed-login throttle (see `auth::throttle`): after `max_failures` consecutive
+/// failures of one (username, client) pair, or `name_max_failures` failures of one
+/// username from all clients within `name_window_seconds`, logins are refused for
+/// `base_lock_seconds`, doubling with each further failure up to `max_lock_seconds`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginThrottleConfig {
     pub max_failures: u32,
     pub base_lock_seconds: u64,
     pub max_lock_seconds: u64,
+    pub name_max_failures: u32,
+    pub name_window_seconds: u64,
 }
 
 pub const LOGIN_MAX_FAILURES: u32 = 5;
@@ -66,9 +69,15 @@ impl Default for LoginThrottleConfig {
             max_failures: LOGIN_MAX_FAILURES,
             base_lock_seconds: 30,
             max_lock_seconds: LOGIN_MAX_LOCK_SECONDS,
+            name_max_failures: 50,
+            name_window_seconds: 15 * 60,
         }
     }
 }
+
+/// Absolute session lifetime by default (ASVS 3.3.2): 90 days from the login that
+/// started it, however often it is refreshed.
+pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
@@ -89,6 +98,9 @@ pub struct Config {
     pub signing_key: SigningKeySource,
     pub argon2: Argon2Config,
     pub login_throttle: LoginThrottleConfig,
+    /// After this long (from the session's start), refresh fails whatever the refresh
+    /// token's own `exp`; no token of the session is issued to outlive it.
+    pub session_max_lifetime_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,6 +179,9 @@ pub const ENV_ARGON2_MEMORY: &str = "ARGON2_MEMORY_KIB";
 pub const ENV_ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
 pub const ENV_ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
 pub const ENV_LOGIN_LOCK_SECONDS: &str = "LOGIN_LOCK_SECONDS";
+pub const ENV_LOGIN_NAME_MAX_FAILURES: &str = "LOGIN_NAME_MAX_FAILURES";
+pub const ENV_LOGIN_NAME_WINDOW_SECONDS: &str = "LOGIN_NAME_WINDOW_SECONDS";
+pub const ENV_SESSION_MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECONDS";
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -230,8 +245,26 @@ impl Config {
                     1,
                     LOGIN_MAX_LOCK_SECONDS,
                 )?,
+                name_max_failures: r.number(
+                    ENV_LOGIN_NAME_MAX_FAILURES,
+                    LoginThrottleConfig::default().name_max_failures,
+                    LOGIN_MAX_FAILURES,
+                    10_000,
+                )?,
+                name_window_seconds: r.number(
+                    ENV_LOGIN_NAME_WINDOW_SECONDS,
+                    LoginThrottleConfig::default().name_window_seconds,
+                    60,
+                    86_400,
+                )?,
                 ..LoginThrottleConfig::default()
             },
+            session_max_lifetime_seconds: r.number(
+                ENV_SESSION_MAX_LIFETIME,
+                DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
+                300,
+                5 * 365 * 86_400,
+            )?,
         })
     }
 }
@@ -283,6 +316,26 @@ mod tests {
         assert!(c.tokens.leeway_seconds <= MAX_LEEWAY_SECONDS);
         assert_eq!(c.argon2, Argon2Config { memory_kib: 19_456, iterations: 2, parallelism: 1 });
         assert_eq!(c.signing_key, SigningKeySource::Secret(SECRET.as_bytes().to_vec()));
+        assert_eq!(c.login_throttle, LoginThrottleConfig::default());
+        assert_eq!(c.session_max_lifetime_seconds, 90 * 86_400);
+    }
+
+    #[test]
+    fn throttle_and_session_lifetime_are_configurable_within_bounds() {
+        let c = with(&[
+            (ENV_LOGIN_NAME_MAX_FAILURES, Some("100")),
+            (ENV_LOGIN_NAME_WINDOW_SECONDS, Some("3600")),
+            (ENV_SESSION_MAX_LIFETIME, Some("86400")),
+        ])
+        .unwrap();
+        assert_eq!((c.login_throttle.name_max_failures, c.login_throttle.name_window_seconds), (100, 3600));
+        assert_eq!(c.session_max_lifetime_seconds, 86_400);
+        // The name-wide ceiling can never be below the per-client one.
+        assert_eq!(
+            with(&[(ENV_LOGIN_NAME_MAX_FAILURES, Some("4"))]).unwrap_err().variable,
+            ENV_LOGIN_NAME_MAX_FAILURES
+        );
+        assert_eq!(with(&[(ENV_SESSION_MAX_LIFETIME, Some("0"))]).unwrap_err().variable, ENV_SESSION_MAX_LIFETIME);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response, service_fn};
 use lambda_runtime::LambdaEvent;
 
 use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
-use crate::bootstrap::{auth_from_env, init_logging};
+use crate::bootstrap::{Keys, auth_from_env_with, init_logging};
 use crate::{Auth, api};
 
 type Error = lambda_http::Error;
@@ -40,40 +40,40 @@ fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> ExitCod
 
 /// Cold start: config, AWS clients and keys, once per execution environment. They live
 /// as long as the process, so the handlers borrow them for `'static`.
-async fn cold_start() -> Result<&'static Auth, Error> {
-    Ok(Box::leak(Box::new(auth_from_env().await?)))
+async fn cold_start(keys: Keys) -> Result<&'static Auth, Error> {
+    Ok(Box::leak(Box::new(auth_from_env_with(keys).await?)))
 }
 
 /// An API Gateway proxy function: `handler` answers every request with the cold start's `Auth`.
-fn http_function<F, Fut>(handler: F) -> ExitCode
+fn http_function<F, Fut>(keys: Keys, handler: F) -> ExitCode
 where
     F: Fn(&'static Auth, Request) -> Fut + Copy + Send,
     Fut: Future<Output = Response<Body>> + Send,
 {
     run(async move {
-        let auth = cold_start().await?;
+        let auth = cold_start(keys).await?;
         lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(handler(auth, req).await) })).await
     })
 }
 
 /// POST /auth/register.
 pub fn register() -> ExitCode {
-    http_function(api::register)
+    http_function(Keys::SignAndVerify, api::register)
 }
 
 /// POST /auth/login.
 pub fn login() -> ExitCode {
-    http_function(api::login)
+    http_function(Keys::SignAndVerify, api::login)
 }
 
 /// POST /auth/refresh.
 pub fn refresh() -> ExitCode {
-    http_function(api::refresh)
+    http_function(Keys::SignAndVerify, api::refresh)
 }
 
-/// POST /auth/logout, behind the authorizer.
+/// POST /auth/logout, behind the authorizer, which verified the token: logout needs no key.
 pub fn logout() -> ExitCode {
-    http_function(api::logout)
+    http_function(Keys::None, api::logout)
 }
 
 /// GET /auth/me: reads only what the authorizer put into the request context; it needs no
@@ -87,7 +87,7 @@ pub fn me() -> ExitCode {
 /// Gateway then refuses the call).
 pub fn authorizer() -> ExitCode {
     run(async {
-        let auth = cold_start().await?;
+        let auth = cold_start(Keys::SignAndVerify).await?;
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
             authorize(auth, routes, &event.payload).await

@@ -53,28 +53,51 @@ pub struct AccessState {
     pub user: Option<UserAccess>,
 }
 
-/// Something to revoke until `expires_at` (epoch seconds), after which it would have
-/// expired anyway and DynamoDB TTL may delete the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    Token { jti: String, expires_at: u64 },
-    Session { sid: String, expires_at: u64 },
+/// Which failed-login counter: one per (username, client) pair, and one per username
+/// across every client (see `auth::throttle`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    /// A normalized username and a client key (`auth::throttle::client_key`).
+    Client {
+        username: String,
+        client: String,
+    },
+    Name {
+        username: String,
+    },
 }
 
-/// Consecutive failed logins for one normalized username, whether or not such a user
-/// exists (so the throttle cannot tell who exists).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A failed-login counter as stored. Expiry is the caller's to judge: a record whose
+/// `expires_at` (epoch seconds) has passed is stale, whether or not TTL has deleted it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FailedLogins {
     pub count: u32,
     /// Every attempt is refused until this instant (epoch milliseconds).
     pub locked_until_ms: Option<u64>,
+    /// When the record may be forgotten (epoch seconds; the table's TTL attribute).
+    pub expires_at: u64,
+    /// The id of the write that produced this state: what a compare-and-set compares,
+    /// and how a writer recognises its own write when the SDK retried it.
+    pub version: String,
 }
 
 /// What login needs, read in one consistent round trip.
 #[derive(Debug, Clone, Default)]
 pub struct LoginState {
     pub user: Option<UserRecord>,
-    pub failures: FailedLogins,
+    /// This client's counter for the name, as stored (possibly stale).
+    pub client_failures: Option<FailedLogins>,
+    /// The name's counter across all clients, as stored (possibly stale).
+    pub name_failures: Option<FailedLogins>,
+}
+
+/// The answer of a compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// The new state is stored (by this call, or by an earlier attempt of it).
+    Done,
+    /// Someone else changed the record first: here is what is stored now.
+    Changed(Option<FailedLogins>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,20 +133,38 @@ pub trait Store: Send + Sync {
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
-    /// One strongly consistent round trip: the user (if any) and the username's failed
-    /// logins. A failure record whose expiry (epoch seconds) has passed counts as none,
-    /// whether or not TTL has deleted it yet.
-    async fn login_state(&self, username: &str, now_ms: u64) -> Result<LoginState, StoreError>;
+    /// One strongly consistent round trip: the user (if any) and both failed-login
+    /// counters of (`username`, `client`), as stored.
+    async fn login_state(&self, username: &str, client: &str) -> Result<LoginState, StoreError>;
 
-    /// Counts one more failed login for `username`, atomically; the record is forgotten
-    /// at `expires_at` (epoch seconds). Returns the count including this failure.
-    async fn record_login_failure(&self, username: &str, now_ms: u64, expires_at: u64) -> Result<u32, StoreError>;
+    /// Compare-and-set: stores `next` (whose `version` is this write's unique id) only if
+    /// the stored record is still the one of version `seen` (`None`: no record).
+    /// Idempotent: a retried write that had already been applied answers `Done`.
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        seen: Option<&str>,
+        next: &FailedLogins,
+    ) -> Result<Swapped, StoreError>;
 
-    /// Refuses logins for `username` until `until_ms`; never shortens a longer lock.
-    async fn lock_logins(&self, username: &str, until_ms: u64, expires_at: u64) -> Result<(), StoreError>;
+    /// Counts one more failure atomically, however many writers there are, and returns the
+    /// record after it. A stale record (expired at `now_ms`) starts again from `fresh`
+    /// (a count of 1). `attempt` is this write's unique id: a retried write that had
+    /// already been applied is not counted twice.
+    async fn add_login_failure(
+        &self,
+        key: &ThrottleKey,
+        fresh: &FailedLogins,
+        now_ms: u64,
+        attempt: &str,
+    ) -> Result<FailedLogins, StoreError>;
 
-    /// Forgets the failed logins of `username` (after a successful login).
-    async fn clear_login_failures(&self, username: &str) -> Result<(), StoreError>;
+    /// Refuses logins on `key` until `until_ms`, keeping the record at least until
+    /// `expires_at`; never shortens a longer lock.
+    async fn lock_logins(&self, key: &ThrottleKey, until_ms: u64, expires_at: u64) -> Result<(), StoreError>;
+
+    /// Forgets a counter (after a successful login).
+    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
 
     /// The username that belongs to an immutable user id (refresh tokens carry only `sub`).
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;
@@ -132,15 +173,18 @@ pub trait Store: Send + Sync {
     /// not overwrite a concurrent password change).
     async fn replace_password_hash(&self, username: &str, old_hash: &str, new_hash: &str) -> Result<(), StoreError>;
 
-    /// Records revocations; all of them or an error.
-    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError>;
+    /// Revokes a session: every token carrying `sid` stops working at once. One write,
+    /// safe to retry; the record may be forgotten at `expires_at` (epoch seconds).
+    async fn revoke_session(&self, sid: &str, expires_at: u64) -> Result<(), StoreError>;
 
     /// One round trip, strongly consistent: is the token id revoked, is the session
     /// revoked, and the user's current state.
     async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError>;
 
-    /// Marks a refresh token spent with one conditional write.
-    async fn spend_refresh_token(&self, jti: &str, expires_at: u64) -> Result<SpendOutcome, StoreError>;
+    /// Marks a refresh token spent with one conditional write. `spender` is this request's
+    /// unique id: a retried write that had already been applied answers `Spent`, not
+    /// `AlreadySpent` (which would be taken for theft).
+    async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spender: &str) -> Result<SpendOutcome, StoreError>;
 
     /// Revokes every session of the user that started before `at_ms` (epoch ms). Never
     /// moves the instant backwards.

@@ -138,7 +138,8 @@ pub struct Subject<'a> {
 }
 
 pub struct TokenService {
-    signer: SigningKey,
+    /// `None` in functions that neither sign nor verify (they never read the key).
+    signer: Option<SigningKey>,
     keys: HashMap<String, VerifyingKey>,
     config: TokenConfig,
 }
@@ -159,7 +160,14 @@ impl TokenService {
                 (kid, VerifyingKey { key, validation })
             })
             .collect();
-        TokenService { signer, keys, config }
+        TokenService { signer: Some(signer), keys, config }
+    }
+
+    /// For functions that neither sign nor verify (logout reads the authorizer's context):
+    /// the token settings without any key, so the key is never read. Signing fails and
+    /// every token is refused.
+    pub fn without_keys(config: TokenConfig) -> Self {
+        TokenService { signer: None, keys: HashMap::new(), config }
     }
 
     /// The usual setup: one HMAC secret that both signs and verifies.
@@ -175,6 +183,21 @@ impl TokenService {
 
     /// Issues an access + refresh pair for one session at time `now` (epoch seconds).
     pub fn issue_pair(&self, subject: Subject<'_>, sid: &str, now: u64) -> Result<IssuedPair, TokenError> {
+        self.issue_pair_until(subject, sid, now, u64::MAX)
+    }
+
+    /// As `issue_pair`, but neither token expires after `not_after` (epoch seconds): the
+    /// end of the session's absolute lifetime. Refused if that is not after `now`.
+    pub fn issue_pair_until(
+        &self,
+        subject: Subject<'_>,
+        sid: &str,
+        now: u64,
+        not_after: u64,
+    ) -> Result<IssuedPair, TokenError> {
+        if not_after <= now {
+            return Err(TokenError::Expired);
+        }
         let access = AccessClaims {
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
@@ -183,7 +206,7 @@ impl TokenService {
             roles: subject.roles.to_vec(),
             iat: now,
             nbf: now,
-            exp: now + self.config.access_ttl_seconds,
+            exp: (now + self.config.access_ttl_seconds).min(not_after),
             jti: Uuid::new_v4().to_string(),
             sid: sid.to_string(),
             token_use: TokenUse::Access,
@@ -194,7 +217,7 @@ impl TokenService {
             sub: subject.user_id.to_string(),
             iat: now,
             nbf: now,
-            exp: now + self.config.refresh_ttl_seconds,
+            exp: (now + self.config.refresh_ttl_seconds).min(not_after),
             jti: Uuid::new_v4().to_string(),
             sid: sid.to_string(),
             token_use: TokenUse::Refresh,
@@ -204,10 +227,11 @@ impl TokenService {
 
     /// Signs any claims with the current key. Public so tests can forge edge cases.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let mut header = Header::new(self.signer.algorithm);
+        let signer = self.signer.as_ref().ok_or(TokenError::Invalid)?;
+        let mut header = Header::new(signer.algorithm);
         header.typ = Some("JWT".to_string());
-        header.kid = Some(self.signer.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signer.key).map_err(|e| {
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key).map_err(|e| {
             tracing::error!(kind = ?e.kind(), "token signing failed");
             TokenError::Invalid
         })

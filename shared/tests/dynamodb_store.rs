@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, Revocation, SpendOutcome, Store, StoreError, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserRecord,
 };
 
 fn user(username: &str) -> UserRecord {
@@ -72,7 +72,7 @@ async fn ten_concurrent_creations_of_one_username_have_exactly_one_winner() {
 }
 
 #[tokio::test]
-async fn revocations_are_seen_by_one_consistent_read_and_expire_when_the_token_would() {
+async fn a_revoked_session_is_seen_by_one_consistent_read_and_expires_when_told() {
     let env = common::env().await;
     let store = env.store();
     let u = user(&common::unique_username("revoke"));
@@ -93,17 +93,18 @@ async fn revocations_are_seen_by_one_consistent_read_and_expire_when_the_token_w
         }
     );
 
-    store.revoke(&[Revocation::Token { jti: jti.clone(), expires_at: 1_900_000_000 }]).await.unwrap();
-    let state = store.access_state(&jti, &sid, &u.username).await.unwrap();
-    assert!(state.token_revoked && !state.session_revoked);
-    assert_eq!(common::number(&env.revoked_item(&jti).await.unwrap(), "expires_at"), 1_900_000_000);
-
-    store.revoke(&[Revocation::Session { sid: sid.clone(), expires_at: 1_900_000_500 }]).await.unwrap();
+    store.revoke_session(&sid, 1_900_000_500).await.unwrap();
+    // Safe to repeat (a retried write changes nothing).
+    store.revoke_session(&sid, 1_900_000_500).await.unwrap();
     let other_jti = uuid::Uuid::new_v4().to_string();
     let state = store.access_state(&other_jti, &sid, &u.username).await.unwrap();
     assert!(!state.token_revoked && state.session_revoked, "every token of the session is covered");
     let session_item = env.revoked_item(&format!("session#{sid}")).await.unwrap();
     assert_eq!(common::number(&session_item, "expires_at"), 1_900_000_500);
+
+    // A spent refresh token id is a revoked token id to the same read.
+    store.spend_refresh_token(&jti, 1_900_000_000, "spender").await.unwrap();
+    assert!(store.access_state(&jti, &sid, &u.username).await.unwrap().token_revoked);
 }
 
 #[tokio::test]
@@ -114,12 +115,14 @@ async fn access_state_of_an_unknown_user_has_no_user() {
 }
 
 #[tokio::test]
-async fn a_refresh_token_is_spent_once() {
+async fn a_refresh_token_is_spent_once_and_a_repeat_of_the_same_spend_is_not_reuse() {
     let env = common::env().await;
     let store = env.store();
     let jti = uuid::Uuid::new_v4().to_string();
-    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000).await.unwrap(), SpendOutcome::Spent);
-    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000).await.unwrap(), SpendOutcome::AlreadySpent);
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-a").await.unwrap(), SpendOutcome::Spent);
+    // The same request again (an SDK retry whose first answer was lost): still its own spend.
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-a").await.unwrap(), SpendOutcome::Spent);
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-b").await.unwrap(), SpendOutcome::AlreadySpent);
     assert_eq!(common::number(&env.revoked_item(&jti).await.unwrap(), "expires_at"), 1_900_000_000);
 }
 
@@ -131,7 +134,8 @@ async fn ten_concurrent_spends_of_one_refresh_token_have_exactly_one_winner() {
     let handles: Vec<_> = (0..10)
         .map(|_| {
             let (store, jti) = (store.clone(), jti.clone());
-            tokio::spawn(async move { store.spend_refresh_token(&jti, 1_900_000_000).await.unwrap() })
+            let spender = uuid::Uuid::new_v4().to_string();
+            tokio::spawn(async move { store.spend_refresh_token(&jti, 1_900_000_000, &spender).await.unwrap() })
         })
         .collect();
     let mut spent = 0;
@@ -177,7 +181,7 @@ async fn an_unreachable_store_is_reported_as_unavailable() {
     let store = common::env().await.unreachable_store().await;
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.access_state("j", "s", "alice").await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.spend_refresh_token("j", 1).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.spend_refresh_token("j", 1, "s").await, Err(StoreError::Unavailable(_))));
 }
 
 #[tokio::test]
@@ -187,18 +191,29 @@ async fn a_missing_table_is_a_fault_not_a_user_error() {
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Internal(_))));
 }
 
+fn name_key(username: &str) -> ThrottleKey {
+    ThrottleKey::Name { username: username.to_string() }
+}
+
+fn record(count: u32, expires_at: u64, version: &str) -> FailedLogins {
+    FailedLogins { count, locked_until_ms: None, expires_at, version: version.to_string() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_logins_count_atomically_and_read_back_with_the_user_in_one_call() {
+async fn failures_count_atomically_once_per_attempt_and_read_back_with_the_user_in_one_call() {
     let env = common::env().await;
     let store = Arc::new(env.store());
     let u = user(&common::unique_username("fails"));
     store.create_user(&u).await.unwrap();
     let now = shared::auth::now_ms();
     let expires_at = now / 1000 + 600;
+    let key = name_key(&u.username);
     let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (store, name) = (store.clone(), u.username.clone());
-            tokio::spawn(async move { store.record_login_failure(&name, now, expires_at).await.unwrap() })
+        .map(|i| {
+            let (store, key) = (store.clone(), key.clone());
+            let attempt = format!("attempt-{i}");
+            let fresh = record(1, expires_at, &attempt);
+            tokio::spawn(async move { store.add_login_failure(&key, &fresh, now, &attempt).await.unwrap().count })
         })
         .collect();
     let mut counts = Vec::new();
@@ -207,22 +222,71 @@ async fn failed_logins_count_atomically_and_read_back_with_the_user_in_one_call(
     }
     counts.sort();
     assert_eq!(counts, (1..=10).collect::<Vec<u32>>(), "no failure lost to a race");
-
-    let state = store.login_state(&u.username, now).await.unwrap();
+    // The last attempt once more (a retry whose answer was lost): not counted again.
+    let again = store.add_login_failure(&key, &record(1, expires_at, "x"), now, "attempt-9").await.unwrap();
+    let state = store.login_state(&u.username, "192.0.2.1").await.unwrap();
     assert_eq!(state.user, Some(u.clone()));
-    assert_eq!(state.failures, FailedLogins { count: 10, locked_until_ms: None });
+    assert_eq!(state.name_failures.as_ref().map(|f| f.count), Some(10));
+    assert!(again.count <= 10, "a repeated attempt is never counted twice: {again:?}");
+    assert_eq!(state.client_failures, None, "the pair's counter is a record of its own");
 
-    // A lock never shortens; clearing forgets everything.
-    store.lock_logins(&u.username, now + 60_000, expires_at).await.unwrap();
-    store.lock_logins(&u.username, now + 5_000, expires_at).await.unwrap();
-    assert_eq!(store.login_state(&u.username, now).await.unwrap().failures.locked_until_ms, Some(now + 60_000));
-    store.clear_login_failures(&u.username).await.unwrap();
-    assert_eq!(store.login_state(&u.username, now).await.unwrap().failures, FailedLogins::default());
-    // A name nobody registered has a state too: no user, and its own count.
-    let ghost = common::unique_username("ghost");
-    store.record_login_failure(&ghost, now, expires_at).await.unwrap();
-    let state = store.login_state(&ghost, now).await.unwrap();
-    assert!(state.user.is_none());
-    assert_eq!(state.failures.count, 1);
-    assert!(store.get_user(&ghost).await.unwrap().is_none(), "a failure record is not a user");
+    // A lock never shortens, and keeps the record at least as long as it lasts; clearing
+    // forgets everything.
+    store.lock_logins(&key, now + 60_000, expires_at + 60).await.unwrap();
+    store.lock_logins(&key, now + 5_000, expires_at).await.unwrap();
+    let locked = store.login_state(&u.username, "192.0.2.1").await.unwrap().name_failures.unwrap();
+    assert_eq!((locked.locked_until_ms, locked.expires_at), (Some(now + 60_000), expires_at + 60));
+    store.clear_login_failures(&key).await.unwrap();
+    assert_eq!(store.login_state(&u.username, "192.0.2.1").await.unwrap().name_failures, None);
+    assert!(store.get_user(&u.username).await.unwrap().is_some(), "a counter is not the user");
+}
+
+#[tokio::test]
+async fn a_stale_count_starts_afresh() {
+    let env = common::env().await;
+    let store = env.store();
+    let key = name_key(&common::unique_username("stale"));
+    let now = shared::auth::now_ms();
+    let past = now / 1000 - 10;
+    for i in 0..3 {
+        let attempt = format!("old-{i}");
+        store.add_login_failure(&key, &record(1, past, &attempt), (past - 100) * 1000, &attempt).await.unwrap();
+    }
+    let fresh = record(1, now / 1000 + 600, "new");
+    let after = store.add_login_failure(&key, &fresh, now, "new").await.unwrap();
+    assert_eq!((after.count, after.expires_at), (1, now / 1000 + 600));
+}
+
+#[tokio::test]
+async fn a_swap_applies_only_over_the_state_it_saw_and_recognises_its_own_retry() {
+    let env = common::env().await;
+    let store = env.store();
+    let name = common::unique_username("swap");
+    let key = ThrottleKey::Client { username: name.clone(), client: "192.0.2.7".into() };
+    let exp = shared::auth::now_ms() / 1000 + 600;
+    let first = FailedLogins { locked_until_ms: Some(1_900_000_000_000), ..record(1, exp, "w1") };
+    assert_eq!(store.swap_login_failures(&key, None, &first).await.unwrap(), Swapped::Done);
+    // Repeating the same write (the SDK retried it): done, not a conflict.
+    assert_eq!(store.swap_login_failures(&key, None, &first).await.unwrap(), Swapped::Done);
+    // A writer that saw nothing, or an older version, loses and is told what is there.
+    let stored = store.login_state(&name, "192.0.2.7").await.unwrap().client_failures.unwrap();
+    assert_eq!(stored, first);
+    assert_eq!(
+        store.swap_login_failures(&key, None, &record(1, exp, "w2")).await.unwrap(),
+        Swapped::Changed(Some(first.clone()))
+    );
+    assert_eq!(
+        store.swap_login_failures(&key, Some("w0"), &record(2, exp, "w3")).await.unwrap(),
+        Swapped::Changed(Some(first.clone()))
+    );
+    // Over the version it saw, it applies (and a lock can be lifted).
+    let second = record(2, exp, "w4");
+    assert_eq!(store.swap_login_failures(&key, Some("w1"), &second).await.unwrap(), Swapped::Done);
+    assert_eq!(store.login_state(&name, "192.0.2.7").await.unwrap().client_failures, Some(second));
+    // Deleted meanwhile: the writer is told there is nothing.
+    store.clear_login_failures(&key).await.unwrap();
+    assert_eq!(
+        store.swap_login_failures(&key, Some("w4"), &record(3, exp, "w5")).await.unwrap(),
+        Swapped::Changed(None)
+    );
 }

@@ -8,9 +8,13 @@ use shared::auth::Principal;
 use shared::config::Argon2Config;
 use shared::error::AuthError;
 use shared::password::PasswordHasher;
-use shared::store::Store;
+use shared::store::{FailedLogins, Store, ThrottleKey};
 
 const PASSWORD: &str = "correct horse battery";
+/// The caller's address, as API Gateway's `sourceIp` gives it.
+const CLIENT: Option<&str> = Some("192.0.2.1");
+/// The token config's clock leeway (common::token_config).
+const LEEWAY: u64 = 5;
 
 fn principal(auth: &shared::Auth, access_token: &str) -> Principal {
     Principal::from_claims(auth.tokens().verify_access(access_token).unwrap())
@@ -50,7 +54,7 @@ async fn a_username_differing_only_in_case_is_taken() {
     assert_eq!(err, AuthError::UsernameTaken);
     assert_eq!(err.status_and_code(), (409, "username_taken"));
     // The original password still works; the loser changed nothing.
-    assert!(auth.login(&name, PASSWORD).await.is_ok());
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,13 +104,13 @@ async fn login_refuses_unknown_users_and_wrong_passwords_identically() {
     let auth = env.auth();
     let (name, r) = registered(&auth, "login").await;
 
-    let pair = auth.login(&name.to_uppercase(), PASSWORD).await.unwrap();
+    let pair = auth.login(&name.to_uppercase(), PASSWORD, CLIENT).await.unwrap();
     assert_eq!(pair.access.sub, r.user.id);
     assert_ne!(pair.access.sid, r.tokens.access.sid, "each login is a new session");
 
-    let wrong = auth.login(&name, "wrong password").await.unwrap_err();
-    let unknown = auth.login(&common::unique_username("nobody"), PASSWORD).await.unwrap_err();
-    let malformed = auth.login("ｎｏ", PASSWORD).await.unwrap_err();
+    let wrong = auth.login(&name, "wrong password", CLIENT).await.unwrap_err();
+    let unknown = auth.login(&common::unique_username("nobody"), PASSWORD, CLIENT).await.unwrap_err();
+    let malformed = auth.login("ｎｏ", PASSWORD, CLIENT).await.unwrap_err();
     assert_eq!(wrong, AuthError::InvalidGrant);
     assert_eq!(unknown, wrong);
     assert_eq!(malformed, wrong);
@@ -119,9 +123,9 @@ async fn an_unknown_user_costs_one_real_argon2_verification() {
     let auth = env.auth();
     let (name, _) = registered(&auth, "timing").await;
     let before = auth.passwords().verifications();
-    let _ = auth.login(&common::unique_username("nobody"), PASSWORD).await;
+    let _ = auth.login(&common::unique_username("nobody"), PASSWORD, CLIENT).await;
     assert_eq!(auth.passwords().verifications(), before + 1);
-    let _ = auth.login(&name, "wrong password").await;
+    let _ = auth.login(&name, "wrong password", CLIENT).await;
     assert_eq!(auth.passwords().verifications(), before + 2);
 }
 
@@ -141,14 +145,14 @@ async fn login_upgrades_a_weak_hash() {
         sessions_valid_after_ms: None,
     };
     env.store().create_user(&user).await.unwrap();
-    auth.login(&name, PASSWORD).await.unwrap();
+    auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     let hash = env.store().get_user(&name).await.unwrap().unwrap().password_hash;
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-    assert!(auth.login(&name, PASSWORD).await.is_ok(), "the new hash verifies");
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok(), "the new hash verifies");
 }
 
 #[tokio::test]
-async fn refresh_rotates_and_the_spent_token_records_its_own_expiry() {
+async fn refresh_rotates_and_the_spent_marker_lasts_as_long_as_the_token_could_verify() {
     let env = common::env().await;
     let auth = env.auth();
     let (_, r) = registered(&auth, "rotate").await;
@@ -157,7 +161,9 @@ async fn refresh_rotates_and_the_spent_token_records_its_own_expiry() {
     assert_ne!(next.refresh.jti, r.tokens.refresh.jti);
     assert!(auth.authorize(&next.access_token, &[]).await.is_ok());
     let spent = env.revoked_item(&r.tokens.refresh.jti).await.unwrap();
-    assert_eq!(common::number(&spent, "expires_at"), r.tokens.refresh.exp, "expires_at equals the token's exp");
+    // Until exp + leeway: a marker gone at exp would let the token verify (within the
+    // leeway) as never spent.
+    assert_eq!(common::number(&spent, "expires_at"), r.tokens.refresh.exp + LEEWAY);
     // The next one rotates too.
     assert!(auth.refresh(&next.refresh_token).await.is_ok());
 }
@@ -167,7 +173,7 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
     let env = common::env().await;
     let auth = env.auth();
     let (name, r) = registered(&auth, "theft").await;
-    let other_session = auth.login(&name, PASSWORD).await.unwrap();
+    let other_session = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     let newest = auth.refresh(&r.tokens.refresh_token).await.unwrap();
 
     assert_eq!(auth.refresh(&r.tokens.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
@@ -217,7 +223,7 @@ async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
     let env = common::env().await;
     let auth = env.auth();
     let (name, r) = registered(&auth, "logout").await;
-    let other = auth.login(&name, PASSWORD).await.unwrap();
+    let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
 
     auth.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap();
     assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
@@ -225,10 +231,11 @@ async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
     assert!(auth.authorize(&other.access_token, &[]).await.is_ok());
     assert!(auth.refresh(&other.refresh_token).await.is_ok());
 
-    let item = env.revoked_item(&r.tokens.access.jti).await.unwrap();
-    assert_eq!(common::number(&item, "expires_at"), r.tokens.access.exp, "expires_at equals the token's exp");
+    // One write: the session item, which covers every token of the session until the
+    // last of them could still verify.
+    assert!(env.revoked_item(&r.tokens.access.jti).await.is_none(), "no second, per-token item");
     let session = env.revoked_item(&format!("session#{}", r.tokens.access.sid)).await.unwrap();
-    assert!(common::number(&session, "expires_at") >= r.tokens.refresh.exp, "outlives every token of the session");
+    assert!(common::number(&session, "expires_at") >= r.tokens.refresh.exp + LEEWAY, "outlives every token");
 }
 
 #[tokio::test]
@@ -236,7 +243,7 @@ async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
     let env = common::env().await;
     let auth = env.auth();
     let (name, r) = registered(&auth, "all").await;
-    let second = auth.login(&name, PASSWORD).await.unwrap();
+    let second = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     let refreshed = auth.refresh(&second.refresh_token).await.unwrap();
 
     auth.logout(&principal(&auth, &r.tokens.access_token), true).await.unwrap();
@@ -247,7 +254,7 @@ async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
         assert_eq!(auth.refresh(refresh).await.unwrap_err(), AuthError::InvalidGrant);
     }
     // Logging in again right away (same second) works.
-    let again = auth.login(&name, PASSWORD).await.unwrap();
+    let again = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     assert!(auth.authorize(&again.access_token, &[]).await.is_ok());
     assert!(auth.refresh(&again.refresh_token).await.is_ok());
 }
@@ -294,7 +301,7 @@ async fn a_store_outage_fails_closed() {
 
     let unavailable = |e: AuthError| matches!(e, AuthError::Unavailable { .. });
     assert!(unavailable(auth_down.authorize(&r.tokens.access_token, &[]).await.unwrap_err()), "authorizer denies");
-    assert!(unavailable(auth_down.login(&name, PASSWORD).await.unwrap_err()));
+    assert!(unavailable(auth_down.login(&name, PASSWORD, CLIENT).await.unwrap_err()));
     assert!(unavailable(auth_down.refresh(&r.tokens.refresh_token).await.unwrap_err()));
     assert!(unavailable(auth_down.register(&common::unique_username("new"), PASSWORD, None).await.unwrap_err()));
     assert!(unavailable(auth_down.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap_err()));
@@ -311,7 +318,7 @@ fn quick_throttle(env: &common::Env) -> shared::Auth {
 
 async fn fail_logins(auth: &shared::Auth, name: &str, times: usize) {
     for _ in 0..times {
-        assert_eq!(auth.login(name, "wrong password").await.unwrap_err(), AuthError::InvalidGrant);
+        assert_eq!(auth.login(name, "wrong password", CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
     }
 }
 
@@ -330,7 +337,7 @@ async fn five_failed_logins_lock_the_name_even_for_the_right_password_and_back_o
     fail_logins(&auth, &name, 5).await;
 
     let hashes_before = auth.passwords().verifications();
-    let e = auth.login(&name, PASSWORD).await.unwrap_err();
+    let e = auth.login(&name, PASSWORD, CLIENT).await.unwrap_err();
     assert_eq!(e.status_and_code(), (429, "too_many_attempts"));
     assert_eq!(retry_after(e), 1);
     assert_eq!(auth.passwords().verifications(), hashes_before, "a locked attempt spends no hash");
@@ -338,13 +345,13 @@ async fn five_failed_logins_lock_the_name_even_for_the_right_password_and_back_o
     // The lock ends; one more failure doubles it.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     fail_logins(&auth, &name, 1).await;
-    assert_eq!(retry_after(auth.login(&name, PASSWORD).await.unwrap_err()), 2);
+    assert_eq!(retry_after(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err()), 2);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(auth.login(&name, PASSWORD).await.is_ok(), "the right password works once the lock ends");
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok(), "the right password works once the lock ends");
 
     // The success reset the count: four more failures do not lock.
     fail_logins(&auth, &name, 4).await;
-    assert!(auth.login(&name, PASSWORD).await.is_ok());
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok());
 }
 
 #[tokio::test]
@@ -356,7 +363,10 @@ async fn unknown_usernames_are_throttled_exactly_like_real_ones() {
     for name in [&real, &unknown] {
         fail_logins(&auth, name, 5).await;
     }
-    let (a, b) = (auth.login(&real, "wrong password").await.unwrap_err(), auth.login(&unknown, "x").await.unwrap_err());
+    let (a, b) = (
+        auth.login(&real, "wrong password", CLIENT).await.unwrap_err(),
+        auth.login(&unknown, "x", CLIENT).await.unwrap_err(),
+    );
     assert_eq!(a, b);
     assert_eq!(a.body(), b.body());
     assert_eq!(a.status_and_code(), (429, "too_many_attempts"));
@@ -368,13 +378,17 @@ async fn the_throttle_counts_by_normalized_name_and_expires_through_ttl() {
     let auth = quick_throttle(&env);
     let (name, _) = registered(&auth, "norm").await;
     fail_logins(&auth, &name.to_uppercase(), 5).await;
-    assert_eq!(auth.login(&name, PASSWORD).await.unwrap_err().status_and_code(), (429, "too_many_attempts"));
+    assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err().status_and_code(), (429, "too_many_attempts"));
 
-    let item = env.user_item(&format!("login#{name}")).await.expect("a failed-login record");
-    let expires_at = common::number(&item, "expires_at");
     let now = shared::auth::now_ms() / 1000;
+    let pair = env.user_item(&format!("login#{name}#192.0.2.1")).await.expect("the pair's record");
     let bound = shared::auth::FAILED_LOGIN_MEMORY_SECONDS + shared::config::LOGIN_MAX_LOCK_SECONDS;
+    let expires_at = common::number(&pair, "expires_at");
     assert!(expires_at > now && expires_at <= now + bound, "{expires_at} within {bound}s");
+    let whole_name = env.user_item(&format!("login#{name}")).await.expect("the name's record");
+    assert_eq!(common::number(&whole_name, "failures"), 5);
+    let expires_at = common::number(&whole_name, "expires_at");
+    assert!(expires_at > now && expires_at <= now + 900, "one window: {expires_at}");
     // The user item itself never expires.
     assert!(!env.user_item(&name).await.unwrap().contains_key("expires_at"));
 }
@@ -386,12 +400,99 @@ async fn a_stale_failure_record_that_ttl_has_not_yet_deleted_counts_as_none() {
     let store = env.store();
     let (name, _) = registered(&auth, "stale").await;
     let past = shared::auth::now_ms() / 1000 - 10;
-    // Ten failures and a long lock, all expired but still stored.
-    for _ in 0..10 {
-        store.record_login_failure(&name, (past - 100) * 1000, past).await.unwrap();
-    }
-    store.lock_logins(&name, (past + 3600) * 1000, past).await.unwrap();
-    assert!(auth.login(&name, PASSWORD).await.is_ok());
+    // Ten failures and a long lock on both counters, all expired but still stored.
+    let stale = FailedLogins {
+        count: 10,
+        locked_until_ms: Some((past + 3600) * 1000),
+        expires_at: past,
+        version: "old".into(),
+    };
+    let pair = ThrottleKey::Client { username: name.clone(), client: "192.0.2.1".into() };
+    store.swap_login_failures(&pair, None, &stale).await.unwrap();
+    store.swap_login_failures(&ThrottleKey::Name { username: name.clone() }, None, &stale).await.unwrap();
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok());
     fail_logins(&auth, &name, 4).await;
-    assert!(auth.login(&name, PASSWORD).await.is_ok(), "counting started afresh");
+    assert!(auth.login(&name, PASSWORD, CLIENT).await.is_ok(), "counting started afresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_simultaneous_wrong_passwords_from_one_client_get_at_most_five_verifications() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, _) = registered(&auth, "burst").await;
+    let hashes_before = auth.passwords().verifications();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (auth, name) = (auth.clone(), name.clone());
+            tokio::spawn(async move { auth.login(&name, "wrong password", CLIENT).await.unwrap_err() })
+        })
+        .collect();
+    let (mut refused, mut throttled) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            AuthError::InvalidGrant => refused += 1,
+            AuthError::TooManyAttempts { .. } => throttled += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused <= 5, "{refused} attempts were verified, {throttled} throttled");
+    assert_eq!(refused + throttled, 20);
+    assert!(auth.passwords().verifications() - hashes_before <= 5, "no more than five hashes spent");
+    // And the pair is locked now, even for the right password.
+    assert!(matches!(auth.login(&name, PASSWORD, CLIENT).await, Err(AuthError::TooManyAttempts { .. })));
+}
+
+#[tokio::test]
+async fn a_locked_out_guesser_does_not_lock_out_the_owner_on_another_address() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, _) = registered(&auth, "victim").await;
+    let attacker = Some("198.51.100.66");
+    for _ in 0..5 {
+        assert_eq!(auth.login(&name, "guess", attacker).await.unwrap_err(), AuthError::InvalidGrant);
+    }
+    assert!(matches!(auth.login(&name, PASSWORD, attacker).await, Err(AuthError::TooManyAttempts { .. })));
+    // The owner, elsewhere, logs in; and so does anyone on another IPv6 /64.
+    assert!(auth.login(&name, PASSWORD, Some("203.0.113.9")).await.is_ok());
+    assert!(auth.login(&name, PASSWORD, Some("2001:db8:0:1::5")).await.is_ok());
+    // The guesser's lock is not lifted by the owner's success.
+    assert!(matches!(auth.login(&name, PASSWORD, attacker).await, Err(AuthError::TooManyAttempts { .. })));
+}
+
+#[tokio::test]
+async fn guessing_spread_over_many_addresses_locks_the_name_for_everyone() {
+    let env = common::env().await;
+    let throttle = shared::config::LoginThrottleConfig { name_max_failures: 6, ..Default::default() };
+    let auth = env.auth().with_login_throttle(throttle);
+    let (name, _) = registered(&auth, "spread").await;
+    // Three addresses, two guesses each: no pair reaches five, the name reaches six.
+    for i in 1..=3 {
+        let ip = format!("198.51.100.{i}");
+        for _ in 0..2 {
+            assert_eq!(auth.login(&name, "guess", Some(&ip)).await.unwrap_err(), AuthError::InvalidGrant);
+        }
+    }
+    let hashes_before = auth.passwords().verifications();
+    let locked = auth.login(&name, PASSWORD, Some("203.0.113.9")).await.unwrap_err();
+    assert_eq!(retry_after(locked), 30, "the name is locked for everyone, the owner included");
+    assert_eq!(auth.passwords().verifications(), hashes_before, "without spending a hash");
+    // Other names are not affected.
+    let (other, _) = registered(&auth, "bystander").await;
+    assert!(auth.login(&other, PASSWORD, Some("198.51.100.1")).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
+    let env = common::env().await;
+    let auth = env.auth().with_session_max_lifetime(3);
+    let (_, r) = registered(&auth, "lifetime").await;
+    let started = r.tokens.access.iat;
+    // No token of the session is issued to outlive it.
+    assert!(r.tokens.refresh.exp <= started + 4, "refresh exp {} capped", r.tokens.refresh.exp);
+    let next = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    assert!(next.refresh.exp <= started + 4);
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
+    // The token itself still verifies (within the clock leeway); the session is over.
+    assert!(auth.tokens().verify_refresh(&next.refresh_token).is_ok());
+    assert_eq!(auth.refresh(&next.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
 }

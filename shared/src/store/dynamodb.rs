@@ -3,9 +3,10 @@
 //! Users table: partition key `username`. Besides one item per user it holds one id
 //! item per user, keyed `id#<user_id>`, so a refresh token (which carries only `sub`) can
 //! find its user with a strongly consistent read; `#` cannot occur in a username, so the
-//! two kinds of key never collide; nor do the `login#<username>` items of the failed-login
-//! throttle, which expire through the users table's TTL on `expires_at` (user items never
-//! carry that attribute). Revoked tokens table: partition key `jti`, holding
+//! two kinds of key never collide; nor do the failed-login counters of the throttle,
+//! `login#<username>` (the name across all clients) and `login#<username>#<client>`, which
+//! expire through the users table's TTL on `expires_at` (user items never carry that
+//! attribute). Revoked tokens table: partition key `jti`, holding
 //! token ids, spent refresh token ids, and `session#<sid>` items; `expires_at` is its TTL
 //! attribute. Nothing here relies on TTL deletion having happened.
 
@@ -14,13 +15,17 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
 use super::{
-    AccessState, CreateOutcome, FailedLogins, LoginState, Revocation, SpendOutcome, Store, StoreError, UserAccess,
-    UserRecord,
+    AccessState, CreateOutcome, FailedLogins, LoginState, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
+    UserAccess, UserRecord,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -32,6 +37,11 @@ const BATCH_RETRIES: usize = 3;
 const SESSION_PREFIX: &str = "session#";
 const USER_ID_PREFIX: &str = "id#";
 const LOGIN_FAILURES_PREFIX: &str = "login#";
+/// Registrations that lost a transaction conflict (a concurrent transaction on the same
+/// name) are tried again this many times before the store reports itself unavailable.
+const CONFLICT_RETRIES: u32 = 3;
+/// Counting a failure races only with other counts and with a stale record's reset.
+const COUNT_RETRIES: usize = 3;
 
 fn session_key(sid: &str) -> String {
     format!("{SESSION_PREFIX}{sid}")
@@ -41,25 +51,61 @@ fn user_id_key(user_id: &str) -> String {
     format!("{USER_ID_PREFIX}{user_id}")
 }
 
-fn login_failures_key(username: &str) -> String {
-    format!("{LOGIN_FAILURES_PREFIX}{username}")
+fn throttle_key(key: &ThrottleKey) -> String {
+    match key {
+        ThrottleKey::Name { username } => format!("{LOGIN_FAILURES_PREFIX}{username}"),
+        ThrottleKey::Client { username, client } => format!("{LOGIN_FAILURES_PREFIX}{username}#{client}"),
+    }
 }
 
-/// A failure record past its expiry counts as none: TTL deletion may lag by days.
-fn failures_from_item(item: &Item, now_ms: u64) -> FailedLogins {
-    let expires_at = get_u64(item, "expires_at").unwrap_or(0);
-    if expires_at.saturating_mul(1000) <= now_ms {
-        return FailedLogins::default();
-    }
+fn failures_from_item(item: &Item) -> FailedLogins {
     FailedLogins {
         count: get_u64(item, "failures").unwrap_or(0).try_into().unwrap_or(u32::MAX),
         locked_until_ms: get_u64(item, "locked_until_ms"),
+        expires_at: get_u64(item, "expires_at").unwrap_or(0),
+        version: get_s(item, "write_id").unwrap_or_default(),
     }
 }
 
 /// A conditional write whose condition did not hold: an answer, not a fault.
 fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// The operations whose failed condition can return the item as it is
+/// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`).
+trait ConditionFailure {
+    fn condition_failure(&self) -> Option<&ConditionalCheckFailedException>;
+}
+
+impl ConditionFailure for PutItemError {
+    fn condition_failure(&self) -> Option<&ConditionalCheckFailedException> {
+        match self {
+            PutItemError::ConditionalCheckFailedException(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ConditionFailure for UpdateItemError {
+    fn condition_failure(&self) -> Option<&ConditionalCheckFailedException> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// `Some(item as stored)` when the write's condition did not hold (`Some(None)`: no item);
+/// `None` for any other error.
+fn failed_condition<E: ConditionFailure, R>(e: &SdkError<E, R>) -> Option<Option<Item>> {
+    e.as_service_error().and_then(ConditionFailure::condition_failure).map(|c| c.item().cloned())
+}
+
+/// A unit of the retry back-off with some jitter, so that conflicting writers spread out.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16);
+    std::time::Duration::from_millis((20u64 << attempt.min(4)) + jitter)
 }
 
 #[derive(Clone)]
@@ -200,28 +246,51 @@ impl Store for DynamoStore {
                 .table_name(&self.users_table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(username)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(build_err)
         };
-        let result =
-            self.client.transact_write_items().transact_items(put(item)?).transact_items(put(id_item)?).send().await;
-        match result {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(e) => {
-                let taken = e
-                    .as_service_error()
-                    .filter(|se| se.is_transaction_canceled_exception())
-                    .and_then(|se| match se {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => {
-                            tc.cancellation_reasons().first().and_then(|r| r.code()).map(|c| c == "ConditionalCheckFailed")
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or(false);
-                if taken { Ok(CreateOutcome::UsernameTaken) } else { Err(classify(e)) }
+        let (item, id_item) = (put(item)?, put(id_item)?);
+        for attempt in 0..=CONFLICT_RETRIES {
+            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB;
+            // the user id (fresh per registration) tells our own write apart elsewhere.
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .transact_items(item.clone())
+                .transact_items(id_item.clone())
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(CreateOutcome::Created),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let reasons = tc.cancellation_reasons();
+            if let Some(user_reason) = reasons.first().filter(|r| r.code() == Some("ConditionalCheckFailed")) {
+                // Taken, unless what holds the name is this very registration: an attempt
+                // the SDK retried after DynamoDB had applied it (the answer was lost).
+                let holder = user_reason.item().and_then(|i| get_s(i, "user_id"));
+                return Ok(if holder.as_deref() == Some(&user.user_id) {
+                    CreateOutcome::Created
+                } else {
+                    CreateOutcome::UsernameTaken
+                });
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            // Another transaction held one of the items (a concurrent registration of
+            // the name): once it is done, the condition gives the real answer.
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
             }
         }
+        Err(StoreError::Unavailable("registration kept conflicting with concurrent transactions".into()))
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -237,19 +306,20 @@ impl Store for DynamoStore {
         out.item().map(user_from_item).transpose()
     }
 
-    async fn login_state(&self, username: &str, now_ms: u64) -> Result<LoginState, StoreError> {
-        let failures_key = login_failures_key(username);
-        let keys = KeysAndAttributes::builder()
-            .keys(HashMap::from([("username".to_string(), s(username))]))
-            .keys(HashMap::from([("username".to_string(), s(&failures_key))]))
-            .consistent_read(true)
-            .build()
-            .map_err(build_err)?;
-        let found = self.batch_get(HashMap::from([(self.users_table.clone(), keys)])).await?;
+    async fn login_state(&self, username: &str, client: &str) -> Result<LoginState, StoreError> {
+        let client_key = throttle_key(&ThrottleKey::Client { username: username.into(), client: client.into() });
+        let name_key = throttle_key(&ThrottleKey::Name { username: username.into() });
+        let mut keys = KeysAndAttributes::builder().consistent_read(true);
+        for key in [username, &client_key, &name_key] {
+            keys = keys.keys(HashMap::from([("username".to_string(), s(key))]));
+        }
+        let found =
+            self.batch_get(HashMap::from([(self.users_table.clone(), keys.build().map_err(build_err)?)])).await?;
         let mut state = LoginState::default();
         for item in found.get(&self.users_table).into_iter().flatten() {
             match get_s(item, "username") {
-                Some(key) if key == failures_key => state.failures = failures_from_item(item, now_ms),
+                Some(key) if key == client_key => state.client_failures = Some(failures_from_item(item)),
+                Some(key) if key == name_key => state.name_failures = Some(failures_from_item(item)),
                 Some(key) if key == username => state.user = Some(user_from_item(item)?),
                 _ => {}
             }
@@ -257,68 +327,145 @@ impl Store for DynamoStore {
         Ok(state)
     }
 
-    async fn record_login_failure(&self, username: &str, now_ms: u64, expires_at: u64) -> Result<u32, StoreError> {
-        let key = login_failures_key(username);
-        let result = self
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        seen: Option<&str>,
+        next: &FailedLogins,
+    ) -> Result<Swapped, StoreError> {
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.users_table)
-            .key("username", s(&key))
-            .update_expression("ADD failures :one SET expires_at = :exp")
-            // A record past its expiry is stale (TTL lags): start counting afresh below.
-            .condition_expression("attribute_not_exists(username) OR expires_at > :now")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":exp", n(expires_at))
-            .expression_attribute_values(":now", n(now_ms / 1000))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes()
-                .and_then(|a| get_u64(a, "failures"))
-                .and_then(|c| u32::try_from(c).ok())
-                .unwrap_or(u32::MAX)),
-            Err(e) if is_condition_failure(&e) => {
-                self.client
-                    .put_item()
-                    .table_name(&self.users_table)
-                    .item("username", s(&key))
-                    .item("failures", n(1))
-                    .item("expires_at", n(expires_at))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                Ok(1)
-            }
-            Err(e) => Err(classify(e)),
+            .key("username", s(throttle_key(key)))
+            .expression_attribute_names("#f", "failures")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#w", "write_id")
+            .expression_attribute_names("#lock", "locked_until_ms")
+            .expression_attribute_values(":f", n(next.count))
+            .expression_attribute_values(":exp", n(next.expires_at))
+            .expression_attribute_values(":w", s(&next.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = match next.locked_until_ms {
+            Some(until) => update
+                .update_expression("SET #f = :f, #exp = :exp, #w = :w, #lock = :lock")
+                .expression_attribute_values(":lock", n(until)),
+            None => update.update_expression("SET #f = :f, #exp = :exp, #w = :w REMOVE #lock"),
+        };
+        update = match seen {
+            Some(version) => update.condition_expression("#w = :seen").expression_attribute_values(":seen", s(version)),
+            None => update.condition_expression("attribute_not_exists(username)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(Swapped::Done),
+            Err(e) => match failed_condition(&e) {
+                Some(Some(item)) if get_s(&item, "write_id").as_deref() == Some(&next.version) => Ok(Swapped::Done),
+                Some(item) => Ok(Swapped::Changed(item.as_ref().map(failures_from_item))),
+                None => Err(classify(e)),
+            },
         }
     }
 
-    async fn lock_logins(&self, username: &str, until_ms: u64, expires_at: u64) -> Result<(), StoreError> {
+    async fn add_login_failure(
+        &self,
+        key: &ThrottleKey,
+        fresh: &FailedLogins,
+        now_ms: u64,
+        attempt: &str,
+    ) -> Result<FailedLogins, StoreError> {
+        let key = throttle_key(key);
+        let names = HashMap::from([
+            ("#f".to_string(), "failures".to_string()),
+            ("#exp".to_string(), "expires_at".to_string()),
+            ("#w".to_string(), "write_id".to_string()),
+        ]);
+        let mine = |item: &Item| get_s(item, "write_id").as_deref() == Some(attempt);
+        for _ in 0..COUNT_RETRIES {
+            let counted = self
+                .client
+                .update_item()
+                .table_name(&self.users_table)
+                .key("username", s(&key))
+                .update_expression("ADD #f :one SET #w = :w")
+                // A stale record (TTL lags) is not counted on: it starts afresh below.
+                .condition_expression("attribute_exists(username) AND #exp > :now AND #w <> :w")
+                .set_expression_attribute_names(Some(names.clone()))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":w", s(attempt))
+                .expression_attribute_values(":now", n(now_ms / 1000))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            match counted {
+                Ok(out) => return Ok(out.attributes().map(failures_from_item).unwrap_or_default()),
+                Err(e) => match failed_condition(&e) {
+                    // Our own count, applied by an attempt whose answer was lost.
+                    Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
+                    Some(_) => {}
+                    None => return Err(classify(e)),
+                },
+            }
+            // No record, or a stale one: start a new one, unless someone just did. (An
+            // update, not a put: login may only update and delete its own records.)
+            let mut start = self
+                .client
+                .update_item()
+                .table_name(&self.users_table)
+                .key("username", s(&key))
+                .condition_expression("attribute_not_exists(username) OR #exp <= :now")
+                .set_expression_attribute_names(Some(names.clone()))
+                .expression_attribute_names("#lock", "locked_until_ms")
+                .expression_attribute_values(":f", n(fresh.count))
+                .expression_attribute_values(":exp", n(fresh.expires_at))
+                .expression_attribute_values(":w", s(attempt))
+                .expression_attribute_values(":now", n(now_ms / 1000))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            start = match fresh.locked_until_ms {
+                Some(until) => start
+                    .update_expression("SET #f = :f, #exp = :exp, #w = :w, #lock = :lock")
+                    .expression_attribute_values(":lock", n(until)),
+                None => start.update_expression("SET #f = :f, #exp = :exp, #w = :w REMOVE #lock"),
+            };
+            let started = start.send().await;
+            match started {
+                Ok(_) => return Ok(FailedLogins { version: attempt.to_string(), ..fresh.clone() }),
+                Err(e) => match failed_condition(&e) {
+                    Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
+                    Some(_) => {}
+                    None => return Err(classify(e)),
+                },
+            }
+        }
+        Err(StoreError::Unavailable("failed-login count kept conflicting".into()))
+    }
+
+    async fn lock_logins(&self, key: &ThrottleKey, until_ms: u64, expires_at: u64) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.users_table)
-            .key("username", s(login_failures_key(username)))
-            .update_expression("SET locked_until_ms = :until, expires_at = :exp")
-            .condition_expression("attribute_not_exists(locked_until_ms) OR locked_until_ms < :until")
+            .key("username", s(throttle_key(key)))
+            .update_expression("SET #lock = :until, #exp = :exp")
+            .condition_expression("attribute_exists(username) AND (attribute_not_exists(#lock) OR #lock < :until)")
+            .expression_attribute_names("#lock", "locked_until_ms")
+            .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_values(":until", n(until_ms))
             .expression_attribute_values(":exp", n(expires_at))
             .send()
             .await;
         match result {
-            // A longer lock is already in place: keep it.
+            // A longer lock is already in place (or this one, by a retried attempt): keep it.
             Err(e) if is_condition_failure(&e) => Ok(()),
             other => other.map(|_| ()).map_err(classify),
         }
     }
 
-    async fn clear_login_failures(&self, username: &str) -> Result<(), StoreError> {
+    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.users_table)
-            .key("username", s(login_failures_key(username)))
+            .key("username", s(throttle_key(key)))
             .send()
             .await
             .map(|_| ())
@@ -358,40 +505,17 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
-        let mut pending = revocations
-            .iter()
-            .map(|r| {
-                let (key, kind, expires_at) = match r {
-                    Revocation::Token { jti, expires_at } => (jti.clone(), "token", *expires_at),
-                    Revocation::Session { sid, expires_at } => (session_key(sid), "session", *expires_at),
-                };
-                let item = HashMap::from([
-                    ("jti".into(), s(key)),
-                    ("kind".into(), s(kind)),
-                    ("expires_at".into(), n(expires_at)),
-                ]);
-                PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(build_err)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for _ in 0..=BATCH_RETRIES {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.revoked_table, pending)
-                .send()
-                .await
-                .map_err(classify)?;
-            pending = out.unprocessed_items().and_then(|u| u.get(&self.revoked_table)).cloned().unwrap_or_default();
-        }
-        if pending.is_empty() { Ok(()) } else { Err(StoreError::Unavailable("revocations left unprocessed".into())) }
+    async fn revoke_session(&self, sid: &str, expires_at: u64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.revoked_table)
+            .item("jti", s(session_key(sid)))
+            .item("kind", s("session"))
+            .item("expires_at", n(expires_at))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 
     async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError> {
@@ -433,7 +557,7 @@ impl Store for DynamoStore {
         })
     }
 
-    async fn spend_refresh_token(&self, jti: &str, expires_at: u64) -> Result<SpendOutcome, StoreError> {
+    async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spender: &str) -> Result<SpendOutcome, StoreError> {
         let result = self
             .client
             .put_item()
@@ -441,13 +565,20 @@ impl Store for DynamoStore {
             .item("jti", s(jti))
             .item("kind", s("spent"))
             .item("expires_at", n(expires_at))
+            .item("spender", s(spender))
             .condition_expression("attribute_not_exists(jti)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(SpendOutcome::Spent),
-            Err(e) if is_condition_failure(&e) => Ok(SpendOutcome::AlreadySpent),
-            Err(e) => Err(classify(e)),
+            Err(e) => match failed_condition(&e) {
+                // Spent by this very request: an attempt the SDK retried after DynamoDB had
+                // applied it. Anything else already there means reuse.
+                Some(Some(item)) if get_s(&item, "spender").as_deref() == Some(spender) => Ok(SpendOutcome::Spent),
+                Some(_) => Ok(SpendOutcome::AlreadySpent),
+                None => Err(classify(e)),
+            },
         }
     }
 

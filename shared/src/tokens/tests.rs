@@ -297,3 +297,26 @@ fn eddsa_keys_plug_in_without_changing_call_sites() {
     h["kid"] = "ed1".into();
     assert_eq!(svc.verify_access(&hmac_sign(Algorithm::HS256, &h, &c)), Err(TokenError::Invalid));
 }
+
+#[test]
+fn no_token_outlives_the_end_of_its_session() {
+    let t = now();
+    let roles = roles();
+    let subject = Subject { user_id: "u", username: "alice", roles: &roles };
+    let svc = service();
+    let capped = svc.issue_pair_until(subject, "s", t, t + 600).unwrap();
+    assert_eq!((capped.access.exp, capped.refresh.exp), (t + 600, t + 600));
+    let early = svc.issue_pair_until(subject, "s", t, t + 10 * 86_400).unwrap();
+    assert_eq!((early.access.exp, early.refresh.exp), (t + 900, t + 10 * 86_400));
+    assert!(svc.verify_refresh(&capped.refresh_token).is_ok());
+    assert_eq!(svc.issue_pair_until(subject, "s", t, t).unwrap_err(), TokenError::Expired);
+}
+
+#[test]
+fn a_service_without_keys_signs_nothing_and_accepts_nothing() {
+    let keyless = TokenService::without_keys(config());
+    let roles = roles();
+    let subject = Subject { user_id: "u", username: "alice", roles: &roles };
+    assert!(keyless.issue_pair(subject, "s", now()).is_err());
+    assert_eq!(keyless.verify_access(&pair_at(now()).access_token).unwrap_err(), TokenError::Invalid);
+}

@@ -1,0 +1,37 @@
+"""Where cargo puts what it builds, as cargo itself reports it.
+
+CARGO_TARGET_DIR, or `build.target-dir` in a .cargo/config.toml (the workspace's or the
+user's), moves cargo's output away from ./target. Every script and test that runs a built
+binary finds it through here instead of assuming ./target.
+"""
+
+import functools
+import json
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class CargoTargetError(RuntimeError):
+    """cargo could not say where its target directory is."""
+
+
+@functools.lru_cache(maxsize=None)
+def target_dir():
+    """cargo's target directory for this workspace (absolute), asked once per process:
+    `cargo metadata` run from the repository root, so a relative CARGO_TARGET_DIR means
+    what it means to `cargo build` there."""
+    command = ["cargo", "metadata", "--format-version", "1", "--no-deps"]
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    except FileNotFoundError:
+        raise CargoTargetError("cargo is not on PATH: it is needed to find the built binaries") from None
+    except subprocess.CalledProcessError as e:
+        raise CargoTargetError(f"`{' '.join(command)}` failed: {e.stderr.strip()}") from None
+    return pathlib.Path(json.loads(done.stdout)["target_directory"])
+
+
+def binary(name, profile="debug"):
+    """Path of the binary `name` of a cargo build with `profile` (debug or release)."""
+    return target_dir() / profile / name

@@ -1,0 +1,130 @@
+//! Login, behind the failed-login throttle (rules in `throttle.rs`).
+
+use uuid::Uuid;
+
+use super::throttle::{self, Admission};
+use super::{Auth, new_session_id, normalize_username, now_ms};
+use crate::error::AuthError;
+use crate::password::Verification;
+use crate::store::{FailedLogins, Swapped, ThrottleKey, UserRecord};
+use crate::tokens::IssuedPair;
+
+fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
+    AuthError::TooManyAttempts { retry_after_seconds: throttle::retry_after_seconds(until_ms, now_ms) }
+}
+
+impl Auth {
+    /// Every refusal is the same `InvalidGrant`, and an unknown or malformed username
+    /// still costs one argon2 verification, so neither the answer nor its timing tells
+    /// which usernames exist. Before any hash is spent, the throttle is consulted: the
+    /// name's lock (all clients) and this client's, whose counter takes the attempt in
+    /// advance. Unknown names are counted exactly like real ones. `client_ip` is API
+    /// Gateway's `sourceIp`.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<IssuedPair, AuthError> {
+        let Ok(name) = normalize_username(username) else {
+            // No such name can exist: nothing to count, but the same cost and answer.
+            self.verify(password.to_string(), None).await?;
+            return Err(AuthError::InvalidGrant);
+        };
+        let client = throttle::client_key(client_ip);
+        let now = now_ms();
+        let state = self.store.login_state(&name, &client).await?;
+        if let Some(until) = throttle::locked_until(state.name_failures.as_ref(), now) {
+            return Err(too_many(until, now));
+        }
+        let client_key = ThrottleKey::Client { username: name.clone(), client };
+        self.reserve_attempt(&client_key, state.client_failures, now).await?;
+
+        let phc = state.user.as_ref().map(|u| u.password_hash.clone());
+        match (state.user, self.verify(password.to_string(), phc).await?) {
+            (Some(user), Verification::Valid { needs_rehash }) => {
+                self.forget_failures(&client_key).await;
+                if needs_rehash {
+                    self.upgrade_hash(&user, password).await;
+                }
+                self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())
+            }
+            _ => {
+                self.count_name_failure(&name, now).await?;
+                Err(AuthError::InvalidGrant)
+            }
+        }
+    }
+
+    /// Counts this attempt against the (name, client) pair before the password is
+    /// verified, by compare-and-set on the record read: of any number of simultaneous
+    /// attempts, only as many as the threshold allows get through, and the one that
+    /// reaches it sets the lock. Not recorded means not verified: a store fault here
+    /// fails the attempt (closed).
+    async fn reserve_attempt(
+        &self,
+        key: &ThrottleKey,
+        mut current: Option<FailedLogins>,
+        now: u64,
+    ) -> Result<(), AuthError> {
+        let write_id = Uuid::new_v4().to_string();
+        // Each lost race means another attempt of the pair was counted; after the
+        // threshold's worth of them the pair is locked, so this loop is short.
+        for _ in 0..=self.throttle.max_failures + 1 {
+            let next = match throttle::admit(&self.throttle, current.as_ref(), now, &write_id) {
+                Admission::Locked { until_ms } => return Err(too_many(until_ms, now)),
+                Admission::Admit(next) => next,
+            };
+            let seen = current.as_ref().map(|c| c.version.as_str());
+            match self.store.swap_login_failures(key, seen, &next).await? {
+                Swapped::Done => {
+                    if next.locked_until_ms.is_some() {
+                        tracing::warn!(
+                            ?key,
+                            failures = next.count,
+                            "failed logins of one client; its next attempts wait"
+                        );
+                    }
+                    return Ok(());
+                }
+                Swapped::Changed(stored) => current = stored,
+            }
+        }
+        // Still contended: that many other attempts of this pair are under way right now.
+        Err(AuthError::TooManyAttempts { retry_after_seconds: 1 })
+    }
+
+    /// Counts a failure against the name across all clients, and locks the name once
+    /// there are too many within the window. Not recorded means not throttled: a store
+    /// fault here fails the attempt (closed).
+    async fn count_name_failure(&self, name: &str, now: u64) -> Result<(), AuthError> {
+        let key = ThrottleKey::Name { username: name.to_string() };
+        let write_id = Uuid::new_v4().to_string();
+        let fresh = throttle::fresh_name_record(&self.throttle, now, &write_id);
+        let after = self.store.add_login_failure(&key, &fresh, now, &write_id).await?;
+        if let Some((until_ms, keep_until)) = throttle::name_lock(&self.throttle, &after, now) {
+            tracing::warn!(username = %name, failures = after.count, "failed logins for one name from many clients; locking the name");
+            self.store.lock_logins(&key, until_ms, keep_until).await?;
+        }
+        Ok(())
+    }
+
+    /// Best effort: the login succeeded; a leftover count only shortens the next grace.
+    async fn forget_failures(&self, key: &ThrottleKey) {
+        if let Err(e) = self.store.clear_login_failures(key).await {
+            tracing::warn!(error = %e, ?key, "could not reset failed logins");
+        }
+    }
+
+    /// Best effort: a failed upgrade must not fail the login; it is retried next time.
+    async fn upgrade_hash(&self, user: &UserRecord, password: &str) {
+        match self.hash(password.to_string()).await {
+            Ok(new_hash) => {
+                if let Err(e) = self.store.replace_password_hash(&user.username, &user.password_hash, &new_hash).await {
+                    tracing::warn!(error = %e, user_id = %user.user_id, "password hash upgrade failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "password rehash failed"),
+        }
+    }
+}

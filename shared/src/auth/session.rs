@@ -1,0 +1,140 @@
+//! What happens to a session after login: refresh (rotation, reuse detection, absolute
+//! lifetime), logout, and the authorizer's check of an access token.
+
+use uuid::Uuid;
+
+use super::{Auth, Principal, now_ms};
+use crate::error::AuthError;
+use crate::store::{AccessState, SpendOutcome, UserAccess};
+use crate::tokens::{IssuedPair, TokenError};
+
+/// When the session started (epoch ms). Session ids are UUIDv7: their embedded creation
+/// time is what "log out everywhere" and the absolute lifetime are measured from.
+pub(super) fn session_started_ms(sid: &str) -> Option<u64> {
+    let (secs, nanos) = Uuid::parse_str(sid).ok()?.get_timestamp()?.to_unix();
+    Some(secs * 1000 + u64::from(nanos) / 1_000_000)
+}
+
+/// The user behind a token whose session is still alive: the session is not revoked, the
+/// user still exists under the id the token names, and no "log out everywhere" came
+/// after the session started. One rule for the authorizer and for refresh.
+fn live_session_user(state: AccessState, sub: &str, sid: &str) -> Option<UserAccess> {
+    if state.session_revoked {
+        return None;
+    }
+    let user = state.user.filter(|u| u.user_id == sub)?;
+    (!session_predates_cutoff(sid, user.sessions_valid_after_ms)).then_some(user)
+}
+
+/// A session is dead once the user logged out everywhere after it started.
+fn session_predates_cutoff(sid: &str, valid_after_ms: Option<u64>) -> bool {
+    match valid_after_ms {
+        None => false,
+        Some(cutoff) => session_started_ms(sid).is_none_or(|started| started < cutoff),
+    }
+}
+
+impl Auth {
+    /// The end of the session's absolute lifetime (epoch seconds); `None` for a session
+    /// id that carries no start time (none of ours), which is treated as ended.
+    pub(super) fn session_ends_at(&self, sid: &str) -> Option<u64> {
+        Some(session_started_ms(sid)? / 1000 + self.session_max_lifetime_seconds)
+    }
+
+    /// Rotation: the presented refresh token is spent by one conditional write and a new
+    /// pair is minted in the same session. A token that was spent before is treated as
+    /// stolen: its whole session is revoked, including the newest pair. A session past its
+    /// absolute lifetime is over, whatever the token's own `exp`.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
+        let claims = self.tokens.verify_refresh(refresh_token).map_err(|e| {
+            tracing::info!(reason = %e, "refresh token refused");
+            AuthError::InvalidGrant
+        })?;
+        if self.session_ends_at(&claims.sid).is_none_or(|end| now_ms() / 1000 >= end) {
+            tracing::info!(sid = %claims.sid, "refresh refused: the session reached its absolute lifetime");
+            return Err(AuthError::InvalidGrant);
+        }
+        let Some(username) = self.store.username_for_id(&claims.sub).await? else {
+            return Err(AuthError::InvalidGrant);
+        };
+        let state = self.store.access_state(&claims.jti, &claims.sid, &username).await?;
+        let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
+            return Err(AuthError::InvalidGrant);
+        };
+        // The conditional write is the one authority on "spent": no read decides it. The
+        // marker lasts as long as the token could still verify (exp plus the leeway).
+        let marker_expiry = claims.exp + self.tokens.config().leeway_seconds;
+        let spender = Uuid::new_v4().to_string();
+        match self.store.spend_refresh_token(&claims.jti, marker_expiry, &spender).await? {
+            SpendOutcome::AlreadySpent => {
+                self.revoke_stolen_session(&claims.sid, &claims.sub).await?;
+                Err(AuthError::InvalidGrant)
+            }
+            // Roles come from the store, not the old token: role changes apply at refresh.
+            SpendOutcome::Spent => self.issue(&claims.sub, &username, &user.roles, &claims.sid),
+        }
+    }
+
+    /// How long a session's revocation must be kept: no token of the session can still
+    /// verify after the newest refresh token issued now would expire, plus the leeway.
+    fn session_expiry(&self) -> u64 {
+        let cfg = self.tokens.config();
+        now_ms() / 1000 + cfg.refresh_ttl_seconds + cfg.leeway_seconds
+    }
+
+    async fn revoke_stolen_session(&self, sid: &str, user_id: &str) -> Result<(), AuthError> {
+        tracing::warn!(%user_id, %sid, "spent refresh token presented again; revoking its session");
+        self.store.revoke_session(sid, self.session_expiry()).await?;
+        Ok(())
+    }
+
+    /// Revokes the caller's session (its access and refresh tokens stop working at once);
+    /// with `all`, every session of the user that started before now, this one included.
+    /// Either way one write that is safe to repeat, so a retried logout never half-applies.
+    pub async fn logout(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
+        if all {
+            self.store.revoke_sessions_before(&principal.username, now_ms()).await?;
+        } else {
+            self.store.revoke_session(&principal.sid, self.session_expiry()).await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token and its revocation state (one store round trip), then
+    /// checks that it holds every role in `required_roles`.
+    pub async fn authorize(&self, access_token: &str, required_roles: &[String]) -> Result<Principal, AuthError> {
+        let claims = self.tokens.verify_access(access_token).map_err(|e: TokenError| {
+            tracing::info!(reason = %e, "access token refused");
+            AuthError::InvalidToken
+        })?;
+        let state = self.store.access_state(&claims.jti, &claims.sid, &claims.username).await?;
+        if state.token_revoked || live_session_user(state, &claims.sub, &claims.sid).is_none() {
+            return Err(AuthError::InvalidToken);
+        }
+        if !required_roles.iter().all(|r| claims.roles.contains(r)) {
+            return Err(AuthError::InsufficientScope);
+        }
+        Ok(Principal::from_claims(claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::new_session_id;
+
+    #[test]
+    fn session_ids_carry_their_start_time() {
+        let before = now_ms();
+        let sid = new_session_id();
+        let after = now_ms();
+        let started = session_started_ms(&sid).unwrap();
+        assert!(before <= started && started <= after);
+        assert!(!session_predates_cutoff(&sid, None));
+        assert!(!session_predates_cutoff(&sid, Some(started)));
+        assert!(session_predates_cutoff(&sid, Some(started + 1)));
+        // A session id we cannot date is treated as old once a cutoff exists.
+        assert!(session_predates_cutoff("not-a-uuid", Some(1)));
+        assert!(session_predates_cutoff(&Uuid::new_v4().to_string(), Some(1)));
+    }
+}

@@ -1,0 +1,193 @@
+"""template.yaml, read statically: least privilege per function, and configuration wiring.
+
+Each function is granted exactly the DynamoDB actions its code uses and reads the signing
+secret only if it signs or verifies tokens; the authorizer cache cannot outlive what
+token verification tolerates; every variable a function reads reaches it. No AWS and no
+DynamoDB needed.
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import local_api  # noqa: E402
+from dynamodb_tables import CfnLoader  # noqa: E402
+
+TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+ENV_JSON = json.loads((ROOT / "events" / "env.json").read_text())
+TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable"}
+
+# Per function: does it read the signing secret (it signs or verifies tokens), and every
+# DynamoDB action it may call, on which table. A TransactWriteItems needs the action of
+# each of its items (register's two Puts: PutItem). Exact: an unused grant fails too.
+EXPECTED = {
+    "RegisterFunction": (True, {"PutItem users"}),
+    "LoginFunction": (True, {"BatchGetItem users", "UpdateItem users", "DeleteItem users"}),
+    "RefreshFunction": (True, {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked"}),
+    "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
+    "MeFunction": (False, set()),
+    "AuthorizerFunction": (True, {"BatchGetItem users", "BatchGetItem revoked"}),
+}
+
+# New configuration: parameter -> (variable, default, min, max, the functions that read it).
+PARAMETERS = {
+    "SessionMaxLifetimeSeconds": (
+        "SESSION_MAX_LIFETIME_SECONDS", 7776000, 300, 157680000, {"RegisterFunction", "LoginFunction", "RefreshFunction"},
+    ),
+    "LoginLockSeconds": ("LOGIN_LOCK_SECONDS", 30, 1, 900, {"LoginFunction"}),
+    "LoginNameMaxFailures": ("LOGIN_NAME_MAX_FAILURES", 50, 5, 10000, {"LoginFunction"}),
+    "LoginNameWindowSeconds": ("LOGIN_NAME_WINDOW_SECONDS", 900, 60, 86400, {"LoginFunction"}),
+}
+
+# The contract's maximum clock leeway for exp/nbf (../shared/CONTRACT.md, "Tokens").
+MAX_LEEWAY_SECONDS = 30
+
+# In events/env.json for local runs only, never set by the template: JWT_SECRET (the
+# deployed functions get JWT_SECRET_ARN instead) and the local DynamoDB endpoint.
+LOCAL_ONLY = {"JWT_SECRET", "AWS_ENDPOINT_URL_DYNAMODB"}
+
+SECRET_POLICY = "AWSSecretsManagerGetSecretValuePolicy"
+WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+
+
+def functions():
+    return {k: v["Properties"] for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def table_of(resource):
+    """The table short name ("users") a policy Resource names, or the Resource itself."""
+    if isinstance(resource, dict):
+        att = resource.get("GetAtt") or resource.get("Fn::GetAtt")
+        parts = att.split(".") if isinstance(att, str) else att
+        if parts and list(parts[1:]) == ["Arn"]:
+            for short, logical_id in TABLES.items():
+                if parts[0] == logical_id:
+                    return short
+    return json.dumps(resource)
+
+
+def statements(props):
+    return [s for policy in props.get("Policies") or [] if isinstance(policy, dict) for s in policy.get("Statement", [])]
+
+
+def grants(props):
+    """{"UpdateItem users", ...}: every (action, table) the inline statements allow."""
+    found = set()
+    for s in statements(props):
+        assert s["Effect"] == "Allow", s
+        for action in as_list(s["Action"]):
+            service, _, name = action.partition(":")
+            label = name if service == "dynamodb" else action
+            found |= {f"{label} {table_of(r)}" for r in as_list(s["Resource"])}
+    return found
+
+
+def environment(name):
+    own = ((functions()[name].get("Environment") or {}).get("Variables")) or {}
+    shared = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    return {**shared, **own}, own
+
+
+def test_the_expected_table_covers_every_function():
+    assert set(EXPECTED) == set(functions())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_function_has_exactly_the_dynamodb_grants_its_code_uses(name):
+    props = functions()[name]
+    _, expected = EXPECTED[name]
+    assert "Role" not in props, "a function's own role would bypass these policies"
+    for policy in props.get("Policies") or []:
+        # Only these two kinds, so that no managed policy or SAM policy template (say
+        # DynamoDBCrudPolicy) grants more than the statements below show.
+        assert isinstance(policy, dict) and set(policy) <= {SECRET_POLICY, "Statement"}, policy
+    assert grants(props) == expected
+
+
+def test_no_policies_come_from_globals():
+    assert not set(TEMPLATE["Globals"]["Function"]) & {"Policies", "Role", "PermissionsBoundary"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_only_functions_that_sign_or_verify_read_the_signing_secret(name):
+    reads_secret, _ = EXPECTED[name]
+    policies = [p[SECRET_POLICY] for p in functions()[name].get("Policies") or [] if isinstance(p, dict) and SECRET_POLICY in p]
+    if reads_secret:
+        assert policies == [{"SecretArn": {"Ref": "JwtSigningSecret"}}]
+    else:
+        assert policies == []
+
+
+def test_the_users_table_is_keyed_by_username():
+    # The login conditions below name the partition key: LeadingKeys is its value, and
+    # dynamodb:Attributes must list it.
+    key = TEMPLATE["Resources"]["UsersTable"]["Properties"]["KeySchema"]
+    assert key == [{"AttributeName": "username", "KeyType": "HASH"}]
+
+
+def test_login_writes_only_throttle_items_and_password_hashes():
+    login = statements(functions()["LoginFunction"])
+    writes = [s for s in login if set(as_list(s["Action"])) & WRITES]
+    assert all(table_of(r) == "users" for s in writes for r in as_list(s["Resource"]))
+    assert all(set(as_list(s["Action"])) <= WRITES for s in writes), "no write shares a statement with a read"
+
+    throttle = [s for s in writes if "dynamodb:DeleteItem" in as_list(s["Action"])]
+    assert len(throttle) == 1
+    assert set(throttle[0]["Action"]) == {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert throttle[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["login#*"]}}
+
+    rehash = [s for s in writes if s is not throttle[0]]
+    assert len(rehash) == 1
+    assert as_list(rehash[0]["Action"]) == ["dynamodb:UpdateItem"]
+    condition = rehash[0]["Condition"]
+    assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == ["password_hash", "username"]
+    assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
+    # User items only: usernames have no "#", every other kind of item's key does.
+    assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["*#*"]}
+    assert set(condition) == {"ForAllValues:StringEquals", "StringEqualsIfExists", "ForAllValues:StringNotLike"}
+
+
+def test_the_authorizer_cache_cannot_outlive_token_verification():
+    ttl = TEMPLATE["Parameters"]["AuthorizerResultTtlSeconds"]
+    assert ttl["Default"] == 0
+    assert ttl["MinValue"] == 0
+    assert ttl["MaxValue"] <= MAX_LEEWAY_SECONDS
+    api = TEMPLATE["Resources"]["AuthApi"]["Properties"]
+    identity = api["Auth"]["Authorizers"]["TokenAuthorizer"]["Identity"]
+    assert identity["ReauthorizeEvery"] == {"Ref": "AuthorizerResultTtlSeconds"}
+
+
+@pytest.mark.parametrize("parameter", sorted(PARAMETERS))
+def test_new_parameters_reach_exactly_the_functions_that_read_them(parameter):
+    variable, default, low, high, readers = PARAMETERS[parameter]
+    p = TEMPLATE["Parameters"][parameter]
+    assert (p["Type"], p["Default"], p["MinValue"], p["MaxValue"]) == ("Number", default, low, high)
+    assert p["Description"].strip()
+    getting = {name for name in functions() if environment(name)[0].get(variable) == {"Ref": parameter}}
+    assert getting == readers
+    # The local API passes the template's default on (scripts/local_api.py).
+    assert local_api.PARAMETER_ENV[parameter] == variable
+
+
+def test_env_json_has_one_entry_per_function():
+    assert set(ENV_JSON) == set(functions())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_variable_a_function_reads_is_set_by_the_template(name):
+    # events/env.json names every variable the function reads; `sam local invoke` only
+    # overrides variables the template declares for that function.
+    everything, own = environment(name)
+    reads = set(ENV_JSON[name]) - LOCAL_ONLY
+    assert reads <= set(everything), f"not in the template for {name}: {sorted(reads - set(everything))}"
+    # And the variables given to this function alone are ones it reads.
+    assert set(own) <= set(ENV_JSON[name]), f"not in events/env.json for {name}: {sorted(set(own) - set(ENV_JSON[name]))}"

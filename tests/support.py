@@ -30,9 +30,16 @@ class Response:
 
 
 class Api:
-    def __init__(self, port, password):
+    """A client of the local API. `source` is the loopback address it connects from
+    (127.0.0.0/8 is all loopback on Linux), so tests can be several clients."""
+
+    def __init__(self, port, password, source=None):
         self.port = port
         self.password = password
+        self.source = source
+
+    def from_address(self, source):
+        return Api(self.port, self.password, source)
 
     def call(self, method, path, *, body=None, json_body=None, form=None, headers=None, token=None):
         headers = dict(headers or {})
@@ -46,7 +53,8 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         if isinstance(body, str):
             body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        source_address = (self.source, 0) if self.source else None
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=source_address)
         try:
             conn.request(method, path, body=body, headers=headers)
             res = conn.getresponse()

@@ -60,6 +60,17 @@ def api(api_logs):
     assert "$argon2" not in logs, "no password hash in the logs"
 
 
+@pytest.fixture(scope="module")
+def strict_api(api_logs):
+    """The local API with the template's throttle timing (30 s locks), for tests whose
+    bursts must not outlast a one-second lock on a slow machine."""
+    env = dict(os.environ, JWT_SECRET=SECRET)
+    env.pop("LOGIN_LOCK_SECONDS", None)
+    port, proc = start_local_api(env, api_logs)
+    yield Api(port, PASSWORD)
+    assert stop(proc) == 0
+
+
 @pytest.fixture
 def user(api):
     """A registered user and the tokens registration answered with."""
@@ -338,6 +349,38 @@ def test_repeated_failures_lock_a_name_with_429_and_unknown_names_alike(api, use
     for _ in range(4):
         assert_error(api.login(user["username"], "not the password"), 401, "invalid_grant")
     assert api.login(user["username"]).status == 200
+
+
+def test_simultaneous_wrong_passwords_from_one_client_get_at_most_five_verified(strict_api, user):
+    # Counted before the password is checked: the burst cannot outrun the lock.
+    client = strict_api.from_address("127.0.0.4")
+    results = concurrently([lambda: client.login(user["username"], "not the password")] * 20)
+    statuses = sorted(r.status for r in results)
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= 5, statuses
+    for r in results:
+        assert_error(r, r.status, "invalid_grant" if r.status == 401 else "too_many_attempts")
+    assert_error(client.login(user["username"]), 429, "too_many_attempts")
+
+
+def test_a_guesser_locked_on_one_address_does_not_lock_out_the_owner_on_another(strict_api, user):
+    attacker, owner = strict_api.from_address("127.0.0.2"), strict_api.from_address("127.0.0.3")
+    for _ in range(5):
+        assert_error(attacker.login(user["username"], "not the password"), 401, "invalid_grant")
+    locked = attacker.login(user["username"])
+    assert_error(locked, 429, "too_many_attempts")
+    assert 25 <= int(locked.header("Retry-After")) <= 30, locked.headers
+    # The client's address is the connection's, never a header the client sets.
+    spoofed = attacker.call(
+        "POST",
+        "/auth/login",
+        json_body={"username": user["username"], "password": PASSWORD},
+        headers={"X-Forwarded-For": "127.0.0.3", "X-Real-IP": "127.0.0.3"},
+    )
+    assert_error(spoofed, 429, "too_many_attempts")
+    assert owner.login(user["username"]).status == 200
+    assert owner.login(user["username"]).status == 200
+    assert_error(attacker.login(user["username"]), 429, "too_many_attempts")
 
 
 def test_login_is_case_insensitive_on_the_username(api, user):

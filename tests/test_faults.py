@@ -1,14 +1,20 @@
 """A failing store: every endpoint fails closed with 503 and never leaks internals.
 
-Two ways, both through the local API over real HTTP:
+Three ways, all through the local API over real HTTP:
 - the DynamoDB emulator is stopped mid-run (a moto server this module starts itself);
 - a TCP proxy in front of the emulator refuses connections, stalls past the SDK's
   timeouts, or answers as DynamoDB does when it throttles; back in pass-through mode, the
-  same tokens work again.
+  same tokens work again;
+- the same proxy, reading each DynamoDB request, forwards a write but drops its answer
+  (the SDK retries a write that was applied), or answers as DynamoDB does for a
+  transaction that conflicted: none of it may look like theft, a taken name, a double
+  count or a half-done logout.
 """
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -98,24 +104,125 @@ THROTTLED = json.dumps(
 ).encode()
 
 
+def read_http_message(sock, buf):
+    """One HTTP/1.1 message (head and Content-Length body) from `sock`, after the bytes
+    already in `buf`: (message, leftover), or (None, b"") when the peer closed."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None, b""
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None, b""
+        rest += chunk
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+TARGET = re.compile(rb"x-amz-target:\s*DynamoDB_\d+\.(\w+)", re.IGNORECASE)
+
+
+def operation_of(request):
+    found = TARGET.search(request.split(b"\r\n\r\n", 1)[0])
+    return found.group(1).decode() if found else None
+
+
+def dynamodb_error(status, body):
+    body = json.dumps(body).encode()
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\n".encode()
+        + b"x-amzn-RequestId: FAULT\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+class LoseFirstAnswers:
+    """A rule for the proxy's "scripted" mode: the first time it sees a request of one of
+    `operations` (by its exact bytes), the request reaches DynamoDB but its answer is
+    lost; the SDK's retry of the very same request goes through."""
+
+    def __init__(self, *operations):
+        self.operations = set(operations)
+        self.seen = set()
+        self.lost = []
+
+    def __call__(self, operation, request):
+        body = request.split(b"\r\n\r\n", 1)[1]
+        digest = hashlib.sha256(body).hexdigest()
+        if operation in self.operations and digest not in self.seen:
+            self.seen.add(digest)
+            self.lost.append(operation)
+            return "lose"
+        return "pass"
+
+
+class Refuse:
+    """A rule: every request of `operation` is throttled (DynamoDB's own error); the rest
+    goes through."""
+
+    def __init__(self, operation):
+        self.operation = operation
+
+    def __call__(self, operation, request):
+        if operation == self.operation:
+            return dynamodb_error("400 Bad Request", json.loads(THROTTLED))
+        return "pass"
+
+
+class ConflictOnce:
+    """A rule: the first TransactWriteItems is cancelled as DynamoDB cancels a transaction
+    that met another one on the same item; everything else goes through."""
+
+    def __init__(self):
+        self.done = False
+
+    def __call__(self, operation, request):
+        if operation == "TransactWriteItems" and not self.done:
+            self.done = True
+            return dynamodb_error(
+                "400 Bad Request",
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]",
+                    "CancellationReasons": [
+                        {"Code": "None"},
+                        {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"},
+                    ],
+                },
+            )
+        return "pass"
+
+
 class FaultyProxy:
     """TCP proxy to the emulator. Modes: pass, refuse (reset every connection), stall
     (accept and never answer), slow (answer after a delay the SDK tolerates), throttle
-    (answer every request with DynamoDB's throttling error). Changing the mode drops the
-    open connections, so the SDK's pooled ones see the new mode too."""
+    (answer every request with DynamoDB's throttling error), scripted (read each request
+    and let `rule(operation, request)` say "pass", "lose" (forward it, drop the answer and
+    the connection) or give the raw answer itself). Changing the mode drops the open
+    connections, so the SDK's pooled ones see the new mode too."""
 
     def __init__(self, upstream):
         self.upstream = upstream
         self.mode = "pass"
+        self.rule = None
         self.open = set()
         self.lock = threading.Lock()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def set_mode(self, mode):
+    def set_mode(self, mode, rule=None):
         with self.lock:
             self.mode = mode
+            self.rule = rule
             for s in list(self.open):
                 self._close(s)
             self.open.clear()
@@ -150,6 +257,8 @@ class FaultyProxy:
             self._close(client)
         elif mode == "throttle":
             self._throttle(client)
+        elif mode == "scripted":
+            self._scripted(client, self.rule)
         else:
             if mode == "slow":
                 time.sleep(0.5)
@@ -195,6 +304,33 @@ class FaultyProxy:
         finally:
             self._close(client)
 
+    def _scripted(self, client, rule):
+        buf = b""
+        upstream = None
+        try:
+            while True:
+                request, buf = read_http_message(client, buf)
+                if request is None:
+                    return
+                verdict = rule(operation_of(request), request)
+                if isinstance(verdict, bytes):
+                    client.sendall(verdict)
+                    continue
+                if upstream is None:
+                    upstream = socket.create_connection(self.upstream)
+                    self._track(upstream)
+                upstream.sendall(request)
+                answer, _ = read_http_message(upstream, b"")
+                if answer is None or verdict == "lose":
+                    return  # applied upstream; the caller never hears of it
+                client.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            self._close(client)
+            if upstream is not None:
+                self._close(upstream)
+
     def close(self):
         self.server.close()
         self.set_mode("pass")
@@ -231,3 +367,76 @@ def test_a_slow_store_within_the_timeouts_still_works(proxied_api):
     access, refresh = signed_up(api)
     assert api.me(access).status == 200
     assert api.refresh(refresh).status == 200
+
+
+# --- Writes whose answer is lost, transactions that conflict ---------------------------
+
+
+def test_a_refresh_whose_spend_was_applied_but_whose_answer_was_lost_is_not_theft(proxied_api):
+    api, proxy = proxied_api
+    access, refresh = signed_up(api)
+    rule = LoseFirstAnswers("PutItem")
+    proxy.set_mode("scripted", rule)
+    res = api.refresh(refresh)
+    assert rule.lost == ["PutItem"], "the spend reached DynamoDB and its answer was dropped"
+    assert res.status == 200, res
+    new_access, new_refresh = res.json()["access_token"], res.json()["refresh_token"]
+    proxy.set_mode("pass")
+    # The session was not revoked as stolen: the new pair works, and rotates on.
+    assert api.me(new_access).status == 200
+    assert api.refresh(new_refresh).status == 200
+    # The old token really is spent: presenting it again is reuse.
+    assert api.refresh(refresh).status == 401
+
+
+def test_a_registration_whose_write_was_applied_but_whose_answer_was_lost_is_created(proxied_api):
+    api, proxy = proxied_api
+    rule = LoseFirstAnswers("TransactWriteItems")
+    proxy.set_mode("scripted", rule)
+    name = new_name()
+    res = api.register(name)
+    assert rule.lost == ["TransactWriteItems"]
+    assert res.status == 201, res
+    proxy.set_mode("pass")
+    assert api.me(res.json()["access_token"]).status == 200
+    assert api.register(name).status == 409, "and the name is taken for anyone else"
+
+
+def test_failed_logins_whose_count_was_applied_but_whose_answer_was_lost_count_once(proxied_api):
+    api, proxy = proxied_api
+    signed_up(api)
+    rule = LoseFirstAnswers("UpdateItem")
+    proxy.set_mode("scripted", rule)
+    # Four failures, every count's first answer lost: counted twice, they would lock the
+    # pair at the third.
+    for _ in range(4):
+        res = api.login(api.username, "not the password")
+        assert res.status == 401, res
+    assert len(rule.lost) >= 8, rule.lost  # each failure's pair count and name count
+    assert api.login(api.username).status == 200
+
+
+def test_a_logout_whose_write_was_lost_or_refused_is_all_or_nothing_and_retriable(proxied_api):
+    api, proxy = proxied_api
+    access, refresh = signed_up(api)
+    # The write is throttled (the authorizer's read is not): 503, and nothing is revoked,
+    # nothing half-done; the client may simply retry.
+    proxy.set_mode("scripted", Refuse("PutItem"))
+    assert_unavailable(api.logout(access), "logout")
+    proxy.set_mode("pass")
+    assert api.me(access).status == 200
+    # The write lands but its answer is lost: the SDK's retry is harmless, logout is done.
+    rule = LoseFirstAnswers("PutItem")
+    proxy.set_mode("scripted", rule)
+    assert api.logout(access).status == 204
+    assert rule.lost == ["PutItem"]
+    proxy.set_mode("pass")
+    assert api.me(access).status == 401
+    assert api.refresh(refresh).status == 401
+
+
+def test_a_registration_that_meets_a_transaction_conflict_is_retried_not_a_500(proxied_api):
+    api, proxy = proxied_api
+    proxy.set_mode("scripted", ConflictOnce())
+    res = api.register(new_name())
+    assert res.status == 201, res

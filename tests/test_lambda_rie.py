@@ -261,3 +261,22 @@ def test_a_missing_secret_fails_the_cold_start_without_leaking():
         logs = fn.stop()
     assert failed.value.code == 502
     assert "could not read the signing secret from Secrets Manager (ResourceNotFoundException)" in logs, logs[-2000:]
+
+
+def test_logout_never_reads_the_signing_key(functions, user):
+    """Least privilege: logout trusts the authorizer's context and neither signs nor
+    verifies, so it starts and works with a secret it could not read (the template gives
+    it no Secrets Manager permission)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    arn = f"arn:aws:secretsmanager:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:secret:absent-{uuid.uuid4().hex[:8]}"
+    logout = Function("logout", {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
+    try:
+        login = functions("login").invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
+        access = json.loads(login["body"])["access_token"]
+        ctx = functions("authorizer").invoke(authorizer_event(access))["context"]
+        res = logout.invoke(event("logout", requestContext={**event("logout")["requestContext"], "authorizer": ctx}))
+        assert res["statusCode"] == 204, res
+        assert functions("authorizer").invoke(authorizer_event(access)).get("errorMessage") == "Unauthorized"
+    finally:
+        logs = logout.stop()
+    assert "Secrets Manager" not in logs, logs[-2000:]

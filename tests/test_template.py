@@ -47,8 +47,8 @@ PARAMETERS = {
 # The contract's maximum clock leeway for exp/nbf (../shared/CONTRACT.md, "Tokens").
 MAX_LEEWAY_SECONDS = 30
 
-# In events/env.json for local runs only, never set by the template: JWT_SECRET (the
-# deployed functions get JWT_SECRET_ARN instead) and the local DynamoDB endpoint.
+# Declared by the template only as blanks, so that events/env.json can set them for
+# `sam local invoke`: a deployed function must never get a value for either.
 LOCAL_ONLY = {"JWT_SECRET", "AWS_ENDPOINT_URL_DYNAMODB"}
 
 SECRET_POLICY = "AWSSecretsManagerGetSecretValuePolicy"
@@ -178,6 +178,13 @@ def test_new_parameters_reach_exactly_the_functions_that_read_them(parameter):
     assert local_api.PARAMETER_ENV[parameter] == variable
 
 
+def test_local_only_variables_are_declared_blank():
+    # Declared so `sam local invoke` can override them; blank, so no deployment gets a
+    # secret in its environment or a local endpoint.
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert {name: variables.get(name) for name in LOCAL_ONLY} == {name: "" for name in LOCAL_ONLY}
+
+
 def test_env_json_has_one_entry_per_function():
     assert set(ENV_JSON) == set(functions())
 
@@ -187,7 +194,7 @@ def test_every_variable_a_function_reads_is_set_by_the_template(name):
     # events/env.json names every variable the function reads; `sam local invoke` only
     # overrides variables the template declares for that function.
     everything, own = environment(name)
-    reads = set(ENV_JSON[name]) - LOCAL_ONLY
+    reads = set(ENV_JSON[name])
     assert reads <= set(everything), f"not in the template for {name}: {sorted(reads - set(everything))}"
     # And the variables given to this function alone are ones it reads.
     assert set(own) <= set(ENV_JSON[name]), f"not in events/env.json for {name}: {sorted(set(own) - set(ENV_JSON[name]))}"

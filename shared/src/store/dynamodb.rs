@@ -115,7 +115,61 @@ pub struct DynamoStore {
     revoked_table: String,
 }
 
+/// The condition under which `write_failures` replaces a failed-login record.
+enum OnlyIf<'a> {
+    Absent,
+    /// The record is the one written by the write of this id.
+    Version(&'a str),
+    /// No record, or one expired at this instant (TTL has not deleted it yet).
+    AbsentOrExpired {
+        now_ms: u64,
+    },
+}
+
 impl DynamoStore {
+    /// Stores a failed-login record whole (with an update: login may only update and
+    /// delete its own records) if `only_if` holds: `None` when written, else the item as
+    /// it is (`Some(None)`: no item).
+    async fn write_failures(
+        &self,
+        key: &str,
+        record: &FailedLogins,
+        only_if: OnlyIf<'_>,
+    ) -> Result<Option<Option<Item>>, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(key))
+            .expression_attribute_names("#f", "failures")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#w", "write_id")
+            .expression_attribute_names("#lock", "locked_until_ms")
+            .expression_attribute_values(":f", n(record.count))
+            .expression_attribute_values(":exp", n(record.expires_at))
+            .expression_attribute_values(":w", s(&record.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = match record.locked_until_ms {
+            Some(until) => update
+                .update_expression("SET #f = :f, #exp = :exp, #w = :w, #lock = :lock")
+                .expression_attribute_values(":lock", n(until)),
+            None => update.update_expression("SET #f = :f, #exp = :exp, #w = :w REMOVE #lock"),
+        };
+        update = match only_if {
+            OnlyIf::Absent => update.condition_expression("attribute_not_exists(username)"),
+            OnlyIf::Version(version) => {
+                update.condition_expression("#w = :seen").expression_attribute_values(":seen", s(version))
+            }
+            OnlyIf::AbsentOrExpired { now_ms } => update
+                .condition_expression("attribute_not_exists(username) OR #exp <= :now")
+                .expression_attribute_values(":now", n(now_ms / 1000)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(None),
+            Err(e) => failed_condition(&e).map(Some).ok_or_else(|| classify(e)),
+        }
+    }
+
     pub fn new(client: Client, users_table: impl Into<String>, revoked_table: impl Into<String>) -> Self {
         DynamoStore { client, users_table: users_table.into(), revoked_table: revoked_table.into() }
     }
@@ -333,37 +387,15 @@ impl Store for DynamoStore {
         seen: Option<&str>,
         next: &FailedLogins,
     ) -> Result<Swapped, StoreError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(throttle_key(key)))
-            .expression_attribute_names("#f", "failures")
-            .expression_attribute_names("#exp", "expires_at")
-            .expression_attribute_names("#w", "write_id")
-            .expression_attribute_names("#lock", "locked_until_ms")
-            .expression_attribute_values(":f", n(next.count))
-            .expression_attribute_values(":exp", n(next.expires_at))
-            .expression_attribute_values(":w", s(&next.version))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        update = match next.locked_until_ms {
-            Some(until) => update
-                .update_expression("SET #f = :f, #exp = :exp, #w = :w, #lock = :lock")
-                .expression_attribute_values(":lock", n(until)),
-            None => update.update_expression("SET #f = :f, #exp = :exp, #w = :w REMOVE #lock"),
+        let only_if = match seen {
+            Some(version) => OnlyIf::Version(version),
+            None => OnlyIf::Absent,
         };
-        update = match seen {
-            Some(version) => update.condition_expression("#w = :seen").expression_attribute_values(":seen", s(version)),
-            None => update.condition_expression("attribute_not_exists(username)"),
-        };
-        match update.send().await {
-            Ok(_) => Ok(Swapped::Done),
-            Err(e) => match failed_condition(&e) {
-                Some(Some(item)) if get_s(&item, "write_id").as_deref() == Some(&next.version) => Ok(Swapped::Done),
-                Some(item) => Ok(Swapped::Changed(item.as_ref().map(failures_from_item))),
-                None => Err(classify(e)),
-            },
-        }
+        Ok(match self.write_failures(&throttle_key(key), next, only_if).await? {
+            None => Swapped::Done,
+            Some(Some(item)) if get_s(&item, "write_id").as_deref() == Some(&next.version) => Swapped::Done,
+            Some(item) => Swapped::Changed(item.as_ref().map(failures_from_item)),
+        })
     }
 
     async fn add_login_failure(
@@ -374,11 +406,6 @@ impl Store for DynamoStore {
         attempt: &str,
     ) -> Result<FailedLogins, StoreError> {
         let key = throttle_key(key);
-        let names = HashMap::from([
-            ("#f".to_string(), "failures".to_string()),
-            ("#exp".to_string(), "expires_at".to_string()),
-            ("#w".to_string(), "write_id".to_string()),
-        ]);
         let mine = |item: &Item| get_s(item, "write_id").as_deref() == Some(attempt);
         for _ in 0..COUNT_RETRIES {
             let counted = self
@@ -389,7 +416,9 @@ impl Store for DynamoStore {
                 .update_expression("ADD #f :one SET #w = :w")
                 // A stale record (TTL lags) is not counted on: it starts afresh below.
                 .condition_expression("attribute_exists(username) AND #exp > :now AND #w <> :w")
-                .set_expression_attribute_names(Some(names.clone()))
+                .expression_attribute_names("#f", "failures")
+                .expression_attribute_names("#exp", "expires_at")
+                .expression_attribute_names("#w", "write_id")
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":w", s(attempt))
                 .expression_attribute_values(":now", n(now_ms / 1000))
@@ -406,35 +435,12 @@ impl Store for DynamoStore {
                     None => return Err(classify(e)),
                 },
             }
-            // No record, or a stale one: start a new one, unless someone just did. (An
-            // update, not a put: login may only update and delete its own records.)
-            let mut start = self
-                .client
-                .update_item()
-                .table_name(&self.users_table)
-                .key("username", s(&key))
-                .condition_expression("attribute_not_exists(username) OR #exp <= :now")
-                .set_expression_attribute_names(Some(names.clone()))
-                .expression_attribute_names("#lock", "locked_until_ms")
-                .expression_attribute_values(":f", n(fresh.count))
-                .expression_attribute_values(":exp", n(fresh.expires_at))
-                .expression_attribute_values(":w", s(attempt))
-                .expression_attribute_values(":now", n(now_ms / 1000))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-            start = match fresh.locked_until_ms {
-                Some(until) => start
-                    .update_expression("SET #f = :f, #exp = :exp, #w = :w, #lock = :lock")
-                    .expression_attribute_values(":lock", n(until)),
-                None => start.update_expression("SET #f = :f, #exp = :exp, #w = :w REMOVE #lock"),
-            };
-            let started = start.send().await;
-            match started {
-                Ok(_) => return Ok(FailedLogins { version: attempt.to_string(), ..fresh.clone() }),
-                Err(e) => match failed_condition(&e) {
-                    Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
-                    Some(_) => {}
-                    None => return Err(classify(e)),
-                },
+            // No record, or a stale one: start a new one, unless someone just did.
+            let fresh = FailedLogins { version: attempt.to_string(), ..fresh.clone() };
+            match self.write_failures(&key, &fresh, OnlyIf::AbsentOrExpired { now_ms }).await? {
+                None => return Ok(fresh),
+                Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
+                Some(_) => {}
             }
         }
         Err(StoreError::Unavailable("failed-login count kept conflicting".into()))

@@ -12,14 +12,14 @@ SAM := SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
 # `sam validate` needs a region to resolve the template; nothing is sent to AWS.
 SAM_REGION ?= us-east-1
 
-.PHONY: test dev build bench test-against-dynamodb lint-template venv check fmt clean
+.PHONY: test dev build bench test-against-dynamodb lint-template venv browser check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
 # Lambda architecture of `make build`: arm64 (the template's default) or x86_64.
 ARCH ?= arm64
 
-test: $(VENV_STAMP) lint-template
+test: $(VENV_STAMP) browser lint-template
 	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
 
@@ -32,8 +32,9 @@ test-against-dynamodb:
 	$(PY) -m pytest -q tests
 	cargo test --workspace --locked
 
-# The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server; Ctrl-C stops
-# everything it started. JWT_SECRET is used if set, else a random one for this run.
+# The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
+# sample app (examples/browser/) on 127.0.0.1:$(PORT)+1 (EXAMPLE_PORT=N: another port, 0:
+# none); Ctrl-C stops everything it started. JWT_SECRET is used if set, else a random one.
 dev: $(VENV_STAMP)
 	cargo build -p local-api --locked
 	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
@@ -61,6 +62,20 @@ $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 	touch $@
 
 venv: $(VENV_STAMP)
+
+# Chromium for tests/test_browser.py: Debian's package, which Playwright (in .venv) drives
+# through its executable path; Playwright's own browser downloads are never used. Installed
+# when missing (apt-get, as root: CI is); CHROMIUM=/path/to/chromium uses another build.
+browser:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "tests/test_browser.py needs Chromium. Install Debian's package:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium" >&2; \
+	  echo "or set CHROMIUM to a Chromium executable (make test CHROMIUM=/path/to/chromium)." >&2; \
+	  exit 2; \
+	fi; \
+	echo "Installing Debian's chromium for the browser tests (once)"; \
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
 $(VENV_STAMP): requirements-dev.txt
 	rm -f $(VENV)/.installed-*

@@ -1,6 +1,7 @@
 """Starts the local API with the routes, authorizer and gateway responses of template.yaml.
 
-  local_api.py [--port N] [--extra-route "METHOD /path=FUNCTION:ROLE,ROLE"]... [--print-wiring]
+  local_api.py [--port N] [--example-port N] [--extra-route "METHOD /path=FUNCTION:ROLE,ROLE"]...
+               [--print-wiring]
 
 Runs inside scripts/with_dynamodb.py (which provides the DynamoDB endpoint and tables);
 `make dev` does both. template.yaml is the one source of truth: every `Api` event of an
@@ -18,19 +19,33 @@ printed (tokens then stop verifying when the local API restarts).
 
 --extra-route adds a route the template does not have, served by one of the functions and
 requiring the given roles (the tests use it for a role-protected route).
+
+--example-port (default: EXAMPLE_PORT, else the API's port + 1) serves the browser sample
+app, examples/browser/, on http://127.0.0.1:N/, a second origin, so that CORS and cookie
+mode are real; its config.js is generated with the API's URL. ALLOWED_ORIGINS defaults to
+that origin then. 0 serves no sample app: the local API then replaces this process (the
+tests start it so). COOKIE_PATH defaults to /auth (the local API has no stage prefix).
 """
 
 import argparse
+import http.server
 import json
 import os
 import pathlib
 import secrets
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import cargo_target  # noqa: E402
+import cfn_eval  # noqa: E402
 from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
 
 # Template parameter -> the variable the functions read.
@@ -43,7 +58,11 @@ PARAMETER_ENV = {
     "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
     "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
     "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",
+    "AllowedOrigins": "ALLOWED_ORIGINS",
+    "CookieSameSite": "COOKIE_SAME_SITE",
 }
+
+EXAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "examples" / "browser"
 
 
 def load_template():
@@ -56,8 +75,23 @@ def _unquote(value):
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == "'" else value
 
 
-def wiring(doc):
-    """Routes, stage and gateway responses, as the local API reads them."""
+def parameters(doc, env):
+    """The template's parameter values for this run: defaults, overridden by the variables
+    of PARAMETER_ENV set in `env` (e.g. ALLOWED_ORIGINS for AllowedOrigins)."""
+    given = {p: env[v] for p, v in PARAMETER_ENV.items() if p in doc["Parameters"] and env.get(v) is not None}
+    return cfn_eval.parameter_values(doc, given)
+
+
+def _header_values(headers, params, conditions):
+    # Values may be intrinsics (the CORS headers depend on AllowedOrigins); AWS::NoValue
+    # drops the header, as CloudFormation does.
+    evaluated = cfn_eval.evaluate(headers or {}, params, conditions)
+    return {k: _unquote(v) for k, v in evaluated.items()}
+
+
+def wiring(doc, params):
+    """Routes, stage and gateway responses, as the local API reads them, for the template
+    parameter values `params`."""
     resources = doc["Resources"]
     api = next(props for props in resources.values() if props["Type"] == "AWS::Serverless::Api")["Properties"]
     routes = []
@@ -79,10 +113,11 @@ def wiring(doc):
                 }
             )
     responses = {}
+    conditions = doc.get("Conditions") or {}
     for kind, r in (api.get("GatewayResponses") or {}).items():
         responses[kind] = {
             "status": int(r["StatusCode"]) if "StatusCode" in r else None,
-            "headers": {k: _unquote(v) for k, v in ((r.get("ResponseParameters") or {}).get("Headers") or {}).items()},
+            "headers": _header_values((r.get("ResponseParameters") or {}).get("Headers"), params, conditions),
             "body": (r.get("ResponseTemplates") or {}).get("application/json"),
         }
     stage = doc["Parameters"]["StageName"]["Default"]
@@ -104,30 +139,170 @@ def parse_extra_route(text):
     return method.upper(), path, function, [r for r in roles.split(",") if r]
 
 
+class ExampleHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves examples/browser/ as it is, plus a generated config.js naming the API."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=str(EXAMPLE_DIR), **kwargs)
+
+    def send_head(self):
+        path = urllib.parse.urlsplit(self.path).path
+        # One origin only: the one the API allows (localhost is another origin, and
+        # another site for the SameSite cookie).
+        if self.headers.get("Host") != self.server.host:
+            self.send_response(308)
+            self.send_header("Location", f"http://{self.server.host}{path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if path == "/config.js":
+            body = f"window.API_BASE = {json.dumps(self.server.api_base)};\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+            return None
+        return super().send_head()
+
+    def list_directory(self, path):
+        self.send_error(404)
+        return None
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header(
+            "Content-Security-Policy",
+            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"connect-src {self.server.api_base}; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        )
+        super().end_headers()
+
+    def log_message(self, format, *args):
+        pass  # the API's own log is the one worth reading
+
+
+def example_server(port, api_base):
+    """The sample app's server, bound (so a busy port fails before the API starts)."""
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), ExampleHandler)
+    except OSError as e:
+        sys.exit(f"cannot serve the sample app on 127.0.0.1:{port}: {e}; set EXAMPLE_PORT (0: none)")
+    server.daemon_threads = True
+    server.host = f"127.0.0.1:{server.server_address[1]}"
+    server.api_base = api_base
+    return server
+
+
+def _die_with_parent():
+    # The local API ends when this process does, even if it is killed outright.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def announce_when_listening(api_port, child, text):
+    deadline = time.monotonic() + 300
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", api_port), timeout=0.5).close()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        print(text, flush=True)
+        return
+
+
+def run_with_example(binary, env, api_port, server):
+    """The local API as a child process beside the sample app's server; signals go to the
+    child, and its exit status is this process's."""
+    pending = []
+    child = None
+
+    def forward(signum, _frame):
+        if child is None:
+            pending.append(signum)
+        elif child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    child = subprocess.Popen([str(binary)], env=env, preexec_fn=_die_with_parent)
+    for signum in pending:
+        child.send_signal(signum)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{server.host}/"
+    threading.Thread(
+        target=announce_when_listening,
+        args=(api_port, child, f"Sample app: {url}  (a browser page on another origin, calling this API)"),
+        daemon=True,
+    ).start()
+    status = child.wait()
+    server.server_close()
+    return status if status >= 0 else 128 - status
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument(
+        "--example-port",
+        type=int,
+        default=None,
+        help="port of the browser sample app (default: EXAMPLE_PORT, else --port + 1; 0: none)",
+    )
     parser.add_argument("--extra-route", action="append", default=[])
     parser.add_argument("--print-wiring", action="store_true", help="print the wiring as JSON and exit")
     args = parser.parse_args()
 
     doc = load_template()
-    wired = wiring(doc)
-    roles = authorizer_route_roles(doc)
-    for text in args.extra_route:
-        method, path, function, required = parse_extra_route(text)
-        wired["routes"].append({"method": method, "path": path, "function": function, "authorizer": True})
-        roles[f"{method} {path}"] = required
+
+    def wired_for(env):
+        wired = wiring(doc, parameters(doc, env))
+        roles = authorizer_route_roles(doc)
+        for text in args.extra_route:
+            method, path, function, required = parse_extra_route(text)
+            wired["routes"].append({"method": method, "path": path, "function": function, "authorizer": True})
+            roles[f"{method} {path}"] = required
+        return wired, roles
+
     if args.print_wiring:
+        wired, roles = wired_for(os.environ)
         print(json.dumps({"wiring": wired, "route_roles": roles}, indent=2))
         return 0
 
+    example_port = args.example_port
+    if example_port is None:
+        example_port = int(os.environ.get("EXAMPLE_PORT") or args.port + 1)
+    if example_port and example_port == args.port:
+        sys.exit(f"the sample app needs a port of its own, not the API's {args.port}")
+    example_origin = f"http://127.0.0.1:{example_port}"
+
     env = dict(os.environ)
+    if example_port:
+        if "ALLOWED_ORIGINS" not in env:
+            env["ALLOWED_ORIGINS"] = example_origin
+        elif example_origin not in [o.strip() for o in env["ALLOWED_ORIGINS"].split(",")]:
+            print(
+                f"note: ALLOWED_ORIGINS does not include {example_origin}: the sample app cannot read the API's answers",
+                file=sys.stderr,
+            )
+    # Cookie mode's Path: the local API serves /auth/... without the stage in front.
+    env.setdefault("COOKIE_PATH", "/auth")
     for parameter, variable in PARAMETER_ENV.items():
-        env.setdefault(variable, str(doc["Parameters"][parameter]["Default"]))
+        if parameter not in doc["Parameters"]:
+            continue  # a template from before that parameter
+        default = doc["Parameters"][parameter].get("Default", "")
+        env.setdefault(variable, ",".join(map(str, default)) if isinstance(default, list) else str(default))
     if not env.get("JWT_SECRET"):
         env["JWT_SECRET"] = secrets.token_urlsafe(48)
     env.pop("JWT_SECRET_ARN", None)
+    wired, roles = wired_for(env)
     env.update(PORT=str(args.port), ROUTE_ROLES=json.dumps(roles), LOCAL_API_WIRING=json.dumps(wired))
     try:
         binary = cargo_target.binary("local-api")
@@ -135,7 +310,10 @@ def main():
         sys.exit(str(e))
     if not binary.exists():
         sys.exit(f"{binary} is missing: run `cargo build -p local-api` (make dev does)")
-    os.execve(binary, [str(binary)], env)
+    if not example_port:
+        os.execve(binary, [str(binary)], env)
+    server = example_server(example_port, f"http://127.0.0.1:{args.port}")
+    return run_with_example(binary, env, args.port, server)
 
 
 if __name__ == "__main__":

@@ -86,14 +86,24 @@ def new_name():
 
 
 
-def start_local_api(env, logs, *args):
+def start_local_api(env, logs, *args, example_port=0):
     """Starts scripts/local_api.py on a free port with `env`, output to the file `logs`;
-    returns (port, process) once it accepts connections."""
+    returns (port, process) once it accepts connections. `example_port`: where to serve
+    the browser sample app as well (0, the default: not at all; the process is then the
+    local API itself)."""
     port = free_port()
     env = dict(env)
     env.pop("PORT", None)
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "local_api.py"), "--port", str(port), *args],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "local_api.py"),
+            "--port",
+            str(port),
+            "--example-port",
+            str(example_port),
+            *args,
+        ],
         env=env,
         stdout=logs,
         stderr=subprocess.STDOUT,

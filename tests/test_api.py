@@ -35,6 +35,11 @@ SECRET = secrets.token_urlsafe(48)
 # Unique per run, so finding it in the logs means it was logged.
 PASSWORD = f"e2e pass {secrets.token_urlsafe(12)}"
 ADMIN_ROUTE = "/admin/whoami"
+# Browser origins the API allows (CORS, cookie mode); the first is the one API Gateway's own
+# error answers can name (a gateway response has one fixed value).
+APP_ORIGIN = "http://app.example.test:8080"
+SECOND_ORIGIN = "https://admin.example.test"
+EVIL_ORIGIN = "https://evil.example.test"
 CONTRACT_ERROR_KEYS = {"error", "error_description"}
 
 
@@ -46,7 +51,9 @@ def api_logs():
 @pytest.fixture(scope="module")
 def api(api_logs):
     # A one-second base lock keeps the failed-login throttle's back-off testable.
-    env = dict(os.environ, JWT_SECRET=SECRET, LOGIN_LOCK_SECONDS="1")
+    env = dict(
+        os.environ, JWT_SECRET=SECRET, LOGIN_LOCK_SECONDS="1", ALLOWED_ORIGINS=f"{APP_ORIGIN},{SECOND_ORIGIN}"
+    )
     port, proc = start_local_api(env, api_logs, "--extra-route", f"GET {ADMIN_ROUTE}=me:admin")
     yield Api(port, PASSWORD)
     assert stop(proc) == 0, "the local API stops cleanly on SIGTERM"
@@ -158,12 +165,17 @@ def template_routes():
 
 
 def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_says():
-    assert template_routes() == {
+    routes = template_routes()
+    assert {r: protected for r, protected in routes.items() if not r.startswith("OPTIONS ")} == {
         "POST /auth/register": False,
         "POST /auth/login": False,
         "POST /auth/refresh": False,
         "POST /auth/logout": True,
         "GET /auth/me": True,
+    }
+    # Every path answers the CORS preflight, never behind the authorizer.
+    assert {r: protected for r, protected in routes.items() if r.startswith("OPTIONS ")} == {
+        f"OPTIONS {path}": False for path in template_paths()
     }
 
 
@@ -672,3 +684,150 @@ def test_logout_racing_refreshes_leaves_no_usable_token_of_the_session(api, user
             assert_invalid_token(api.me(new_access))  # ...that died with it
             assert_error(api.refresh(new_refresh), 401, "invalid_grant")
     assert_invalid_token(api.me(access))
+
+
+# --- Browsers: CORS, cookie mode, CSRF -------------------------------------------------
+
+CORS_HEADERS = {"access-control-allow-origin", "access-control-allow-credentials"}
+
+
+def assert_cors_for(res, origin):
+    assert res.header("Access-Control-Allow-Origin") == origin, (res, res.headers)
+    assert res.header("Access-Control-Allow-Credentials") == "true", res.headers
+    assert "Origin" in (res.header("Vary") or ""), res.headers
+
+
+def assert_no_cors(res):
+    assert not CORS_HEADERS & set(res.headers), (res, res.headers)
+
+
+def template_paths():
+    return sorted({route.split(" ", 1)[1] for route in template_routes()})
+
+
+def test_allowed_origins_get_cors_headers_on_every_function_answer_and_others_never(api, user):
+    for origin in (APP_ORIGIN, SECOND_ORIGIN):
+        ok = api.call("POST", "/auth/login", json_body={"username": user["username"], "password": PASSWORD}, headers={"Origin": origin})
+        assert ok.status == 200
+        assert_cors_for(ok, origin)
+        bad = api.call("POST", "/auth/login", json_body={"username": user["username"]}, headers={"Origin": origin})
+        assert bad.status == 400
+        assert_cors_for(bad, origin)
+        me = api.call("GET", "/auth/me", token=user["access_token"], headers={"Origin": origin})
+        assert me.status == 200
+        assert_cors_for(me, origin)
+    for origin in (EVIL_ORIGIN, APP_ORIGIN + ".evil.test", "null", APP_ORIGIN.upper()):
+        for res in (
+            api.call("POST", "/auth/login", json_body={"username": user["username"], "password": PASSWORD}, headers={"Origin": origin}),
+            api.call("GET", "/auth/me", token=user["access_token"], headers={"Origin": origin}),
+            api.call("OPTIONS", "/auth/login", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}),
+        ):
+            assert_no_cors(res)
+
+
+def test_preflight_on_every_route_answers_204_without_the_authorizer(api):
+    paths = template_paths()
+    assert {"/auth/login", "/auth/me", "/auth/logout"} <= set(paths)
+    for path in paths:
+        res = api.call(
+            "OPTIONS",
+            path,
+            headers={
+                "Origin": APP_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type,x-requested-with",
+            },
+        )
+        assert res.status == 204, (path, res)
+        assert_cors_for(res, APP_ORIGIN)
+        allowed = {h.strip().lower() for h in res.header("Access-Control-Allow-Headers").split(",")}
+        assert {"authorization", "content-type", "x-requested-with"} <= allowed, res.headers
+        assert "POST" in res.header("Access-Control-Allow-Methods")
+        assert 0 < int(res.header("Access-Control-Max-Age")) <= 7200
+
+
+def test_the_gateways_own_answers_carry_cors_for_the_first_allowed_origin(api):
+    # API Gateway's 401/403/404 are fixed per type: they can name one origin, the first.
+    for res in (api.call("GET", "/auth/me", headers={"Origin": APP_ORIGIN}), api.call("GET", "/no/such", headers={"Origin": APP_ORIGIN})):
+        assert res.status in (401, 404)
+        assert_cors_for(res, APP_ORIGIN)
+    # Another origin never gets its own name back from the gateway: its browser cannot read.
+    res = api.call("GET", "/auth/me", headers={"Origin": EVIL_ORIGIN})
+    assert res.header("Access-Control-Allow-Origin") in (None, APP_ORIGIN)
+
+
+def refresh_cookie_of(res):
+    cookie = res.header("Set-Cookie")
+    assert cookie, res.headers
+    name_value, *attributes = [part.strip() for part in cookie.split(";")]
+    name, value = name_value.split("=", 1)
+    assert name == "refresh_token"
+    return value, {a.split("=", 1)[0].lower(): (a.split("=", 1) + [""])[1] for a in attributes}
+
+
+def cookie_refresh(api, cookie, headers=None):
+    headers = {"Cookie": f"refresh_token={cookie}", "X-Requested-With": "fetch", **(headers or {})}
+    return api.call("POST", "/auth/refresh?cookie=true", headers=headers)
+
+
+def test_cookie_mode_keeps_the_refresh_token_out_of_the_body(api, user):
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    assert res.status == 200, res
+    body = res.json()
+    assert "refresh_token" not in body and body["access_token"] and body["token_type"] == "Bearer"
+    value, attrs = refresh_cookie_of(res)
+    assert value.count(".") == 2, "a JWT"
+    assert {"httponly", "secure"} <= set(attrs), attrs
+    assert attrs["path"] == "/auth" and attrs["samesite"] == "Strict", attrs
+    assert 0 < int(attrs["max-age"]) <= body["refresh_expires_in"]
+    # Registration too.
+    reg = api.call("POST", "/auth/register?cookie=true", json_body={"username": new_name(), "password": PASSWORD})
+    assert reg.status == 201 and "refresh_token" not in reg.json() and reg.json()["user"]["roles"] == ["user"]
+    refresh_cookie_of(reg)
+    assert_error(api.call("POST", "/auth/login?cookie=yes", json_body={"username": user["username"], "password": PASSWORD}), 400, "invalid_request")
+
+
+def test_a_cookie_refresh_rotates_the_cookie_and_reuse_of_an_old_one_is_theft(api, user):
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    first, _ = refresh_cookie_of(res)
+    again = cookie_refresh(api, first, {"Origin": APP_ORIGIN})
+    assert again.status == 200, again
+    assert_cors_for(again, APP_ORIGIN)
+    second, _ = refresh_cookie_of(again)
+    assert second != first and "refresh_token" not in again.json()
+    assert api.me(again.json()["access_token"]).status == 200
+    # The spent cookie presented again: the session dies, and the answer clears the cookie.
+    stolen = cookie_refresh(api, first)
+    assert_error(stolen, 401, "invalid_grant")
+    assert refresh_cookie_of(stolen)[1]["max-age"] == "0"
+    assert_error(cookie_refresh(api, second), 401, "invalid_grant")
+    # No cookie at all: refused the same way.
+    assert_error(api.call("POST", "/auth/refresh?cookie=true", headers={"X-Requested-With": "fetch"}), 401, "invalid_grant")
+
+
+def test_a_cookie_authenticated_request_without_the_csrf_header_or_from_another_origin_changes_nothing(api, user):
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    cookie, _ = refresh_cookie_of(res)
+    forged = [
+        api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": f"refresh_token={cookie}"}),
+        api.call(
+            "POST",
+            "/auth/refresh?cookie=true",
+            headers={"Cookie": f"refresh_token={cookie}", "Origin": APP_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        cookie_refresh(api, cookie, {"Origin": EVIL_ORIGIN}),
+    ]
+    for res in forged:
+        body = assert_error(res, 403, "invalid_request")
+        assert "csrf" in body["error_description"]
+    # Nothing was spent: the cookie still works, once.
+    assert cookie_refresh(api, cookie).status == 200
+
+
+def test_logout_clears_the_cookie(api, user):
+    access, _ = tokens_of(api.login(user["username"]))
+    res = api.call("POST", "/auth/logout?cookie=true", token=access, headers={"Origin": APP_ORIGIN})
+    assert res.status == 204, res
+    assert_cors_for(res, APP_ORIGIN)
+    value, attrs = refresh_cookie_of(res)
+    assert value == "" and attrs["max-age"] == "0" and attrs["path"] == "/auth"

@@ -280,3 +280,22 @@ def test_logout_never_reads_the_signing_key(functions, user):
     finally:
         logs = logout.stop()
     assert "Secrets Manager" not in logs, logs[-2000:]
+
+
+def test_preflight_answers_allowed_origins_only():
+    fn = Function("preflight", {"ALLOWED_ORIGINS": "http://127.0.0.1:3001"})
+    try:
+        res = fn.invoke(event("preflight"))
+        assert res["statusCode"] == 204, res
+        # lambda_http answers REST API events with multiValueHeaders.
+        headers = {k.lower(): v for k, v in res["multiValueHeaders"].items()}
+        assert headers["access-control-allow-origin"] == ["http://127.0.0.1:3001"]
+        assert "X-Requested-With" in headers["access-control-allow-headers"][0]
+        other = event("preflight")
+        other["headers"]["Origin"] = other["multiValueHeaders"]["Origin"][0] = "https://evil.example"
+        other["multiValueHeaders"]["Origin"] = ["https://evil.example"]
+        res = fn.invoke(other)
+        assert res["statusCode"] == 204
+        assert not any(k.lower().startswith("access-control-") for k in res["multiValueHeaders"]), res
+    finally:
+        fn.stop()

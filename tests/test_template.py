@@ -31,6 +31,7 @@ EXPECTED = {
     "RefreshFunction": (True, {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked"}),
     "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
     "MeFunction": (False, set()),
+    "PreflightFunction": (False, set()),
     "AuthorizerFunction": (True, {"BatchGetItem users", "BatchGetItem revoked"}),
 }
 

@@ -13,7 +13,9 @@ use lambda_http::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::Auth;
+use shared::api::Route as Function;
 use shared::authorizer::{AuthorizerError, AuthorizerEvent, RouteRoles, authorize, policy_allows};
+use shared::http::Browser;
 
 /// API Gateway's own payload limit (10 MB); the functions enforce the contract's 8 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
@@ -23,21 +25,11 @@ const REGION: &str = "local";
 const ACCOUNT: &str = "000000000000";
 const API_ID: &str = "local";
 
-/// Which of the shared handlers a route's function runs (its `BuildProperties.Binary`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Function {
-    Register,
-    Login,
-    Refresh,
-    Logout,
-    Me,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct Route {
     pub method: String,
     pub path: String,
+    /// Which of the shared handlers the route's function runs (its `BuildProperties.Binary`).
     pub function: Function,
     /// Behind the REQUEST authorizer.
     pub authorizer: bool,
@@ -80,11 +72,12 @@ pub struct Answer {
 pub struct Gateway {
     wiring: Wiring,
     auth: Auth,
+    browser: Browser,
     route_roles: RouteRoles,
 }
 
 impl Gateway {
-    pub fn new(wiring: Wiring, auth: Auth, route_roles: RouteRoles) -> Result<Self, String> {
+    pub fn new(wiring: Wiring, auth: Auth, browser: Browser, route_roles: RouteRoles) -> Result<Self, String> {
         // A protected route the authorizer does not know would be denied on every call:
         // refuse to start rather than serve a route nobody can use.
         for route in wiring.routes.iter().filter(|r| r.authorizer) {
@@ -93,7 +86,7 @@ impl Gateway {
                 return Err(format!("protected route {key:?} is missing from ROUTE_ROLES"));
             }
         }
-        Ok(Gateway { wiring, auth, route_roles })
+        Ok(Gateway { wiring, auth, browser, route_roles })
     }
 
     pub fn stage(&self) -> &str {
@@ -131,13 +124,7 @@ impl Gateway {
             Ok(r) => r,
             Err(_) => return self.gateway_response("BAD_REQUEST_BODY", 400),
         };
-        let response = match route.function {
-            Function::Register => shared::api::register(&self.auth, request).await,
-            Function::Login => shared::api::login(&self.auth, request).await,
-            Function::Refresh => shared::api::refresh(&self.auth, request).await,
-            Function::Logout => shared::api::logout(&self.auth, request).await,
-            Function::Me => shared::api::me(request),
-        };
+        let response = shared::api::handle(route.function, Some(&self.auth), &self.browser, request).await;
         let (parts, body) = response.into_parts();
         let headers = parts
             .headers

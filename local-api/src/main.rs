@@ -48,7 +48,8 @@ async fn run() -> Result<(), String> {
     // Cold start, once, as in each function.
     let auth = shared::bootstrap::auth_from_env().await.map_err(|e| e.to_string())?;
     let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
-    let gateway = Arc::new(Gateway::new(wiring, auth, route_roles)?);
+    let browser = shared::http::Browser::from_env().map_err(|e| e.to_string())?;
+    let gateway = Arc::new(Gateway::new(wiring, auth, browser, route_roles)?);
 
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await

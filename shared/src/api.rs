@@ -1,61 +1,146 @@
 //! The HTTP handlers behind API Gateway: request in, use case, contract response out.
-//! Each Lambda function's `main` calls exactly one of these; the local API calls them too.
+//! Each Lambda function's `main` serves exactly one [`Route`] through [`handle`]; the local
+//! API calls `handle` too. `handle` is also the one place CORS headers are added.
 
 use std::collections::HashMap;
 
+use lambda_http::http::{HeaderValue, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
-use crate::http;
+use crate::http::{self, Browser, browser};
+use crate::tokens::IssuedPair;
+
+/// What a function (or a route of the local API) serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    Me,
+    /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
+    Preflight,
+}
+
+impl Route {
+    /// Whether the route runs a use case (and so needs configuration, store and keys).
+    pub fn needs_auth(self) -> bool {
+        !matches!(self, Route::Me | Route::Preflight)
+    }
+}
+
+/// Answers `req` on `route`. `auth` may be `None` only for routes that do not need it.
+pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: Request) -> Response<Body> {
+    let request_headers = req.headers().clone();
+    let response = match (route, auth) {
+        (Route::Preflight, _) => return browser.preflight(&request_headers),
+        (Route::Me, _) => me(req),
+        (Route::Register, Some(auth)) => register(auth, browser, req).await,
+        (Route::Login, Some(auth)) => login(auth, browser, req).await,
+        (Route::Refresh, Some(auth)) => refresh(auth, browser, req).await,
+        (Route::Logout, Some(auth)) => logout(auth, browser, req).await,
+        (_, None) => {
+            tracing::error!(?route, "route served without its use cases");
+            http::error(&AuthError::Internal)
+        }
+    };
+    browser.with_cors(&request_headers, response)
+}
 
 fn respond(result: Result<Response<Body>, AuthError>) -> Response<Body> {
     result.unwrap_or_else(|e| http::error(&e))
 }
 
-pub async fn register(auth: &Auth, req: Request) -> Response<Body> {
+/// `?cookie=true`: the refresh token travels in an `HttpOnly` cookie, not in the body.
+fn cookie_mode(req: &Request) -> Result<bool, AuthError> {
+    match req.query_string_parameters_ref().and_then(|q| q.first("cookie")) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(AuthError::InvalidRequest("`cookie` must be true or false".into())),
+    }
+}
+
+fn set_cookie(mut res: Response<Body>, cookie: HeaderValue) -> Response<Body> {
+    res.headers_mut().append(header::SET_COOKIE, cookie);
+    res
+}
+
+/// A token response: in cookie mode the refresh token goes into the cookie, for as long as
+/// it lives, and not into the body.
+fn tokens_response(status: u16, pair: &IssuedPair, cookie: bool, browser: &Browser) -> Response<Body> {
+    let body = http::TokenBody::new(pair);
+    if !cookie {
+        return http::json(status, &body);
+    }
+    let max_age = body.refresh_expires_in;
+    set_cookie(http::json(status, &body.without_refresh_token()), browser.refresh_cookie(&pair.refresh_token, max_age))
+}
+
+async fn register(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     respond(
         async {
+            let cookie = cookie_mode(&req)?;
             let body = http::parse_register(&req)?;
             let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
             let tokens = http::TokenBody::new(&r.tokens);
-            Ok(http::json(
-                201,
-                &json!({
-                    "user": r.user,
-                    "access_token": tokens.access_token,
-                    "refresh_token": tokens.refresh_token,
-                    "token_type": tokens.token_type,
-                    "expires_in": tokens.expires_in,
-                }),
-            ))
+            let mut answer = json!({
+                "user": r.user,
+                "access_token": tokens.access_token,
+                "token_type": tokens.token_type,
+                "expires_in": tokens.expires_in,
+            });
+            if !cookie {
+                answer["refresh_token"] = json!(tokens.refresh_token);
+                return Ok(http::json(201, &answer));
+            }
+            let cookie = browser.refresh_cookie(&r.tokens.refresh_token, tokens.refresh_expires_in);
+            Ok(set_cookie(http::json(201, &answer), cookie))
         }
         .await,
     )
 }
 
-pub async fn login(auth: &Auth, req: Request) -> Response<Body> {
+async fn login(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     respond(
         async {
+            let cookie = cookie_mode(&req)?;
             let body = http::parse_login(&req)?;
             let pair = auth.login(&body.username, &body.password, source_ip(&req)).await?;
-            Ok(http::json(200, &http::TokenBody::new(&pair)))
+            Ok(tokens_response(200, &pair, cookie, browser))
         }
         .await,
     )
 }
 
-pub async fn refresh(auth: &Auth, req: Request) -> Response<Body> {
-    respond(
-        async {
-            let body = http::parse_refresh(&req)?;
-            let pair = auth.refresh(&body.refresh_token).await?;
-            Ok(http::json(200, &http::TokenBody::new(&pair)))
+/// In cookie mode a refresh with no body authenticates with the cookie: the CSRF check
+/// comes first, and a refused cookie is cleared.
+async fn refresh(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
+    let mut from_cookie = false;
+    let result = async {
+        let cookie = cookie_mode(&req)?;
+        let token = if cookie && !http::has_body(&req) {
+            browser.check_csrf(req.headers())?;
+            from_cookie = true;
+            browser::refresh_cookie_of(&req).ok_or(AuthError::InvalidGrant)?
+        } else {
+            http::parse_refresh(&req)?.refresh_token
+        };
+        let pair = auth.refresh(&token).await?;
+        Ok(tokens_response(200, &pair, cookie, browser))
+    }
+    .await;
+    match result {
+        Err(AuthError::InvalidGrant) if from_cookie => {
+            set_cookie(http::error(&AuthError::InvalidGrant), browser.clearing_cookie())
         }
-        .await,
-    )
+        other => respond(other),
+    }
 }
 
 /// The caller's address as API Gateway saw it (`requestContext.identity.sourceIp`): the
@@ -81,23 +166,26 @@ pub fn principal(req: &Request) -> Result<Principal, AuthError> {
     Principal::from_context(&ctx).ok_or(AuthError::InvalidToken)
 }
 
-pub async fn logout(auth: &Auth, req: Request) -> Response<Body> {
+/// Revokes, and clears the refresh cookie in any case (a page in cookie mode is signed out
+/// whether or not it asked with `?cookie=true`).
+async fn logout(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     respond(
         async {
             let principal = principal(&req)?;
+            cookie_mode(&req)?;
             let all = match req.query_string_parameters_ref().and_then(|q| q.first("all")) {
                 None | Some("false") => false,
                 Some("true") => true,
                 Some(_) => return Err(AuthError::InvalidRequest("`all` must be true or false".into())),
             };
             auth.logout(&principal, all).await?;
-            Ok(http::no_content())
+            Ok(set_cookie(http::no_content(), browser.clearing_cookie()))
         }
         .await,
     )
 }
 
-pub fn me(req: Request) -> Response<Body> {
+fn me(req: Request) -> Response<Body> {
     respond(principal(&req).map(|p| {
         http::json(
             200,

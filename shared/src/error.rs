@@ -24,6 +24,10 @@ pub enum AuthError {
     InvalidToken,
     #[error("the access token does not grant the roles this route requires")]
     InsufficientScope,
+    /// A cookie-authenticated request without `X-Requested-With`, or from an origin not
+    /// allowed (CONTRACT.md, "Cookie mode"): refused before anything changes.
+    #[error("cross-site request refused (csrf): send X-Requested-With from an allowed origin")]
+    CsrfRejected,
     /// The store is down, slow or throttling: fail closed and ask the client to retry.
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable { retry_after_seconds: u64 },
@@ -45,6 +49,7 @@ impl AuthError {
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
             AuthError::InvalidToken => (401, "invalid_token"),
             AuthError::InsufficientScope => (403, "insufficient_scope"),
+            AuthError::CsrfRejected => (403, "invalid_request"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
             AuthError::Internal => (500, "server_error"),
         }
@@ -107,6 +112,7 @@ mod tests {
             (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
             (AuthError::InvalidToken, 401, "invalid_token"),
             (AuthError::InsufficientScope, 403, "insufficient_scope"),
+            (AuthError::CsrfRejected, 403, "invalid_request"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
             (AuthError::Internal, 500, "server_error"),
         ];

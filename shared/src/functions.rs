@@ -1,4 +1,4 @@
-//! The six Lambda entry points; each binary's `main` is one call to one of these.
+//! The seven Lambda entry points; each binary's `main` is one call to one of these.
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -8,12 +8,14 @@
 
 use std::process::ExitCode;
 
-use lambda_http::{Body, Request, Response, service_fn};
+use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 
+use crate::Auth;
+use crate::api::{self, Route};
 use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use crate::bootstrap::{Keys, auth_from_env_with, init_logging};
-use crate::{Auth, api};
+use crate::http::Browser;
 
 type Error = lambda_http::Error;
 
@@ -44,42 +46,48 @@ async fn cold_start(keys: Keys) -> Result<&'static Auth, Error> {
     Ok(Box::leak(Box::new(auth_from_env_with(keys).await?)))
 }
 
-/// An API Gateway proxy function: `handler` answers every request with the cold start's `Auth`.
-fn http_function<F, Fut>(keys: Keys, handler: F) -> ExitCode
-where
-    F: Fn(&'static Auth, Request) -> Fut + Copy + Send,
-    Fut: Future<Output = Response<Body>> + Send,
-{
+/// An API Gateway proxy function serving `route`; the use cases (and with `keys`, the
+/// signing key) are built at cold start only for routes that need them.
+fn http_function(route: Route, keys: Keys) -> ExitCode {
     run(async move {
-        let auth = cold_start(keys).await?;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(handler(auth, req).await) })).await
+        let browser: &'static Browser = Box::leak(Box::new(Browser::from_env()?));
+        let auth = if route.needs_auth() { Some(cold_start(keys).await?) } else { None };
+        lambda_http::run(service_fn(move |req: Request| async move {
+            Ok::<_, Error>(api::handle(route, auth, browser, req).await)
+        }))
+        .await
     })
 }
 
 /// POST /auth/register.
 pub fn register() -> ExitCode {
-    http_function(Keys::SignAndVerify, api::register)
+    http_function(Route::Register, Keys::SignAndVerify)
 }
 
 /// POST /auth/login.
 pub fn login() -> ExitCode {
-    http_function(Keys::SignAndVerify, api::login)
+    http_function(Route::Login, Keys::SignAndVerify)
 }
 
 /// POST /auth/refresh.
 pub fn refresh() -> ExitCode {
-    http_function(Keys::SignAndVerify, api::refresh)
+    http_function(Route::Refresh, Keys::SignAndVerify)
 }
 
 /// POST /auth/logout, behind the authorizer, which verified the token: logout needs no key.
 pub fn logout() -> ExitCode {
-    http_function(Keys::None, api::logout)
+    http_function(Route::Logout, Keys::None)
 }
 
-/// GET /auth/me: reads only what the authorizer put into the request context; it needs no
-/// configuration, keys or database.
+/// GET /auth/me: reads only what the authorizer put into the request context (and the
+/// allowed origins); it needs no keys or database.
 pub fn me() -> ExitCode {
-    run(async { lambda_http::run(service_fn(|req: Request| async move { Ok::<_, Error>(api::me(req)) })).await })
+    http_function(Route::Me, Keys::None)
+}
+
+/// OPTIONS on every route: the CORS preflight, from the allowed origins alone.
+pub fn preflight() -> ExitCode {
+    http_function(Route::Preflight, Keys::None)
 }
 
 /// The REST API REQUEST authorizer: an IAM policy, or the error `Unauthorized` (API

@@ -11,6 +11,10 @@ use serde::de::DeserializeOwned;
 use crate::error::AuthError;
 use crate::tokens::IssuedPair;
 
+pub mod browser;
+
+pub use browser::Browser;
+
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +220,9 @@ pub struct TokenBody<'a> {
     pub access_token: &'a str,
     pub token_type: &'static str,
     pub expires_in: u64,
-    pub refresh_token: &'a str,
+    /// Absent in cookie mode: the refresh token is then only in the `HttpOnly` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<&'a str>,
     pub refresh_expires_in: u64,
 }
 
@@ -226,10 +232,21 @@ impl<'a> TokenBody<'a> {
             access_token: &pair.access_token,
             token_type: "Bearer",
             expires_in: pair.access.exp - pair.access.iat,
-            refresh_token: &pair.refresh_token,
+            refresh_token: Some(&pair.refresh_token),
             refresh_expires_in: pair.refresh.exp - pair.refresh.iat,
         }
     }
+
+    /// The body of cookie mode: everything but the refresh token.
+    pub fn without_refresh_token(mut self) -> Self {
+        self.refresh_token = None;
+        self
+    }
+}
+
+/// Whether the request has a body at all (cookie-mode refresh sends none).
+pub fn has_body(req: &Request) -> bool {
+    !body_bytes(req.body()).is_empty()
 }
 
 /// Reads the access token of `Authorization: Bearer <token>` (RFC 6750 §2.1). The scheme

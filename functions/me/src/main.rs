@@ -1,5 +1,5 @@
 //! GET /auth/me: a sample protected backend. It reads only what the authorizer put into
-//! the request context; it needs no configuration, keys or database.
+//! the request context (and ALLOWED_ORIGINS for CORS); it needs no keys or database.
 
 fn main() -> std::process::ExitCode {
     shared::functions::me()

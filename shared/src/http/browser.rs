@@ -1,0 +1,286 @@
+//! What browsers need (CONTRACT.md Part 2, "CORS" and "Cookie mode"): CORS headers for the
+//! configured origins, the preflight answer, the refresh-token cookie, and the CSRF check
+//! for requests that authenticate with that cookie.
+//!
+//! Read from the environment once per cold start: `ALLOWED_ORIGINS` (comma-separated
+//! `scheme://host[:port]`; empty: no CORS headers at all), `COOKIE_SAME_SITE` (`Strict`,
+//! the default, or `None` for an API on another site than the page), `COOKIE_PATH` (the
+//! auth routes' path as the browser sees it: `/<stage>/auth` deployed, `/auth` locally).
+
+use lambda_http::http::{HeaderMap, HeaderValue, header};
+use lambda_http::{Body, Request, Response};
+
+use crate::config::ConfigError;
+use crate::error::AuthError;
+
+pub const ENV_ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
+pub const ENV_COOKIE_SAME_SITE: &str = "COOKIE_SAME_SITE";
+pub const ENV_COOKIE_PATH: &str = "COOKIE_PATH";
+pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The header a cookie-authenticated request must carry: a cross-site form cannot set it,
+/// and a cross-origin script can only after a preflight the origin list allows.
+pub const CSRF_HEADER: &str = "x-requested-with";
+/// Browsers may cache a preflight answer this long (seconds).
+pub const PREFLIGHT_MAX_AGE: u32 = 600;
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-Requested-With";
+/// Headers a page may read besides the CORS-safelisted ones.
+const EXPOSE_HEADERS: &str = "Retry-After, WWW-Authenticate";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Browser {
+    allowed_origins: Vec<String>,
+    same_site: SameSite,
+    cookie_path: String,
+}
+
+impl Default for Browser {
+    /// No CORS; a `Strict` cookie on `/auth`.
+    fn default() -> Self {
+        Browser { allowed_origins: Vec::new(), same_site: SameSite::Strict, cookie_path: "/auth".into() }
+    }
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+/// `scheme://host[:port]` exactly as a browser sends it in `Origin`: no path, no
+/// wildcard (credentials cannot be shared with `*`), nothing after the authority.
+fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else { return false };
+    matches!(scheme, "https" | "http")
+        && !authority.is_empty()
+        && authority.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+impl Browser {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name| std::env::var(name).ok();
+        Self::from_values(var(ENV_ALLOWED_ORIGINS), var(ENV_COOKIE_SAME_SITE), var(ENV_COOKIE_PATH))
+    }
+
+    pub fn from_values(
+        origins: Option<String>,
+        same_site: Option<String>,
+        cookie_path: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut allowed_origins = Vec::new();
+        for origin in origins.unwrap_or_default().split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if !valid_origin(origin) {
+                return Err(bad(
+                    ENV_ALLOWED_ORIGINS,
+                    format!("{origin:?} is not an origin; want scheme://host[:port], no path, no wildcard"),
+                ));
+            }
+            allowed_origins.push(origin.to_string());
+        }
+        let same_site = match same_site.as_deref().map(str::trim) {
+            None | Some("") | Some("Strict") => SameSite::Strict,
+            Some("None") => SameSite::None,
+            Some(other) => return Err(bad(ENV_COOKIE_SAME_SITE, format!("must be Strict or None, got {other:?}"))),
+        };
+        let cookie_path = cookie_path.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+        let cookie_path = cookie_path.unwrap_or_else(|| "/auth".into());
+        if !cookie_path.starts_with('/') || !cookie_path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            return Err(bad(ENV_COOKIE_PATH, "must be a path such as /v1/auth"));
+        }
+        Ok(Browser { allowed_origins, same_site, cookie_path })
+    }
+
+    fn origin_of<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+    }
+
+    /// The request's `Origin` if it is one of the allowed ones (compared exactly).
+    pub fn allowed_origin<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        self.origin_of(headers).filter(|o| self.allowed_origins.iter().any(|a| a == o))
+    }
+
+    /// Adds the CORS headers an answer to `request_headers` gets: for an allowed origin,
+    /// that origin (never `*`), credentials, and the headers a page may read; `Vary:
+    /// Origin` whenever CORS is configured, so caches keep answers per origin.
+    pub fn with_cors(&self, request_headers: &HeaderMap, mut res: Response<Body>) -> Response<Body> {
+        if self.allowed_origins.is_empty() {
+            return res;
+        }
+        let origin = self.allowed_origin(request_headers).and_then(|o| HeaderValue::from_str(o).ok());
+        let h = res.headers_mut();
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = origin {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+        }
+        res
+    }
+
+    /// The answer to an `OPTIONS` preflight: 204, and for an allowed origin what it may
+    /// send and for how long the browser may remember it. Another origin gets no CORS
+    /// header, so its browser refuses to send the real request.
+    pub fn preflight(&self, request_headers: &HeaderMap) -> Response<Body> {
+        let mut res = super::no_content();
+        if self.allowed_origin(request_headers).is_some() {
+            let h = res.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(PREFLIGHT_MAX_AGE));
+        }
+        self.with_cors(request_headers, res)
+    }
+
+    fn cookie(&self, value: &str, max_age: u64) -> HeaderValue {
+        let same_site = match self.same_site {
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        };
+        let text = format!(
+            "{REFRESH_COOKIE}={value}; HttpOnly; Secure; Path={}; Max-Age={max_age}; SameSite={same_site}",
+            self.cookie_path
+        );
+        // A JWT and a validated path are always valid header text.
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("refresh_token=; Max-Age=0"))
+    }
+
+    /// `Set-Cookie` carrying a refresh token for `max_age` seconds.
+    pub fn refresh_cookie(&self, token: &str, max_age: u64) -> HeaderValue {
+        self.cookie(token, max_age)
+    }
+
+    /// `Set-Cookie` that deletes the refresh cookie (same name, path and attributes).
+    pub fn clearing_cookie(&self) -> HeaderValue {
+        self.cookie("", 0)
+    }
+
+    /// A request that authenticates with the cookie must carry `X-Requested-With` and, if
+    /// it has an `Origin`, an allowed one: a cross-site form can do neither. Checked
+    /// before anything else, so a refused request changes nothing.
+    pub fn check_csrf(&self, request_headers: &HeaderMap) -> Result<(), AuthError> {
+        if !request_headers.contains_key(CSRF_HEADER) {
+            return Err(AuthError::CsrfRejected);
+        }
+        match self.origin_of(request_headers) {
+            Some(_) if self.allowed_origin(request_headers).is_none() => Err(AuthError::CsrfRejected),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The refresh token in the request's `Cookie` header(s), if any.
+pub fn refresh_cookie_of(req: &Request) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == REFRESH_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn browser(origins: &str) -> Browser {
+        Browser::from_values(Some(origins.into()), None, Some("/v1/auth".into())).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_listed_origins_get_cors_headers_and_never_a_wildcard() {
+        let b = browser("https://app.example.com, http://127.0.0.1:3001");
+        let ok = b.with_cors(&headers(&[("origin", "https://app.example.com")]), super::super::no_content());
+        assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example.com");
+        assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+        assert_eq!(ok.headers()["vary"], "Origin");
+        for other in ["https://evil.example", "https://app.example.com.evil.example", "null", "HTTPS://APP.EXAMPLE.COM"]
+        {
+            let res = b.with_cors(&headers(&[("origin", other)]), super::super::no_content());
+            assert!(!res.headers().contains_key("access-control-allow-origin"), "{other}");
+            assert!(!res.headers().contains_key("access-control-allow-credentials"), "{other}");
+        }
+        let none =
+            Browser::default().with_cors(&headers(&[("origin", "https://x.example")]), super::super::no_content());
+        assert!(none.headers().keys().all(|k| !k.as_str().starts_with("access-control") && k != "vary"));
+    }
+
+    #[test]
+    fn origins_are_validated_at_start() {
+        for bad in ["*", "https://app.example.com/", "app.example.com", "https://a.example.com/path", "ftp://x"] {
+            let e = Browser::from_values(Some(bad.into()), None, None).unwrap_err();
+            assert_eq!(e.variable, ENV_ALLOWED_ORIGINS, "{bad}");
+        }
+        assert!(Browser::from_values(Some("http://[::1]:3001,https://a.example".into()), None, None).is_ok());
+        assert_eq!(Browser::from_values(None, Some("Lax".into()), None).unwrap_err().variable, ENV_COOKIE_SAME_SITE);
+        assert_eq!(Browser::from_values(None, None, Some("auth".into())).unwrap_err().variable, ENV_COOKIE_PATH);
+    }
+
+    #[test]
+    fn preflight_tells_allowed_origins_what_they_may_send() {
+        let b = browser("https://app.example.com");
+        let res = b.preflight(&headers(&[("origin", "https://app.example.com")]));
+        assert_eq!(res.status(), 204);
+        let h = res.headers();
+        for needed in ["Authorization", "Content-Type", "X-Requested-With"] {
+            assert!(h["access-control-allow-headers"].to_str().unwrap().contains(needed));
+        }
+        assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+        assert_eq!(h["access-control-max-age"], "600");
+        let other = b.preflight(&headers(&[("origin", "https://evil.example")]));
+        assert_eq!(other.status(), 204);
+        assert!(other.headers().keys().all(|k| !k.as_str().starts_with("access-control")));
+    }
+
+    #[test]
+    fn the_cookie_is_out_of_scripts_reach_and_scoped_to_the_auth_path() {
+        let b = Browser::from_values(None, Some("None".into()), Some("/v1/auth".into())).unwrap();
+        assert_eq!(
+            b.refresh_cookie("abc.def.ghi", 3600),
+            "refresh_token=abc.def.ghi; HttpOnly; Secure; Path=/v1/auth; Max-Age=3600; SameSite=None"
+        );
+        assert_eq!(
+            Browser::default().clearing_cookie(),
+            "refresh_token=; HttpOnly; Secure; Path=/auth; Max-Age=0; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn cookie_authenticated_requests_need_the_header_and_an_allowed_origin_if_any() {
+        let b = browser("https://app.example.com");
+        assert!(
+            b.check_csrf(&headers(&[("x-requested-with", "fetch"), ("origin", "https://app.example.com")])).is_ok()
+        );
+        assert!(b.check_csrf(&headers(&[("x-requested-with", "fetch")])).is_ok(), "same-origin or non-browser");
+        for refused in [
+            headers(&[]),
+            headers(&[("origin", "https://app.example.com")]),
+            headers(&[("x-requested-with", "fetch"), ("origin", "https://evil.example")]),
+        ] {
+            assert_eq!(b.check_csrf(&refused).unwrap_err().status_and_code(), (403, "invalid_request"));
+        }
+    }
+
+    #[test]
+    fn the_refresh_cookie_is_found_among_others() {
+        let req = |cookie: &str| {
+            lambda_http::http::Request::builder().header("cookie", cookie).body(Body::Empty).map(Request::from).unwrap()
+        };
+        assert_eq!(refresh_cookie_of(&req("a=1; refresh_token=tok; b=2")).as_deref(), Some("tok"));
+        assert_eq!(refresh_cookie_of(&req("refresh_token=")), None);
+        assert_eq!(refresh_cookie_of(&req("xrefresh_token=tok")), None);
+    }
+}

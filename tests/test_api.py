@@ -831,3 +831,73 @@ def test_logout_clears_the_cookie(api, user):
     assert_cors_for(res, APP_ORIGIN)
     value, attrs = refresh_cookie_of(res)
     assert value == "" and attrs["max-age"] == "0" and attrs["path"] == "/auth"
+
+
+# --- Security events ------------------------------------------------------------------
+
+SECURITY_EVENT_FIELDS = {"event", "outcome", "user_id", "username", "client_ip", "session_id", "reason"}
+
+
+@pytest.fixture(scope="module")
+def audited_api():
+    """The local API logging JSON lines, as Lambda's advanced logging (LogFormat: JSON)."""
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=SECRET, AWS_LAMBDA_LOG_FORMAT="JSON")
+    env.pop("LOGIN_LOCK_SECONDS", None)
+    port, proc = start_local_api(env, logs)
+    yield Api(port, PASSWORD, source="127.0.0.7"), logs
+    assert stop(proc) == 0
+
+
+def security_events(logs):
+    logs.seek(0)
+    found = []
+    for line in logs.read().decode(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("fields", {}).get("message") == "security event":
+            found.append(record["fields"])
+    return found
+
+
+def test_security_events_are_json_lines_of_one_schema_without_secrets(audited_api):
+    api, logs = audited_api
+    name = new_name()
+    reg = api.register(name)
+    assert reg.status == 201
+    user_id = reg.json()["user"]["id"]
+    access, refresh = tokens_of(api.login(name))
+    assert api.login(name, "not the password").status == 401
+    assert api.login("ｎｏ", "whatever password").status == 401
+    assert api.refresh(refresh).status == 200
+    assert api.refresh(refresh).status == 401  # reuse
+    again_access, _ = tokens_of(api.login(name))
+    assert api.logout(again_access).status == 204
+    for _ in range(5):
+        assert api.login(name, "not the password").status == 401
+    assert api.login(name).status == 429
+    last_access, _ = tokens_of(api.from_address("127.0.0.8").login(name))
+    assert api.logout(last_access, "?all=true").status == 204
+
+    events = security_events(logs)
+    for e in events:
+        assert set(e) == SECURITY_EVENT_FIELDS | {"message"}, e
+        assert e["message"] == "security event"
+        text = json.dumps(e)
+        assert PASSWORD not in text and "not the password" not in text and "eyJ" not in text and "$argon2" not in text
+    mine = [e for e in events if e["username"] == name or e["user_id"] == user_id]
+    kinds = [e["event"] for e in mine]
+    assert kinds.count("login_succeeded") == 3, kinds
+    assert "refresh_reuse_detected" in kinds and "session_ended" in kinds and "all_sessions_ended" in kinds
+    failed = [e for e in mine if e["event"] == "login_failed"]
+    assert len(failed) == 6 and {e["outcome"] for e in failed} == {"failure"}
+    assert all(e["client_ip"] == "127.0.0.7" and e["reason"] == "invalid_credentials" for e in failed), failed
+    locked = [e for e in mine if e["event"] == "login_locked"]
+    assert locked and locked[0]["reason"] == "client", locked
+    succeeded = next(e for e in mine if e["event"] == "login_succeeded")
+    assert succeeded["user_id"] == user_id and succeeded["session_id"] and succeeded["outcome"] == "success"
+    reuse = next(e for e in mine if e["event"] == "refresh_reuse_detected")
+    assert reuse["session_id"] == decode(refresh)[1]["sid"]
+    assert any(e["event"] == "login_failed" and e["reason"] == "malformed_username" for e in events)

@@ -2,6 +2,7 @@
 //! `throttle.rs`), and refresh, logout, authorize (`session.rs`). Each is a function over
 //! the store trait, the token service and the password hasher; none knows about HTTP.
 
+pub mod events;
 mod login;
 mod session;
 pub mod throttle;

@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use super::events::{self, Event, Kind};
 use super::throttle::{self, Admission};
 use super::{Auth, new_session_id, normalize_username, now_ms};
 use crate::error::AuthError;
@@ -26,19 +27,33 @@ impl Auth {
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<IssuedPair, AuthError> {
+        let ip = client_ip.unwrap_or_default();
         let Ok(name) = normalize_username(username) else {
             // No such name can exist: nothing to count, but the same cost and answer.
             self.verify(password.to_string(), None).await?;
+            events::record(
+                Kind::LoginFailed,
+                Event { client_ip: ip, reason: "malformed_username", ..Default::default() },
+            );
             return Err(AuthError::InvalidGrant);
+        };
+        let event = Event { username: &name, client_ip: ip, ..Default::default() };
+        let locked = |reason| {
+            move |e: AuthError| {
+                if matches!(e, AuthError::TooManyAttempts { .. }) {
+                    events::record(Kind::LoginLocked, Event { reason, ..event });
+                }
+                e
+            }
         };
         let client = throttle::client_key(client_ip);
         let now = now_ms();
         let state = self.store.login_state(&name, &client).await?;
         if let Some(until) = throttle::locked_until(state.name_failures.as_ref(), now) {
-            return Err(too_many(until, now));
+            return Err(locked("name")(too_many(until, now)));
         }
         let client_key = ThrottleKey::Client { username: name.clone(), client };
-        self.reserve_attempt(&client_key, state.client_failures, now).await?;
+        self.reserve_attempt(&client_key, state.client_failures, now).await.map_err(locked("client"))?;
 
         let phc = state.user.as_ref().map(|u| u.password_hash.clone());
         match (state.user, self.verify(password.to_string(), phc).await?) {
@@ -47,9 +62,13 @@ impl Auth {
                 if needs_rehash {
                     self.upgrade_hash(&user, password).await;
                 }
-                self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())
+                let sid = new_session_id();
+                let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
+                events::record(Kind::LoginSucceeded, Event { user_id: &user.user_id, session_id: &sid, ..event });
+                Ok(pair)
             }
             _ => {
+                events::record(Kind::LoginFailed, Event { reason: "invalid_credentials", ..event });
                 self.count_name_failure(&name, now).await?;
                 Err(AuthError::InvalidGrant)
             }

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::events::{self, Event, Kind};
 use super::{Auth, Principal, now_ms};
 use crate::error::AuthError;
 use crate::store::{AccessState, SpendOutcome, UserAccess};
@@ -83,7 +84,10 @@ impl Auth {
     }
 
     async fn revoke_stolen_session(&self, sid: &str, user_id: &str) -> Result<(), AuthError> {
-        tracing::warn!(%user_id, %sid, "spent refresh token presented again; revoking its session");
+        events::record(
+            Kind::RefreshReuseDetected,
+            Event { user_id, session_id: sid, reason: "spent_refresh_token_presented", ..Default::default() },
+        );
         self.store.revoke_session(sid, self.session_expiry()).await?;
         Ok(())
     }
@@ -92,10 +96,18 @@ impl Auth {
     /// with `all`, every session of the user that started before now, this one included.
     /// Either way one write that is safe to repeat, so a retried logout never half-applies.
     pub async fn logout(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
+        let event = Event {
+            user_id: &principal.user_id,
+            username: &principal.username,
+            session_id: &principal.sid,
+            ..Default::default()
+        };
         if all {
             self.store.revoke_sessions_before(&principal.username, now_ms()).await?;
+            events::record(Kind::AllSessionsEnded, event);
         } else {
             self.store.revoke_session(&principal.sid, self.session_expiry()).await?;
+            events::record(Kind::SessionEnded, Event { reason: "logout", ..event });
         }
         Ok(())
     }

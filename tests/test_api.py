@@ -545,6 +545,29 @@ def test_a_role_protected_route_answers_403_to_users_and_lets_the_role_through(a
     assert_invalid_token(api.call("GET", ADMIN_ROUTE, token="garbage"))
 
 
+def revoke_role(username, role):
+    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    ddb.update_item(
+        TableName=os.environ["USERS_TABLE"],
+        Key={"username": {"S": username}},
+        UpdateExpression="DELETE #roles :role",
+        ExpressionAttributeNames={"#roles": "roles"},
+        ExpressionAttributeValues={":role": {"SS": [role]}},
+    )
+
+
+def test_a_role_taken_away_stops_working_at_once_though_the_token_still_carries_it(api, user):
+    grant_role(user["username"], "admin")
+    admin_access, _ = tokens_of(api.login(user["username"]))
+    assert api.call("GET", ADMIN_ROUTE, token=admin_access).status == 200
+    revoke_role(user["username"], "admin")
+    assert "admin" in decode(admin_access)[1]["roles"]
+    assert_error(api.call("GET", ADMIN_ROUTE, token=admin_access), 403, "insufficient_scope")
+    # The token itself is still good for what the user still holds, and routes see only that.
+    me = api.me(admin_access)
+    assert me.status == 200 and me.json()["roles"] == ["user"], me
+
+
 # --- Attacks on the token: every one is a 401 at the authorizer -----------------------
 
 

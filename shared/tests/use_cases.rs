@@ -293,6 +293,39 @@ async fn routes_can_require_roles() {
 }
 
 #[tokio::test]
+async fn a_role_counts_only_while_the_token_carries_it_and_the_user_still_holds_it() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "demote").await;
+    let set_roles = |roles: &'static [&'static str]| {
+        let (client, table, name) = (env.client.clone(), env.users_table.clone(), name.clone());
+        async move {
+            let roles = aws_sdk_dynamodb::types::AttributeValue::Ss(roles.iter().map(|r| r.to_string()).collect());
+            client
+                .update_item()
+                .table_name(table)
+                .key("username", aws_sdk_dynamodb::types::AttributeValue::S(name))
+                .update_expression("SET #r = :r")
+                .expression_attribute_names("#r", "roles")
+                .expression_attribute_values(":r", roles)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let admin = ["admin".to_string()];
+    set_roles(&["admin", "user"]).await;
+    // Granted after the token was issued: not in the token, so not yet.
+    assert_eq!(auth.authorize(&r.tokens.access_token, &admin).await.unwrap_err(), AuthError::InsufficientScope);
+    let promoted = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    assert_eq!(auth.authorize(&promoted.access_token, &admin).await.unwrap().roles, vec!["admin", "user"]);
+    // Taken away: at once, though the token still says admin.
+    set_roles(&["user"]).await;
+    assert_eq!(auth.authorize(&promoted.access_token, &admin).await.unwrap_err(), AuthError::InsufficientScope);
+    assert_eq!(auth.authorize(&promoted.access_token, &[]).await.unwrap().roles, vec!["user"]);
+}
+
+#[tokio::test]
 async fn a_store_outage_fails_closed() {
     let env = common::env().await;
     let auth = env.auth();

@@ -120,13 +120,20 @@ impl Auth {
             AuthError::InvalidToken
         })?;
         let state = self.store.access_state(&claims.jti, &claims.sid, &claims.username).await?;
-        if state.token_revoked || live_session_user(state, &claims.sub, &claims.sid).is_none() {
-            return Err(AuthError::InvalidToken);
-        }
-        if !required_roles.iter().all(|r| claims.roles.contains(r)) {
+        let user = match state.token_revoked {
+            true => None,
+            false => live_session_user(state, &claims.sub, &claims.sid),
+        };
+        let Some(user) = user else { return Err(AuthError::InvalidToken) };
+        // Roles take effect at once: a role counts only while the token carries it and the
+        // user still holds it (read in the same round trip), so removing one needs no wait
+        // for the token to expire. Routes behind the authorizer see the same set.
+        let mut principal = Principal::from_claims(claims);
+        principal.roles.retain(|r| user.roles.contains(r));
+        if !required_roles.iter().all(|r| principal.roles.contains(r)) {
             return Err(AuthError::InsufficientScope);
         }
-        Ok(Principal::from_claims(claims))
+        Ok(principal)
     }
 }
 

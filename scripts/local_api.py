@@ -14,6 +14,9 @@ environment win over the defaults.
 The binary is `local-api` of `cargo build` in cargo's target directory (CARGO_TARGET_DIR
 or `build.target-dir` honoured; see cargo_target.py).
 
+ADMIN_USERNAME and ADMIN_PASSWORD: when both are set, that user is registered (unless it
+exists) once the API listens, and granted the role `admin` (scripts/grant_role.py).
+
 JWT_SECRET: honoured when set; otherwise a random one is made for this run and never
 printed (tokens then stop verifying when the local API restarts).
 
@@ -214,13 +217,44 @@ def announce_when_listening(api_port, child, text):
         except OSError:
             time.sleep(0.1)
             continue
-        print(text, flush=True)
+        if text:
+            print(text, flush=True)
         return
 
 
+def seed_admin(api_port, env):
+    """`make dev` with ADMIN_USERNAME and ADMIN_PASSWORD: registers that user (unless it
+    exists) through the API, then grants it the role `admin` (scripts/grant_role.py). The
+    password is never printed."""
+    import urllib.error
+    import urllib.request
+
+    import grant_role
+
+    name, password = env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{api_port}/auth/register",
+        data=json.dumps({"username": name, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 409:
+            print(f"admin not seeded: registering {name!r} answered {e.code}: {e.read().decode(errors='replace')}", flush=True)
+            return
+    try:
+        grant_role.change_role(env["USERS_TABLE"], name, "admin", endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB"))
+    except (LookupError, ValueError) as e:
+        print(f"admin not seeded: {e}", flush=True)
+        return
+    print(f"Admin: {name.lower()} (role admin; log in with ADMIN_PASSWORD)", flush=True)
+
+
 def run_with_example(binary, env, api_port, server):
-    """The local API as a child process beside the sample app's server; signals go to the
-    child, and its exit status is this process's."""
+    """The local API as a child process beside the sample app's server (None: no sample app)
+    and the admin seed; signals go to the child, and its exit status is this process's."""
     pending = []
     child = None
 
@@ -235,15 +269,20 @@ def run_with_example(binary, env, api_port, server):
     child = subprocess.Popen([str(binary)], env=env, preexec_fn=_die_with_parent)
     for signum in pending:
         child.send_signal(signum)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://{server.host}/"
-    threading.Thread(
-        target=announce_when_listening,
-        args=(api_port, child, f"Sample app: {url}  (a browser page on another origin, calling this API)"),
-        daemon=True,
-    ).start()
+    announcement = ""
+    if server is not None:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        announcement = f"Sample app: http://{server.host}/  (a browser page on another origin, calling this API)"
+
+    def when_listening():
+        announce_when_listening(api_port, child, announcement)
+        if env.get("ADMIN_USERNAME") and env.get("ADMIN_PASSWORD") and child.poll() is None:
+            seed_admin(api_port, env)
+
+    threading.Thread(target=when_listening, daemon=True).start()
     status = child.wait()
-    server.server_close()
+    if server is not None:
+        server.server_close()
     return status if status >= 0 else 128 - status
 
 
@@ -310,9 +349,10 @@ def main():
         sys.exit(str(e))
     if not binary.exists():
         sys.exit(f"{binary} is missing: run `cargo build -p local-api` (make dev does)")
-    if not example_port:
+    seeding = bool(env.get("ADMIN_USERNAME") and env.get("ADMIN_PASSWORD"))
+    if not example_port and not seeding:
         os.execve(binary, [str(binary)], env)
-    server = example_server(example_port, f"http://127.0.0.1:{args.port}")
+    server = example_server(example_port, f"http://127.0.0.1:{args.port}") if example_port else None
     return run_with_example(binary, env, args.port, server)
 
 

@@ -172,6 +172,10 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/refresh": False,
         "POST /auth/logout": True,
         "GET /auth/me": True,
+        "GET /admin/users/{username}": True,
+        "POST /admin/users/{username}/roles": True,
+        "POST /admin/users/{username}/disable": True,
+        "POST /admin/users/{username}/enable": True,
     }
     # Every path answers the CORS preflight, never behind the authorizer.
     assert {r: protected for r, protected in routes.items() if r.startswith("OPTIONS ")} == {
@@ -924,3 +928,109 @@ def test_security_events_are_json_lines_of_one_schema_without_secrets(audited_ap
     reuse = next(e for e in mine if e["event"] == "refresh_reuse_detected")
     assert reuse["session_id"] == decode(refresh)[1]["sid"]
     assert any(e["event"] == "login_failed" and e["reason"] == "malformed_username" for e in events)
+
+
+# --- Administration ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(api):
+    name = new_name()
+    assert api.register(name).status == 201
+    grant_role(name, "admin")
+    access, _ = tokens_of(api.login(name))
+    return access
+
+
+def test_administration_requires_the_admin_role(api, user):
+    for method, path in [
+        ("GET", f"/admin/users/{user['username']}"),
+        ("POST", f"/admin/users/{user['username']}/roles"),
+        ("POST", f"/admin/users/{user['username']}/disable"),
+        ("POST", f"/admin/users/{user['username']}/enable"),
+    ]:
+        assert_error(api.call(method, path, token=user["access_token"], json_body={}), 403, "insufficient_scope")
+        assert_invalid_token(api.call(method, path, json_body={}))
+
+
+def test_an_admin_reads_a_user_without_its_secrets_and_404s_for_nobody(api, admin, user):
+    res = api.call("GET", f"/admin/users/{user['username'].upper()}", token=admin)
+    assert res.status == 200, res
+    body = res.json()
+    assert body == {"id": user["user"]["id"], "username": user["username"], "roles": ["user"], "disabled": False, "created_at": body["created_at"]}
+    assert abs(body["created_at"] - time.time()) < 600
+    assert_error(api.call("GET", f"/admin/users/{new_name()}", token=admin), 404, "not_found")
+    assert_error(api.call("GET", "/admin/users/no%20such", token=admin), 404, "not_found")
+
+
+def test_roles_added_and_removed_by_an_admin_take_effect_at_once(api, admin, user):
+    roles = f"/admin/users/{user['username']}/roles"
+    res = api.call("POST", roles, token=admin, json_body={"add": ["admin"]})
+    assert res.status == 200 and res.json()["roles"] == ["admin", "user"], res
+    promoted, _ = tokens_of(api.login(user["username"]))
+    assert api.call("GET", ADMIN_ROUTE, token=promoted).status == 200
+    res = api.call("POST", roles, token=admin, json_body={"remove": ["admin"]})
+    assert res.status == 200 and res.json()["roles"] == ["user"], res
+    assert_error(api.call("GET", ADMIN_ROUTE, token=promoted), 403, "insufficient_scope")
+    for bad in [{"add": ["Admin"]}, {"add": "admin"}, {"add": ["x"], "remove": ["x"]}]:
+        assert_error(api.call("POST", roles, token=admin, json_body=bad), 400, "invalid_request")
+    assert api.call("GET", f"/admin/users/{user['username']}", token=admin).json()["roles"] == ["user"]
+
+
+def test_a_disabled_user_is_out_at_once_and_back_in_only_with_a_new_login(api, admin, user):
+    access, refresh = tokens_of(api.login(user["username"]))
+    assert api.call("POST", f"/admin/users/{user['username']}/disable", token=admin).status == 204
+    assert api.call("GET", f"/admin/users/{user['username']}", token=admin).json()["disabled"] is True
+    assert_invalid_token(api.me(access))
+    assert_invalid_token(api.me(user["access_token"]))
+    assert_error(api.refresh(refresh), 401, "invalid_grant")
+    refused, wrong = api.login(user["username"]), api.login(user["username"], "not the password")
+    assert_error(refused, 401, "invalid_grant")
+    assert refused.body == wrong.body, "the same body as a wrong password"
+    assert api.call("POST", f"/admin/users/{user['username']}/enable", token=admin).status == 204
+    back, _ = tokens_of(api.login(user["username"]))
+    assert api.me(back).status == 200
+    assert_invalid_token(api.me(access))
+    assert_error(api.call("POST", f"/admin/users/{new_name()}/disable", token=admin), 404, "not_found")
+
+
+def test_disable_racing_refreshes_leaves_no_usable_token(api, admin, user):
+    access, refresh = tokens_of(api.login(user["username"]))
+    disable = lambda: api.call("POST", f"/admin/users/{user['username']}/disable", token=admin)  # noqa: E731
+    results = concurrently([disable] + [lambda: api.refresh(refresh)] * 3)
+    assert results[0].status == 204, results[0]
+    for res in results[1:]:
+        if res.status == 200:
+            new_access, new_refresh = tokens_of(res)
+            assert_invalid_token(api.me(new_access))
+            assert_error(api.refresh(new_refresh), 401, "invalid_grant")
+    assert_invalid_token(api.me(access))
+
+
+def test_make_dev_seeds_the_first_admin_and_the_grant_script_makes_more():
+    name, password = new_name(), f"seed {secrets.token_urlsafe(12)}"
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=SECRET, ADMIN_USERNAME=name.upper(), ADMIN_PASSWORD=password)
+    port, proc = start_local_api(env, logs)
+    try:
+        deadline = time.monotonic() + 30
+        while b"Admin: " not in (logs.seek(0) or logs.read()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seeded = Api(port, password)
+        access, _ = tokens_of(seeded.login(name))
+        res = seeded.call("GET", f"/admin/users/{name}", token=access)
+        assert res.status == 200 and res.json()["roles"] == ["admin", "user"], res
+    finally:
+        assert stop(proc) == 0
+    logs.seek(0)
+    assert password not in logs.read().decode(errors="replace")
+
+    # The deployed way: scripts/grant_role.py on the users table.
+    other = new_name()
+    grant = [sys.executable, str(ROOT / "scripts" / "grant_role.py"), "--table", os.environ["USERS_TABLE"]]
+    missing = subprocess.run(grant + [other, "admin"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no user" in missing.stderr, missing
+    bad = subprocess.run(grant + [name, "Admin!"], capture_output=True, text=True)
+    assert bad.returncode == 2, bad
+    taken = subprocess.run(grant + ["--remove", name, "admin"], capture_output=True, text=True)
+    assert taken.returncode == 0 and taken.stdout.strip() == f"{name}: roles user", taken

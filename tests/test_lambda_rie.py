@@ -299,3 +299,16 @@ def test_preflight_answers_allowed_origins_only():
         assert not any(k.lower().startswith("access-control-") for k in res["multiValueHeaders"]), res
     finally:
         fn.stop()
+
+
+def test_admin_reads_a_user_for_an_admin_principal(functions, user):
+    ev = event("admin")
+    ev["pathParameters"] = {"username": user["username"]}
+    res = functions("admin").invoke(ev)
+    assert res["statusCode"] == 200, res
+    body = json.loads(res["body"])
+    assert (body["username"], body["roles"], body["disabled"]) == (user["username"], ["user"], False)
+    ev["pathParameters"] = {"username": "nobody-" + user["username"]}
+    assert functions("admin").invoke(ev)["statusCode"] == 404
+    ev["requestContext"]["authorizer"]["roles"] = "user"
+    assert functions("admin").invoke(ev)["statusCode"] == 403

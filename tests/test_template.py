@@ -32,6 +32,7 @@ EXPECTED = {
     "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
     "MeFunction": (False, set()),
     "PreflightFunction": (False, set()),
+    "AdminFunction": (False, {"GetItem users", "UpdateItem users"}),
     "AuthorizerFunction": (True, {"BatchGetItem users", "BatchGetItem revoked"}),
 }
 

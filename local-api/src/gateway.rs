@@ -94,7 +94,13 @@ impl Gateway {
     }
 
     pub async fn handle(&self, call: Call) -> Answer {
-        let Some(route) = self.wiring.routes.iter().find(|r| r.method == call.method && r.path == call.path) else {
+        let found = self
+            .wiring
+            .routes
+            .iter()
+            .filter(|r| r.method == call.method)
+            .find_map(|r| match_path(&r.path, &call.path).map(|params| (r, params)));
+        let Some((route, path_parameters)) = found else {
             // API Gateway's answer for an unknown method or path.
             return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", 403);
         };
@@ -120,7 +126,7 @@ impl Gateway {
                 }
             }
         }
-        let request = match self.proxy_request(route, &call, context) {
+        let request = match self.proxy_request(route, &call, context, path_parameters) {
             Ok(r) => r,
             Err(_) => return self.gateway_response("BAD_REQUEST_BODY", 400),
         };
@@ -146,6 +152,7 @@ impl Gateway {
         route: &Route,
         call: &Call,
         authorizer: Option<BTreeMap<String, String>>,
+        path_parameters: BTreeMap<String, String>,
     ) -> Result<lambda_http::Request, serde_json::Error> {
         let mut multi_headers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (k, v) in &call.headers {
@@ -187,7 +194,7 @@ impl Gateway {
             "multiValueHeaders": multi_headers,
             "queryStringParameters": if query.is_empty() { Value::Null } else { json!(single_query) },
             "multiValueQueryStringParameters": if query.is_empty() { Value::Null } else { json!(multi_query) },
-            "pathParameters": null,
+            "pathParameters": if path_parameters.is_empty() { Value::Null } else { json!(path_parameters) },
             "stageVariables": null,
             "requestContext": request_context,
             "body": body,
@@ -212,6 +219,28 @@ impl Gateway {
         headers.push(("content-type".into(), "application/json".into()));
         Answer { status, headers, body: body.into_bytes() }
     }
+}
+
+/// Matches a request path against a route's resource path, whose `{name}` segments match
+/// any one non-empty segment (as API Gateway's path parameters do): the parameters, or
+/// `None` when it does not match.
+fn match_path(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    if template.len() != path.len() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    for (t, p) in template.iter().zip(&path) {
+        match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            Some(name) if !p.is_empty() => {
+                params.insert(name.to_string(), p.to_string());
+            }
+            Some(_) => return None,
+            None if t == p => {}
+            None => return None,
+        }
+    }
+    Some(params)
 }
 
 /// Header map with one value per name, the last one, as in API Gateway's `headers`.

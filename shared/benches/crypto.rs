@@ -47,6 +47,7 @@ impl Store for InstantStore {
                 user_id: USER_ID.into(),
                 roles: vec!["user".into()],
                 sessions_valid_after_ms: None,
+                disabled: false,
             }),
         })
     }
@@ -95,6 +96,12 @@ impl Store for InstantStore {
         unreachable!()
     }
     async fn revoke_sessions_before(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn replace_roles(&self, _: &str, _: &[String], _: &[String]) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn set_disabled(&self, _: &str, _: bool, _: u64) -> Result<bool, StoreError> {
         unreachable!()
     }
 }

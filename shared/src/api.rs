@@ -26,6 +26,8 @@ pub enum Route {
     Me,
     /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
     Preflight,
+    /// `/admin/users/{username}[/roles|/disable|/enable]`, behind the authorizer (role `admin`).
+    Admin,
 }
 
 impl Route {
@@ -45,6 +47,7 @@ pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: R
         (Route::Login, Some(auth)) => login(auth, browser, req).await,
         (Route::Refresh, Some(auth)) => refresh(auth, browser, req).await,
         (Route::Logout, Some(auth)) => logout(auth, browser, req).await,
+        (Route::Admin, Some(auth)) => admin(auth, req).await,
         (_, None) => {
             tracing::error!(?route, "route served without its use cases");
             http::error(&AuthError::Internal)
@@ -180,6 +183,57 @@ async fn logout(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> 
             };
             auth.logout(&principal, all).await?;
             Ok(set_cookie(http::no_content(), browser.clearing_cookie()))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// The administration routes, told apart by the route's resource path (API Gateway's
+/// `resource`, e.g. `/admin/users/{username}/roles`) and method.
+async fn admin(auth: &Auth, req: Request) -> Response<Body> {
+    respond(
+        async {
+            let admin = principal(&req)?;
+            // The authorizer required the role already; checked again where it matters.
+            if !admin.roles.iter().any(|r| r == "admin") {
+                return Err(AuthError::InsufficientScope);
+            }
+            let (method, resource) = match req.request_context_ref() {
+                Some(RequestContext::ApiGatewayV1(ctx)) => {
+                    (ctx.http_method.as_str().to_string(), ctx.resource_path.clone().unwrap_or_default())
+                }
+                _ => return Err(AuthError::NotFound),
+            };
+            let username = req
+                .path_parameters_ref()
+                .and_then(|p| p.first("username"))
+                .map(str::to_string)
+                .ok_or(AuthError::NotFound)?;
+            match (method.as_str(), resource.as_str()) {
+                ("GET", "/admin/users/{username}") => Ok(http::json(200, &auth.admin_get_user(&username).await?)),
+                ("POST", "/admin/users/{username}/roles") => {
+                    let change: RoleChange = http::parse_json(&req)?;
+                    let view = auth.admin_change_roles(&admin, &username, &change.add, &change.remove).await?;
+                    Ok(http::json(200, &view))
+                }
+                ("POST", "/admin/users/{username}/disable") => {
+                    auth.admin_set_disabled(&admin, &username, true).await?;
+                    Ok(http::no_content())
+                }
+                ("POST", "/admin/users/{username}/enable") => {
+                    auth.admin_set_disabled(&admin, &username, false).await?;
+                    Ok(http::no_content())
+                }
+                _ => Err(AuthError::NotFound),
+            }
         }
         .await,
     )

@@ -2,6 +2,7 @@
 //! `throttle.rs`), and refresh, logout, authorize (`session.rs`). Each is a function over
 //! the store trait, the token service and the password hasher; none knows about HTTP.
 
+pub mod admin;
 pub mod events;
 mod login;
 mod session;
@@ -210,6 +211,7 @@ impl Auth {
             email: email.map(str::to_string),
             created_at: now_ms() / 1000,
             sessions_valid_after_ms: None,
+            disabled: false,
         };
         match self.store.create_user(&user).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),

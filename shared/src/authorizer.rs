@@ -109,9 +109,15 @@ fn api_stage_arn(method_arn: &str) -> Option<&str> {
     Some(&method_arn[..stage_end])
 }
 
+/// A route's method ARN pattern; a path parameter (`{username}`) matches any value, as
+/// the method ARN API Gateway sends carries the actual path.
 fn route_arn(base: &str, route: &str) -> String {
     let (method, path) = route.split_once(' ').unwrap_or(("*", "/*"));
-    format!("{base}/{method}{path}")
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|segment| if segment.starts_with('{') && segment.ends_with('}') { "*" } else { segment })
+        .collect();
+    format!("{base}/{method}{}", path.join("/"))
 }
 
 pub async fn authorize(
@@ -208,6 +214,10 @@ mod tests {
         assert!(!policy_allows(&policy, &format!("{base}/GET/admin/ping")));
         assert!(!policy_allows(&policy, &format!("{base}/POST/auth/logout")), "not allowed = denied");
         assert!(arn_matches("arn:x/prod/*/*", "arn:x/prod/GET/auth/me"));
+        let admin = route_arn(base, "POST /admin/users/{username}/roles");
+        assert_eq!(admin, format!("{base}/POST/admin/users/*/roles"));
+        assert!(arn_matches(&admin, &format!("{base}/POST/admin/users/alice/roles")));
+        assert!(!arn_matches(&admin, &format!("{base}/POST/admin/users/alice/disable")));
         assert!(!arn_matches("arn:x/prod/GET/*", "arn:x/prod/POST/auth/me"));
     }
 

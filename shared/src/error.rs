@@ -28,6 +28,9 @@ pub enum AuthError {
     /// allowed (CONTRACT.md, "Cookie mode"): refused before anything changes.
     #[error("cross-site request refused (csrf): send X-Requested-With from an allowed origin")]
     CsrfRejected,
+    /// No such thing for this caller (an unknown user, for an administrator).
+    #[error("not found")]
+    NotFound,
     /// The store is down, slow or throttling: fail closed and ask the client to retry.
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable { retry_after_seconds: u64 },
@@ -50,6 +53,7 @@ impl AuthError {
             AuthError::InvalidToken => (401, "invalid_token"),
             AuthError::InsufficientScope => (403, "insufficient_scope"),
             AuthError::CsrfRejected => (403, "invalid_request"),
+            AuthError::NotFound => (404, "not_found"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
             AuthError::Internal => (500, "server_error"),
         }
@@ -113,6 +117,7 @@ mod tests {
             (AuthError::InvalidToken, 401, "invalid_token"),
             (AuthError::InsufficientScope, 403, "insufficient_scope"),
             (AuthError::CsrfRejected, 403, "invalid_request"),
+            (AuthError::NotFound, 404, "not_found"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
             (AuthError::Internal, 500, "server_error"),
         ];

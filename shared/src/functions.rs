@@ -1,4 +1,4 @@
-//! The seven Lambda entry points; each binary's `main` is one call to one of these.
+//! The eight Lambda entry points; each binary's `main` is one call to one of these.
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -83,6 +83,12 @@ pub fn logout() -> ExitCode {
 /// allowed origins); it needs no keys or database.
 pub fn me() -> ExitCode {
     http_function(Route::Me, Keys::None)
+}
+
+/// The administration routes (`/admin/users/{username}…`), behind the authorizer with role
+/// `admin`; they neither sign nor verify tokens.
+pub fn admin() -> ExitCode {
+    http_function(Route::Admin, Keys::None)
 }
 
 /// OPTIONS on every route: the CORS preflight, from the allowed origins alone.

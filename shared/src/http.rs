@@ -163,6 +163,11 @@ pub struct RefreshRequest {
 }
 
 pub fn parse_register(req: &Request) -> Result<RegisterRequest, AuthError> {
+    parse_json(req)
+}
+
+/// A JSON-only request body (`application/json`, at most 8 KiB) into `T`.
+pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, AuthError> {
     let bytes = limited_body(req)?;
     body_kind(req, false)?;
     typed(parse_json_object(bytes)?)

@@ -20,6 +20,8 @@ pub struct UserRecord {
     pub created_at: u64,
     /// Sessions that started before this instant (epoch milliseconds) are revoked.
     pub sessions_valid_after_ms: Option<u64>,
+    /// Disabled by an administrator: no login, refresh or authorization until enabled.
+    pub disabled: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for UserRecord {
             .field("roles", &self.roles)
             .field("created_at", &self.created_at)
             .field("sessions_valid_after_ms", &self.sessions_valid_after_ms)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }
@@ -42,6 +45,7 @@ pub struct UserAccess {
     pub user_id: String,
     pub roles: Vec<String>,
     pub sessions_valid_after_ms: Option<u64>,
+    pub disabled: bool,
 }
 
 /// The answer of one consistent read over a token id, its session and its user.
@@ -189,4 +193,12 @@ pub trait Store: Send + Sync {
     /// Revokes every session of the user that started before `at_ms` (epoch ms). Never
     /// moves the instant backwards.
     async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Compare-and-set of a user's roles: stores `new` only if the roles are still `old`
+    /// (as read). `false`: changed meanwhile, or no such user.
+    async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError>;
+
+    /// Disables or enables an existing user; disabling also revokes every session that
+    /// started before `at_ms`, in the same write. `false`: no such user.
+    async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError>;
 }

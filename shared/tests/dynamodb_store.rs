@@ -18,6 +18,7 @@ fn user(username: &str) -> UserRecord {
         email: Some("someone@example.com".into()),
         created_at: 1_763_800_000,
         sessions_valid_after_ms: None,
+        disabled: false,
     }
 }
 
@@ -88,7 +89,8 @@ async fn a_revoked_session_is_seen_by_one_consistent_read_and_expires_when_told(
             user: Some(shared::store::UserAccess {
                 user_id: u.user_id.clone(),
                 roles: u.roles.clone(),
-                sessions_valid_after_ms: None
+                sessions_valid_after_ms: None,
+                disabled: false,
             })
         }
     );
@@ -291,4 +293,33 @@ async fn a_swap_applies_only_over_the_state_it_saw_and_recognises_its_own_retry(
         store.swap_login_failures(&key, Some("w4"), &record(3, exp, "w5")).await.unwrap(),
         Swapped::Changed(None)
     );
+}
+
+#[tokio::test]
+async fn roles_change_only_over_the_roles_read_and_disabling_cuts_every_session_in_one_write() {
+    let env = common::env().await;
+    let store = env.store();
+    let u = user(&common::unique_username("admin"));
+    store.create_user(&u).await.unwrap();
+    let (user_role, admin) = (vec!["user".to_string()], vec!["admin".to_string(), "user".to_string()]);
+    assert!(store.replace_roles(&u.username, &user_role, &admin).await.unwrap());
+    assert!(!store.replace_roles(&u.username, &user_role, &[]).await.unwrap(), "stale: the roles changed meanwhile");
+    assert!(store.replace_roles(&u.username, &admin, &[]).await.unwrap(), "no roles at all is a state too");
+    assert_eq!(store.get_user(&u.username).await.unwrap().unwrap().roles, Vec::<String>::new());
+    assert!(!store.replace_roles(&common::unique_username("ghost"), &[], &user_role).await.unwrap());
+
+    assert!(store.set_disabled(&u.username, true, 1_763_800_000_500).await.unwrap());
+    let got = store.get_user(&u.username).await.unwrap().unwrap();
+    assert!(got.disabled);
+    assert_eq!(got.sessions_valid_after_ms, Some(1_763_800_000_500));
+    let access = store.access_state("j", "s", &u.username).await.unwrap().user.unwrap();
+    assert!(access.disabled);
+    // A later "log out everywhere" is never moved back by a disable.
+    store.revoke_sessions_before(&u.username, 1_763_900_000_000).await.unwrap();
+    assert!(store.set_disabled(&u.username, true, 1_763_800_000_900).await.unwrap());
+    assert_eq!(store.get_user(&u.username).await.unwrap().unwrap().sessions_valid_after_ms, Some(1_763_900_000_000));
+    assert!(store.set_disabled(&u.username, false, 0).await.unwrap());
+    assert!(!store.get_user(&u.username).await.unwrap().unwrap().disabled);
+    assert!(!store.set_disabled(&common::unique_username("ghost"), true, 1).await.unwrap());
+    assert!(env.user_item(&common::unique_username("ghost")).await.is_none());
 }

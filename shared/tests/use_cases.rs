@@ -143,6 +143,7 @@ async fn login_upgrades_a_weak_hash() {
         email: None,
         created_at: 0,
         sessions_valid_after_ms: None,
+        disabled: false,
     };
     env.store().create_user(&user).await.unwrap();
     auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -528,4 +529,47 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
     // The token itself still verifies (within the clock leeway); the session is over.
     assert!(auth.tokens().verify_refresh(&next.refresh_token).is_ok());
     assert_eq!(auth.refresh(&next.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_enabled() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "disable").await;
+    let (admin_name, _) = registered(&auth, "boss").await;
+    let admin = Principal {
+        user_id: "admin-id".into(),
+        username: admin_name,
+        roles: vec!["admin".into()],
+        sid: "s".into(),
+        jti: "j".into(),
+        exp: 0,
+    };
+    let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    auth.admin_set_disabled(&admin, &name, true).await.unwrap();
+    assert!(auth.admin_get_user(&name).await.unwrap().disabled);
+    for access in [&r.tokens.access_token, &other.access_token] {
+        assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    }
+    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    let refused = auth.login(&name, PASSWORD, CLIENT).await.unwrap_err();
+    let wrong = auth.login(&common::unique_username("nobody"), PASSWORD, CLIENT).await.unwrap_err();
+    assert_eq!((refused.status_and_code(), refused.body()), (wrong.status_and_code(), wrong.body()));
+
+    auth.admin_set_disabled(&admin, &name, false).await.unwrap();
+    let back = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    assert!(auth.authorize(&back.access_token, &[]).await.is_ok());
+    // The sessions from before the disable stay dead.
+    assert_eq!(auth.authorize(&other.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.admin_get_user("no-such-user-x").await.unwrap_err(), AuthError::NotFound);
+    assert_eq!(auth.admin_set_disabled(&admin, "no-such-user-x", true).await.unwrap_err(), AuthError::NotFound);
+
+    let view = auth.admin_change_roles(&admin, &name, &["support".into()], &[]).await.unwrap();
+    assert_eq!(view.roles, vec!["support", "user"]);
+    let view = auth.admin_change_roles(&admin, &name, &[], &["user".into()]).await.unwrap();
+    assert_eq!(view.roles, vec!["support"]);
+    let bad = auth.admin_change_roles(&admin, &name, &["Admin!".into()], &[]).await.unwrap_err();
+    assert_eq!(bad.status_and_code(), (400, "invalid_request"));
+    let both = auth.admin_change_roles(&admin, &name, &["x".into()], &["x".into()]).await.unwrap_err();
+    assert_eq!(both.status_and_code(), (400, "invalid_request"));
 }

@@ -24,6 +24,11 @@ pub enum Kind {
     SessionEnded,
     /// Logout everywhere: every session of the user that had started.
     AllSessionsEnded,
+    /// An administrator changed a user's roles (`reason`: who, and the roles now).
+    RolesChanged,
+    /// An administrator disabled a user (every session revoked) or enabled one.
+    UserDisabled,
+    UserEnabled,
 }
 
 impl Kind {
@@ -35,12 +40,20 @@ impl Kind {
             Kind::RefreshReuseDetected => "refresh_reuse_detected",
             Kind::SessionEnded => "session_ended",
             Kind::AllSessionsEnded => "all_sessions_ended",
+            Kind::RolesChanged => "roles_changed",
+            Kind::UserDisabled => "user_disabled",
+            Kind::UserEnabled => "user_enabled",
         }
     }
 
     fn outcome(self) -> &'static str {
         match self {
-            Kind::LoginSucceeded | Kind::SessionEnded | Kind::AllSessionsEnded => "success",
+            Kind::LoginSucceeded
+            | Kind::SessionEnded
+            | Kind::AllSessionsEnded
+            | Kind::RolesChanged
+            | Kind::UserDisabled
+            | Kind::UserEnabled => "success",
             Kind::LoginFailed | Kind::LoginLocked | Kind::RefreshReuseDetected => "failure",
         }
     }

@@ -57,7 +57,8 @@ impl Auth {
 
         let phc = state.user.as_ref().map(|u| u.password_hash.clone());
         match (state.user, self.verify(password.to_string(), phc).await?) {
-            (Some(user), Verification::Valid { needs_rehash }) => {
+            // A disabled user is refused exactly like a wrong password, after the same work.
+            (Some(user), Verification::Valid { needs_rehash }) if !user.disabled => {
                 self.forget_failures(&client_key).await;
                 if needs_rehash {
                     self.upgrade_hash(&user, password).await;

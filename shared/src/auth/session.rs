@@ -17,13 +17,13 @@ pub(super) fn session_started_ms(sid: &str) -> Option<u64> {
 }
 
 /// The user behind a token whose session is still alive: the session is not revoked, the
-/// user still exists under the id the token names, and no "log out everywhere" came
-/// after the session started. One rule for the authorizer and for refresh.
+/// user still exists under the id the token names and is not disabled, and no "log out
+/// everywhere" came after the session started. One rule for the authorizer and for refresh.
 fn live_session_user(state: AccessState, sub: &str, sid: &str) -> Option<UserAccess> {
     if state.session_revoked {
         return None;
     }
-    let user = state.user.filter(|u| u.user_id == sub)?;
+    let user = state.user.filter(|u| u.user_id == sub && !u.disabled)?;
     (!session_predates_cutoff(sid, user.sessions_valid_after_ms)).then_some(user)
 }
 

@@ -273,7 +273,17 @@ fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
         email: get_s(item, "email"),
         created_at: get_u64(item, "created_at").unwrap_or(0),
         sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
+        disabled: is_disabled(item),
     })
+}
+
+fn is_disabled(item: &Item) -> bool {
+    item.get("disabled").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+}
+
+/// A string set, or `None` for the empty set (DynamoDB stores no empty sets).
+fn string_set(values: &[String]) -> Option<AttributeValue> {
+    (!values.is_empty()).then(|| AttributeValue::Ss(values.to_vec()))
 }
 
 #[async_trait]
@@ -535,10 +545,11 @@ impl Store for DynamoStore {
             .map_err(build_err)?;
         let user_keys = KeysAndAttributes::builder()
             .keys(HashMap::from([("username".to_string(), s(username))]))
-            .projection_expression("#id, #roles, #after")
+            .projection_expression("#id, #roles, #after, #dis")
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_names("#dis", "disabled")
             .consistent_read(true)
             .build()
             .map_err(build_err)?;
@@ -555,6 +566,7 @@ impl Store for DynamoStore {
             user_id: get_s(item, "user_id").unwrap_or_default(),
             roles: get_roles(item),
             sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
+            disabled: is_disabled(item),
         });
         Ok(AccessState {
             token_revoked: found_revoked.iter().any(|k| k == jti),
@@ -606,6 +618,65 @@ impl Store for DynamoStore {
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .expression_attribute_names("#roles", "roles");
+        update = match string_set(new) {
+            Some(set) => update.update_expression("SET #roles = :new").expression_attribute_values(":new", set),
+            None => update.update_expression("REMOVE #roles"),
+        };
+        update = match string_set(old) {
+            Some(set) => update
+                .condition_expression("attribute_exists(username) AND #roles = :old")
+                .expression_attribute_values(":old", set),
+            None => update.condition_expression("attribute_exists(username) AND attribute_not_exists(#roles)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError> {
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.users_table)
+                .key("username", s(username))
+                .expression_attribute_names("#dis", "disabled")
+        };
+        let outcome = |result: Result<_, SdkError<UpdateItemError, _>>| match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(classify(e)),
+        };
+        if !disabled {
+            let enable = update().update_expression("REMOVE #dis").condition_expression("attribute_exists(username)");
+            return outcome(enable.send().await);
+        }
+        // Disabled and every session cut off, in one write...
+        let with_cutoff = update()
+            .update_expression("SET #dis = :true, #after = :t")
+            .condition_expression("attribute_exists(username) AND (attribute_not_exists(#after) OR #after < :t)")
+            .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":t", ms_to_seconds_attr(at_ms));
+        if outcome(with_cutoff.send().await)? {
+            return Ok(true);
+        }
+        // ...unless a later cutoff is already there (or there is no such user).
+        let alone = update()
+            .update_expression("SET #dis = :true")
+            .condition_expression("attribute_exists(username)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
+        outcome(alone.send().await)
     }
 }
 

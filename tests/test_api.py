@@ -19,7 +19,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 import yaml
 
@@ -519,15 +518,14 @@ def test_authorizer_refuses_every_kind_of_bad_token_with_401(api, user):
     assert api.call("GET", "/auth/me", headers={"Authorization": f"bearer {access}"}).status == 200
 
 
-def grant_role(username, role):
-    """What an operator does to make someone an admin: add the role to the user item."""
-    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
-    ddb.update_item(
-        TableName=os.environ["USERS_TABLE"],
-        Key={"username": {"S": username}},
-        UpdateExpression="ADD #roles :role",
-        ExpressionAttributeNames={"#roles": "roles"},
-        ExpressionAttributeValues={":role": {"SS": [role]}},
+def grant_role(username, role, remove=False):
+    """What an operator does to make someone an admin: scripts/grant_role.py's change of
+    the user item (or, with `remove`, its reverse)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import grant_role as script
+
+    script.change_role(
+        os.environ["USERS_TABLE"], username, role, remove=remove, endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
     )
 
 
@@ -549,22 +547,11 @@ def test_a_role_protected_route_answers_403_to_users_and_lets_the_role_through(a
     assert_invalid_token(api.call("GET", ADMIN_ROUTE, token="garbage"))
 
 
-def revoke_role(username, role):
-    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
-    ddb.update_item(
-        TableName=os.environ["USERS_TABLE"],
-        Key={"username": {"S": username}},
-        UpdateExpression="DELETE #roles :role",
-        ExpressionAttributeNames={"#roles": "roles"},
-        ExpressionAttributeValues={":role": {"SS": [role]}},
-    )
-
-
 def test_a_role_taken_away_stops_working_at_once_though_the_token_still_carries_it(api, user):
     grant_role(user["username"], "admin")
     admin_access, _ = tokens_of(api.login(user["username"]))
     assert api.call("GET", ADMIN_ROUTE, token=admin_access).status == 200
-    revoke_role(user["username"], "admin")
+    grant_role(user["username"], "admin", remove=True)
     assert "admin" in decode(admin_access)[1]["roles"]
     assert_error(api.call("GET", ADMIN_ROUTE, token=admin_access), 403, "insufficient_scope")
     # The token itself is still good for what the user still holds, and routes see only that.

@@ -770,6 +770,9 @@ def test_the_gateways_own_answers_carry_cors_for_the_first_allowed_origin(api):
     assert res.header("Access-Control-Allow-Origin") in (None, APP_ORIGIN)
 
 
+XRW = {"X-Requested-With": "fetch"}
+
+
 def refresh_cookie_of(res):
     cookie = res.header("Set-Cookie")
     assert cookie, res.headers
@@ -785,7 +788,7 @@ def cookie_refresh(api, cookie, headers=None):
 
 
 def test_cookie_mode_keeps_the_refresh_token_out_of_the_body(api, user):
-    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD}, headers=XRW)
     assert res.status == 200, res
     body = res.json()
     assert "refresh_token" not in body and body["access_token"] and body["token_type"] == "Bearer"
@@ -795,14 +798,14 @@ def test_cookie_mode_keeps_the_refresh_token_out_of_the_body(api, user):
     assert attrs["path"] == "/auth" and attrs["samesite"] == "Strict", attrs
     assert 0 < int(attrs["max-age"]) <= body["refresh_expires_in"]
     # Registration too.
-    reg = api.call("POST", "/auth/register?cookie=true", json_body={"username": new_name(), "password": PASSWORD})
+    reg = api.call("POST", "/auth/register?cookie=true", json_body={"username": new_name(), "password": PASSWORD}, headers=XRW)
     assert reg.status == 201 and "refresh_token" not in reg.json() and reg.json()["user"]["roles"] == ["user"]
     refresh_cookie_of(reg)
     assert_error(api.call("POST", "/auth/login?cookie=yes", json_body={"username": user["username"], "password": PASSWORD}), 400, "invalid_request")
 
 
 def test_a_cookie_refresh_rotates_the_cookie_and_reuse_of_an_old_one_is_theft(api, user):
-    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD}, headers=XRW)
     first, _ = refresh_cookie_of(res)
     again = cookie_refresh(api, first, {"Origin": APP_ORIGIN})
     assert again.status == 200, again
@@ -820,7 +823,7 @@ def test_a_cookie_refresh_rotates_the_cookie_and_reuse_of_an_old_one_is_theft(ap
 
 
 def test_a_cookie_authenticated_request_without_the_csrf_header_or_from_another_origin_changes_nothing(api, user):
-    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD})
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD}, headers=XRW)
     cookie, _ = refresh_cookie_of(res)
     forged = [
         api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": f"refresh_token={cookie}"}),
@@ -838,9 +841,22 @@ def test_a_cookie_authenticated_request_without_the_csrf_header_or_from_another_
     assert cookie_refresh(api, cookie).status == 200
 
 
+def test_every_cookie_mode_request_passes_the_csrf_check_so_a_forged_form_cannot_sign_anyone_in(api, user):
+    # Login CSRF: a form on another site signing the victim's browser into the attacker's
+    # account (its cookie) is refused before any password is checked.
+    body = {"username": user["username"], "password": PASSWORD}
+    for headers in ({}, {"Origin": EVIL_ORIGIN, **XRW}):
+        for path in ("/auth/login?cookie=true", "/auth/register?cookie=true"):
+            res = api.call("POST", path, form=body if path.startswith("/auth/login") else None,
+                           json_body=None if path.startswith("/auth/login") else {"username": new_name(), "password": PASSWORD},
+                           headers=headers)
+            body_ = assert_error(res, 403, "invalid_request")
+            assert "csrf" in body_["error_description"] and "set-cookie" not in res.headers
+
+
 def test_logout_clears_the_cookie(api, user):
     access, _ = tokens_of(api.login(user["username"]))
-    res = api.call("POST", "/auth/logout?cookie=true", token=access, headers={"Origin": APP_ORIGIN})
+    res = api.call("POST", "/auth/logout?cookie=true", token=access, headers={"Origin": APP_ORIGIN, **XRW})
     assert res.status == 204, res
     assert_cors_for(res, APP_ORIGIN)
     value, attrs = refresh_cookie_of(res)

@@ -106,11 +106,12 @@ impl Gateway {
         };
         let mut context = None;
         if route.authorizer {
+            // As API Gateway: the actual path, not the resource's `{parameter}` template.
             let method_arn = format!(
                 "arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{}/{}{}",
                 self.stage(),
                 route.method,
-                route.path
+                call.path
             );
             let event = AuthorizerEvent { method_arn: method_arn.clone(), headers: Some(last_values(&call.headers)) };
             match authorize(&self.auth, &self.route_roles, &event).await {

@@ -14,8 +14,8 @@ use shared::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, LoginState, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
-    UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, LoginState, NameAttempt, SpendOutcome, Store, StoreError, Swapped,
+    ThrottleKey, UserAccess, UserRecord,
 };
 use shared::tokens::{Subject, TokenService};
 
@@ -68,16 +68,17 @@ impl Store for InstantStore {
     ) -> Result<Swapped, StoreError> {
         unreachable!()
     }
-    async fn add_login_failure(
+    async fn reserve_name_attempt(
         &self,
         _: &ThrottleKey,
         _: &FailedLogins,
+        _: u32,
         _: u64,
         _: &str,
-    ) -> Result<FailedLogins, StoreError> {
+    ) -> Result<NameAttempt, StoreError> {
         unreachable!()
     }
-    async fn lock_logins(&self, _: &ThrottleKey, _: u64, _: u64) -> Result<(), StoreError> {
+    async fn release_name_attempt(&self, _: &ThrottleKey, _: u64) -> Result<(), StoreError> {
         unreachable!()
     }
     async fn clear_login_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {

@@ -61,10 +61,13 @@ fn respond(result: Result<Response<Body>, AuthError>) -> Response<Body> {
 }
 
 /// `?cookie=true`: the refresh token travels in an `HttpOnly` cookie, not in the body.
-fn cookie_mode(req: &Request) -> Result<bool, AuthError> {
+/// Every cookie-mode request passes the CSRF check first, not only those that present the
+/// cookie: otherwise a forged form could sign the victim's browser into the attacker's
+/// account (login CSRF), or swap its cookie.
+fn cookie_mode(req: &Request, browser: &Browser) -> Result<bool, AuthError> {
     match req.query_string_parameters_ref().and_then(|q| q.first("cookie")) {
         None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
+        Some("true") => browser.check_csrf(req.headers()).map(|()| true),
         Some(_) => Err(AuthError::InvalidRequest("`cookie` must be true or false".into())),
     }
 }
@@ -88,7 +91,7 @@ fn tokens_response(status: u16, pair: &IssuedPair, cookie: bool, browser: &Brows
 async fn register(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     respond(
         async {
-            let cookie = cookie_mode(&req)?;
+            let cookie = cookie_mode(&req, browser)?;
             let body = http::parse_register(&req)?;
             let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
             let tokens = http::TokenBody::new(&r.tokens);
@@ -112,7 +115,7 @@ async fn register(auth: &Auth, browser: &Browser, req: Request) -> Response<Body
 async fn login(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     respond(
         async {
-            let cookie = cookie_mode(&req)?;
+            let cookie = cookie_mode(&req, browser)?;
             let body = http::parse_login(&req)?;
             let pair = auth.login(&body.username, &body.password, source_ip(&req)).await?;
             Ok(tokens_response(200, &pair, cookie, browser))
@@ -121,14 +124,13 @@ async fn login(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     )
 }
 
-/// In cookie mode a refresh with no body authenticates with the cookie: the CSRF check
-/// comes first, and a refused cookie is cleared.
+/// In cookie mode a refresh with no body authenticates with the cookie (after the CSRF
+/// check), and a refused cookie is cleared.
 async fn refresh(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
     let mut from_cookie = false;
     let result = async {
-        let cookie = cookie_mode(&req)?;
+        let cookie = cookie_mode(&req, browser)?;
         let token = if cookie && !http::has_body(&req) {
-            browser.check_csrf(req.headers())?;
             from_cookie = true;
             browser::refresh_cookie_of(&req).ok_or(AuthError::InvalidGrant)?
         } else {
@@ -175,7 +177,7 @@ async fn logout(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> 
     respond(
         async {
             let principal = principal(&req)?;
-            cookie_mode(&req)?;
+            cookie_mode(&req, browser)?;
             let all = match req.query_string_parameters_ref().and_then(|q| q.first("all")) {
                 None | Some("false") => false,
                 Some("true") => true,

@@ -172,9 +172,11 @@ impl Auth {
     fn issue(&self, user_id: &str, username: &str, roles: &[String], sid: &str) -> Result<IssuedPair, AuthError> {
         let now = now_ms() / 1000;
         let session_end = self.session_ends_at(sid).ok_or(AuthError::Internal)?;
-        self.tokens
-            .issue_pair_until(Subject { user_id, username, roles }, sid, now, session_end)
-            .map_err(|_| AuthError::Internal)
+        self.tokens.issue_pair_until(Subject { user_id, username, roles }, sid, now, session_end).map_err(|e| match e {
+            // The session's lifetime ran out between the check and now (a refresh at the edge).
+            crate::tokens::TokenError::Expired => AuthError::InvalidGrant,
+            _ => AuthError::Internal,
+        })
     }
 
     /// argon2 is CPU-bound for tens of milliseconds: run it off the async workers.

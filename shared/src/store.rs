@@ -95,6 +95,15 @@ pub struct LoginState {
     pub name_failures: Option<FailedLogins>,
 }
 
+/// The answer of `reserve_name_attempt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameAttempt {
+    /// Taken, in the window that ends at `expires_at` (epoch seconds).
+    Granted { expires_at: u64 },
+    /// The window's attempts are used up until `until_ms` (epoch milliseconds).
+    Full { until_ms: u64 },
+}
+
 /// The answer of a compare-and-set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Swapped {
@@ -151,21 +160,23 @@ pub trait Store: Send + Sync {
         next: &FailedLogins,
     ) -> Result<Swapped, StoreError>;
 
-    /// Counts one more failure atomically, however many writers there are, and returns the
-    /// record after it. A stale record (expired at `now_ms`) starts again from `fresh`
-    /// (a count of 1). `attempt` is this write's unique id: a retried write that had
-    /// already been applied is not counted twice.
-    async fn add_login_failure(
+    /// Takes one of the `max` attempts a name has per window, atomically however many
+    /// writers there are, before the password is verified. A missing or stale record (expired
+    /// at `now_ms`) starts a new window from `fresh` (a count of 1). `attempt` is this
+    /// request's unique id: a retried write that had already been applied takes no second
+    /// attempt.
+    async fn reserve_name_attempt(
         &self,
         key: &ThrottleKey,
         fresh: &FailedLogins,
+        max: u32,
         now_ms: u64,
         attempt: &str,
-    ) -> Result<FailedLogins, StoreError>;
+    ) -> Result<NameAttempt, StoreError>;
 
-    /// Refuses logins on `key` until `until_ms`, keeping the record at least until
-    /// `expires_at`; never shortens a longer lock.
-    async fn lock_logins(&self, key: &ThrottleKey, until_ms: u64, expires_at: u64) -> Result<(), StoreError>;
+    /// Gives back an attempt taken by `reserve_name_attempt` (the password was right), if
+    /// the record is still the window of `window_expires_at`. Best effort.
+    async fn release_name_attempt(&self, key: &ThrottleKey, window_expires_at: u64) -> Result<(), StoreError>;
 
     /// Forgets a counter (after a successful login).
     async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;

@@ -5,7 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, NameAttempt, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
+    UserRecord,
 };
 
 fn user(username: &str) -> UserRecord {
@@ -202,7 +203,7 @@ fn record(count: u32, expires_at: u64, version: &str) -> FailedLogins {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failures_count_atomically_once_per_attempt_and_read_back_with_the_user_in_one_call() {
+async fn a_names_attempts_are_taken_atomically_up_to_its_ceiling_once_per_attempt() {
     let env = common::env().await;
     let store = Arc::new(env.store());
     let u = user(&common::unique_username("fails"));
@@ -215,38 +216,44 @@ async fn failures_count_atomically_once_per_attempt_and_read_back_with_the_user_
             let (store, key) = (store.clone(), key.clone());
             let attempt = format!("attempt-{i}");
             let fresh = record(1, expires_at, &attempt);
-            tokio::spawn(async move { store.add_login_failure(&key, &fresh, now, &attempt).await.unwrap().count })
+            tokio::spawn(async move { store.reserve_name_attempt(&key, &fresh, 6, now, &attempt).await.unwrap() })
         })
         .collect();
-    let mut counts = Vec::new();
+    let mut outcomes = Vec::new();
     for t in tasks {
-        counts.push(t.await.unwrap());
+        outcomes.push(t.await.unwrap());
     }
-    counts.sort();
-    assert_eq!(counts, (1..=10).collect::<Vec<u32>>(), "no failure lost to a race");
-    // One more, then the same attempt again (a retry whose answer was lost, the record
-    // untouched since): not counted twice.
-    let eleventh = store.add_login_failure(&key, &record(1, expires_at, "x"), now, "attempt-10").await.unwrap();
-    let again = store.add_login_failure(&key, &record(1, expires_at, "x"), now, "attempt-10").await.unwrap();
-    assert_eq!((eleventh.count, again.count), (11, 11));
+    let granted = outcomes.iter().filter(|o| matches!(o, NameAttempt::Granted { .. })).count();
+    assert_eq!(granted, 6, "exactly the ceiling, however they race: {outcomes:?}");
+    assert!(outcomes.contains(&NameAttempt::Full { until_ms: expires_at * 1000 }));
     let state = store.login_state(&u.username, "192.0.2.1").await.unwrap();
     assert_eq!(state.user, Some(u.clone()));
-    assert_eq!(state.name_failures.as_ref().map(|f| f.count), Some(11));
+    assert_eq!(state.name_failures.as_ref().map(|f| f.count), Some(6));
     assert_eq!(state.client_failures, None, "the pair's counter is a record of its own");
 
-    // A lock never shortens, and keeps the record at least as long as it lasts; clearing
-    // forgets everything.
-    store.lock_logins(&key, now + 60_000, expires_at + 60).await.unwrap();
-    store.lock_logins(&key, now + 5_000, expires_at).await.unwrap();
-    let locked = store.login_state(&u.username, "192.0.2.1").await.unwrap().name_failures.unwrap();
-    assert_eq!((locked.locked_until_ms, locked.expires_at), (Some(now + 60_000), expires_at + 60));
+    // A success gives one back; the same attempt repeated (a retry whose answer was lost,
+    // the record untouched since) takes no second one.
+    store.release_name_attempt(&key, expires_at).await.unwrap();
+    let fresh = record(1, expires_at, "attempt-x");
+    assert_eq!(
+        store.reserve_name_attempt(&key, &fresh, 6, now, "attempt-x").await.unwrap(),
+        NameAttempt::Granted { expires_at }
+    );
+    assert_eq!(
+        store.reserve_name_attempt(&key, &fresh, 6, now, "attempt-x").await.unwrap(),
+        NameAttempt::Granted { expires_at }
+    );
+    assert_eq!(store.login_state(&u.username, "x").await.unwrap().name_failures.unwrap().count, 6);
+    // Giving back for another window changes nothing.
+    store.release_name_attempt(&key, expires_at + 1).await.unwrap();
+    assert_eq!(store.login_state(&u.username, "x").await.unwrap().name_failures.unwrap().count, 6);
     store.clear_login_failures(&key).await.unwrap();
     assert_eq!(store.login_state(&u.username, "192.0.2.1").await.unwrap().name_failures, None);
     assert!(store.get_user(&u.username).await.unwrap().is_some(), "a counter is not the user");
 }
 
 #[tokio::test]
-async fn a_stale_count_starts_afresh() {
+async fn a_used_up_window_that_has_expired_starts_afresh() {
     let env = common::env().await;
     let store = env.store();
     let key = name_key(&common::unique_username("stale"));
@@ -254,11 +261,11 @@ async fn a_stale_count_starts_afresh() {
     let past = now / 1000 - 10;
     for i in 0..3 {
         let attempt = format!("old-{i}");
-        store.add_login_failure(&key, &record(1, past, &attempt), (past - 100) * 1000, &attempt).await.unwrap();
+        store.reserve_name_attempt(&key, &record(1, past, &attempt), 3, (past - 100) * 1000, &attempt).await.unwrap();
     }
     let fresh = record(1, now / 1000 + 600, "new");
-    let after = store.add_login_failure(&key, &fresh, now, "new").await.unwrap();
-    assert_eq!((after.count, after.expires_at), (1, now / 1000 + 600));
+    let after = store.reserve_name_attempt(&key, &fresh, 3, now, "new").await.unwrap();
+    assert_eq!(after, NameAttempt::Granted { expires_at: now / 1000 + 600 });
 }
 
 #[tokio::test]

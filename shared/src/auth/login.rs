@@ -7,7 +7,7 @@ use super::throttle::{self, Admission};
 use super::{Auth, new_session_id, normalize_username, now_ms};
 use crate::error::AuthError;
 use crate::password::Verification;
-use crate::store::{FailedLogins, Swapped, ThrottleKey, UserRecord};
+use crate::store::{FailedLogins, NameAttempt, Swapped, ThrottleKey, UserRecord};
 use crate::tokens::IssuedPair;
 
 fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
@@ -17,10 +17,10 @@ fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
 impl Auth {
     /// Every refusal is the same `InvalidGrant`, and an unknown or malformed username
     /// still costs one argon2 verification, so neither the answer nor its timing tells
-    /// which usernames exist. Before any hash is spent, the throttle is consulted: the
-    /// name's lock (all clients) and this client's, whose counter takes the attempt in
-    /// advance. Unknown names are counted exactly like real ones. `client_ip` is API
-    /// Gateway's `sourceIp`.
+    /// which usernames exist. Before any hash is spent, both counters of the throttle take
+    /// the attempt in advance: this client's (name, IP) pair, and the name's across all
+    /// clients; a success gives both back. Unknown names are counted exactly like real
+    /// ones. `client_ip` is API Gateway's `sourceIp`.
     pub async fn login(
         &self,
         username: &str,
@@ -49,17 +49,21 @@ impl Auth {
         let client = throttle::client_key(client_ip);
         let now = now_ms();
         let state = self.store.login_state(&name, &client).await?;
-        if let Some(until) = throttle::locked_until(state.name_failures.as_ref(), now) {
+        // A name whose window is used up is refused before anything is counted (so the
+        // owner's own pair is not run down while the name is locked).
+        if let Some(until) = throttle::name_full(&self.throttle, state.name_failures.as_ref(), now) {
             return Err(locked("name")(too_many(until, now)));
         }
         let client_key = ThrottleKey::Client { username: name.clone(), client };
         self.reserve_attempt(&client_key, state.client_failures, now).await.map_err(locked("client"))?;
+        let name_window = self.reserve_name_attempt(&name, now).await.map_err(locked("name"))?;
 
         let phc = state.user.as_ref().map(|u| u.password_hash.clone());
         match (state.user, self.verify(password.to_string(), phc).await?) {
             // A disabled user is refused exactly like a wrong password, after the same work.
             (Some(user), Verification::Valid { needs_rehash }) if !user.disabled => {
                 self.forget_failures(&client_key).await;
+                self.give_back_name_attempt(&name, name_window).await;
                 if needs_rehash {
                     self.upgrade_hash(&user, password).await;
                 }
@@ -70,7 +74,6 @@ impl Auth {
             }
             _ => {
                 events::record(Kind::LoginFailed, Event { reason: "invalid_credentials", ..event });
-                self.count_name_failure(&name, now).await?;
                 Err(AuthError::InvalidGrant)
             }
         }
@@ -114,19 +117,30 @@ impl Auth {
         Err(AuthError::TooManyAttempts { retry_after_seconds: 1 })
     }
 
-    /// Counts a failure against the name across all clients, and locks the name once
-    /// there are too many within the window. Not recorded means not throttled: a store
-    /// fault here fails the attempt (closed).
-    async fn count_name_failure(&self, name: &str, now: u64) -> Result<(), AuthError> {
+    /// Takes one of the name's attempts for this window (all clients together) before the
+    /// password is verified, atomically: of any number of simultaneous attempts from any
+    /// number of addresses, at most `name_max_failures` per window are verified. Not
+    /// recorded means not verified: a store fault fails the attempt (closed).
+    async fn reserve_name_attempt(&self, name: &str, now: u64) -> Result<u64, AuthError> {
         let key = ThrottleKey::Name { username: name.to_string() };
         let write_id = Uuid::new_v4().to_string();
         let fresh = throttle::fresh_name_record(&self.throttle, now, &write_id);
-        let after = self.store.add_login_failure(&key, &fresh, now, &write_id).await?;
-        if let Some((until_ms, keep_until)) = throttle::name_lock(&self.throttle, &after, now) {
-            tracing::warn!(username = %name, failures = after.count, "failed logins for one name from many clients; locking the name");
-            self.store.lock_logins(&key, until_ms, keep_until).await?;
+        match self.store.reserve_name_attempt(&key, &fresh, self.throttle.name_max_failures, now, &write_id).await? {
+            NameAttempt::Granted { expires_at } => Ok(expires_at),
+            NameAttempt::Full { until_ms } => {
+                tracing::warn!(username = %name, "failed logins for one name from many clients; the name waits");
+                Err(too_many(until_ms, now))
+            }
         }
-        Ok(())
+    }
+
+    /// Best effort: the login succeeded, so its attempt was no failure; a leftover one only
+    /// brings the name's ceiling one nearer for this window.
+    async fn give_back_name_attempt(&self, name: &str, window_expires_at: u64) {
+        let key = ThrottleKey::Name { username: name.to_string() };
+        if let Err(e) = self.store.release_name_attempt(&key, window_expires_at).await {
+            tracing::warn!(error = %e, username = %name, "could not give back a name attempt");
+        }
     }
 
     /// Best effort: the login succeeded; a leftover count only shortens the next grace.

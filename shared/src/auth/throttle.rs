@@ -6,12 +6,14 @@
 //!   as if it failed, by one compare-and-set; the attempt that reaches `max_failures` also
 //!   sets the lock, so of any number of simultaneous attempts at most `max_failures` are
 //!   ever verified. A success forgets the pair's count (and its lock).
-//! - **per username, from all clients**: failures within a window; at `name_max_failures`
-//!   the name is locked for everyone, against guessing spread over many addresses. A
-//!   success does not reset it (the guessers have not stopped because the owner logged in).
+//! - **per username, from all clients**: at most `name_max_failures` attempts are verified
+//!   per window of `name_window_seconds` (from the first), each taken in advance by one
+//!   atomic conditional count, so no burst from any number of addresses gets more; a
+//!   success gives its attempt back, failures stay counted. A used-up window locks the name
+//!   for everyone until it ends, against guessing spread over many addresses.
 //!
-//! Locks start at `base_lock_seconds` and double with each further failure after a lock
-//! ended, up to `max_lock_seconds`.
+//! A pair's locks start at `base_lock_seconds` and double with each further failure after
+//! a lock ended, up to `max_lock_seconds`.
 
 use std::net::IpAddr;
 
@@ -99,13 +101,10 @@ pub fn fresh_name_record(throttle: &LoginThrottleConfig, now_ms: u64, version: &
     }
 }
 
-/// The lock a name-wide record calls for after a failure: until when, and how long the
-/// record must then be kept (another window past the lock, so the next failure after it
-/// doubles the lock instead of starting afresh).
-pub fn name_lock(throttle: &LoginThrottleConfig, after: &FailedLogins, now_ms: u64) -> Option<(u64, u64)> {
-    let seconds = doubling_lock(throttle, throttle.name_max_failures, after.count)?;
-    let until_ms = now_ms + seconds * 1000;
-    Some((until_ms, after.expires_at.max(until_ms / 1000 + throttle.name_window_seconds)))
+/// When the name's window ends, if its attempts are used up at `now_ms`.
+pub fn name_full(throttle: &LoginThrottleConfig, record: Option<&FailedLogins>, now_ms: u64) -> Option<u64> {
+    let record = live(record, now_ms)?;
+    (record.count >= throttle.name_max_failures).then_some(record.expires_at * 1000)
 }
 
 /// `Retry-After` for a lock that ends at `until_ms`: whole seconds, at least one.
@@ -162,14 +161,14 @@ mod tests {
     }
 
     #[test]
-    fn the_name_locks_at_its_own_ceiling_and_keeps_its_record_past_the_lock() {
+    fn the_name_is_full_at_its_ceiling_until_its_window_ends() {
         let t = LoginThrottleConfig::default();
         assert_eq!((t.name_max_failures, t.name_window_seconds), (50, 900));
-        assert_eq!(name_lock(&t, &record(49, None), NOW), None);
-        let (until, keep) = name_lock(&t, &record(50, None), NOW).unwrap();
-        assert_eq!(until, NOW + 30_000);
-        assert_eq!(keep, (NOW + 30_000) / 1000 + 900);
-        assert_eq!(name_lock(&t, &record(51, None), NOW).unwrap().0, NOW + 60_000);
+        assert_eq!(name_full(&t, Some(&record(49, None)), NOW), None);
+        assert_eq!(name_full(&t, Some(&record(50, None)), NOW), Some((NOW / 1000 + 600) * 1000));
+        assert_eq!(name_full(&t, None, NOW), None);
+        let stale = FailedLogins { expires_at: NOW / 1000 - 1, ..record(80, None) };
+        assert_eq!(name_full(&t, Some(&stale), NOW), None);
         let fresh = fresh_name_record(&t, NOW, "v1");
         assert_eq!((fresh.count, fresh.expires_at), (1, NOW / 1000 + 900));
     }

@@ -24,8 +24,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    AccessState, CreateOutcome, FailedLogins, LoginState, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
-    UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, LoginState, NameAttempt, SpendOutcome, Store, StoreError, Swapped,
+    ThrottleKey, UserAccess, UserRecord,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -408,15 +408,17 @@ impl Store for DynamoStore {
         })
     }
 
-    async fn add_login_failure(
+    async fn reserve_name_attempt(
         &self,
         key: &ThrottleKey,
         fresh: &FailedLogins,
+        max: u32,
         now_ms: u64,
         attempt: &str,
-    ) -> Result<FailedLogins, StoreError> {
+    ) -> Result<NameAttempt, StoreError> {
         let key = throttle_key(key);
         let mine = |item: &Item| get_s(item, "write_id").as_deref() == Some(attempt);
+        let granted = |item: &Item| NameAttempt::Granted { expires_at: get_u64(item, "expires_at").unwrap_or(0) };
         for _ in 0..COUNT_RETRIES {
             let counted = self
                 .client
@@ -425,53 +427,59 @@ impl Store for DynamoStore {
                 .key("username", s(&key))
                 .update_expression("ADD #f :one SET #w = :w")
                 // A stale record (TTL lags) is not counted on: it starts afresh below.
-                .condition_expression("attribute_exists(username) AND #exp > :now AND #w <> :w")
+                .condition_expression("attribute_exists(username) AND #exp > :now AND #w <> :w AND #f < :max")
                 .expression_attribute_names("#f", "failures")
                 .expression_attribute_names("#exp", "expires_at")
                 .expression_attribute_names("#w", "write_id")
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":w", s(attempt))
                 .expression_attribute_values(":now", n(now_ms / 1000))
+                .expression_attribute_values(":max", n(max))
                 .return_values(ReturnValue::AllNew)
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
             match counted {
-                Ok(out) => return Ok(out.attributes().map(failures_from_item).unwrap_or_default()),
+                Ok(out) => return Ok(out.attributes().map(granted).unwrap_or(NameAttempt::Granted { expires_at: 0 })),
                 Err(e) => match failed_condition(&e) {
-                    // Our own count, applied by an attempt whose answer was lost.
-                    Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
+                    // Our own attempt, applied by a try whose answer was lost.
+                    Some(Some(item)) if mine(&item) => return Ok(granted(&item)),
+                    Some(Some(item)) if get_u64(&item, "expires_at").unwrap_or(0) * 1000 > now_ms => {
+                        let until_ms = get_u64(&item, "expires_at").unwrap_or(0) * 1000;
+                        return Ok(NameAttempt::Full { until_ms });
+                    }
                     Some(_) => {}
                     None => return Err(classify(e)),
                 },
             }
-            // No record, or a stale one: start a new one, unless someone just did.
+            // No record, or a stale one: start a new window, unless someone just did.
             let fresh = FailedLogins { version: attempt.to_string(), ..fresh.clone() };
             match self.write_failures(&key, &fresh, OnlyIf::AbsentOrExpired { now_ms }).await? {
-                None => return Ok(fresh),
-                Some(Some(item)) if mine(&item) => return Ok(failures_from_item(&item)),
+                None => return Ok(NameAttempt::Granted { expires_at: fresh.expires_at }),
+                Some(Some(item)) if mine(&item) => return Ok(granted(&item)),
                 Some(_) => {}
             }
         }
         Err(StoreError::Unavailable("failed-login count kept conflicting".into()))
     }
 
-    async fn lock_logins(&self, key: &ThrottleKey, until_ms: u64, expires_at: u64) -> Result<(), StoreError> {
+    async fn release_name_attempt(&self, key: &ThrottleKey, window_expires_at: u64) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.users_table)
             .key("username", s(throttle_key(key)))
-            .update_expression("SET #lock = :until, #exp = :exp")
-            .condition_expression("attribute_exists(username) AND (attribute_not_exists(#lock) OR #lock < :until)")
-            .expression_attribute_names("#lock", "locked_until_ms")
+            .update_expression("ADD #f :minus")
+            .condition_expression("#exp = :exp AND #f > :zero")
+            .expression_attribute_names("#f", "failures")
             .expression_attribute_names("#exp", "expires_at")
-            .expression_attribute_values(":until", n(until_ms))
-            .expression_attribute_values(":exp", n(expires_at))
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":exp", n(window_expires_at))
+            .expression_attribute_values(":zero", n(0))
             .send()
             .await;
         match result {
-            // A longer lock is already in place (or this one, by a retried attempt): keep it.
+            // Another window by now, or nothing to give back: nothing to do.
             Err(e) if is_condition_failure(&e) => Ok(()),
             other => other.map(|_| ()).map_err(classify),
         }

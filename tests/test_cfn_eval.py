@@ -26,8 +26,10 @@ def unauthorized_headers(origins):
 def test_gateway_responses_carry_the_first_allowed_origin_only_when_origins_are_configured():
     assert unauthorized_headers("https://a.example,https://b.example")["Access-Control-Allow-Origin"] == "'https://a.example'"
     assert unauthorized_headers("https://a.example")["Vary"] == "'Origin'"
+    # A page may read the challenge and Retry-After of the gateway's own answers too.
+    assert unauthorized_headers("https://a.example")["Access-Control-Expose-Headers"] == "'Retry-After, WWW-Authenticate'"
     none = unauthorized_headers("")
-    assert not {"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Vary"} & set(none)
+    assert not {"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Vary", "Access-Control-Expose-Headers"} & set(none)
     assert none["WWW-Authenticate"] == "'Bearer error=\"invalid_token\"'"
 
 

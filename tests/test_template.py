@@ -200,3 +200,27 @@ def test_every_variable_a_function_reads_is_set_by_the_template(name):
     assert reads <= set(everything), f"not in the template for {name}: {sorted(reads - set(everything))}"
     # And the variables given to this function alone are ones it reads.
     assert set(own) <= set(ENV_JSON[name]), f"not in events/env.json for {name}: {sorted(set(own) - set(ENV_JSON[name]))}"
+
+
+# Writes of the functions anyone signed in can reach (logout) or that change who may do
+# what (admin) are held to the attributes and keys their code writes.
+USER_ITEM_ONLY = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["*#*"]}}
+
+
+@pytest.mark.parametrize(
+    "name, attributes",
+    [("LogoutFunction", ["sessions_valid_after", "username"]), ("AdminFunction", ["disabled", "roles", "sessions_valid_after", "username"])],
+)
+def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, attributes):
+    updates = [s for s in statements(functions()[name]) if "dynamodb:UpdateItem" in as_list(s["Action"])]
+    assert len(updates) == 1 and as_list(updates[0]["Action"]) == ["dynamodb:UpdateItem"]
+    condition = updates[0]["Condition"]
+    assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == attributes
+    assert condition["ForAllValues:StringNotLike"] == USER_ITEM_ONLY["ForAllValues:StringNotLike"]
+    assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
+
+
+def test_logout_writes_only_session_revocations():
+    puts = [s for s in statements(functions()["LogoutFunction"]) if "dynamodb:PutItem" in as_list(s["Action"])]
+    assert len(puts) == 1
+    assert puts[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}

@@ -224,3 +224,15 @@ def test_logout_writes_only_session_revocations():
     puts = [s for s in statements(functions()["LogoutFunction"]) if "dynamodb:PutItem" in as_list(s["Action"])]
     assert len(puts) == 1
     assert puts[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}
+
+
+def test_the_cookie_path_is_the_stage_auth_path_unless_configured():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cfn_eval
+
+    value = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["COOKIE_PATH"]
+    conditions = TEMPLATE["Conditions"]
+    default = cfn_eval.parameter_values(TEMPLATE)
+    assert cfn_eval.evaluate(value, default, conditions) == "/" + str(default["StageName"]) + "/auth"
+    custom = cfn_eval.parameter_values(TEMPLATE, {"CookiePath": "/auth"})
+    assert cfn_eval.evaluate(value, custom, conditions) == "/auth"

@@ -48,9 +48,10 @@ impl Default for Argon2Config {
 }
 
 /// The failed-login throttle (see `auth::throttle`): after `max_failures` consecutive
-/// failures of one (username, client) pair, or `name_max_failures` failures of one
-/// username from all clients within `name_window_seconds`, logins are refused for
-/// `base_lock_seconds`, doubling with each further failure up to `max_lock_seconds`.
+/// failures of one (username, client) pair, that pair is refused for `base_lock_seconds`,
+/// doubling with each further failure up to `max_lock_seconds`; at most
+/// `name_max_failures` attempts of one username from all clients are verified per window
+/// of `name_window_seconds`, after which the name is refused until the window ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginThrottleConfig {
     pub max_failures: u32,

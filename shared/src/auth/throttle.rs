@@ -26,11 +26,7 @@ pub const FAILED_LOGIN_MEMORY_SECONDS: u64 = 3600;
 /// How long logins stay locked after `failures` consecutive failures of a pair: nothing
 /// below the threshold, then the base lock, doubling with each further failure, capped.
 pub fn lock_seconds(throttle: &LoginThrottleConfig, failures: u32) -> Option<u64> {
-    doubling_lock(throttle, throttle.max_failures, failures)
-}
-
-fn doubling_lock(throttle: &LoginThrottleConfig, threshold: u32, failures: u32) -> Option<u64> {
-    let beyond = failures.checked_sub(threshold)?;
+    let beyond = failures.checked_sub(throttle.max_failures)?;
     let factor = 1u64.checked_shl(beyond.min(32)).unwrap_or(u64::MAX);
     Some(throttle.base_lock_seconds.saturating_mul(factor).min(throttle.max_lock_seconds))
 }

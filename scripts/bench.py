@@ -231,7 +231,7 @@ def main():
         sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
     doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
-    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE")}
+    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=PROXY.endpoint,
         JWT_SECRET=secrets.token_urlsafe(48),

@@ -21,7 +21,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
 # Which environment variable names which table, as the functions read them.
-ENV_FOR_TABLE = {"UsersTable": "USERS_TABLE", "RevokedTokensTable": "REVOKED_TOKENS_TABLE"}
+ENV_FOR_TABLE = {
+    "UsersTable": "USERS_TABLE",
+    "RevokedTokensTable": "REVOKED_TOKENS_TABLE",
+    "SessionsTable": "SESSIONS_TABLE",
+}
 
 
 class CfnLoader(yaml.SafeLoader):

@@ -7,7 +7,7 @@ endpoint is used as it is. Otherwise a moto server is started on a free loopback
 stopped when the command ends, whether it passed, failed or was interrupted.
 
 The command sees the SDK's standard variables (AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION,
-credentials) and USERS_TABLE / REVOKED_TOKENS_TABLE. Exit status: the command's.
+credentials) and USERS_TABLE / REVOKED_TOKENS_TABLE / SESSIONS_TABLE. Exit status: the command's.
 """
 
 import json

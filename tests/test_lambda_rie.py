@@ -42,7 +42,7 @@ class Function:
 
     def __init__(self, name, extra_env=None):
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE")}
+        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
         env.update(
             JWT_SECRET=SECRET,
             JWT_ISSUER="jwt-auth",

@@ -20,30 +20,42 @@ from dynamodb_tables import CfnLoader  # noqa: E402
 
 TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
 ENV_JSON = json.loads((ROOT / "events" / "env.json").read_text())
-TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable"}
+TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable", "sessions": "SessionsTable"}
 
 # Per function: does it read the signing secret (it signs or verifies tokens), and every
 # DynamoDB action it may call, on which table. A TransactWriteItems needs the action of
 # each of its items (register's two Puts: PutItem). Exact: an unused grant fails too.
 EXPECTED = {
-    "RegisterFunction": (True, {"PutItem users"}),
-    "LoginFunction": (True, {"BatchGetItem users", "UpdateItem users", "DeleteItem users"}),
-    "RefreshFunction": (True, {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked"}),
+    "RegisterFunction": (True, {"PutItem users", "PutItem sessions"}),
+    "LoginFunction": (True, {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"}),
+    "RefreshFunction": (
+        True,
+        {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
+    ),
     "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
     "MeFunction": (False, set()),
     "PreflightFunction": (False, set()),
     "AdminFunction": (False, {"GetItem users", "UpdateItem users"}),
+    "AccountFunction": (
+        True,
+        {
+            "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
+            "BatchGetItem revoked", "PutItem revoked",
+            "Query sessions", "PutItem sessions", "DeleteItem sessions", "BatchWriteItem sessions",
+        },
+    ),
     "AuthorizerFunction": (True, {"BatchGetItem users", "BatchGetItem revoked"}),
 }
 
 # New configuration: parameter -> (variable, default, min, max, the functions that read it).
 PARAMETERS = {
     "SessionMaxLifetimeSeconds": (
-        "SESSION_MAX_LIFETIME_SECONDS", 7776000, 300, 157680000, {"RegisterFunction", "LoginFunction", "RefreshFunction"},
+        "SESSION_MAX_LIFETIME_SECONDS", 7776000, 300, 157680000,
+        {"RegisterFunction", "LoginFunction", "RefreshFunction", "AccountFunction"},
     ),
-    "LoginLockSeconds": ("LOGIN_LOCK_SECONDS", 30, 1, 900, {"LoginFunction"}),
-    "LoginNameMaxFailures": ("LOGIN_NAME_MAX_FAILURES", 50, 5, 10000, {"LoginFunction"}),
-    "LoginNameWindowSeconds": ("LOGIN_NAME_WINDOW_SECONDS", 900, 60, 86400, {"LoginFunction"}),
+    "LoginLockSeconds": ("LOGIN_LOCK_SECONDS", 30, 1, 900, {"LoginFunction", "AccountFunction"}),
+    "LoginNameMaxFailures": ("LOGIN_NAME_MAX_FAILURES", 50, 5, 10000, {"LoginFunction", "AccountFunction"}),
+    "LoginNameWindowSeconds": ("LOGIN_NAME_WINDOW_SECONDS", 900, 60, 86400, {"LoginFunction", "AccountFunction"}),
 }
 
 # The contract's maximum clock leeway for exp/nbf (../shared/CONTRACT.md, "Tokens").
@@ -136,9 +148,12 @@ def test_the_users_table_is_keyed_by_username():
     assert key == [{"AttributeName": "username", "KeyType": "HASH"}]
 
 
-def test_login_writes_only_throttle_items_and_password_hashes():
+def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows():
     login = statements(functions()["LoginFunction"])
     writes = [s for s in login if set(as_list(s["Action"])) & WRITES]
+    rows = [s for s in writes if [table_of(r) for r in as_list(s["Resource"])] == ["sessions"]]
+    assert len(rows) == 1 and as_list(rows[0]["Action"]) == ["dynamodb:PutItem"]
+    writes = [s for s in writes if s is not rows[0]]
     assert all(table_of(r) == "users" for s in writes for r in as_list(s["Resource"]))
     assert all(set(as_list(s["Action"])) <= WRITES for s in writes), "no write shares a statement with a read"
 

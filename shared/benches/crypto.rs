@@ -14,8 +14,8 @@ use shared::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, LoginState, NameAttempt, SpendOutcome, Store, StoreError, Swapped,
-    ThrottleKey, UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange, SessionRecord,
+    SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserAccess, UserRecord,
 };
 use shared::tokens::{Subject, TokenService};
 
@@ -103,6 +103,27 @@ impl Store for InstantStore {
         unreachable!()
     }
     async fn set_disabled(&self, _: &str, _: bool, _: u64) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn record_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn touch_session(&self, _: &str, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn list_sessions(&self, _: &str) -> Result<Vec<ListedSession>, StoreError> {
+        unreachable!()
+    }
+    async fn forget_session(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn forget_sessions(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
+        unreachable!()
+    }
+    async fn delete_user(&self, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
         unreachable!()
     }
 }

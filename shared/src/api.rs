@@ -28,6 +28,9 @@ pub enum Route {
     Preflight,
     /// `/admin/users/{username}[/roles|/disable|/enable]`, behind the authorizer (role `admin`).
     Admin,
+    /// The caller's account: `POST /auth/password`, `DELETE /auth/account`,
+    /// `GET /auth/sessions`, `DELETE /auth/sessions/{id}`, behind the authorizer.
+    Account,
 }
 
 impl Route {
@@ -48,6 +51,7 @@ pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: R
         (Route::Refresh, Some(auth)) => refresh(auth, browser, req).await,
         (Route::Logout, Some(auth)) => logout(auth, browser, req).await,
         (Route::Admin, Some(auth)) => admin(auth, req).await,
+        (Route::Account, Some(auth)) => account(auth, browser, req).await,
         (_, None) => {
             tracing::error!(?route, "route served without its use cases");
             http::error(&AuthError::Internal)
@@ -191,6 +195,69 @@ async fn logout(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> 
 }
 
 #[derive(Deserialize)]
+struct PasswordChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    password: String,
+}
+
+/// API Gateway's method and resource path (e.g. `/admin/users/{username}/roles`): what a
+/// function serving several routes dispatches on.
+fn method_and_resource(req: &Request) -> Result<(String, String), AuthError> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            Ok((ctx.http_method.as_str().to_string(), ctx.resource_path.clone().unwrap_or_default()))
+        }
+        _ => Err(AuthError::NotFound),
+    }
+}
+
+fn path_parameter(req: &Request, name: &str) -> Result<String, AuthError> {
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_string).ok_or(AuthError::NotFound)
+}
+
+/// The caller's account and sessions. The password change answers with a pair (its
+/// refresh token in the cookie in cookie mode); deleting the account clears the cookie,
+/// as logout does.
+async fn account(auth: &Auth, browser: &Browser, req: Request) -> Response<Body> {
+    respond(
+        async {
+            let caller = principal(&req)?;
+            let (method, resource) = method_and_resource(&req)?;
+            match (method.as_str(), resource.as_str()) {
+                ("POST", "/auth/password") => {
+                    let cookie = cookie_mode(&req, browser)?;
+                    let body: PasswordChangeBody = http::parse_json(&req)?;
+                    let pair = auth
+                        .change_password(&caller, &body.current_password, &body.new_password, source_ip(&req))
+                        .await?;
+                    Ok(tokens_response(200, &pair, cookie, browser))
+                }
+                ("DELETE", "/auth/account") => {
+                    cookie_mode(&req, browser)?;
+                    let body: PasswordBody = http::parse_json(&req)?;
+                    auth.delete_account(&caller, &body.password, source_ip(&req)).await?;
+                    Ok(set_cookie(http::no_content(), browser.clearing_cookie()))
+                }
+                ("GET", "/auth/sessions") => {
+                    Ok(http::json(200, &json!({ "sessions": auth.list_sessions(&caller).await? })))
+                }
+                ("DELETE", "/auth/sessions/{id}") => {
+                    auth.end_session(&caller, &path_parameter(&req, "id")?).await?;
+                    Ok(http::no_content())
+                }
+                _ => Err(AuthError::NotFound),
+            }
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
 struct RoleChange {
     #[serde(default)]
     add: Vec<String>,
@@ -208,17 +275,8 @@ async fn admin(auth: &Auth, req: Request) -> Response<Body> {
             if !admin.roles.iter().any(|r| r == "admin") {
                 return Err(AuthError::InsufficientScope);
             }
-            let (method, resource) = match req.request_context_ref() {
-                Some(RequestContext::ApiGatewayV1(ctx)) => {
-                    (ctx.http_method.as_str().to_string(), ctx.resource_path.clone().unwrap_or_default())
-                }
-                _ => return Err(AuthError::NotFound),
-            };
-            let username = req
-                .path_parameters_ref()
-                .and_then(|p| p.first("username"))
-                .map(str::to_string)
-                .ok_or(AuthError::NotFound)?;
+            let (method, resource) = method_and_resource(&req)?;
+            let username = path_parameter(&req, "username")?;
             match (method.as_str(), resource.as_str()) {
                 ("GET", "/admin/users/{username}") => Ok(http::json(200, &auth.admin_get_user(&username).await?)),
                 ("POST", "/admin/users/{username}/roles") => {

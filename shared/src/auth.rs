@@ -1,7 +1,9 @@
 //! The use cases: register (here), login (`login.rs`, with the throttle's rules in
-//! `throttle.rs`), and refresh, logout, authorize (`session.rs`). Each is a function over
+//! `throttle.rs`), refresh, logout, authorize (`session.rs`), the caller's account and
+//! sessions (`account.rs`) and administration (`admin.rs`). Each is a function over
 //! the store trait, the token service and the password hasher; none knows about HTTP.
 
+pub mod account;
 pub mod admin;
 pub mod events;
 mod login;
@@ -19,7 +21,7 @@ use uuid::Uuid;
 use crate::config::{DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{CreateOutcome, Store, UserRecord};
+use crate::store::{CreateOutcome, SessionRecord, Store, UserRecord};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
@@ -179,6 +181,29 @@ impl Auth {
         })
     }
 
+    /// Starts session `sid` for `user`: its first pair, and its row in the sessions table
+    /// (so the user can list and end it). The row is written before the pair is handed out:
+    /// a session the user could not see is not handed out.
+    async fn open_session(&self, user: &UserRecord, sid: &str) -> Result<IssuedPair, AuthError> {
+        let pair = self.issue(&user.user_id, &user.username, &user.roles, sid)?;
+        self.open_session_row(user, sid, &pair).await?;
+        Ok(pair)
+    }
+
+    /// The sessions-table row of a session whose first pair is `pair`; it lives as long as
+    /// the pair's refresh token could be used.
+    async fn open_session_row(&self, user: &UserRecord, sid: &str, pair: &IssuedPair) -> Result<(), AuthError> {
+        let now = now_ms() / 1000;
+        let row = SessionRecord {
+            user_id: user.user_id.clone(),
+            session_id: sid.to_string(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: pair.refresh.exp + self.tokens.config().leeway_seconds,
+        };
+        Ok(self.store.record_session(&row).await?)
+    }
+
     /// argon2 is CPU-bound for tens of milliseconds: run it off the async workers.
     async fn hash(&self, password: String) -> Result<String, AuthError> {
         let hasher = self.passwords.clone();
@@ -218,7 +243,14 @@ impl Auth {
         match self.store.create_user(&user).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
             CreateOutcome::Created => {
-                let tokens = self.issue(&user.user_id, &user.username, &user.roles, &new_session_id())?;
+                // The user exists now: a lost session row must not turn a retried sign-up
+                // into `username_taken`, so here the row is best effort (the session works,
+                // and "log out everywhere" or a password change still ends it).
+                let sid = new_session_id();
+                let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
+                if let Err(e) = self.open_session_row(&user, &sid, &tokens).await {
+                    tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
+                }
                 Ok(Registered {
                     user: PublicUser { id: user.user_id, username: user.username, roles: user.roles },
                     tokens,

@@ -107,7 +107,12 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
         Keys::None => TokenService::without_keys(config.tokens.clone()),
     };
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
-    let store = DynamoStore::new(crate::aws::dynamodb_client(sdk), &config.users_table, &config.revoked_tokens_table);
+    let store = DynamoStore::new(
+        crate::aws::dynamodb_client(sdk),
+        &config.users_table,
+        &config.revoked_tokens_table,
+        &config.sessions_table,
+    );
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
         .with_login_throttle(config.login_throttle)
         .with_session_max_lifetime(config.session_max_lifetime_seconds))

@@ -95,6 +95,7 @@ pub struct TokenConfig {
 pub struct Config {
     pub users_table: String,
     pub revoked_tokens_table: String,
+    pub sessions_table: String,
     pub tokens: TokenConfig,
     pub signing_key: SigningKeySource,
     pub argon2: Argon2Config,
@@ -167,6 +168,7 @@ impl Reader<'_> {
 
 pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
 pub const ENV_REVOKED_TOKENS_TABLE: &str = "REVOKED_TOKENS_TABLE";
+pub const ENV_SESSIONS_TABLE: &str = "SESSIONS_TABLE";
 pub const ENV_ISSUER: &str = "JWT_ISSUER";
 pub const ENV_AUDIENCE: &str = "JWT_AUDIENCE";
 pub const ENV_ALGORITHM: &str = "JWT_ALGORITHM";
@@ -224,6 +226,7 @@ impl Config {
         Ok(Config {
             users_table: r.required(ENV_USERS_TABLE)?,
             revoked_tokens_table: r.required(ENV_REVOKED_TOKENS_TABLE)?,
+            sessions_table: r.required(ENV_SESSIONS_TABLE)?,
             tokens: TokenConfig {
                 issuer: r.required(ENV_ISSUER)?,
                 audience: r.required(ENV_AUDIENCE)?,
@@ -288,6 +291,7 @@ mod tests {
         [
             (ENV_USERS_TABLE, "users"),
             (ENV_REVOKED_TOKENS_TABLE, "revoked"),
+            (ENV_SESSIONS_TABLE, "sessions"),
             (ENV_ISSUER, "https://auth.example.com"),
             (ENV_AUDIENCE, "example-api"),
             (ENV_SECRET, SECRET),
@@ -341,7 +345,7 @@ mod tests {
 
     #[test]
     fn each_missing_variable_is_named() {
-        for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET] {
+        for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_SESSIONS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET] {
             let e = with(&[(var, None)]).unwrap_err();
             assert_eq!(e.variable, var);
             assert!(e.to_string().contains(var), "{e}");

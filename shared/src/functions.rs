@@ -1,4 +1,4 @@
-//! The eight Lambda entry points; each binary's `main` is one call to one of these.
+//! The nine Lambda entry points; each binary's `main` is one call to one of these.
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -89,6 +89,12 @@ pub fn me() -> ExitCode {
 /// `admin`; they neither sign nor verify tokens.
 pub fn admin() -> ExitCode {
     http_function(Route::Admin, Keys::None)
+}
+
+/// The caller's account (`/auth/password`, `/auth/account`, `/auth/sessions[/{id}]`),
+/// behind the authorizer. Signs: a password change answers with a fresh pair.
+pub fn account() -> ExitCode {
+    http_function(Route::Account, Keys::SignAndVerify)
 }
 
 /// OPTIONS on every route: the CORS preflight, from the allowed origins alone.

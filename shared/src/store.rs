@@ -113,6 +113,35 @@ pub enum Swapped {
     Changed(Option<FailedLogins>),
 }
 
+/// A session as listed (sessions table): written at login, touched at refresh. Listing
+/// only: whether a session is alive is decided by the revocations and the user's cutoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: String,
+    pub session_id: String,
+    /// Epoch seconds.
+    pub created_at: u64,
+    /// Epoch seconds: the session's login or latest refresh.
+    pub last_used_at: u64,
+    /// When nothing can refresh the session any more (epoch seconds; the table's TTL).
+    pub expires_at: u64,
+}
+
+/// A listed session and whether a `session#` revocation exists for it (one read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSession {
+    pub session: SessionRecord,
+    pub revoked: bool,
+}
+
+/// The answer of `change_password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    Changed,
+    /// The hash, the user or the cutoff changed since they were read: nothing written.
+    Conflict,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,
@@ -212,4 +241,46 @@ pub trait Store: Send + Sync {
     /// Disables or enables an existing user; disabling also revokes every session that
     /// started before `at_ms`, in the same write. `false`: no such user.
     async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError>;
+
+    /// Records a new session for listing (sessions table). Safe to repeat.
+    async fn record_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Moves a listed session's `last_used_at` and `expires_at` (a refresh). Never creates
+    /// a row: a session not listed (or forgotten by an account deletion) stays so.
+    async fn touch_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        last_used_at: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The user's listed sessions, newest first (at most `MAX_LISTED_SESSIONS`), each
+    /// with whether it is revoked: strongly consistent reads.
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError>;
+
+    /// Forgets one listed session (after revoking it). Safe to repeat.
+    async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError>;
+
+    /// Forgets every listed session of a user (account deletion). Safe to repeat.
+    async fn forget_sessions(&self, user_id: &str) -> Result<(), StoreError>;
+
+    /// A password change in one conditional write: the new hash, and every session that
+    /// started before `cutoff_ms` revoked, only if the user is still `user_id` with
+    /// `old_hash` and no later cutoff exists.
+    async fn change_password(
+        &self,
+        username: &str,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        cutoff_ms: u64,
+    ) -> Result<PasswordChange, StoreError>;
+
+    /// Deletes a user at once: its item, its id item and the given failed-login counters,
+    /// atomically, only if the name still belongs to `user_id`. `false`: it did not.
+    async fn delete_user(&self, username: &str, user_id: &str, counters: &[ThrottleKey]) -> Result<bool, StoreError>;
 }
+
+/// `list_sessions` reads at most this many sessions of one user (the newest).
+pub const MAX_LISTED_SESSIONS: usize = 500;

@@ -190,7 +190,7 @@ async fn an_unreachable_store_is_reported_as_unavailable() {
 #[tokio::test]
 async fn a_missing_table_is_a_fault_not_a_user_error() {
     let env = common::env().await;
-    let store = shared::store::DynamoStore::new(env.client.clone(), "no-such-table", "no-such-table-either");
+    let store = shared::store::DynamoStore::new(env.client.clone(), "no-such-table", "no-such-table-either", "nor-this");
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Internal(_))));
 }
 

@@ -603,3 +603,147 @@ async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_
     let both = auth.admin_change_roles(&admin, &name, &["x".into()], &["x".into()]).await.unwrap_err();
     assert_eq!(both.status_and_code(), (400, "invalid_request"));
 }
+
+// --- The caller's account and sessions ---------------------------------------------------
+
+#[tokio::test]
+async fn sessions_are_listed_newest_first_and_one_can_be_ended_at_once() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "list").await;
+    let second = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    let third = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    let caller = principal(&auth, &second.access_token);
+
+    let listed = auth.list_sessions(&caller).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, [third.access.sid.as_str(), second.access.sid.as_str(), r.tokens.access.sid.as_str()]);
+    assert_eq!(listed.iter().filter(|s| s.current).map(|s| s.id.as_str()).collect::<Vec<_>>(), [caller.sid.as_str()]);
+
+    // A refresh moves "last used"; a logout takes the session off the list.
+    let before = listed[2].last_used_at;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let refreshed = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    let listed = auth.list_sessions(&caller).await.unwrap();
+    assert!(listed[2].last_used_at > before, "{listed:?}");
+    auth.logout(&principal(&auth, &third.access_token), false).await.unwrap();
+    assert_eq!(auth.list_sessions(&caller).await.unwrap().len(), 2);
+
+    // Ending the first session: its tokens stop at once, the caller's do not.
+    auth.end_session(&caller, &r.tokens.access.sid).await.unwrap();
+    assert_eq!(auth.authorize(&refreshed.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&refreshed.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&second.access_token, &[]).await.is_ok());
+    let ids: Vec<String> = auth.list_sessions(&caller).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, [second.access.sid.clone()]);
+    // Ended already, someone else's, or nonsense: not found, and nothing changes.
+    let (_, stranger) = registered(&auth, "stranger").await;
+    for id in [r.tokens.access.sid.as_str(), stranger.tokens.access.sid.as_str(), "nonsense"] {
+        assert_eq!(auth.end_session(&caller, id).await.unwrap_err(), AuthError::NotFound, "{id}");
+    }
+    assert!(auth.authorize(&stranger.tokens.access_token, &[]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_earlier_session_and_continues_in_a_new_one() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "pw").await;
+    let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    let caller = principal(&auth, &r.tokens.access_token);
+
+    let wrong = auth.change_password(&caller, "not the password", "a brand new password", CLIENT).await;
+    assert_eq!(wrong.unwrap_err(), AuthError::InvalidGrant);
+    let short = auth.change_password(&caller, PASSWORD, "short", CLIENT).await.unwrap_err();
+    assert_eq!(short.status_and_code(), (400, "invalid_password"));
+    let same_as_name = auth.change_password(&caller, PASSWORD, &name, CLIENT).await.unwrap_err();
+    assert_eq!(same_as_name.status_and_code(), (400, "invalid_password"));
+    assert!(auth.authorize(&other.access_token, &[]).await.is_ok(), "refusals change nothing");
+
+    let fresh = auth.change_password(&caller, PASSWORD, "a brand new password", CLIENT).await.unwrap();
+    assert_ne!(fresh.access.sid, caller.sid, "a new session");
+    for access in [&r.tokens.access_token, &other.access_token] {
+        assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    }
+    for refresh in [&r.tokens.refresh_token, &other.refresh_token] {
+        assert_eq!(auth.refresh(refresh).await.unwrap_err(), AuthError::InvalidGrant);
+    }
+    let now = principal(&auth, &fresh.access_token);
+    assert!(auth.authorize(&fresh.access_token, &[]).await.is_ok());
+    let listed = auth.list_sessions(&now).await.unwrap();
+    assert_eq!((listed.len(), listed[0].current, listed[0].id.as_str()), (1, true, fresh.access.sid.as_str()));
+    assert!(auth.refresh(&fresh.refresh_token).await.is_ok());
+    assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.login(&name, "a brand new password", CLIENT).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_counts_in_the_login_throttle() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "pwthrottle").await;
+    let caller = principal(&auth, &r.tokens.access_token);
+    for _ in 0..5 {
+        let e = auth.change_password(&caller, "not the password", "a brand new password", CLIENT).await;
+        assert_eq!(e.unwrap_err(), AuthError::InvalidGrant);
+    }
+    let locked = auth.change_password(&caller, PASSWORD, "a brand new password", CLIENT).await.unwrap_err();
+    assert!(matches!(locked, AuthError::TooManyAttempts { .. }), "{locked:?}");
+    assert!(matches!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::TooManyAttempts { .. }));
+    assert!(matches!(auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap_err(), AuthError::TooManyAttempts { .. }));
+}
+
+#[tokio::test]
+async fn a_deleted_account_is_gone_at_once_and_its_name_is_free_for_a_stranger() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "erase").await;
+    let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
+    auth.login(&name, "not the password", CLIENT).await.unwrap_err();
+    let caller = principal(&auth, &r.tokens.access_token);
+
+    assert_eq!(auth.delete_account(&caller, "not the password", CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&other.access_token, &[]).await.is_ok(), "a refusal changes nothing");
+    auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap();
+
+    let user_id = &r.user.id;
+    assert!(env.user_item(&name).await.is_none());
+    assert!(env.user_item(&format!("id#{user_id}")).await.is_none());
+    assert!(env.user_item(&format!("login#{name}")).await.is_none());
+    assert!(env.session_rows(user_id).await.is_empty());
+    for access in [&r.tokens.access_token, &other.access_token] {
+        assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    }
+    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+
+    // Someone else takes the name: the old tokens, which name it, stay dead.
+    let newcomer = auth.register(&name, "the newcomer's password", None).await.unwrap();
+    assert_ne!(&newcomer.user.id, user_id);
+    assert_eq!(auth.authorize(&other.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&newcomer.tokens.access_token, &[]).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_racing_a_deletion_leave_no_usable_token() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "eraserace").await;
+    let caller = principal(&auth, &r.tokens.access_token);
+    let logins: Vec<_> = (0..3)
+        .map(|i| {
+            let (auth, name) = (auth.clone(), name.clone());
+            let client = format!("192.0.2.{}", 10 + i);
+            tokio::spawn(async move { auth.login(&name, PASSWORD, Some(&client)).await })
+        })
+        .collect();
+    auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap();
+    for login in logins {
+        if let Ok(pair) = login.await.unwrap() {
+            assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+            assert_eq!(auth.refresh(&pair.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+        }
+    }
+}

@@ -16,11 +16,20 @@ pub enum Kind {
     LoginSucceeded,
     /// Wrong password, unknown or malformed username (not told apart, as in the answer).
     LoginFailed,
-    /// A login refused by the failed-login throttle (`reason`: `client` or `name`).
+    /// A login, or a password check of the account routes, refused by the failed-login
+    /// throttle (`reason`: `client` or `name`).
     LoginLocked,
     /// A spent refresh token came back: its session was revoked as stolen.
     RefreshReuseDetected,
-    /// Logout of one session.
+    /// The password was changed (every earlier session revoked; `session_id`: the new one).
+    PasswordChanged,
+    /// A password change refused: wrong current password.
+    PasswordChangeFailed,
+    /// The user deleted their account.
+    AccountDeleted,
+    /// An account deletion refused: wrong password.
+    AccountDeletionFailed,
+    /// One session ended (`reason`: `logout`, or `ended_from_session_list`).
     SessionEnded,
     /// Logout everywhere: every session of the user that had started.
     AllSessionsEnded,
@@ -38,6 +47,10 @@ impl Kind {
             Kind::LoginFailed => "login_failed",
             Kind::LoginLocked => "login_locked",
             Kind::RefreshReuseDetected => "refresh_reuse_detected",
+            Kind::PasswordChanged => "password_changed",
+            Kind::PasswordChangeFailed => "password_change_failed",
+            Kind::AccountDeleted => "account_deleted",
+            Kind::AccountDeletionFailed => "account_deletion_failed",
             Kind::SessionEnded => "session_ended",
             Kind::AllSessionsEnded => "all_sessions_ended",
             Kind::RolesChanged => "roles_changed",
@@ -49,12 +62,18 @@ impl Kind {
     fn outcome(self) -> &'static str {
         match self {
             Kind::LoginSucceeded
+            | Kind::PasswordChanged
+            | Kind::AccountDeleted
             | Kind::SessionEnded
             | Kind::AllSessionsEnded
             | Kind::RolesChanged
             | Kind::UserDisabled
             | Kind::UserEnabled => "success",
-            Kind::LoginFailed | Kind::LoginLocked | Kind::RefreshReuseDetected => "failure",
+            Kind::LoginFailed
+            | Kind::LoginLocked
+            | Kind::RefreshReuseDetected
+            | Kind::PasswordChangeFailed
+            | Kind::AccountDeletionFailed => "failure",
         }
     }
 }

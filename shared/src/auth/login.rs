@@ -10,6 +10,14 @@ use crate::password::Verification;
 use crate::store::{FailedLogins, NameAttempt, Swapped, ThrottleKey, UserRecord};
 use crate::tokens::IssuedPair;
 
+/// Who `check_password` checks for: anyone (login), or the authenticated caller (the
+/// account routes), and the event a refusal is logged as.
+#[derive(Clone, Copy)]
+pub(super) struct Reauth<'a> {
+    pub expected_user_id: Option<&'a str>,
+    pub failure: Kind,
+}
+
 fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
     AuthError::TooManyAttempts { retry_after_seconds: throttle::retry_after_seconds(until_ms, now_ms) }
 }
@@ -17,16 +25,18 @@ fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
 impl Auth {
     /// Every refusal is the same `InvalidGrant`, and an unknown or malformed username
     /// still costs one argon2 verification, so neither the answer nor its timing tells
-    /// which usernames exist. Before any hash is spent, both counters of the throttle take
-    /// the attempt in advance: this client's (name, IP) pair, and the name's across all
-    /// clients; a success gives both back. Unknown names are counted exactly like real
-    /// ones. `client_ip` is API Gateway's `sourceIp`.
+    /// which usernames exist. The throttle is `check_password`'s. `client_ip` is API
+    /// Gateway's `sourceIp`.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<IssuedPair, AuthError> {
+        // The session id, and with it the session's start, is taken before anything is
+        // read: a password change, deletion or disable that lands while this login checks
+        // the old password revokes the session it is about to open.
+        let sid = new_session_id();
         let ip = client_ip.unwrap_or_default();
         let Ok(name) = normalize_username(username) else {
             // No such name can exist: nothing to count, but the same cost and answer.
@@ -37,7 +47,31 @@ impl Auth {
             );
             return Err(AuthError::InvalidGrant);
         };
-        let event = Event { username: &name, client_ip: ip, ..Default::default() };
+        let checked = Reauth { expected_user_id: None, failure: Kind::LoginFailed };
+        let (user, needs_rehash) = self.check_password(&name, password, client_ip, checked).await?;
+        if needs_rehash {
+            self.upgrade_hash(&user, password).await;
+        }
+        let pair = self.open_session(&user, &sid).await?;
+        let event = Event { user_id: &user.user_id, username: &name, client_ip: ip, session_id: &sid, reason: "" };
+        events::record(Kind::LoginSucceeded, event);
+        Ok(pair)
+    }
+
+    /// The password check behind the failed-login throttle, for login and for the account
+    /// routes that ask for the password again. Before any hash is spent, both counters take
+    /// the attempt in advance: this client's (name, IP) pair, and the name's across all
+    /// clients; a success gives both back. Unknown names are counted exactly like real
+    /// ones, and a disabled user (or, with `expected_user_id`, another user than the
+    /// caller) is refused exactly like a wrong password, after the same work.
+    pub(super) async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        client_ip: Option<&str>,
+        reauth: Reauth<'_>,
+    ) -> Result<(UserRecord, bool), AuthError> {
+        let event = Event { username: name, client_ip: client_ip.unwrap_or_default(), ..Default::default() };
         let locked = |reason| {
             move |e: AuthError| {
                 if matches!(e, AuthError::TooManyAttempts { .. }) {
@@ -48,32 +82,28 @@ impl Auth {
         };
         let client = throttle::client_key(client_ip);
         let now = now_ms();
-        let state = self.store.login_state(&name, &client).await?;
+        let state = self.store.login_state(name, &client).await?;
         // A name whose window is used up is refused before anything is counted (so the
         // owner's own pair is not run down while the name is locked).
         if let Some(until) = throttle::name_full(&self.throttle, state.name_failures.as_ref(), now) {
             return Err(locked("name")(too_many(until, now)));
         }
-        let client_key = ThrottleKey::Client { username: name.clone(), client };
+        let client_key = ThrottleKey::Client { username: name.to_string(), client };
         self.reserve_attempt(&client_key, state.client_failures, now).await.map_err(locked("client"))?;
-        let name_window = self.reserve_name_attempt(&name, now).await.map_err(locked("name"))?;
+        let name_window = self.reserve_name_attempt(name, now).await.map_err(locked("name"))?;
 
         let phc = state.user.as_ref().map(|u| u.password_hash.clone());
-        match (state.user, self.verify(password.to_string(), phc).await?) {
-            // A disabled user is refused exactly like a wrong password, after the same work.
-            (Some(user), Verification::Valid { needs_rehash }) if !user.disabled => {
+        let verified = self.verify(password.to_string(), phc).await?;
+        match (state.user, verified) {
+            (Some(user), Verification::Valid { needs_rehash })
+                if !user.disabled && reauth.expected_user_id.is_none_or(|id| id == user.user_id) =>
+            {
                 self.forget_failures(&client_key).await;
-                self.give_back_name_attempt(&name, name_window).await;
-                if needs_rehash {
-                    self.upgrade_hash(&user, password).await;
-                }
-                let sid = new_session_id();
-                let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
-                events::record(Kind::LoginSucceeded, Event { user_id: &user.user_id, session_id: &sid, ..event });
-                Ok(pair)
+                self.give_back_name_attempt(name, name_window).await;
+                Ok((user, needs_rehash))
             }
             _ => {
-                events::record(Kind::LoginFailed, Event { reason: "invalid_credentials", ..event });
+                events::record(reauth.failure, Event { reason: "invalid_credentials", ..event });
                 Err(AuthError::InvalidGrant)
             }
         }

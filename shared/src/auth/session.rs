@@ -28,7 +28,7 @@ fn live_session_user(state: AccessState, sub: &str, sid: &str) -> Option<UserAcc
 }
 
 /// A session is dead once the user logged out everywhere after it started.
-fn session_predates_cutoff(sid: &str, valid_after_ms: Option<u64>) -> bool {
+pub(super) fn session_predates_cutoff(sid: &str, valid_after_ms: Option<u64>) -> bool {
     match valid_after_ms {
         None => false,
         Some(cutoff) => session_started_ms(sid).is_none_or(|started| started < cutoff),
@@ -72,13 +72,27 @@ impl Auth {
                 Err(AuthError::InvalidGrant)
             }
             // Roles come from the store, not the old token: role changes apply at refresh.
-            SpendOutcome::Spent => self.issue(&claims.sub, &username, &user.roles, &claims.sid),
+            SpendOutcome::Spent => {
+                let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid)?;
+                self.touch_session(&claims.sub, &claims.sid, &pair).await;
+                Ok(pair)
+            }
+        }
+    }
+
+    /// Best effort, after the spend: the listing's "last used" moves on, and the row lives
+    /// as long as the new refresh token. A failure here must not fail a refresh whose token
+    /// is already spent (the client's retry would look like theft).
+    async fn touch_session(&self, user_id: &str, sid: &str, pair: &IssuedPair) {
+        let expires_at = pair.refresh.exp + self.tokens.config().leeway_seconds;
+        if let Err(e) = self.store.touch_session(user_id, sid, now_ms() / 1000, expires_at).await {
+            tracing::warn!(error = %e, sid, "session's last use not recorded");
         }
     }
 
     /// How long a session's revocation must be kept: no token of the session can still
     /// verify after the newest refresh token issued now would expire, plus the leeway.
-    fn session_expiry(&self) -> u64 {
+    pub(super) fn session_expiry(&self) -> u64 {
         let cfg = self.tokens.config();
         now_ms() / 1000 + cfg.refresh_ttl_seconds + cfg.leeway_seconds
     }

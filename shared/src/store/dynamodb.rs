@@ -8,7 +8,11 @@
 //! expire through the users table's TTL on `expires_at` (user items never carry that
 //! attribute). Revoked tokens table: partition key `jti`, holding
 //! token ids, spent refresh token ids, and `session#<sid>` items; `expires_at` is its TTL
+//! attribute. Sessions table (`sessions.rs`): partition key `user_id`, sort key
+//! `session_id` (UUIDv7, so newest sorts last), for listing only; `expires_at` is its TTL
 //! attribute. Nothing here relies on TTL deletion having happened.
+
+mod sessions;
 
 use std::collections::HashMap;
 
@@ -24,8 +28,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    AccessState, CreateOutcome, FailedLogins, LoginState, NameAttempt, SpendOutcome, Store, StoreError, Swapped,
-    ThrottleKey, UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange, SessionRecord,
+    SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserAccess, UserRecord,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -113,6 +117,7 @@ pub struct DynamoStore {
     client: Client,
     users_table: String,
     revoked_table: String,
+    sessions_table: String,
 }
 
 /// The condition under which `write_failures` replaces a failed-login record.
@@ -170,8 +175,18 @@ impl DynamoStore {
         }
     }
 
-    pub fn new(client: Client, users_table: impl Into<String>, revoked_table: impl Into<String>) -> Self {
-        DynamoStore { client, users_table: users_table.into(), revoked_table: revoked_table.into() }
+    pub fn new(
+        client: Client,
+        users_table: impl Into<String>,
+        revoked_table: impl Into<String>,
+        sessions_table: impl Into<String>,
+    ) -> Self {
+        DynamoStore {
+            client,
+            users_table: users_table.into(),
+            revoked_table: revoked_table.into(),
+            sessions_table: sessions_table.into(),
+        }
     }
 
     /// One `BatchGetItem` (plus retries of unprocessed keys): the items found, by table.
@@ -685,6 +700,109 @@ impl Store for DynamoStore {
             .condition_expression("attribute_exists(username)")
             .expression_attribute_values(":true", AttributeValue::Bool(true));
         outcome(alone.send().await)
+    }
+
+    async fn record_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.put_session(session).await
+    }
+
+    async fn touch_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        last_used_at: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.update_session(user_id, session_id, last_used_at, expires_at).await
+    }
+
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError> {
+        self.query_sessions(user_id).await
+    }
+
+    async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
+        self.delete_session(user_id, session_id).await
+    }
+
+    async fn forget_sessions(&self, user_id: &str) -> Result<(), StoreError> {
+        self.delete_all_sessions(user_id).await
+    }
+
+    async fn change_password(
+        &self,
+        username: &str,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        cutoff_ms: u64,
+    ) -> Result<PasswordChange, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .update_expression("SET #hash = :new, #after = :t")
+            .condition_expression(
+                "#id = :id AND #hash = :old AND (attribute_not_exists(#after) OR #after < :t)",
+            )
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_names("#hash", "password_hash")
+            .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_values(":id", s(user_id))
+            .expression_attribute_values(":old", s(old_hash))
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":t", ms_to_seconds_attr(cutoff_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PasswordChange::Changed),
+            Err(e) if is_condition_failure(&e) => Ok(PasswordChange::Conflict),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn delete_user(&self, username: &str, user_id: &str, counters: &[ThrottleKey]) -> Result<bool, StoreError> {
+        let delete = |key: String| {
+            aws_sdk_dynamodb::types::Delete::builder().table_name(&self.users_table).key("username", s(key))
+        };
+        let user = delete(username.to_string())
+            .condition_expression("#id = :id")
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_values(":id", s(user_id));
+        let mut items = vec![user, delete(user_id_key(user_id))];
+        items.extend(counters.iter().map(|key| delete(throttle_key(key))));
+        let items = items
+            .into_iter()
+            .map(|d| d.build().map(|d| TransactWriteItem::builder().delete(d).build()).map_err(build_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 0..=CONFLICT_RETRIES {
+            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB.
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let reasons = tc.cancellation_reasons();
+            if reasons.first().is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) {
+                return Ok(false);
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable("deletion kept conflicting with concurrent transactions".into()))
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Env {
     pub client: aws_sdk_dynamodb::Client,
     pub users_table: String,
     pub revoked_table: String,
+    pub sessions_table: String,
 }
 
 pub async fn env() -> Env {
@@ -34,12 +35,13 @@ pub async fn env() -> Env {
         client: shared::aws::dynamodb_client(&config),
         users_table: required("USERS_TABLE"),
         revoked_table: required("REVOKED_TOKENS_TABLE"),
+        sessions_table: required("SESSIONS_TABLE"),
     }
 }
 
 impl Env {
     pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(self.client.clone(), &self.users_table, &self.revoked_table)
+        DynamoStore::new(self.client.clone(), &self.users_table, &self.revoked_table, &self.sessions_table)
     }
 
     /// The same tables behind an endpoint nothing listens on: connections are refused,
@@ -51,7 +53,7 @@ impl Env {
         let base = shared::aws::load_sdk_config().await;
         let conf =
             aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
-        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &self.users_table, &self.revoked_table)
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &self.users_table, &self.revoked_table, &self.sessions_table)
     }
 
     pub fn auth(&self) -> Auth {
@@ -65,6 +67,21 @@ impl Env {
 
     pub async fn user_item(&self, username: &str) -> Option<Item> {
         self.raw_item(&self.users_table, "username", username).await
+    }
+
+    /// The sessions-table rows of a user, read consistently.
+    pub async fn session_rows(&self, user_id: &str) -> Vec<Item> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.sessions_table)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", AttributeValue::S(user_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default()
     }
 
     async fn raw_item(&self, table: &str, key_name: &str, key: &str) -> Option<Item> {

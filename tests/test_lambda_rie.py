@@ -6,6 +6,7 @@ after `cargo build`; the binaries are the debug builds in cargo's target directo
 package in the project's virtualenv.
 """
 
+import base64
 import json
 import os
 import pathlib
@@ -175,7 +176,16 @@ def test_authorizer_allows_a_valid_token_with_the_contract_context(functions, us
     statements = res["policyDocument"]["Statement"]
     assert statements[0]["Effect"] == "Allow"
     base = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
-    assert sorted(statements[0]["Resource"]) == sorted(f"{base}/{r.replace(' ', '', 1)}" for r in ROUTE_ROLES)
+    # Every route whose roles the user holds, path parameters as wildcards; the others denied.
+    def arn(route):
+        method, path = route.split(" ", 1)
+        path = "/".join("*" if s.startswith("{") else s for s in path.split("/"))
+        return f"{base}/{method}{path}"
+
+    allowed = sorted(arn(r) for r, roles in ROUTE_ROLES.items() if set(roles) <= {"user"})
+    denied = sorted(arn(r) for r, roles in ROUTE_ROLES.items() if not set(roles) <= {"user"})
+    assert sorted(statements[0]["Resource"]) == allowed
+    assert denied and [(s["Effect"], sorted(s["Resource"])) for s in statements[1:]] == [("Deny", denied)]
     ctx = res["context"]
     assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp"}
     assert (ctx["username"], ctx["roles"]) == (user["username"], "user")
@@ -312,3 +322,41 @@ def test_admin_reads_a_user_for_an_admin_principal(functions, user):
     assert functions("admin").invoke(ev)["statusCode"] == 404
     ev["requestContext"]["authorizer"]["roles"] = "user"
     assert functions("admin").invoke(ev)["statusCode"] == 403
+
+
+def account_event(name, user, access_token):
+    """An account route's event with the authorizer context of `access_token`'s caller."""
+    payload = access_token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    ev = event(name)
+    ev["requestContext"]["authorizer"].update(
+        principalId=claims["sub"],
+        sub=claims["sub"],
+        username=user["username"],
+        roles=",".join(claims["roles"]),
+        sid=claims["sid"],
+        jti=claims["jti"],
+        exp=str(claims["exp"]),
+    )
+    return ev, claims
+
+
+def test_account_lists_sessions_and_changes_the_password(functions):
+    username = f"rie-{uuid.uuid4().hex[:12]}"
+    body = {"username": username, "password": "correct horse battery"}
+    res = functions("register").invoke(event("register", body=json.dumps(body)))
+    assert res["statusCode"] == 201, res
+    user = {"username": username, **json.loads(res["body"])}
+    ev, claims = account_event("account", user, user["access_token"])
+    res = functions("account").invoke(ev)
+    assert res["statusCode"] == 200, res
+    assert [(s["id"], s["current"]) for s in json.loads(res["body"])["sessions"]] == [(claims["sid"], True)]
+
+    ev, _ = account_event("account-password", user, user["access_token"])
+    res = functions("account").invoke(ev)
+    assert res["statusCode"] == 200, res
+    fresh = json.loads(res["body"])
+    # The old session is over; the new pair works at the authorizer.
+    assert functions("authorizer").invoke(authorizer_event(user["access_token"])).get("errorMessage") == "Unauthorized"
+    allowed = functions("authorizer").invoke(authorizer_event(fresh["access_token"]))
+    assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed

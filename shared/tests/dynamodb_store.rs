@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, NameAttempt, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
-    UserRecord,
+    AccessState, CreateOutcome, FailedLogins, NameAttempt, PasswordChange, SessionRecord, SpendOutcome, Store,
+    StoreError, Swapped, ThrottleKey, UserRecord,
 };
 
 fn user(username: &str) -> UserRecord {
@@ -329,4 +329,111 @@ async fn roles_change_only_over_the_roles_read_and_disabling_cuts_every_session_
     assert!(!store.get_user(&u.username).await.unwrap().unwrap().disabled);
     assert!(!store.set_disabled(&common::unique_username("ghost"), true, 1).await.unwrap());
     assert!(env.user_item(&common::unique_username("ghost")).await.is_none());
+}
+
+fn session_row(user_id: &str, created_at: u64) -> SessionRecord {
+    SessionRecord {
+        user_id: user_id.to_string(),
+        session_id: uuid::Uuid::now_v7().to_string(),
+        created_at,
+        last_used_at: created_at,
+        expires_at: created_at + 86_400,
+    }
+}
+
+#[tokio::test]
+async fn sessions_list_newest_first_with_their_revocations_and_a_touch_never_creates_one() {
+    let env = common::env().await;
+    let store = env.store();
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let rows: Vec<SessionRecord> = (0..3).map(|i| session_row(&user_id, 1_763_800_000 + i)).collect();
+    for row in &rows {
+        store.record_session(row).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    store.revoke_session(&rows[1].session_id, 1_763_900_000).await.unwrap();
+    store.touch_session(&user_id, &rows[0].session_id, 1_763_800_100, 1_763_990_000).await.unwrap();
+
+    let listed = store.list_sessions(&user_id).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|l| l.session.session_id.as_str()).collect();
+    assert_eq!(ids, [rows[2].session_id.as_str(), rows[1].session_id.as_str(), rows[0].session_id.as_str()]);
+    assert_eq!(listed.iter().map(|l| l.revoked).collect::<Vec<_>>(), [false, true, false]);
+    let touched = &listed[2].session;
+    assert_eq!((touched.created_at, touched.last_used_at, touched.expires_at), (1_763_800_000, 1_763_800_100, 1_763_990_000));
+
+    // A touch of a row that is not there (forgotten) does not bring it back.
+    store.forget_session(&user_id, &rows[0].session_id).await.unwrap();
+    store.touch_session(&user_id, &rows[0].session_id, 1_763_800_200, 1_763_990_000).await.unwrap();
+    assert_eq!(store.list_sessions(&user_id).await.unwrap().len(), 2);
+    assert!(store.list_sessions(&uuid::Uuid::new_v4().to_string()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn all_of_a_users_sessions_are_forgotten_however_many_and_no_one_elses() {
+    let env = common::env().await;
+    let store = env.store();
+    let (user_id, other) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    // More than one BatchWriteItem's worth (25).
+    for i in 0..60 {
+        store.record_session(&session_row(&user_id, 1_763_800_000 + i)).await.unwrap();
+    }
+    store.record_session(&session_row(&other, 1_763_800_000)).await.unwrap();
+    assert_eq!(store.list_sessions(&user_id).await.unwrap().len(), 60);
+    store.forget_sessions(&user_id).await.unwrap();
+    assert!(env.session_rows(&user_id).await.is_empty());
+    assert_eq!(env.session_rows(&other).await.len(), 1);
+    store.forget_sessions(&user_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_password_change_writes_only_over_the_hash_and_user_it_read_and_never_moves_the_cutoff_back() {
+    let env = common::env().await;
+    let store = env.store();
+    let u = user(&common::unique_username("pwstore"));
+    store.create_user(&u).await.unwrap();
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let change = |user_id: &str, old: &str, at: u64| {
+        let (store, name, user_id, old) = (env.store(), u.username.clone(), user_id.to_string(), old.to_string());
+        async move { store.change_password(&name, &user_id, &old, "$argon2id$new", at).await.unwrap() }
+    };
+    assert_eq!(change(&stranger, &u.password_hash, 1_763_800_000_000).await, PasswordChange::Conflict);
+    assert_eq!(change(&u.user_id, "$argon2id$other", 1_763_800_000_000).await, PasswordChange::Conflict);
+    store.revoke_sessions_before(&u.username, 1_763_900_000_000).await.unwrap();
+    assert_eq!(change(&u.user_id, &u.password_hash, 1_763_800_000_000).await, PasswordChange::Conflict);
+    assert_eq!(store.get_user(&u.username).await.unwrap().unwrap().password_hash, u.password_hash, "nothing written");
+
+    assert_eq!(change(&u.user_id, &u.password_hash, 1_763_900_000_123).await, PasswordChange::Changed);
+    let got = store.get_user(&u.username).await.unwrap().unwrap();
+    assert_eq!((got.password_hash.as_str(), got.sessions_valid_after_ms), ("$argon2id$new", Some(1_763_900_000_123)));
+    let ghost = common::unique_username("ghost");
+    let absent = store.change_password(&ghost, &u.user_id, "x", "y", 1).await.unwrap();
+    assert_eq!(absent, PasswordChange::Conflict);
+    assert!(env.user_item(&ghost).await.is_none(), "never creates a user");
+}
+
+#[tokio::test]
+async fn a_user_is_deleted_whole_and_only_by_its_own_id() {
+    let env = common::env().await;
+    let store = env.store();
+    let u = user(&common::unique_username("erase"));
+    store.create_user(&u).await.unwrap();
+    let counters = [
+        ThrottleKey::Name { username: u.username.clone() },
+        ThrottleKey::Client { username: u.username.clone(), client: "192.0.2.1".into() },
+    ];
+    for key in &counters {
+        store.swap_login_failures(key, None, &FailedLogins { count: 1, locked_until_ms: None, expires_at: 1_900_000_000, version: "w".into() }).await.unwrap();
+    }
+    assert!(!store.delete_user(&u.username, &uuid::Uuid::new_v4().to_string(), &counters).await.unwrap());
+    assert!(store.get_user(&u.username).await.unwrap().is_some(), "another id deletes nothing");
+    assert!(env.user_item(&format!("login#{}", u.username)).await.is_some(), "nothing at all");
+
+    assert!(store.delete_user(&u.username, &u.user_id, &counters).await.unwrap());
+    assert!(store.get_user(&u.username).await.unwrap().is_none());
+    assert_eq!(store.username_for_id(&u.user_id).await.unwrap(), None);
+    assert!(env.user_item(&format!("login#{}", u.username)).await.is_none());
+    assert!(env.user_item(&format!("login#{}#192.0.2.1", u.username)).await.is_none());
+    assert!(!store.delete_user(&u.username, &u.user_id, &counters).await.unwrap(), "gone already");
+    // The name is free again.
+    assert_eq!(store.create_user(&user(&u.username)).await.unwrap(), CreateOutcome::Created);
 }

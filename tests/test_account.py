@@ -209,6 +209,17 @@ def test_a_password_change_racing_refreshes_leaves_no_token_of_an_earlier_sessio
     assert tokens_of(api.refresh(new_refresh))
 
 
+def test_logins_with_the_old_password_racing_a_password_change_leave_no_usable_token(api, user):
+    logins = [lambda i=i: api.from_address(f"127.0.0.{40 + i}").login(user["username"]) for i in range(4)]
+    results = concurrently([lambda: change_password(api, user["access_token"], PASSWORD)] + logins)
+    new_access, _ = tokens_of(results[0])
+    for res in results[1:]:
+        assert res.status in (200, 401), res
+        if res.status == 200:  # a login that checked the old password before the change...
+            assert_dead(api, *tokens_of(res))  # ...opened a session the change ended
+    assert api.me(new_access).status == 200
+
+
 def test_logins_racing_a_deletion_leave_no_usable_token(api, user):
     logins = [lambda i=i: api.from_address(f"127.0.0.{30 + i}").login(user["username"]) for i in range(4)]
     results = concurrently([lambda: delete_account(api, user["access_token"])] + logins)

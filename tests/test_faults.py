@@ -440,3 +440,46 @@ def test_a_registration_that_meets_a_transaction_conflict_is_retried_not_a_500(p
     proxy.set_mode("scripted", ConflictOnce())
     res = api.register(new_name())
     assert res.status == 201, res
+
+
+# --- A change whose write is slow to land, and a login in between ----------------------
+
+
+class HoldPasswordChange:
+    """A rule: the password change's one write (an UpdateItem of the hash and the sessions
+    cutoff) is held back until `release` is set; everything else goes through."""
+
+    def __init__(self):
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, operation, request):
+        body = request.split(b"\r\n\r\n", 1)[1]
+        if operation == "UpdateItem" and b"password_hash" in body and b"sessions_valid_after" in body:
+            self.held.set()
+            self.release.wait(timeout=5)
+        return "pass"
+
+
+def test_a_login_that_checks_the_old_password_while_the_change_lands_opens_no_lasting_session(proxied_api):
+    api, proxy = proxied_api
+    access, _ = signed_up(api)
+    rule = HoldPasswordChange()
+    proxy.set_mode("scripted", rule)
+    body = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    changing = {}
+    change = threading.Thread(
+        target=lambda: changing.update(res=api.call("POST", "/auth/password", token=access, json_body=body))
+    )
+    change.start()
+    assert rule.held.wait(timeout=20), "the change's write never came"
+    # The change has taken its cutoff time; its write has not landed: the old password
+    # still verifies, and this login starts after the cutoff.
+    login = api.from_address("127.0.0.51").login(api.username)
+    rule.release.set()
+    change.join(timeout=30)
+    assert changing["res"].status == 200, changing["res"]
+    assert login.status == 200, login
+    proxy.set_mode("pass")
+    assert api.me(login.json()["access_token"]).status == 401, "the change ended the racing login's session"
+    assert api.refresh(login.json()["refresh_token"]).status == 401
+    assert api.me(changing["res"].json()["access_token"]).status == 200

@@ -747,3 +747,31 @@ async fn logins_racing_a_deletion_leave_no_usable_token() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_with_the_old_password_racing_a_password_change_leave_no_usable_token() {
+    let env = common::env().await;
+    let auth = env.auth();
+    let (name, r) = registered(&auth, "pwrace").await;
+    let caller = principal(&auth, &r.tokens.access_token);
+    let logins: Vec<_> = (0..6)
+        .map(|i| {
+            let (auth, name) = (auth.clone(), name.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(15 * i)).await;
+                auth.login(&name, PASSWORD, Some(&format!("192.0.2.{}", 40 + i))).await
+            })
+        })
+        .collect();
+    let fresh = auth.change_password(&caller, PASSWORD, "a brand new password", CLIENT).await.unwrap();
+    for login in logins {
+        match login.await.unwrap() {
+            Ok(pair) => {
+                assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+                assert_eq!(auth.refresh(&pair.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+            }
+            Err(e) => assert_eq!(e, AuthError::InvalidGrant),
+        }
+    }
+    assert!(auth.authorize(&fresh.access_token, &[]).await.is_ok());
+}

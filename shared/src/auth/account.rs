@@ -29,9 +29,10 @@ pub struct SessionView {
 impl Auth {
     /// Checks the current password (a wrong one counts in the throttle like a failed
     /// login), then in one write stores the new hash and revokes every session that started
-    /// before now, this one included; the caller continues in a new session with a fresh
-    /// pair. So no token issued before the change (nor one a racing refresh mints in an old
-    /// session) works afterwards.
+    /// before now, this one included; once that has landed, the cutoff moves to now again,
+    /// which also ends a login that checked the old password meanwhile. The caller continues
+    /// in a new session with a fresh pair. So no token issued before the change (nor one a
+    /// racing refresh or login mints) works afterwards.
     pub async fn change_password(
         &self,
         caller: &Principal,
@@ -52,7 +53,7 @@ impl Auth {
             tracing::warn!(user_id = %user.user_id, "password change lost a race; nothing written");
             return Err(AuthError::Unavailable { retry_after_seconds: 1 });
         }
-        let sid = session_id_from(cutoff).await;
+        let sid = session_id_from(self.cut_off_racing_logins(&user.username).await).await;
         let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
         if let Err(e) = self.open_session_row(&user, &sid, &pair).await {
             // The password is changed already: the pair is still the caller's to have.

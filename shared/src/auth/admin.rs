@@ -93,6 +93,9 @@ impl Auth {
         if !self.store.set_disabled(&user.username, disabled, now_ms()).await? {
             return Err(AuthError::NotFound);
         }
+        if disabled {
+            self.cut_off_racing_logins(&user.username).await;
+        }
         let reason = format!("by={}", admin.username);
         let kind = if disabled { Kind::UserDisabled } else { Kind::UserEnabled };
         events::record(

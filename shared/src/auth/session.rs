@@ -106,6 +106,20 @@ impl Auth {
         Ok(())
     }
 
+    /// After a write that must end every session and that logins may race (a password
+    /// change, a disable): the cutoff moves to now once more. A racing login took its
+    /// session id before it read the user, and it read the user before that write landed,
+    /// so its session started before this instant and is revoked too. Best effort: the
+    /// write before it has already revoked every session that started before it was made.
+    /// Returns the instant.
+    pub(super) async fn cut_off_racing_logins(&self, username: &str) -> u64 {
+        let at = now_ms();
+        if let Err(e) = self.store.revoke_sessions_before(username, at).await {
+            tracing::warn!(error = %e, username, "second sessions cutoff not written");
+        }
+        at
+    }
+
     /// Revokes the caller's session (its access and refresh tokens stop working at once);
     /// with `all`, every session of the user that started before now, this one included.
     /// Either way one write that is safe to repeat, so a retried logout never half-applies.

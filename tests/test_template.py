@@ -235,9 +235,14 @@ def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, a
     assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
 
 
-def test_logout_writes_only_session_revocations():
-    puts = [s for s in statements(functions()["LogoutFunction"]) if "dynamodb:PutItem" in as_list(s["Action"])]
-    assert len(puts) == 1
+@pytest.mark.parametrize("name", ["LogoutFunction", "AccountFunction"])
+def test_logout_and_ending_a_session_write_only_session_revocations(name):
+    puts = [
+        s
+        for s in statements(functions()[name])
+        if "dynamodb:PutItem" in as_list(s["Action"]) and table_of(s["Resource"]) == "revoked"
+    ]
+    assert len(puts) == 1 and as_list(puts[0]["Action"]) == ["dynamodb:PutItem"]
     assert puts[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}
 
 

@@ -10,6 +10,9 @@ use uuid::Uuid;
 use crate::config::TokenConfig;
 
 mod crypto;
+pub mod keys;
+
+pub use keys::{Jwks, KeyError, PrivateKey, PublicJwk};
 
 /// Tokens longer than this are refused before any parsing; ours are well under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -105,6 +108,13 @@ impl KeySet {
     pub fn with_hmac(mut self, kid: impl Into<String>, algorithm: Algorithm, secret: &[u8]) -> Self {
         self.keys.insert(kid.into(), (algorithm, DecodingKey::from_secret(secret)));
         self
+    }
+
+    /// A public key as a JWK (RS256, ES256 or EdDSA); `None` if it is not one.
+    pub fn with_jwk(mut self, jwk: &PublicJwk) -> Option<Self> {
+        let (algorithm, key) = jwk.decoding_key()?;
+        self.keys.insert(jwk.kid.clone(), (algorithm, key));
+        Some(self)
     }
 
     /// An Ed25519 public key, raw 32 bytes.

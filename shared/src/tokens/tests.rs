@@ -320,3 +320,139 @@ fn a_service_without_keys_signs_nothing_and_accepts_nothing() {
     assert!(keyless.issue_pair(subject, "s", now()).is_err());
     assert_eq!(keyless.verify_access(&pair_at(now()).access_token).unwrap_err(), TokenError::Invalid);
 }
+
+// --- Asymmetric keys (RS256, ES256, EdDSA) and their JWKs -------------------------------
+
+/// A 2048-bit RSA key made for these tests only (PKCS#8 DER): ring cannot generate RSA keys.
+const RSA_TEST_KEY: &[u8] = include_bytes!("testdata/rsa2048-test-only.pk8");
+
+fn key_json(kid: &str, alg: &str, der: &[u8]) -> String {
+    let der = base64::engine::general_purpose::STANDARD.encode(der);
+    serde_json::json!({"kid": kid, "alg": alg, "pkcs8": der}).to_string()
+}
+
+fn private_keys() -> Vec<PrivateKey> {
+    vec![
+        PrivateKey::from_json(&key_json("rsa-1", "RS256", RSA_TEST_KEY)).unwrap(),
+        PrivateKey::generate("ec-1", Algorithm::ES256).unwrap(),
+        PrivateKey::generate("ed-1", Algorithm::EdDSA).unwrap(),
+    ]
+}
+
+/// A service that signs with `key` and verifies with the public JWKs alone.
+fn asymmetric(key: &PrivateKey, also: &[&PrivateKey]) -> TokenService {
+    let mut keys = KeySet::new();
+    for k in std::iter::once(key).chain(also.iter().copied()) {
+        keys = keys.with_jwk(&k.public_jwk().unwrap()).unwrap();
+    }
+    TokenService::new(config(), key.signing_key(), keys)
+}
+
+#[test]
+fn asymmetric_tokens_carry_their_algorithm_and_kid_and_verify_from_the_public_jwk_alone() {
+    let roles = roles();
+    for key in private_keys() {
+        let service = asymmetric(&key, &[]);
+        let pair = service.issue_pair(Subject { user_id: "u-1", username: "alice", roles: &roles }, "s-1", now()).unwrap();
+        let (header, _, _) = parts(&pair.access_token);
+        assert_eq!(header["kid"], key.kid());
+        assert_eq!(header["alg"], key.public_jwk().unwrap().alg);
+        assert_eq!(service.verify_access(&pair.access_token).unwrap().sub, "u-1");
+        assert_eq!(service.verify_refresh(&pair.refresh_token).unwrap().sid, "s-1");
+        // A verifier that does not know the key refuses it.
+        let other = PrivateKey::generate("other", Algorithm::EdDSA).unwrap();
+        assert_eq!(asymmetric(&other, &[]).verify_access(&pair.access_token).unwrap_err(), TokenError::Invalid);
+    }
+}
+
+#[test]
+fn a_verifier_with_current_and_previous_keys_accepts_both_and_a_tampered_signature_neither() {
+    let keys = private_keys();
+    let roles = roles();
+    let subject = Subject { user_id: "u-1", username: "alice", roles: &roles };
+    let old = asymmetric(&keys[0], &[]).issue_pair(subject, "s", now()).unwrap();
+    let rotated = asymmetric(&keys[1], &[&keys[0]]);
+    let new = rotated.issue_pair(subject, "s", now()).unwrap();
+    assert!(rotated.verify_access(&old.access_token).is_ok());
+    assert!(rotated.verify_access(&new.access_token).is_ok());
+    for token in [&old.access_token, &new.access_token] {
+        let (h, c, sig) = token.rsplitn(3, '.').collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().try_into().map(|v: [&str; 3]| (v[0], v[1], v[2])).unwrap();
+        let mut bytes = B64.decode(sig).unwrap();
+        bytes[5] ^= 1;
+        let forged = format!("{h}.{c}.{}", B64.encode(bytes));
+        assert_eq!(rotated.verify_access(&forged).unwrap_err(), TokenError::Invalid);
+    }
+}
+
+#[test]
+fn a_token_whose_header_names_another_algorithm_than_its_keys_is_refused() {
+    let keys = private_keys();
+    let roles = roles();
+    let subject = Subject { user_id: "u-1", username: "alice", roles: &roles };
+    let ec = asymmetric(&keys[1], &[]);
+    let token = ec.issue_pair(subject, "s", now()).unwrap().access_token;
+    let (_, claims, _) = parts(&token);
+    // The same claims, header alg switched (to RS256, and to HS256 keyed with the public
+    // key's bytes, the classic confusion): the key's own pinned algorithm decides.
+    for alg in ["RS256", "HS256", "EdDSA", "none"] {
+        let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": "ec-1"});
+        let forged = format!(
+            "{}.{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string()),
+            token.rsplit('.').next().unwrap()
+        );
+        assert_eq!(ec.verify_access(&forged).unwrap_err(), TokenError::Invalid, "{alg}");
+    }
+}
+
+#[test]
+fn public_jwks_hold_no_private_material_and_round_trip() {
+    for key in private_keys() {
+        let jwk = key.public_jwk().unwrap();
+        let text = serde_json::to_value(&jwk).unwrap();
+        let fields: Vec<&str> = text.as_object().unwrap().keys().map(String::as_str).collect();
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k", "pkcs8"] {
+            assert!(!fields.contains(&private), "{private} in {text}");
+        }
+        assert_eq!(text["use"], "sig");
+        assert_eq!(serde_json::from_value::<PublicJwk>(text).unwrap(), jwk);
+        match jwk.kty.as_str() {
+            "RSA" => assert_eq!((jwk.e.as_deref(), B64.decode(jwk.n.as_deref().unwrap()).unwrap().len()), (Some("AQAB"), 256)),
+            "EC" => assert_eq!(jwk.crv.as_deref(), Some("P-256")),
+            _ => assert_eq!((jwk.kty.as_str(), jwk.crv.as_deref()), ("OKP", Some("Ed25519"))),
+        }
+        // The stored form parses back to the same key.
+        let again = PrivateKey::from_json(&key.to_json()).unwrap();
+        assert_eq!(again.public_jwk().unwrap(), jwk);
+        assert!(!format!("{key:?}").contains(&*key.to_json()), "Debug shows no key");
+    }
+}
+
+#[test]
+fn malformed_key_documents_are_refused_without_echoing_them() {
+    let ec = PrivateKey::generate("ec-1", Algorithm::ES256).unwrap();
+    let ec_json: serde_json::Value = serde_json::from_str(&ec.to_json()).unwrap();
+    let der = ec_json["pkcs8"].as_str().unwrap();
+    let cases = [
+        "not json".to_string(),
+        serde_json::json!({"kid": "k", "alg": "HS256", "pkcs8": der}).to_string(),
+        serde_json::json!({"kid": "k", "alg": "RS256", "pkcs8": der}).to_string(),
+        serde_json::json!({"kid": "k", "alg": "EdDSA", "pkcs8": der}).to_string(),
+        serde_json::json!({"kid": "k", "alg": "ES256", "pkcs8": "AAAA"}).to_string(),
+        serde_json::json!({"kid": "../k", "alg": "ES256", "pkcs8": der}).to_string(),
+        serde_json::json!({"kid": "", "alg": "ES256", "pkcs8": der}).to_string(),
+    ];
+    for case in cases {
+        let err = PrivateKey::from_json(&case).unwrap_err().to_string();
+        assert!(!err.contains(der), "{err}");
+    }
+    assert_eq!(PrivateKey::generate("r", Algorithm::RS256).unwrap_err(), KeyError::CannotGenerate("RS256"));
+    // A JWK that is not a signing key of ours is not taken in.
+    let mut jwk = ec.public_jwk().unwrap();
+    jwk.use_ = "enc".into();
+    assert!(KeySet::new().with_jwk(&jwk).is_none());
+    let mut jwk = ec.public_jwk().unwrap();
+    jwk.alg = "HS256".into();
+    assert!(KeySet::new().with_jwk(&jwk).is_none());
+}

@@ -17,7 +17,7 @@ use shared::store::{
     AccessState, CreateOutcome, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange, SessionRecord,
     SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserAccess, UserRecord,
 };
-use shared::tokens::{Subject, TokenService};
+use shared::tokens::{KeySet, PrivateKey, Subject, TokenService};
 
 const USER_ID: &str = "8f14e45f-ceea-467f-a0e6-8e2a3f1c9b7d";
 
@@ -138,6 +138,8 @@ fn benches(c: &mut Criterion) {
     c.bench_function("jwt_sign", |b| b.iter(|| service.sign(black_box(&pair.access)).unwrap()));
     c.bench_function("jwt_verify", |b| b.iter(|| service.verify_access(black_box(&pair.access_token)).unwrap()));
 
+    asymmetric(c, &pair.access);
+
     let hasher = PasswordHasher::new(Argon2Config::default()).unwrap();
     let phc = hasher.hash("correct horse battery").unwrap();
     let mut slow = c.benchmark_group("argon2id");
@@ -159,6 +161,37 @@ fn benches(c: &mut Criterion) {
     c.bench_function("authorizer_cpu", |b| {
         b.iter(|| rt.block_on(authorize(&auth, &routes, black_box(&event))).unwrap())
     });
+}
+
+/// A 2048-bit RSA key made for tests only (ring cannot generate RSA keys).
+const RSA_TEST_KEY: &[u8] = include_bytes!("../src/tokens/testdata/rsa2048-test-only.pk8");
+
+/// Per signing algorithm (issue 13's choice of default): signing an access token, verifying
+/// one (what the authorizer does per request), and a cold start's key work (parsing the
+/// stored private key, deriving its public JWK, and the verifier's key set).
+fn asymmetric(c: &mut Criterion, claims: &shared::tokens::AccessClaims) {
+    use base64::Engine;
+    let rsa = base64::engine::general_purpose::STANDARD.encode(RSA_TEST_KEY);
+    let keys = [
+        ("RS256", PrivateKey::from_json(&format!(r#"{{"kid":"r","alg":"RS256","pkcs8":"{rsa}"}}"#)).unwrap()),
+        ("ES256", PrivateKey::generate("e", Algorithm::ES256).unwrap()),
+        ("EdDSA", PrivateKey::generate("d", Algorithm::EdDSA).unwrap()),
+    ];
+    for (name, key) in &keys {
+        let jwk = key.public_jwk().unwrap();
+        let service = TokenService::new(tokens().config().clone(), key.signing_key(), KeySet::new().with_jwk(&jwk).unwrap());
+        let token = service.sign(claims).unwrap();
+        c.bench_function(&format!("jwt_sign_{name}"), |b| b.iter(|| service.sign(black_box(claims)).unwrap()));
+        c.bench_function(&format!("jwt_verify_{name}"), |b| b.iter(|| service.verify_access(black_box(&token)).unwrap()));
+        let stored = key.to_json();
+        c.bench_function(&format!("key_load_{name}"), |b| {
+            b.iter(|| {
+                let key = PrivateKey::from_json(black_box(&stored)).unwrap();
+                let jwk = key.public_jwk().unwrap();
+                TokenService::new(tokens().config().clone(), key.signing_key(), KeySet::new().with_jwk(&jwk).unwrap())
+            })
+        });
+    }
 }
 
 criterion_group!(crypto, benches);

@@ -445,41 +445,106 @@ def test_a_registration_that_meets_a_transaction_conflict_is_retried_not_a_500(p
 # --- A change whose write is slow to land, and a login in between ----------------------
 
 
-class HoldPasswordChange:
-    """A rule: the password change's one write (an UpdateItem of the hash and the sessions
-    cutoff) is held back until `release` is set; everything else goes through."""
+def is_password_change(operation, body):
+    return operation == "UpdateItem" and b"password_hash" in body and b"sessions_valid_after" in body
 
-    def __init__(self):
+
+def is_account_deletion(operation, body):
+    return operation == "TransactWriteItems" and b'"Delete"' in body
+
+
+class Hold:
+    """A rule: the first request that `matches(operation, body)` is held back until
+    `release` is set; everything else goes through."""
+
+    def __init__(self, matches):
+        self.matches = matches
         self.held, self.release = threading.Event(), threading.Event()
 
     def __call__(self, operation, request):
         body = request.split(b"\r\n\r\n", 1)[1]
-        if operation == "UpdateItem" and b"password_hash" in body and b"sessions_valid_after" in body:
+        if not self.held.is_set() and self.matches(operation, body):
             self.held.set()
             self.release.wait(timeout=5)
         return "pass"
 
 
+class LoseFirstAnswerOf:
+    """A rule: the first request that `matches(operation, body)` reaches DynamoDB but its
+    answer is lost (the SDK retries it); everything else goes through."""
+
+    def __init__(self, matches):
+        self.matches = matches
+        self.lost = 0
+
+    def __call__(self, operation, request):
+        if not self.lost and self.matches(operation, request.split(b"\r\n\r\n", 1)[1]):
+            self.lost += 1
+            return "lose"
+        return "pass"
+
+
+def in_background(call):
+    """Runs `call` on a thread; returns a function that waits for and gives its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=call()))
+    thread.start()
+
+    def wait():
+        thread.join(timeout=30)
+        return result["value"]
+
+    return wait
+
+
 def test_a_login_that_checks_the_old_password_while_the_change_lands_opens_no_lasting_session(proxied_api):
     api, proxy = proxied_api
     access, _ = signed_up(api)
-    rule = HoldPasswordChange()
+    rule = Hold(is_password_change)
     proxy.set_mode("scripted", rule)
     body = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
-    changing = {}
-    change = threading.Thread(
-        target=lambda: changing.update(res=api.call("POST", "/auth/password", token=access, json_body=body))
-    )
-    change.start()
+    changed = in_background(lambda: api.call("POST", "/auth/password", token=access, json_body=body))
     assert rule.held.wait(timeout=20), "the change's write never came"
     # The change has taken its cutoff time; its write has not landed: the old password
     # still verifies, and this login starts after the cutoff.
     login = api.from_address("127.0.0.51").login(api.username)
     rule.release.set()
-    change.join(timeout=30)
-    assert changing["res"].status == 200, changing["res"]
+    res = changed()
+    assert res.status == 200, res
     assert login.status == 200, login
     proxy.set_mode("pass")
     assert api.me(login.json()["access_token"]).status == 401, "the change ended the racing login's session"
     assert api.refresh(login.json()["refresh_token"]).status == 401
-    assert api.me(changing["res"].json()["access_token"]).status == 200
+    assert api.me(res.json()["access_token"]).status == 200
+
+
+def test_a_login_that_reads_the_user_while_its_deletion_lands_gets_tokens_of_nobody(proxied_api):
+    api, proxy = proxied_api
+    access, _ = signed_up(api)
+    rule = Hold(is_account_deletion)
+    proxy.set_mode("scripted", rule)
+    deleted = in_background(lambda: api.call("DELETE", "/auth/account", token=access, json_body={"password": PASSWORD}))
+    assert rule.held.wait(timeout=20), "the deletion's transaction never came"
+    login = api.from_address("127.0.0.52").login(api.username)
+    rule.release.set()
+    assert deleted().status == 204
+    assert login.status == 200, login  # it read the user before the deletion landed
+    proxy.set_mode("pass")
+    assert api.me(login.json()["access_token"]).status == 401
+    assert api.refresh(login.json()["refresh_token"]).status == 401
+    assert api.login(api.username).status == 401
+
+
+def test_a_password_change_whose_write_was_applied_but_whose_answer_was_lost_succeeds(proxied_api):
+    api, proxy = proxied_api
+    access, refresh = signed_up(api)
+    rule = LoseFirstAnswerOf(is_password_change)
+    proxy.set_mode("scripted", rule)
+    body = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    res = api.call("POST", "/auth/password", token=access, json_body=body)
+    assert rule.lost == 1
+    assert res.status == 200, res  # the SDK's retry found its own write, not a conflict
+    proxy.set_mode("pass")
+    assert api.me(res.json()["access_token"]).status == 200
+    assert api.me(access).status == 401 and api.refresh(refresh).status == 401
+    assert api.login(api.username, "a brand new passphrase").status == 200

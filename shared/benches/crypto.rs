@@ -114,6 +114,9 @@ impl Store for InstantStore {
     async fn list_sessions(&self, _: &str) -> Result<Vec<ListedSession>, StoreError> {
         unreachable!()
     }
+    async fn session(&self, _: &str, _: &str) -> Result<Option<ListedSession>, StoreError> {
+        unreachable!()
+    }
     async fn forget_session(&self, _: &str, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
@@ -123,7 +126,7 @@ impl Store for InstantStore {
     async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
         unreachable!()
     }
-    async fn delete_user(&self, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
+    async fn delete_user(&self, _: &str, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
         unreachable!()
     }
 }

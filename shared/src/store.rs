@@ -259,6 +259,9 @@ pub trait Store: Send + Sync {
     /// with whether it is revoked: strongly consistent reads.
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError>;
 
+    /// One listed session of the user, with whether it is revoked, in one consistent read.
+    async fn session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError>;
+
     /// Forgets one listed session (after revoking it). Safe to repeat.
     async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError>;
 
@@ -267,7 +270,8 @@ pub trait Store: Send + Sync {
 
     /// A password change in one conditional write: the new hash, and every session that
     /// started before `cutoff_ms` revoked, only if the user is still `user_id` with
-    /// `old_hash` and no later cutoff exists.
+    /// `old_hash`, not disabled, and no later cutoff exists. Idempotent: a retried write
+    /// that had already been applied answers `Changed`.
     async fn change_password(
         &self,
         username: &str,
@@ -278,8 +282,15 @@ pub trait Store: Send + Sync {
     ) -> Result<PasswordChange, StoreError>;
 
     /// Deletes a user at once: its item, its id item and the given failed-login counters,
-    /// atomically, only if the name still belongs to `user_id`. `false`: it did not.
-    async fn delete_user(&self, username: &str, user_id: &str, counters: &[ThrottleKey]) -> Result<bool, StoreError>;
+    /// atomically, only if the name still belongs to `user_id`, with the `password_hash`
+    /// that was verified, and is not disabled. `false`: it did not.
+    async fn delete_user(
+        &self,
+        username: &str,
+        user_id: &str,
+        password_hash: &str,
+        counters: &[ThrottleKey],
+    ) -> Result<bool, StoreError>;
 }
 
 /// `list_sessions` reads at most this many sessions of one user (the newest).

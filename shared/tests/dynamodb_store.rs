@@ -361,6 +361,12 @@ async fn sessions_list_newest_first_with_their_revocations_and_a_touch_never_cre
     let touched = &listed[2].session;
     assert_eq!((touched.created_at, touched.last_used_at, touched.expires_at), (1_763_800_000, 1_763_800_100, 1_763_990_000));
 
+    // One row with its revocation, in one read; another user's id finds nothing.
+    let one = store.session(&user_id, &rows[1].session_id).await.unwrap().unwrap();
+    assert_eq!((one.session.session_id.as_str(), one.revoked), (rows[1].session_id.as_str(), true));
+    assert!(!store.session(&user_id, &rows[2].session_id).await.unwrap().unwrap().revoked);
+    assert!(store.session(&uuid::Uuid::new_v4().to_string(), &rows[2].session_id).await.unwrap().is_none());
+
     // A touch of a row that is not there (forgotten) does not bring it back.
     store.forget_session(&user_id, &rows[0].session_id).await.unwrap();
     store.touch_session(&user_id, &rows[0].session_id, 1_763_800_200, 1_763_990_000).await.unwrap();
@@ -405,6 +411,12 @@ async fn a_password_change_writes_only_over_the_hash_and_user_it_read_and_never_
     assert_eq!(change(&u.user_id, &u.password_hash, 1_763_900_000_123).await, PasswordChange::Changed);
     let got = store.get_user(&u.username).await.unwrap().unwrap();
     assert_eq!((got.password_hash.as_str(), got.sessions_valid_after_ms), ("$argon2id$new", Some(1_763_900_000_123)));
+    // The same write again (an SDK retry of an applied write) is recognised as done.
+    assert_eq!(change(&u.user_id, &u.password_hash, 1_763_900_000_123).await, PasswordChange::Changed);
+    // A disabled user's password does not change.
+    store.set_disabled(&u.username, true, 1_763_900_000_200).await.unwrap();
+    let disabled = store.change_password(&u.username, &u.user_id, "$argon2id$new", "$argon2id$newer", 1_763_900_000_300);
+    assert_eq!(disabled.await.unwrap(), PasswordChange::Conflict);
     let ghost = common::unique_username("ghost");
     let absent = store.change_password(&ghost, &u.user_id, "x", "y", 1).await.unwrap();
     assert_eq!(absent, PasswordChange::Conflict);
@@ -424,16 +436,22 @@ async fn a_user_is_deleted_whole_and_only_by_its_own_id() {
     for key in &counters {
         store.swap_login_failures(key, None, &FailedLogins { count: 1, locked_until_ms: None, expires_at: 1_900_000_000, version: "w".into() }).await.unwrap();
     }
-    assert!(!store.delete_user(&u.username, &uuid::Uuid::new_v4().to_string(), &counters).await.unwrap());
+    let hash = &u.password_hash;
+    assert!(!store.delete_user(&u.username, &uuid::Uuid::new_v4().to_string(), hash, &counters).await.unwrap());
     assert!(store.get_user(&u.username).await.unwrap().is_some(), "another id deletes nothing");
     assert!(env.user_item(&format!("login#{}", u.username)).await.is_some(), "nothing at all");
+    assert!(!store.delete_user(&u.username, &u.user_id, "$argon2id$changed", &counters).await.unwrap());
+    store.set_disabled(&u.username, true, 1).await.unwrap();
+    assert!(!store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap(), "disabled meanwhile");
+    store.set_disabled(&u.username, false, 1).await.unwrap();
+    assert!(store.get_user(&u.username).await.unwrap().is_some());
 
-    assert!(store.delete_user(&u.username, &u.user_id, &counters).await.unwrap());
+    assert!(store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap());
     assert!(store.get_user(&u.username).await.unwrap().is_none());
     assert_eq!(store.username_for_id(&u.user_id).await.unwrap(), None);
     assert!(env.user_item(&format!("login#{}", u.username)).await.is_none());
     assert!(env.user_item(&format!("login#{}#192.0.2.1", u.username)).await.is_none());
-    assert!(!store.delete_user(&u.username, &u.user_id, &counters).await.unwrap(), "gone already");
+    assert!(!store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap(), "gone already");
     // The name is free again.
     assert_eq!(store.create_user(&user(&u.username)).await.unwrap(), CreateOutcome::Created);
 }

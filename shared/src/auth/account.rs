@@ -53,7 +53,8 @@ impl Auth {
             tracing::warn!(user_id = %user.user_id, "password change lost a race; nothing written");
             return Err(AuthError::Unavailable { retry_after_seconds: 1 });
         }
-        let sid = session_id_from(self.cut_off_racing_logins(&user.username).await).await;
+        let second_cutoff = self.cut_off_racing_logins(&user.username).await;
+        let sid = session_id_from(cutoff.max(second_cutoff)).await;
         let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
         if let Err(e) = self.open_session_row(&user, &sid, &pair).await {
             // The password is changed already: the pair is still the caller's to have.
@@ -86,8 +87,9 @@ impl Auth {
             ThrottleKey::Name { username: user.username.clone() },
             ThrottleKey::Client { username: user.username.clone(), client: throttle::client_key(client_ip) },
         ];
-        if !self.store.delete_user(&user.username, &user.user_id, &counters).await? {
-            // Deleted by a concurrent request of the same caller (or the name changed hands).
+        if !self.store.delete_user(&user.username, &user.user_id, &user.password_hash, &counters).await? {
+            // Changed since the password was checked: deleted already by a concurrent
+            // request, the password changed, or the user disabled. Nothing was deleted.
             return Err(AuthError::InvalidGrant);
         }
         if let Err(e) = self.store.forget_sessions(&user.user_id).await {
@@ -111,16 +113,9 @@ impl Auth {
         let user = self.caller(caller).await?;
         let now = now_ms() / 1000;
         let listed = self.store.list_sessions(&user.user_id).await?;
-        let live = |l: &ListedSession| {
-            let sid = &l.session.session_id;
-            !l.revoked
-                && l.session.expires_at > now
-                && !session_predates_cutoff(sid, user.sessions_valid_after_ms)
-                && self.session_ends_at(sid).is_some_and(|end| end > now)
-        };
         Ok(listed
             .into_iter()
-            .filter(live)
+            .filter(|l| self.is_live(l, &user, now))
             .map(|l| SessionView {
                 current: l.session.session_id == caller.sid,
                 id: l.session.session_id,
@@ -133,7 +128,9 @@ impl Auth {
     /// Ends one of the caller's live sessions ("log out that device"): its tokens stop at
     /// once. Anything that is not one of them is `NotFound`, whoever's it is.
     pub async fn end_session(&self, caller: &Principal, session_id: &str) -> Result<(), AuthError> {
-        if !self.list_sessions(caller).await?.iter().any(|s| s.id == session_id) {
+        let user = self.caller(caller).await?;
+        let listed = self.store.session(&user.user_id, session_id).await?;
+        if !listed.is_some_and(|l| self.is_live(&l, &user, now_ms() / 1000)) {
             return Err(AuthError::NotFound);
         }
         self.store.revoke_session(session_id, self.session_expiry()).await?;
@@ -149,6 +146,17 @@ impl Auth {
         };
         events::record(Kind::SessionEnded, event);
         Ok(())
+    }
+
+    /// A listed session is alive when it is not revoked, no "log out everywhere" (or
+    /// password change, or disable) came after it started, and it is within its refresh
+    /// and absolute lifetimes.
+    fn is_live(&self, listed: &ListedSession, user: &UserRecord, now: u64) -> bool {
+        let sid = &listed.session.session_id;
+        !listed.revoked
+            && listed.session.expires_at > now
+            && !session_predates_cutoff(sid, user.sessions_valid_after_ms)
+            && self.session_ends_at(sid).is_some_and(|end| end > now)
     }
 
     /// The caller's user as stored now; gone, replaced or disabled is an invalid token.

@@ -196,9 +196,13 @@ impl DynamoStore {
         mut request: HashMap<String, KeysAndAttributes>,
     ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
         let mut found: HashMap<String, Vec<Item>> = HashMap::new();
-        for _ in 0..=BATCH_RETRIES {
+        for attempt in 0..=BATCH_RETRIES {
             if request.is_empty() {
                 return Ok(found);
+            }
+            if attempt > 0 {
+                // Unprocessed keys mean throttling: back off before asking again.
+                tokio::time::sleep(backoff(attempt as u32 - 1)).await;
             }
             let out = self.client.batch_get_item().set_request_items(Some(request)).send().await.map_err(classify)?;
             for (table, items) in out.responses.unwrap_or_default() {
@@ -720,6 +724,10 @@ impl Store for DynamoStore {
         self.query_sessions(user_id).await
     }
 
+    async fn session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError> {
+        self.read_session(user_id, session_id).await
+    }
+
     async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
         self.delete_session(user_id, session_id).await
     }
@@ -743,11 +751,13 @@ impl Store for DynamoStore {
             .key("username", s(username))
             .update_expression("SET #hash = :new, #after = :t")
             .condition_expression(
-                "#id = :id AND #hash = :old AND (attribute_not_exists(#after) OR #after < :t)",
+                "#id = :id AND #hash = :old AND attribute_not_exists(#dis) \
+                 AND (attribute_not_exists(#after) OR #after < :t)",
             )
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#hash", "password_hash")
             .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_names("#dis", "disabled")
             .expression_attribute_values(":id", s(user_id))
             .expression_attribute_values(":old", s(old_hash))
             .expression_attribute_values(":new", s(new_hash))
@@ -756,19 +766,36 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(PasswordChange::Changed),
-            Err(e) if is_condition_failure(&e) => Ok(PasswordChange::Conflict),
+            Err(e) if is_condition_failure(&e) => {
+                // A salted hash is unique to this change: finding it stored means this very
+                // write was applied by an attempt whose answer was lost (the SDK retried).
+                let stored = self.get_user(username).await?;
+                Ok(match stored {
+                    Some(u) if u.user_id == user_id && u.password_hash == new_hash => PasswordChange::Changed,
+                    _ => PasswordChange::Conflict,
+                })
+            }
             Err(e) => Err(classify(e)),
         }
     }
 
-    async fn delete_user(&self, username: &str, user_id: &str, counters: &[ThrottleKey]) -> Result<bool, StoreError> {
+    async fn delete_user(
+        &self,
+        username: &str,
+        user_id: &str,
+        password_hash: &str,
+        counters: &[ThrottleKey],
+    ) -> Result<bool, StoreError> {
         let delete = |key: String| {
             aws_sdk_dynamodb::types::Delete::builder().table_name(&self.users_table).key("username", s(key))
         };
         let user = delete(username.to_string())
-            .condition_expression("#id = :id")
+            .condition_expression("#id = :id AND #hash = :hash AND attribute_not_exists(#dis)")
             .expression_attribute_names("#id", "user_id")
-            .expression_attribute_values(":id", s(user_id));
+            .expression_attribute_names("#hash", "password_hash")
+            .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_values(":id", s(user_id))
+            .expression_attribute_values(":hash", s(password_hash));
         let mut items = vec![user, delete(user_id_key(user_id))];
         items.extend(counters.iter().map(|key| delete(throttle_key(key))));
         let items = items

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
 
 use super::{
-    BATCH_RETRIES, DynamoStore, Item, build_err, classify, get_s, get_u64, is_condition_failure, n, s, session_key,
+    BATCH_RETRIES, DynamoStore, Item, backoff, build_err, classify, get_s, get_u64, is_condition_failure, n, s, session_key,
 };
 use crate::store::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, StoreError};
 
@@ -117,6 +117,25 @@ impl DynamoStore {
             .collect())
     }
 
+    /// One consistent BatchGetItem: the row of (`user_id`, `session_id`) and the session's
+    /// revocation.
+    pub(super) async fn read_session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError> {
+        let row = KeysAndAttributes::builder().keys(row_key(user_id, session_id)).consistent_read(true);
+        let revocation = KeysAndAttributes::builder()
+            .keys(HashMap::from([("jti".to_string(), s(session_key(session_id)))]))
+            .projection_expression("jti")
+            .consistent_read(true);
+        let found = self
+            .batch_get(HashMap::from([
+                (self.sessions_table.clone(), row.build().map_err(build_err)?),
+                (self.revoked_table.clone(), revocation.build().map_err(build_err)?),
+            ]))
+            .await?;
+        let revoked = found.get(&self.revoked_table).is_some_and(|items| !items.is_empty());
+        let session = found.get(&self.sessions_table).and_then(|items| items.first()).and_then(session_from_item);
+        Ok(session.map(|session| ListedSession { session, revoked }))
+    }
+
     pub(super) async fn delete_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
@@ -166,9 +185,12 @@ impl DynamoStore {
                 Ok(WriteRequest::builder().delete_request(delete).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        for _ in 0..=BATCH_RETRIES {
+        for attempt in 0..=BATCH_RETRIES {
             if requests.is_empty() {
                 return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt as u32 - 1)).await;
             }
             let out = self
                 .client

@@ -18,7 +18,10 @@ ADMIN_USERNAME and ADMIN_PASSWORD: when both are set, that user is registered (u
 exists) once the API listens, and granted the role `admin` (scripts/grant_role.py).
 
 JWT_SECRET: honoured when set; otherwise a random one is made for this run and never
-printed (tokens then stop verifying when the local API restarts).
+printed (tokens then stop verifying when the local API restarts). With JWT_ALGORITHM
+RS256, ES256 or EdDSA, JWT_PRIVATE_KEY instead (a key document, see signing_keys.py),
+likewise made for the run when not given; its public key is served at
+/.well-known/jwks.json.
 
 --extra-route adds a route the template does not have, served by one of the functions and
 requiring the given roles (the tests use it for a role-protected route).
@@ -49,6 +52,7 @@ import yaml
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import cargo_target  # noqa: E402
 import cfn_eval  # noqa: E402
+import signing_keys  # noqa: E402
 from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
 
 # Template parameter -> the variable the functions read.
@@ -338,9 +342,15 @@ def main():
             continue  # a template from before that parameter
         default = doc["Parameters"][parameter].get("Default", "")
         env.setdefault(variable, ",".join(map(str, default)) if isinstance(default, list) else str(default))
-    if not env.get("JWT_SECRET"):
+    if env.get("JWT_ALGORITHM") in signing_keys.ASYMMETRIC:
+        # One process signs and verifies: the private key is enough (its public half is
+        # published); a key pair per run unless one is given.
+        if not env.get("JWT_PRIVATE_KEY"):
+            env["JWT_PRIVATE_KEY"] = signing_keys.generate(env["JWT_ALGORITHM"])
+    elif not env.get("JWT_SECRET"):
         env["JWT_SECRET"] = secrets.token_urlsafe(48)
-    env.pop("JWT_SECRET_ARN", None)
+    for variable in ("JWT_SECRET_ARN", "JWT_PRIVATE_KEY_ARN", "JWT_PUBLIC_KEYS_ARN"):
+        env.pop(variable, None)
     wired, roles = wired_for(env)
     env.update(PORT=str(args.port), ROUTE_ROLES=json.dumps(roles), LOCAL_API_WIRING=json.dumps(wired))
     try:

@@ -169,6 +169,8 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/register": False,
         "POST /auth/login": False,
         "POST /auth/refresh": False,
+        "GET /.well-known/jwks.json": False,
+        "GET /.well-known/openid-configuration": False,
         "POST /auth/logout": True,
         "GET /auth/me": True,
         "POST /auth/password": True,

@@ -360,3 +360,53 @@ def test_account_lists_sessions_and_changes_the_password(functions):
     assert functions("authorizer").invoke(authorizer_event(user["access_token"])).get("errorMessage") == "Unauthorized"
     allowed = functions("authorizer").invoke(authorizer_event(fresh["access_token"]))
     assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+
+
+def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import signing_keys
+
+    private = signing_keys.generate("ES256", "es-rie")
+    register = Function("register", {"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY": private})
+    try:
+        body = {"username": f"rie-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}
+        res = register.invoke(event("register", body=json.dumps(body)))
+        assert res["statusCode"] == 201, res
+        access = json.loads(res["body"])["access_token"]
+    finally:
+        register.stop()
+    # The published set, as the rotation writes it: public keys only.
+    jwks = json.dumps({"keys": [public_jwk_of(private)]})
+    authorizer = Function("authorizer", {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS": jwks})
+    discovery = Function("discovery", {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS": jwks})
+    try:
+        allowed = authorizer.invoke(authorizer_event(access))
+        assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+        res = discovery.invoke(event("discovery"))
+        assert res["statusCode"] == 200, res
+        assert json.loads(res["body"]) == json.loads(jwks)
+    finally:
+        logs = authorizer.stop() + discovery.stop()
+    assert "pkcs8" not in logs
+    # A function that signs will not start without the private key, and says why.
+    fn = Function("register", {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS": jwks})
+    try:
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            fn.invoke(event("register", body=json.dumps(body)))
+    finally:
+        logs = fn.stop()
+    assert failed.value.code == 502
+    assert "JWT_PRIVATE_KEY (or its _ARN form): is required for a function that signs tokens" in logs, logs[-2000:]
+
+
+def public_jwk_of(private_document):
+    """The public JWK of a key document, computed here independently of the service."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    doc = json.loads(private_document)
+    key = serialization.load_der_private_key(base64.b64decode(doc["pkcs8"]), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    numbers = key.public_key().public_numbers()
+    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
+    return {"kid": doc["kid"], "kty": "EC", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}

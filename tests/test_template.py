@@ -34,6 +34,7 @@ EXPECTED = {
     ),
     "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
     "MeFunction": (False, set()),
+    "DiscoveryFunction": (False, set()),
     "PreflightFunction": (False, set()),
     "AdminFunction": (False, {"GetItem users", "UpdateItem users"}),
     "AccountFunction": (

@@ -178,7 +178,9 @@ impl Gateway {
             "stage": self.stage(),
             "resourcePath": route.path,
             "httpMethod": route.method,
-            "path": format!("/{}{}", self.stage(), call.path),
+            // The path the client asked for: the local API serves without the stage in
+            // front (as a custom domain does), so there is no stage prefix to report.
+            "path": call.path,
             "requestId": uuid::Uuid::new_v4().to_string(),
             "protocol": "HTTP/1.1",
             "requestTimeEpoch": now_ms,

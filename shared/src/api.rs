@@ -31,6 +31,8 @@ pub enum Route {
     /// The caller's account: `POST /auth/password`, `DELETE /auth/account`,
     /// `GET /auth/sessions`, `DELETE /auth/sessions/{id}`, behind the authorizer.
     Account,
+    /// `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`: public.
+    Discovery,
 }
 
 impl Route {
@@ -52,6 +54,7 @@ pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: R
         (Route::Logout, Some(auth)) => logout(auth, browser, req).await,
         (Route::Admin, Some(auth)) => admin(auth, req).await,
         (Route::Account, Some(auth)) => account(auth, browser, req).await,
+        (Route::Discovery, Some(auth)) => discovery(auth, &req),
         (_, None) => {
             tracing::error!(?route, "route served without its use cases");
             http::error(&AuthError::Internal)
@@ -297,6 +300,65 @@ async fn admin(auth: &Auth, req: Request) -> Response<Body> {
         }
         .await,
     )
+}
+
+/// How long clients may cache the JWKS and the discovery document: short enough that a
+/// rotation's new key is fetched well before it signs anything that matters.
+const DISCOVERY_MAX_AGE_SECONDS: u32 = 300;
+
+/// The public key set and the OpenID Provider metadata (issuer, where the keys and the
+/// token endpoint are). Only public material: with HMAC the key set is empty.
+fn discovery(auth: &Auth, req: &Request) -> Response<Body> {
+    respond(method_and_resource(req).and_then(|(method, resource)| {
+        let body = match (method.as_str(), resource.as_str()) {
+            ("GET", "/.well-known/jwks.json") => serde_json::to_value(auth.tokens().jwks()).map_err(|_| AuthError::Internal)?,
+            ("GET", "/.well-known/openid-configuration") => {
+                let config = auth.tokens().config();
+                let base = public_base_url(&config.issuer, req);
+                let algorithm = format!("{:?}", config.algorithm);
+                json!({
+                    "issuer": config.issuer,
+                    "jwks_uri": format!("{base}/.well-known/jwks.json"),
+                    "token_endpoint": format!("{base}/auth/login"),
+                    "grant_types_supported": ["password", "refresh_token"],
+                    "response_types_supported": ["token"],
+                    "subject_types_supported": ["public"],
+                    "token_endpoint_auth_methods_supported": ["none"],
+                    "id_token_signing_alg_values_supported": [algorithm],
+                    "claims_supported": ["iss", "aud", "sub", "username", "roles", "iat", "nbf", "exp", "jti", "sid", "token_use"],
+                })
+            }
+            _ => return Err(AuthError::NotFound),
+        };
+        let mut res = http::json(200, &body);
+        let cache = format!("public, max-age={DISCOVERY_MAX_AGE_SECONDS}");
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache).map_err(|_| AuthError::Internal)?);
+        Ok(res)
+    }))
+}
+
+/// Where the API is, as clients reach it: the issuer when it is a URL (the deployed
+/// case, OpenID's rule that the metadata lives under the issuer), else the request's own
+/// host and stage (`http` on loopback, `https` anywhere else).
+fn public_base_url(issuer: &str, req: &Request) -> String {
+    if issuer.starts_with("https://") || issuer.starts_with("http://") {
+        return issuer.trim_end_matches('/').to_string();
+    }
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
+        "http"
+    } else {
+        "https"
+    };
+    // The stage prefix: the path API Gateway saw, less the path the route matched.
+    let prefix = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            let full = ctx.path.clone().unwrap_or_default();
+            full.strip_suffix(req.uri().path()).map(str::to_string).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    format!("{scheme}://{host}{prefix}")
 }
 
 fn me(req: Request) -> Response<Body> {

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
 
 use crate::auth::Auth;
-use crate::config::{Config, ConfigError, SigningKeySource, validate_secret};
+use crate::config::{
+    Config, ConfigError, ENV_PRIVATE_KEY, ENV_PUBLIC_KEYS, KeyDocument, SigningKeySource, validate_secret,
+};
 use crate::password::PasswordHasher;
 use crate::store::DynamoStore;
-use crate::tokens::TokenService;
+use crate::tokens::{Jwks, KeySet, PrivateKey, TokenService};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -20,6 +22,8 @@ pub enum StartupError {
         "could not read the signing secret from Secrets Manager ({0}); check the secret exists and the function may read it"
     )]
     Secret(String),
+    #[error("{0} (or its _ARN form): {1}")]
+    Key(&'static str, String),
     #[error("password hasher: {0}")]
     Hasher(String),
 }
@@ -58,33 +62,97 @@ fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets
         .map_or_else(|| Targets::new().with_default(LevelFilter::INFO), with_default)
 }
 
+/// A secret's current value from Secrets Manager (its string, else its binary).
+async fn read_secret(id: &str, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
+    let client = crate::aws::secretsmanager_client(sdk);
+    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+        // The error code only: never the response body.
+        let code = aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e).unwrap_or("unreachable").to_string();
+        StartupError::Secret(code)
+    })?;
+    let secret = out
+        .secret_string()
+        .map(|s| s.as_bytes().to_vec())
+        .or_else(|| out.secret_binary().map(|b| b.as_ref().to_vec()));
+    secret.ok_or_else(|| StartupError::Secret("empty secret".into()))
+}
+
 async fn signing_secret(source: &SigningKeySource, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
     match source {
         SigningKeySource::Secret(bytes) => Ok(bytes.clone()),
         SigningKeySource::SecretsManager(id) => {
-            let client = crate::aws::secretsmanager_client(sdk);
-            let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-                // The error code only: never the response body.
-                let code =
-                    aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e).unwrap_or("unreachable").to_string();
-                StartupError::Secret(code)
-            })?;
-            let secret = out
-                .secret_string()
-                .map(|s| s.as_bytes().to_vec())
-                .or_else(|| out.secret_binary().map(|b| b.as_ref().to_vec()));
-            let secret = secret.ok_or_else(|| StartupError::Secret("empty secret".into()))?;
-            Ok(validate_secret(crate::config::ENV_SECRET_ARN, secret)?)
+            Ok(validate_secret(crate::config::ENV_SECRET_ARN, read_secret(id, sdk).await?)?)
         }
     }
 }
 
-/// Whether a function needs the signing key. Least privilege: a function that neither
-/// signs nor verifies (logout, which trusts the authorizer's context) never reads it, and
-/// the template does not let it.
+async fn key_document(
+    document: &KeyDocument,
+    variable: &'static str,
+    sdk: &aws_config::SdkConfig,
+) -> Result<zeroize::Zeroizing<String>, StartupError> {
+    let text = match document {
+        KeyDocument::Inline(text) => text.clone(),
+        KeyDocument::SecretsManager(id) => String::from_utf8(read_secret(id, sdk).await?)
+            .map_err(|_| StartupError::Key(variable, "the secret is not UTF-8 text".into()))?,
+    };
+    Ok(zeroize::Zeroizing::new(text))
+}
+
+/// The token service of an asymmetric algorithm: the private key if the function signs,
+/// and the public keys it verifies with (the published set, plus its own key's public
+/// half). Nothing but the signing functions ever parses a private key.
+async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<TokenService, StartupError> {
+    let documents = config.asymmetric.clone().unwrap_or_default();
+    let private = match (keys, &documents.private_key) {
+        (Keys::SignAndVerify, Some(document)) => {
+            let text = key_document(document, ENV_PRIVATE_KEY, sdk).await?;
+            let key = PrivateKey::from_json(&text).map_err(|e| StartupError::Key(ENV_PRIVATE_KEY, e.to_string()))?;
+            if key.algorithm() != config.tokens.algorithm {
+                let message = format!("the key is {:?}, but JWT_ALGORITHM is {:?}", key.algorithm(), config.tokens.algorithm);
+                return Err(StartupError::Key(ENV_PRIVATE_KEY, message));
+            }
+            Some(key)
+        }
+        (Keys::SignAndVerify, None) => {
+            return Err(StartupError::Key(ENV_PRIVATE_KEY, "is required for a function that signs tokens".into()));
+        }
+        _ => None,
+    };
+    let mut published = match &documents.public_keys {
+        Some(document) => serde_json::from_str::<Jwks>(&key_document(document, ENV_PUBLIC_KEYS, sdk).await?)
+            .map_err(|e| StartupError::Key(ENV_PUBLIC_KEYS, format!("not a JWK Set: {e}")))?,
+        None => Jwks::default(),
+    };
+    if let Some(key) = &private {
+        let own = key.public_jwk().map_err(|e| StartupError::Key(ENV_PRIVATE_KEY, e.to_string()))?;
+        if !published.keys.iter().any(|k| k.kid == own.kid) {
+            published.keys.insert(0, own);
+        }
+    }
+    let mut set = KeySet::new();
+    for jwk in &published.keys {
+        set = set
+            .with_jwk(jwk)
+            .ok_or_else(|| StartupError::Key(ENV_PUBLIC_KEYS, format!("key {:?} is not an RS256, ES256 or EdDSA signing key", jwk.kid)))?;
+    }
+    if published.keys.is_empty() {
+        return Err(StartupError::Key(ENV_PUBLIC_KEYS, "is required: no public key to verify tokens with".into()));
+    }
+    Ok(TokenService::with_keys(config.tokens.clone(), private.map(|k| k.signing_key()), set, published))
+}
+
+/// Which keys a function needs. Least privilege: a function that neither signs nor
+/// verifies (logout, which trusts the authorizer's context) never reads any, and the
+/// template does not let it; with an asymmetric algorithm, one that only verifies (the
+/// authorizer, the JWKS) never reads the private key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {
     SignAndVerify,
+    Verify,
+    /// Public keys only, to publish them: none at all with HMAC (a secret is never
+    /// published, so the JWKS function never reads it).
+    Public,
     None,
 }
 
@@ -100,11 +168,11 @@ pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
 }
 
 pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<Auth, StartupError> {
-    let tokens = match keys {
-        Keys::SignAndVerify => {
-            TokenService::from_secret(config.tokens.clone(), &signing_secret(&config.signing_key, sdk).await?)
-        }
-        Keys::None => TokenService::without_keys(config.tokens.clone()),
+    let tokens = match (keys, &config.signing_key) {
+        (Keys::None, _) | (Keys::Public, Some(_)) => TokenService::without_keys(config.tokens.clone()),
+        // HMAC: the one secret both signs and verifies.
+        (_, Some(secret)) => TokenService::from_secret(config.tokens.clone(), &signing_secret(secret, sdk).await?),
+        (_, None) => asymmetric_tokens(config, sdk, keys).await?,
     };
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
     let store = DynamoStore::new(

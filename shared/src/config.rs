@@ -34,6 +34,34 @@ impl fmt::Debug for SigningKeySource {
     }
 }
 
+/// Where a key document comes from: the environment (local runs) or a Secrets Manager
+/// secret read at cold start (deployed).
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyDocument {
+    Inline(String),
+    SecretsManager(String),
+}
+
+impl fmt::Debug for KeyDocument {
+    // A private key document is key material: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyDocument::Inline(_) => f.write_str("Inline(<redacted>)"),
+            KeyDocument::SecretsManager(id) => write!(f, "SecretsManager({id})"),
+        }
+    }
+}
+
+/// The keys of an asymmetric algorithm (RS256, ES256, EdDSA). A function that signs needs
+/// the private key (JSON `{"kid", "alg", "pkcs8"}`); one that verifies needs the public
+/// keys (a JWK Set: the current key and, during a rotation, the previous one). Which of the
+/// two a function must have is checked at its cold start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AsymmetricKeys {
+    pub private_key: Option<KeyDocument>,
+    pub public_keys: Option<KeyDocument>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Config {
     pub memory_kib: u32,
@@ -97,7 +125,10 @@ pub struct Config {
     pub revoked_tokens_table: String,
     pub sessions_table: String,
     pub tokens: TokenConfig,
-    pub signing_key: SigningKeySource,
+    /// The HMAC secret (HS256/384/512); `None` with an asymmetric algorithm.
+    pub signing_key: Option<SigningKeySource>,
+    /// The key documents of an asymmetric algorithm; `None` with HMAC.
+    pub asymmetric: Option<AsymmetricKeys>,
     pub argon2: Argon2Config,
     pub login_throttle: LoginThrottleConfig,
     /// After this long (from the session's start), refresh fails whatever the refresh
@@ -175,6 +206,10 @@ pub const ENV_ALGORITHM: &str = "JWT_ALGORITHM";
 pub const ENV_KEY_ID: &str = "JWT_KEY_ID";
 pub const ENV_SECRET: &str = "JWT_SECRET";
 pub const ENV_SECRET_ARN: &str = "JWT_SECRET_ARN";
+pub const ENV_PRIVATE_KEY: &str = "JWT_PRIVATE_KEY";
+pub const ENV_PRIVATE_KEY_ARN: &str = "JWT_PRIVATE_KEY_ARN";
+pub const ENV_PUBLIC_KEYS: &str = "JWT_PUBLIC_KEYS";
+pub const ENV_PUBLIC_KEYS_ARN: &str = "JWT_PUBLIC_KEYS_ARN";
 pub const ENV_ACCESS_TTL: &str = "ACCESS_TOKEN_TTL_SECONDS";
 pub const ENV_REFRESH_TTL: &str = "REFRESH_TOKEN_TTL_SECONDS";
 pub const ENV_LEEWAY: &str = "JWT_LEEWAY_SECONDS";
@@ -197,7 +232,15 @@ impl Config {
             None | Some("HS256") => Algorithm::HS256,
             Some("HS384") => Algorithm::HS384,
             Some("HS512") => Algorithm::HS512,
-            Some(other) => return Err(err(ENV_ALGORITHM, format!("must be HS256, HS384 or HS512, got {other:?}"))),
+            Some("RS256") => Algorithm::RS256,
+            Some("ES256") => Algorithm::ES256,
+            Some("EdDSA") => Algorithm::EdDSA,
+            Some(other) => {
+                return Err(err(
+                    ENV_ALGORITHM,
+                    format!("must be HS256, HS384, HS512, RS256, ES256 or EdDSA, got {other:?}"),
+                ));
+            }
         };
         let key_id = r.optional(ENV_KEY_ID).unwrap_or_else(|| "k1".to_string());
         if key_id.len() > 64
@@ -206,15 +249,36 @@ impl Config {
             return Err(err(ENV_KEY_ID, "must be 1-64 characters of A-Z a-z 0-9 . _ -"));
         }
 
-        let signing_key = match (r.0.get(ENV_SECRET).filter(|s| !s.is_empty()), r.optional(ENV_SECRET_ARN)) {
-            (Some(_), Some(_)) => {
-                return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both")));
-            }
-            (Some(secret), None) => SigningKeySource::Secret(validate_secret(ENV_SECRET, secret.into_bytes())?),
-            (None, Some(arn)) => SigningKeySource::SecretsManager(arn),
-            (None, None) => {
-                return Err(err(ENV_SECRET, format!("is required (or {ENV_SECRET_ARN}); there is no default secret")));
-            }
+        let hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let (signing_key, asymmetric) = if hmac {
+            let secret = match (r.0.get(ENV_SECRET).filter(|s| !s.is_empty()), r.optional(ENV_SECRET_ARN)) {
+                (Some(_), Some(_)) => {
+                    return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both")));
+                }
+                (Some(secret), None) => SigningKeySource::Secret(validate_secret(ENV_SECRET, secret.into_bytes())?),
+                (None, Some(arn)) => SigningKeySource::SecretsManager(arn),
+                (None, None) => {
+                    return Err(err(
+                        ENV_SECRET,
+                        format!("is required (or {ENV_SECRET_ARN}); there is no default secret"),
+                    ));
+                }
+            };
+            (Some(secret), None)
+        } else {
+            let document = |inline: &'static str, arn: &'static str| {
+                match (r.0.get(inline).filter(|s| !s.is_empty()), r.optional(arn)) {
+                    (Some(_), Some(_)) => Err(err(inline, format!("set either {inline} or {arn}, not both"))),
+                    (Some(text), None) => Ok(Some(KeyDocument::Inline(text))),
+                    (None, Some(id)) => Ok(Some(KeyDocument::SecretsManager(id))),
+                    (None, None) => Ok(None),
+                }
+            };
+            let keys = AsymmetricKeys {
+                private_key: document(ENV_PRIVATE_KEY, ENV_PRIVATE_KEY_ARN)?,
+                public_keys: document(ENV_PUBLIC_KEYS, ENV_PUBLIC_KEYS_ARN)?,
+            };
+            (None, Some(keys))
         };
 
         let access_ttl_seconds = r.number(ENV_ACCESS_TTL, 900, 60, 86_400)?;
@@ -237,6 +301,7 @@ impl Config {
                 leeway_seconds: r.number(ENV_LEEWAY, 5, 0, MAX_LEEWAY_SECONDS)?,
             },
             signing_key,
+            asymmetric,
             argon2: Argon2Config {
                 memory_kib: r.number(ENV_ARGON2_MEMORY, MIN_ARGON2_MEMORY_KIB, MIN_ARGON2_MEMORY_KIB, 1 << 21)?,
                 iterations: r.number(ENV_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, MIN_ARGON2_ITERATIONS, 20)?,
@@ -320,7 +385,8 @@ mod tests {
         assert_eq!(c.tokens.algorithm, Algorithm::HS256);
         assert!(c.tokens.leeway_seconds <= MAX_LEEWAY_SECONDS);
         assert_eq!(c.argon2, Argon2Config { memory_kib: 19_456, iterations: 2, parallelism: 1 });
-        assert_eq!(c.signing_key, SigningKeySource::Secret(SECRET.as_bytes().to_vec()));
+        assert_eq!(c.signing_key, Some(SigningKeySource::Secret(SECRET.as_bytes().to_vec())));
+        assert_eq!(c.asymmetric, None);
         assert_eq!(c.login_throttle, LoginThrottleConfig::default());
         assert_eq!(c.session_max_lifetime_seconds, 90 * 86_400);
     }
@@ -371,7 +437,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             c.signing_key,
-            SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into())
+            Some(SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into()))
         );
         assert!(with(&[(ENV_SECRET_ARN, Some("arn"))]).is_err());
     }

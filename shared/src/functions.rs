@@ -1,4 +1,4 @@
-//! The nine Lambda entry points; each binary's `main` is one call to one of these.
+//! The ten Lambda entry points; each binary's `main` is one call to one of these.
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -97,6 +97,11 @@ pub fn account() -> ExitCode {
     http_function(Route::Account, Keys::SignAndVerify)
 }
 
+/// The JWKS and the OpenID discovery document: public keys only (none with HMAC).
+pub fn discovery() -> ExitCode {
+    http_function(Route::Discovery, Keys::Public)
+}
+
 /// OPTIONS on every route: the CORS preflight, from the allowed origins alone.
 pub fn preflight() -> ExitCode {
     http_function(Route::Preflight, Keys::None)
@@ -107,7 +112,7 @@ pub fn preflight() -> ExitCode {
 /// Gateway then refuses the call).
 pub fn authorizer() -> ExitCode {
     run(async {
-        let auth = cold_start(Keys::SignAndVerify).await?;
+        let auth = cold_start(Keys::Verify).await?;
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
             authorize(auth, routes, &event.payload).await

@@ -151,11 +151,20 @@ pub struct TokenService {
     /// `None` in functions that neither sign nor verify (they never read the key).
     signer: Option<SigningKey>,
     keys: HashMap<String, VerifyingKey>,
+    /// The public keys that verify this service's tokens, as the JWKS publishes them
+    /// (empty with HMAC: a secret is never published).
+    published: Jwks,
     config: TokenConfig,
 }
 
 impl TokenService {
     pub fn new(config: TokenConfig, signer: SigningKey, keys: KeySet) -> Self {
+        Self::with_keys(config, Some(signer), keys, Jwks::default())
+    }
+
+    /// A service that signs with `signer` (if any: a function that only verifies has none)
+    /// and verifies with `keys`; `published` is the public part, for the JWKS.
+    pub fn with_keys(config: TokenConfig, signer: Option<SigningKey>, keys: KeySet, published: Jwks) -> Self {
         crypto::install();
         let keys = keys
             .keys
@@ -170,14 +179,19 @@ impl TokenService {
                 (kid, VerifyingKey { key, validation })
             })
             .collect();
-        TokenService { signer: Some(signer), keys, config }
+        TokenService { signer, keys, published, config }
+    }
+
+    /// The public keys, as `GET /.well-known/jwks.json` answers them.
+    pub fn jwks(&self) -> &Jwks {
+        &self.published
     }
 
     /// For functions that neither sign nor verify (logout reads the authorizer's context):
     /// the token settings without any key, so the key is never read. Signing fails and
     /// every token is refused.
     pub fn without_keys(config: TokenConfig) -> Self {
-        TokenService { signer: None, keys: HashMap::new(), config }
+        TokenService { signer: None, keys: HashMap::new(), published: Jwks::default(), config }
     }
 
     /// The usual setup: one HMAC secret that both signs and verifies.

@@ -171,7 +171,9 @@ impl Auth {
     }
 
     /// A pair in session `sid`; neither token outlives the session's absolute lifetime.
-    fn issue(&self, user_id: &str, username: &str, roles: &[String], sid: &str) -> Result<IssuedPair, AuthError> {
+    async fn issue(&self, user_id: &str, username: &str, roles: &[String], sid: &str) -> Result<IssuedPair, AuthError> {
+        // A rotation's new key signs once this instance has read it (see KEY_MAX_AGE).
+        self.tokens.keep_fresh().await;
         let now = now_ms() / 1000;
         let session_end = self.session_ends_at(sid).ok_or(AuthError::Internal)?;
         self.tokens.issue_pair_until(Subject { user_id, username, roles }, sid, now, session_end).map_err(|e| match e {
@@ -185,7 +187,7 @@ impl Auth {
     /// (so the user can list and end it). The row is written before the pair is handed out:
     /// a session the user could not see is not handed out.
     async fn open_session(&self, user: &UserRecord, sid: &str) -> Result<IssuedPair, AuthError> {
-        let pair = self.issue(&user.user_id, &user.username, &user.roles, sid)?;
+        let pair = self.issue(&user.user_id, &user.username, &user.roles, sid).await?;
         self.open_session_row(user, sid, &pair).await?;
         Ok(pair)
     }
@@ -247,7 +249,7 @@ impl Auth {
                 // into `username_taken`, so here the row is best effort (the session works,
                 // and "log out everywhere" or a password change still ends it).
                 let sid = new_session_id();
-                let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid)?;
+                let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid).await?;
                 if let Err(e) = self.open_session_row(&user, &sid, &tokens).await {
                     tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
                 }

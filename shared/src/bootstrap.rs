@@ -8,11 +8,13 @@ use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
 
 use crate::auth::Auth;
 use crate::config::{
-    Config, ConfigError, ENV_PRIVATE_KEY, ENV_PUBLIC_KEYS, KeyDocument, SigningKeySource, validate_secret,
+    AsymmetricKeys, Config, ConfigError, ENV_PRIVATE_KEY, ENV_PUBLIC_KEYS, KeyDocument, SigningKeySource,
+    validate_secret,
 };
 use crate::password::PasswordHasher;
 use crate::store::DynamoStore;
-use crate::tokens::{Jwks, KeySet, PrivateKey, TokenService};
+use crate::tokens::{Jwks, KeyLoader, KeySet, LoadedKeys, PrivateKey, TokenService};
+use jsonwebtoken::Algorithm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -99,17 +101,21 @@ async fn key_document(
     Ok(zeroize::Zeroizing::new(text))
 }
 
-/// The token service of an asymmetric algorithm: the private key if the function signs,
-/// and the public keys it verifies with (the published set, plus its own key's public
-/// half). Nothing but the signing functions ever parses a private key.
-async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<TokenService, StartupError> {
-    let documents = config.asymmetric.clone().unwrap_or_default();
+/// The keys of an asymmetric algorithm: the private key if the function signs, and the
+/// public keys it verifies with (the published set, plus its own key's public half).
+/// Nothing but the signing functions ever parses a private key.
+async fn asymmetric_keys(
+    documents: &AsymmetricKeys,
+    algorithm: Algorithm,
+    sdk: &aws_config::SdkConfig,
+    keys: Keys,
+) -> Result<LoadedKeys, StartupError> {
     let private = match (keys, &documents.private_key) {
         (Keys::SignAndVerify, Some(document)) => {
             let text = key_document(document, ENV_PRIVATE_KEY, sdk).await?;
             let key = PrivateKey::from_json(&text).map_err(|e| StartupError::Key(ENV_PRIVATE_KEY, e.to_string()))?;
-            if key.algorithm() != config.tokens.algorithm {
-                let message = format!("the key is {:?}, but JWT_ALGORITHM is {:?}", key.algorithm(), config.tokens.algorithm);
+            if key.algorithm() != algorithm {
+                let message = format!("the key is {:?}, but JWT_ALGORITHM is {algorithm:?}", key.algorithm());
                 return Err(StartupError::Key(ENV_PRIVATE_KEY, message));
             }
             Some(key)
@@ -132,14 +138,45 @@ async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: K
     }
     let mut set = KeySet::new();
     for jwk in &published.keys {
-        set = set
-            .with_jwk(jwk)
-            .ok_or_else(|| StartupError::Key(ENV_PUBLIC_KEYS, format!("key {:?} is not an RS256, ES256 or EdDSA signing key", jwk.kid)))?;
+        set = set.with_jwk(jwk).ok_or_else(|| {
+            StartupError::Key(ENV_PUBLIC_KEYS, format!("key {:?} is not an RS256, ES256 or EdDSA signing key", jwk.kid))
+        })?;
     }
     if published.keys.is_empty() {
         return Err(StartupError::Key(ENV_PUBLIC_KEYS, "is required: no public key to verify tokens with".into()));
     }
-    Ok(TokenService::with_keys(config.tokens.clone(), private.map(|k| k.signing_key()), set, published))
+    Ok(LoadedKeys { signer: private.map(|k| k.signing_key()), keys: set, published })
+}
+
+/// Reads the key documents again from where they live (after a rotation).
+struct DocumentLoader {
+    documents: AsymmetricKeys,
+    algorithm: Algorithm,
+    sdk: aws_config::SdkConfig,
+    keys: Keys,
+}
+
+#[async_trait::async_trait]
+impl KeyLoader for DocumentLoader {
+    async fn load(&self) -> Result<LoadedKeys, String> {
+        asymmetric_keys(&self.documents, self.algorithm, &self.sdk, self.keys).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The token service of an asymmetric algorithm. Keys kept in Secrets Manager are read
+/// again when they may have rotated; keys given inline never change.
+async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<TokenService, StartupError> {
+    let documents = config.asymmetric.clone().unwrap_or_default();
+    let algorithm = config.tokens.algorithm;
+    let stored = [&documents.private_key, &documents.public_keys]
+        .iter()
+        .any(|d| matches!(d, Some(KeyDocument::SecretsManager(_))));
+    let loaded = asymmetric_keys(&documents, algorithm, sdk, keys).await?;
+    if !stored {
+        return Ok(TokenService::with_keys(config.tokens.clone(), loaded.signer, loaded.keys, loaded.published));
+    }
+    let loader = DocumentLoader { documents, algorithm, sdk: sdk.clone(), keys };
+    Ok(TokenService::reloadable_with(config.tokens.clone(), Arc::new(loader), loaded))
 }
 
 /// Which keys a function needs. Least privilege: a function that neither signs nor

@@ -2,6 +2,11 @@
 //! token header's `alg` is only compared against it, never trusted to choose it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -147,13 +152,61 @@ pub struct Subject<'a> {
     pub roles: &'a [String],
 }
 
-pub struct TokenService {
-    /// `None` in functions that neither sign nor verify (they never read the key).
+/// The keys in use, swapped whole when they are reloaded.
+struct KeyState {
+    /// `None` in functions that do not sign (they never read a private key).
     signer: Option<SigningKey>,
     keys: HashMap<String, VerifyingKey>,
     /// The public keys that verify this service's tokens, as the JWKS publishes them
     /// (empty with HMAC: a secret is never published).
-    published: Jwks,
+    published: Arc<Jwks>,
+}
+
+/// The keys a loader produces: what `TokenService::with_keys` takes.
+pub struct LoadedKeys {
+    pub signer: Option<SigningKey>,
+    pub keys: KeySet,
+    pub published: Jwks,
+}
+
+/// Where keys are read again after a rotation (Secrets Manager, deployed). Errors are
+/// messages for the log, never key material.
+#[async_trait::async_trait]
+pub trait KeyLoader: Send + Sync {
+    async fn load(&self) -> Result<LoadedKeys, String>;
+}
+
+/// A token whose `kid` is unknown triggers at most one reload of the keys this often, per
+/// execution environment: a forged `kid` never costs a secret read per token.
+pub const KEY_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// A function that signs re-reads its keys this often, so a rotation's new key signs
+/// without a redeploy (and verifiers learn it first: the rotation publishes it before
+/// it signs anything).
+pub const KEY_MAX_AGE: Duration = Duration::from_secs(300);
+
+struct Reloading {
+    loader: Arc<dyn KeyLoader>,
+    /// One reload at a time; the others wait for it and use its result.
+    lock: tokio::sync::Mutex<()>,
+    /// When the keys were last read (or a read last failed).
+    loaded: std::sync::Mutex<Instant>,
+    /// When an unknown `kid` last caused a read (`None`: never).
+    unknown_kid: std::sync::Mutex<Option<Instant>>,
+    reloads: AtomicU64,
+}
+
+/// Which rule asks for a read.
+#[derive(Clone, Copy)]
+enum Why {
+    /// The keys are older than `KEY_MAX_AGE`.
+    Age,
+    /// A token named a `kid` this service does not know.
+    UnknownKid,
+}
+
+pub struct TokenService {
+    state: RwLock<Arc<KeyState>>,
+    reloading: Option<Reloading>,
     config: TokenConfig,
 }
 
@@ -166,7 +219,35 @@ impl TokenService {
     /// and verifies with `keys`; `published` is the public part, for the JWKS.
     pub fn with_keys(config: TokenConfig, signer: Option<SigningKey>, keys: KeySet, published: Jwks) -> Self {
         crypto::install();
-        let keys = keys
+        let state = Self::state(&config, LoadedKeys { signer, keys, published });
+        TokenService { state: RwLock::new(Arc::new(state)), reloading: None, config }
+    }
+
+    /// As `with_keys`, with keys read by `loader` now, and again when a token names an
+    /// unknown `kid` (at most once per `KEY_RELOAD_MIN_INTERVAL`) and when they are older
+    /// than `KEY_MAX_AGE` at signing time.
+    pub async fn reloadable(config: TokenConfig, loader: Arc<dyn KeyLoader>) -> Result<Self, String> {
+        let loaded = loader.load().await?;
+        Ok(Self::reloadable_with(config, loader, loaded))
+    }
+
+    /// As `reloadable`, with the keys the loader has just read.
+    pub fn reloadable_with(config: TokenConfig, loader: Arc<dyn KeyLoader>, loaded: LoadedKeys) -> Self {
+        crypto::install();
+        let state = Self::state(&config, loaded);
+        let reloading = Reloading {
+            loader,
+            lock: tokio::sync::Mutex::new(()),
+            loaded: std::sync::Mutex::new(Instant::now()),
+            unknown_kid: std::sync::Mutex::new(None),
+            reloads: AtomicU64::new(0),
+        };
+        TokenService { state: RwLock::new(Arc::new(state)), reloading: Some(reloading), config }
+    }
+
+    fn state(config: &TokenConfig, loaded: LoadedKeys) -> KeyState {
+        let keys = loaded
+            .keys
             .keys
             .into_iter()
             .map(|(kid, (algorithm, key))| {
@@ -179,19 +260,97 @@ impl TokenService {
                 (kid, VerifyingKey { key, validation })
             })
             .collect();
-        TokenService { signer, keys, published, config }
+        KeyState { signer: loaded.signer, keys, published: Arc::new(loaded.published) }
+    }
+
+    fn current(&self) -> Arc<KeyState> {
+        self.state.read().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     /// The public keys, as `GET /.well-known/jwks.json` answers them.
-    pub fn jwks(&self) -> &Jwks {
-        &self.published
+    pub fn jwks(&self) -> Arc<Jwks> {
+        self.current().published.clone()
+    }
+
+    /// How many times the keys were read again since the cold start.
+    pub fn reloads(&self) -> u64 {
+        self.reloading.as_ref().map_or(0, |r| r.reloads.load(Ordering::Relaxed))
+    }
+
+    /// Reads the keys again when `why` says it is due; one reader at a time, and those
+    /// that waited for it do not read again. A failed read keeps the keys in use (and
+    /// counts as a read for both rules).
+    async fn reload(&self, why: Why) {
+        let Some(r) = &self.reloading else { return };
+        let due = || match why {
+            Why::Age => r.loaded.lock().map(|at| at.elapsed() >= KEY_MAX_AGE).unwrap_or(true),
+            Why::UnknownKid => {
+                r.unknown_kid.lock().map(|at| at.is_none_or(|at| at.elapsed() >= KEY_RELOAD_MIN_INTERVAL)).unwrap_or(true)
+            }
+        };
+        if !due() {
+            return;
+        }
+        let _one = r.lock.lock().await;
+        if !due() {
+            return;
+        }
+        let now = Instant::now();
+        if let Ok(mut at) = r.loaded.lock() {
+            *at = now;
+        }
+        if let (Why::UnknownKid, Ok(mut at)) = (why, r.unknown_kid.lock()) {
+            *at = Some(now);
+        }
+        r.reloads.fetch_add(1, Ordering::Relaxed);
+        match r.loader.load().await {
+            Ok(loaded) => {
+                let state = Arc::new(Self::state(&self.config, loaded));
+                if let Ok(mut current) = self.state.write() {
+                    *current = state;
+                }
+                tracing::info!("signing keys read again");
+            }
+            Err(e) => tracing::warn!(error = %e, "signing keys could not be read again; the keys in use stay"),
+        }
+    }
+
+    /// Before signing: keys older than `KEY_MAX_AGE` are read again.
+    pub async fn keep_fresh(&self) {
+        self.reload(Why::Age).await;
+    }
+
+    /// `verify_access`, reading the keys again first (rate-limited) when the token names a
+    /// `kid` this service does not know: a key published by a rotation since the cold start.
+    pub async fn verify_access_reloading(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if self.names_unknown_kid(token) {
+            self.reload(Why::UnknownKid).await;
+        }
+        self.verify_access(token)
+    }
+
+    /// As `verify_access_reloading`, for refresh tokens.
+    pub async fn verify_refresh_reloading(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        if self.names_unknown_kid(token) {
+            self.reload(Why::UnknownKid).await;
+        }
+        self.verify_refresh(token)
+    }
+
+    fn names_unknown_kid(&self, token: &str) -> bool {
+        if self.reloading.is_none() || token.len() > MAX_TOKEN_BYTES {
+            return false;
+        }
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return false };
+        header.kid.is_some_and(|kid| !self.current().keys.contains_key(&kid))
     }
 
     /// For functions that neither sign nor verify (logout reads the authorizer's context):
     /// the token settings without any key, so the key is never read. Signing fails and
     /// every token is refused.
     pub fn without_keys(config: TokenConfig) -> Self {
-        TokenService { signer: None, keys: HashMap::new(), published: Jwks::default(), config }
+        let state = KeyState { signer: None, keys: HashMap::new(), published: Arc::new(Jwks::default()) };
+        TokenService { state: RwLock::new(Arc::new(state)), reloading: None, config }
     }
 
     /// The usual setup: one HMAC secret that both signs and verifies.
@@ -251,7 +410,8 @@ impl TokenService {
 
     /// Signs any claims with the current key. Public so tests can forge edge cases.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let signer = self.signer.as_ref().ok_or(TokenError::Invalid)?;
+        let state = self.current();
+        let signer = state.signer.as_ref().ok_or(TokenError::Invalid)?;
         let mut header = Header::new(signer.algorithm);
         header.typ = Some("JWT".to_string());
         header.kid = Some(signer.kid.clone());
@@ -279,7 +439,8 @@ impl TokenService {
         }
         // The key, and with it the algorithm, is chosen by `kid` from our own set: an
         // unknown `kid` (or a path, or a URL) matches nothing and is refused.
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(TokenError::Invalid)?;
+        let state = self.current();
+        let key = header.kid.as_deref().and_then(|kid| state.keys.get(kid)).ok_or(TokenError::Invalid)?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation).map_err(|e| match e
             .kind()
         {

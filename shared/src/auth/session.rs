@@ -47,7 +47,7 @@ impl Auth {
     /// stolen: its whole session is revoked, including the newest pair. A session past its
     /// absolute lifetime is over, whatever the token's own `exp`.
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
-        let claims = self.tokens.verify_refresh(refresh_token).map_err(|e| {
+        let claims = self.tokens.verify_refresh_reloading(refresh_token).await.map_err(|e| {
             tracing::info!(reason = %e, "refresh token refused");
             AuthError::InvalidGrant
         })?;
@@ -73,7 +73,7 @@ impl Auth {
             }
             // Roles come from the store, not the old token: role changes apply at refresh.
             SpendOutcome::Spent => {
-                let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid)?;
+                let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid).await?;
                 self.touch_session(&claims.sub, &claims.sid, &pair).await;
                 Ok(pair)
             }
@@ -143,7 +143,7 @@ impl Auth {
     /// Verifies an access token and its revocation state (one store round trip), then
     /// checks that it holds every role in `required_roles`.
     pub async fn authorize(&self, access_token: &str, required_roles: &[String]) -> Result<Principal, AuthError> {
-        let claims = self.tokens.verify_access(access_token).map_err(|e: TokenError| {
+        let claims = self.tokens.verify_access_reloading(access_token).await.map_err(|e: TokenError| {
             tracing::info!(reason = %e, "access token refused");
             AuthError::InvalidToken
         })?;

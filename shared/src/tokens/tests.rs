@@ -456,3 +456,84 @@ fn malformed_key_documents_are_refused_without_echoing_them() {
     jwk.alg = "HS256".into();
     assert!(KeySet::new().with_jwk(&jwk).is_none());
 }
+
+// --- Keys read again after a rotation ----------------------------------------------------
+
+/// A loader whose answer the test changes: the keys "in Secrets Manager".
+struct SwitchableLoader {
+    current: std::sync::Mutex<(Option<String>, Vec<PublicJwk>)>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl KeyLoader for SwitchableLoader {
+    async fn load(&self) -> Result<LoadedKeys, String> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (private, public) = self.current.lock().unwrap().clone();
+        let mut keys = KeySet::new();
+        for jwk in &public {
+            keys = keys.with_jwk(jwk).unwrap();
+        }
+        let signer = private.map(|json| PrivateKey::from_json(&json).unwrap().signing_key());
+        Ok(LoadedKeys { signer, keys, published: Jwks { keys: public } })
+    }
+}
+
+#[tokio::test]
+async fn a_new_key_is_learnt_on_first_sight_and_forged_kids_cause_no_reload_storm() {
+    let old = PrivateKey::generate("old", Algorithm::ES256).unwrap();
+    let new = PrivateKey::generate("new", Algorithm::ES256).unwrap();
+    let loader = std::sync::Arc::new(SwitchableLoader {
+        current: std::sync::Mutex::new((None, vec![old.public_jwk().unwrap()])),
+        reads: Default::default(),
+    });
+    let verifier = TokenService::reloadable(config(), loader.clone()).await.unwrap();
+    assert_eq!(loader.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let roles = roles();
+    let subject = Subject { user_id: "u-1", username: "alice", roles: &roles };
+    let by_old = asymmetric(&old, &[]).issue_pair(subject, "s", now()).unwrap();
+    assert!(verifier.verify_access_reloading(&by_old.access_token).await.is_ok());
+    assert_eq!(verifier.reloads(), 0, "a known kid reads nothing");
+
+    // The rotation publishes the new key; a token signed by it arrives.
+    *loader.current.lock().unwrap() = (None, vec![new.public_jwk().unwrap(), old.public_jwk().unwrap()]);
+    let by_new = asymmetric(&new, &[]).issue_pair(subject, "s", now()).unwrap();
+    assert!(verifier.verify_access_reloading(&by_new.access_token).await.is_ok());
+    assert!(verifier.verify_refresh_reloading(&by_new.refresh_token).await.is_ok());
+    assert!(verifier.verify_access_reloading(&by_old.access_token).await.is_ok(), "the previous key still verifies");
+    assert_eq!(verifier.reloads(), 1);
+    assert_eq!(verifier.jwks().keys.len(), 2);
+
+    // A storm of tokens with kids nobody has: refused, and no read within the interval.
+    let (_, claims, sig) = parts(&by_new.access_token);
+    for i in 0..100 {
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": format!("forged-{i}")});
+        let forged = format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()), sig);
+        assert_eq!(verifier.verify_access_reloading(&forged).await.unwrap_err(), TokenError::Invalid);
+    }
+    assert_eq!(verifier.reloads(), 1, "rate-limited to one read per {KEY_RELOAD_MIN_INTERVAL:?}");
+    assert_eq!(loader.reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signer_switches_to_the_rotated_key_once_its_keys_are_old() {
+    let old = PrivateKey::generate("old", Algorithm::EdDSA).unwrap();
+    let new = PrivateKey::generate("new", Algorithm::EdDSA).unwrap();
+    let loader = std::sync::Arc::new(SwitchableLoader {
+        current: std::sync::Mutex::new((Some(old.to_json().to_string()), vec![old.public_jwk().unwrap()])),
+        reads: Default::default(),
+    });
+    let signer = TokenService::reloadable(config(), loader.clone()).await.unwrap();
+    *loader.current.lock().unwrap() =
+        (Some(new.to_json().to_string()), vec![new.public_jwk().unwrap(), old.public_jwk().unwrap()]);
+    let roles = roles();
+    let subject = Subject { user_id: "u-1", username: "alice", roles: &roles };
+    signer.keep_fresh().await;
+    let kid = |pair: &IssuedPair| parts(&pair.access_token).0["kid"].clone();
+    assert_eq!(kid(&signer.issue_pair(subject, "s", now()).unwrap()), "old", "young keys are kept");
+    assert_eq!(signer.reloads(), 0);
+    tokio::time::advance(KEY_MAX_AGE).await;
+    signer.keep_fresh().await;
+    assert_eq!(kid(&signer.issue_pair(subject, "s", now()).unwrap()), "new", "old keys are read again before signing");
+    assert_eq!(signer.reloads(), 1);
+}

@@ -410,3 +410,72 @@ def public_jwk_of(private_document):
     numbers = key.public_key().public_numbers()
     b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
     return {"kid": doc["kid"], "kty": "EC", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
+
+
+ROTATION_STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
+
+
+def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_once():
+    import boto3
+
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    sm = boto3.client("secretsmanager", endpoint_url=endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    # As the template creates them: a placeholder until the first rotation, an empty set.
+    private_arn = sm.create_secret(Name=f"jwt-private-{suffix}", SecretString="{}")["ARN"]
+    public_arn = sm.create_secret(Name=f"jwt-public-{suffix}", SecretString='{"keys": []}')["ARN"]
+    env = {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS_ARN": public_arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint}
+    signer_env = {**env, "JWT_PRIVATE_KEY_ARN": private_arn}
+    read = lambda arn: json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])  # noqa: E731
+    published = lambda: read(public_arn)["keys"]  # noqa: E731
+    current = lambda: read(private_arn)  # noqa: E731
+
+    rotation = Function("rotation", env)
+    started = []
+    try:
+
+        def rotate(token):
+            for step in ROTATION_STEPS:
+                res = rotation.invoke({"Step": step, "SecretId": private_arn, "ClientRequestToken": token})
+                assert res is None or "errorType" not in res, (step, res)
+                if step == "setSecret":
+                    # Published before it signs anything: the pending key is in the set.
+                    assert f"k-{token.replace('-', '')[:16]}" in [k["kid"] for k in published()]
+
+        rotate(str(uuid.uuid4()))
+        first = current()
+        assert first["alg"] == "ES256" and [k["kid"] for k in published()] == [first["kid"]]
+        for key in published():
+            assert "d" not in key and "pkcs8" not in key
+
+        def sign_up():
+            register = Function("register", signer_env)
+            started.append(register)
+            body = {"username": f"rie-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}
+            res = register.invoke(event("register", body=json.dumps(body)))
+            assert res["statusCode"] == 201, res
+            return json.loads(res["body"])["access_token"]
+
+        before = sign_up()
+        authorizer = Function("authorizer", env)
+        started.append(authorizer)
+        allow = lambda token: authorizer.invoke(authorizer_event(token)).get("policyDocument", {}).get("Statement", [{}])[0].get("Effect")  # noqa: E731
+        assert allow(before) == "Allow"
+
+        rotate(str(uuid.uuid4()))
+        second = current()
+        assert second["kid"] != first["kid"]
+        assert [k["kid"] for k in published()] == [second["kid"], first["kid"]], "current and previous"
+        after = sign_up()  # a new signer: the new key
+        assert json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"] == second["kid"]
+        # The authorizer started before the rotation: the new kid makes it read the set once.
+        assert allow(after) == "Allow"
+        assert allow(before) == "Allow", "the previous key still verifies"
+        header, claims, signature = after.split(".")
+        for i in range(20):
+            forged = base64.urlsafe_b64encode(json.dumps({"alg": "ES256", "typ": "JWT", "kid": f"forged-{i}"}).encode()).rstrip(b"=").decode()
+            assert authorizer.invoke(authorizer_event(f"{forged}.{claims}.{signature}")).get("errorMessage") == "Unauthorized"
+    finally:
+        logs = rotation.stop() + "".join(f.stop() for f in started)
+    assert logs.count("signing keys read again") == 1, "one read for the new key, none for 20 forged kids"
+    assert "pkcs8" not in logs and "correct horse battery" not in logs

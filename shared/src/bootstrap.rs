@@ -67,7 +67,9 @@ fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets
 /// A secret's current value from Secrets Manager (its string, else its binary).
 async fn read_secret(id: &str, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
     let client = crate::aws::secretsmanager_client(sdk);
-    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+    // The current version, named: the stage a rotation moves (emulators may keep serving
+    // an older default version when none is named).
+    let out = client.get_secret_value().secret_id(id).version_stage("AWSCURRENT").send().await.map_err(|e| {
         // The error code only: never the response body.
         let code = aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e).unwrap_or("unreachable").to_string();
         StartupError::Secret(code)

@@ -1,4 +1,4 @@
-//! The ten Lambda entry points; each binary's `main` is one call to one of these.
+//! The eleven Lambda entry points; each binary's `main` is one call to one of these.
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -116,6 +116,38 @@ pub fn authorizer() -> ExitCode {
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
             authorize(auth, routes, &event.payload).await
+        }))
+        .await
+    })
+}
+
+/// The Secrets Manager rotation function of the private signing key (its four steps, see
+/// `rotation`): `JWT_ALGORITHM` (RS256, ES256 or EdDSA) says what keys to make, and
+/// `JWT_PUBLIC_KEYS_ARN` which secret holds the public key set it keeps in step.
+pub fn rotation() -> ExitCode {
+    run(async {
+        let algorithm = match std::env::var(crate::config::ENV_ALGORITHM).as_deref() {
+            Ok("RS256") => jsonwebtoken::Algorithm::RS256,
+            Ok("ES256") => jsonwebtoken::Algorithm::ES256,
+            Ok("EdDSA") => jsonwebtoken::Algorithm::EdDSA,
+            _ => return Err("JWT_ALGORITHM must be RS256, ES256 or EdDSA for key rotation".into()),
+        };
+        let public_keys_secret = std::env::var(crate::config::ENV_PUBLIC_KEYS_ARN)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or("JWT_PUBLIC_KEYS_ARN is required: the secret the public key set is published in")?;
+        let sdk = crate::aws::load_sdk_config().await;
+        let rotation: &'static crate::rotation::Rotation = Box::leak(Box::new(crate::rotation::Rotation {
+            client: crate::aws::secretsmanager_client(&sdk),
+            algorithm,
+            public_keys_secret,
+        }));
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<crate::rotation::RotationEvent>| async move {
+            let step = event.payload.step.clone();
+            rotation.handle(&event.payload).await.map_err(|e| {
+                tracing::error!(step, error = %e, "rotation step failed");
+                Error::from(e.to_string())
+            })
         }))
         .await
     })

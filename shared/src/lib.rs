@@ -17,3 +17,4 @@ pub mod authorizer;
 pub mod bootstrap;
 pub mod functions;
 pub mod http;
+pub mod rotation;

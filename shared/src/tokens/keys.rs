@@ -26,6 +26,10 @@ pub enum KeyError {
     CannotGenerate(&'static str),
 }
 
+/// RSA keys are made this size: RFC 7518's minimum, and what API Gateway's JWT
+/// authorizers and every JWKS client accept.
+pub const RSA_BITS: usize = 2048;
+
 /// The asymmetric algorithms, by their JOSE names.
 pub fn algorithm_of(name: &str) -> Result<Algorithm, KeyError> {
     match name {
@@ -40,7 +44,9 @@ fn algorithm_name(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::RS256 => "RS256",
         Algorithm::ES256 => "ES256",
-        _ => "EdDSA",
+        Algorithm::EdDSA => "EdDSA",
+        Algorithm::HS256 => "HS256",
+        _ => "another algorithm",
     }
 }
 
@@ -80,16 +86,29 @@ impl PrivateKey {
         Ok(key)
     }
 
-    /// A new key with id `kid`. ES256 and EdDSA only: ring does not generate RSA keys.
+    /// A new key with id `kid`: ES256 (P-256) and EdDSA (Ed25519) from ring, RS256 (2048-bit,
+    /// e = 65537) from the `rsa` crate, which ring lacks a generator for.
     pub fn generate(kid: &str, algorithm: Algorithm) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
+        let bad = |_| KeyError::Key(algorithm_name(algorithm));
         let der = match algorithm {
-            Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
-            Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            Algorithm::ES256 => {
+                Zeroizing::new(EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(bad)?.as_ref().to_vec())
+            }
+            Algorithm::EdDSA => Zeroizing::new(Ed25519KeyPair::generate_pkcs8(&rng).map_err(bad)?.as_ref().to_vec()),
+            Algorithm::RS256 => {
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)
+                    .map_err(|_| KeyError::Key("RS256"))?;
+                let der = key.to_pkcs8_der().map_err(|_| KeyError::Key("RS256"))?;
+                Zeroizing::new(der.as_bytes().to_vec())
+            }
             _ => return Err(KeyError::CannotGenerate(algorithm_name(algorithm))),
-        }
-        .map_err(|_| KeyError::Key(algorithm_name(algorithm)))?;
-        Ok(PrivateKey { kid: kid.to_string(), algorithm, pkcs8: Zeroizing::new(der.as_ref().to_vec()) })
+        };
+        let key = PrivateKey { kid: kid.to_string(), algorithm, pkcs8: der };
+        // What was made must load as ring loads it.
+        key.public_jwk()?;
+        Ok(key)
     }
 
     /// The JSON it is stored as (a secret: only for the store that keeps it).

@@ -331,6 +331,16 @@ fn key_json(kid: &str, alg: &str, der: &[u8]) -> String {
     serde_json::json!({"kid": kid, "alg": alg, "pkcs8": der}).to_string()
 }
 
+#[test]
+fn generated_rsa_keys_are_2048_bit_and_sign_with_ring() {
+    let key = PrivateKey::generate("rsa-new", Algorithm::RS256).unwrap();
+    let jwk = key.public_jwk().unwrap();
+    assert_eq!(B64.decode(jwk.n.as_deref().unwrap()).unwrap().len(), 256);
+    let roles = roles();
+    let pair = asymmetric(&key, &[]).issue_pair(Subject { user_id: "u", username: "a", roles: &roles }, "s", now());
+    assert!(asymmetric(&key, &[]).verify_access(&pair.unwrap().access_token).is_ok());
+}
+
 fn private_keys() -> Vec<PrivateKey> {
     vec![
         PrivateKey::from_json(&key_json("rsa-1", "RS256", RSA_TEST_KEY)).unwrap(),
@@ -447,7 +457,7 @@ fn malformed_key_documents_are_refused_without_echoing_them() {
         let err = PrivateKey::from_json(&case).unwrap_err().to_string();
         assert!(!err.contains(der), "{err}");
     }
-    assert_eq!(PrivateKey::generate("r", Algorithm::RS256).unwrap_err(), KeyError::CannotGenerate("RS256"));
+    assert_eq!(PrivateKey::generate("h", Algorithm::HS256).unwrap_err(), KeyError::CannotGenerate("HS256"));
     // A JWK that is not a signing key of ours is not taken in.
     let mut jwk = ec.public_jwk().unwrap();
     jwk.use_ = "enc".into();

@@ -19,9 +19,9 @@ exists) once the API listens, and granted the role `admin` (scripts/grant_role.p
 
 JWT_SECRET: honoured when set; otherwise a random one is made for this run and never
 printed (tokens then stop verifying when the local API restarts). With JWT_ALGORITHM
-RS256, ES256 or EdDSA, JWT_PRIVATE_KEY instead (a key document, see signing_keys.py),
-likewise made for the run when not given; its public key is served at
-/.well-known/jwks.json.
+RS256 (the template's default SigningAlgorithm, so `make dev`'s), ES256 or EdDSA,
+JWT_PRIVATE_KEY instead (a key document, see signing_keys.py), likewise made for the run
+when not given; its public key is served at /.well-known/jwks.json.
 
 --extra-route adds a route the template does not have, served by one of the functions and
 requiring the given roles (the tests use it for a role-protected route).
@@ -57,6 +57,7 @@ from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
 
 # Template parameter -> the variable the functions read.
 PARAMETER_ENV = {
+    "SigningAlgorithm": "JWT_ALGORITHM",
     "JwtIssuer": "JWT_ISSUER",
     "JwtAudience": "JWT_AUDIENCE",
     "AccessTokenTtlSeconds": "ACCESS_TOKEN_TTL_SECONDS",

@@ -94,6 +94,10 @@ def start_local_api(env, logs, *args, example_port=0):
     port = free_port()
     env = dict(env)
     env.pop("PORT", None)
+    # A given JWT_SECRET means HS256 (the tests that forge tokens sign with it); otherwise
+    # the template's default algorithm and a key pair made for the run, as `make dev`.
+    if env.get("JWT_SECRET"):
+        env.setdefault("JWT_ALGORITHM", "HS256")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -22,23 +22,32 @@ TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
 ENV_JSON = json.loads((ROOT / "events" / "env.json").read_text())
 TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable", "sessions": "SessionsTable"}
 
-# Per function: does it read the signing secret (it signs or verifies tokens), and every
-# DynamoDB action it may call, on which table. A TransactWriteItems needs the action of
-# each of its items (register's two Puts: PutItem). Exact: an unused grant fails too.
+# Which secrets a function may read, per SigningAlgorithm: one that signs reads the HMAC
+# secret, or the private key and the public key set; one that verifies, the HMAC secret or
+# only the public set; the JWKS function only the public set (nothing with HMAC).
+SIGNS = {"HS256": {"JwtSigningSecret"}, "RS256": {"JwtPrivateKeySecret", "JwtPublicKeysSecret"}}
+VERIFIES = {"HS256": {"JwtSigningSecret"}, "RS256": {"JwtPublicKeysSecret"}}
+PUBLISHES = {"HS256": set(), "RS256": {"JwtPublicKeysSecret"}}
+NOTHING = {"HS256": set(), "RS256": set()}
+ALGORITHMS = ["HS256", "RS256"]
+
+# Per function: the secrets it reads (above), and every DynamoDB action it may call, on
+# which table. A TransactWriteItems needs the action of each of its items (register's two
+# Puts: PutItem). Exact: an unused grant fails too.
 EXPECTED = {
-    "RegisterFunction": (True, {"PutItem users", "PutItem sessions"}),
-    "LoginFunction": (True, {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"}),
+    "RegisterFunction": (SIGNS, {"PutItem users", "PutItem sessions"}),
+    "LoginFunction": (SIGNS, {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"}),
     "RefreshFunction": (
-        True,
+        SIGNS,
         {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     ),
-    "LogoutFunction": (False, {"UpdateItem users", "PutItem revoked"}),
-    "MeFunction": (False, set()),
-    "DiscoveryFunction": (False, set()),
-    "PreflightFunction": (False, set()),
-    "AdminFunction": (False, {"GetItem users", "UpdateItem users"}),
+    "LogoutFunction": (NOTHING, {"UpdateItem users", "PutItem revoked"}),
+    "MeFunction": (NOTHING, set()),
+    "DiscoveryFunction": (PUBLISHES, set()),
+    "PreflightFunction": (NOTHING, set()),
+    "AdminFunction": (NOTHING, {"GetItem users", "UpdateItem users"}),
     "AccountFunction": (
-        True,
+        SIGNS,
         {
             "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
             "BatchGetItem revoked", "PutItem revoked",
@@ -46,8 +55,43 @@ EXPECTED = {
             "BatchWriteItem sessions",
         },
     ),
-    "AuthorizerFunction": (True, {"BatchGetItem users", "BatchGetItem revoked"}),
+    "AuthorizerFunction": (VERIFIES, {"BatchGetItem users", "BatchGetItem revoked"}),
+    # The rotation steps on the private key, and publishing the public set; no table.
+    "KeyRotationFunction": (
+        NOTHING,
+        {
+            'secretsmanager:DescribeSecret {"Ref": "JwtPrivateKeySecret"}',
+            'secretsmanager:GetSecretValue {"Ref": "JwtPrivateKeySecret"}',
+            'secretsmanager:PutSecretValue {"Ref": "JwtPrivateKeySecret"}',
+            'secretsmanager:UpdateSecretVersionStage {"Ref": "JwtPrivateKeySecret"}',
+            'secretsmanager:PutSecretValue {"Ref": "JwtPublicKeysSecret"}',
+        },
+    ),
 }
+
+NO_VALUE = object()
+
+
+def under(value, algorithm):
+    """`value` with the template's Fn::If resolved for SigningAlgorithm = `algorithm`."""
+    conditions = {"IsHmac": algorithm == "HS256", "IsAsymmetric": algorithm != "HS256"}
+    if isinstance(value, list):
+        return [x for x in (under(v, algorithm) for v in value) if x is not NO_VALUE]
+    if isinstance(value, dict):
+        if set(value) in ({"If"}, {"Fn::If"}) and next(iter(value.values()))[0] in conditions:
+            condition, yes, no = next(iter(value.values()))
+            return under(yes if conditions[condition] else no, algorithm)
+        if value == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        return {k: under(v, algorithm) for k, v in value.items()}
+    return value
+
+
+def test_the_algorithm_conditions_are_the_ones_resolved_here():
+    assert TEMPLATE["Conditions"]["IsHmac"] == {"Equals": [{"Ref": "SigningAlgorithm"}, "HS256"]}
+    assert TEMPLATE["Conditions"]["IsAsymmetric"] == {"Not": [{"Condition": "IsHmac"}]}
+    assert TEMPLATE["Parameters"]["SigningAlgorithm"]["AllowedValues"] == ["RS256", "ES256", "EdDSA", "HS256"]
+
 
 # New configuration: parameter -> (variable, default, min, max, the functions that read it).
 PARAMETERS = {
@@ -117,9 +161,10 @@ def test_the_expected_table_covers_every_function():
     assert set(EXPECTED) == set(functions())
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_function_has_exactly_the_dynamodb_grants_its_code_uses(name):
-    props = functions()[name]
+def test_each_function_has_exactly_the_grants_its_code_uses(name, algorithm):
+    props = under(functions()[name], algorithm)
     _, expected = EXPECTED[name]
     assert "Role" not in props, "a function's own role would bypass these policies"
     for policy in props.get("Policies") or []:
@@ -133,14 +178,44 @@ def test_no_policies_come_from_globals():
     assert not set(TEMPLATE["Globals"]["Function"]) & {"Policies", "Role", "PermissionsBoundary"}
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_only_functions_that_sign_or_verify_read_the_signing_secret(name):
-    reads_secret, _ = EXPECTED[name]
-    policies = [p[SECRET_POLICY] for p in functions()[name].get("Policies") or [] if isinstance(p, dict) and SECRET_POLICY in p]
-    if reads_secret:
-        assert policies == [{"SecretArn": {"Ref": "JwtSigningSecret"}}]
-    else:
-        assert policies == []
+def test_only_functions_that_sign_read_the_private_key_and_verifiers_only_public_keys(name, algorithm):
+    reads, _ = EXPECTED[name]
+    policies = under(functions()[name].get("Policies") or [], algorithm)
+    arns = [p[SECRET_POLICY]["SecretArn"] for p in policies if SECRET_POLICY in p]
+    assert {arn["Ref"] for arn in arns} == reads[algorithm]
+    assert len(arns) == len(reads[algorithm])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_function_is_told_where_the_keys_it_reads_are(algorithm):
+    shared = under(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"], algorithm)
+    assert shared["JWT_ALGORITHM"] == {"Ref": "SigningAlgorithm"}
+    hmac = algorithm == "HS256"
+    assert shared["JWT_SECRET_ARN"] == ({"Ref": "JwtSigningSecret"} if hmac else "")
+    assert shared["JWT_PUBLIC_KEYS_ARN"] == ("" if hmac else {"Ref": "JwtPublicKeysSecret"})
+    for name, (reads, _) in EXPECTED.items():
+        own = under((functions()[name].get("Environment") or {}).get("Variables") or {}, algorithm)
+        private = own.get("JWT_PRIVATE_KEY_ARN", "")
+        assert (private == {"Ref": "JwtPrivateKeySecret"}) == ("JwtPrivateKeySecret" in reads[algorithm]), name
+
+
+def test_the_asymmetric_key_is_rotated_on_a_schedule_by_the_rotation_function():
+    resources = TEMPLATE["Resources"]
+    schedule = resources["JwtKeyRotationSchedule"]
+    assert schedule["Condition"] == "IsAsymmetric"
+    props = schedule["Properties"]
+    assert props["SecretId"] == {"Ref": "JwtPrivateKeySecret"}
+    assert props["RotationLambdaARN"] == {"GetAtt": "KeyRotationFunction.Arn"}
+    assert props["RotateImmediatelyOnUpdate"] is True
+    assert props["RotationRules"] == {"ScheduleExpression": {"Sub": "rate(${KeyRotationDays} days)"}}
+    permission = resources["KeyRotationPermission"]["Properties"]
+    assert permission["Principal"] == "secretsmanager.amazonaws.com"
+    assert resources["KeyRotationFunction"]["Metadata"]["BuildProperties"]["Binary"] == "rotation"
+    for name in ["JwtPrivateKeySecret", "JwtPublicKeysSecret", "KeyRotationFunction", "KeyRotationPermission"]:
+        assert resources[name]["Condition"] == "IsAsymmetric", name
+    assert resources["JwtSigningSecret"]["Condition"] == "IsHmac"
 
 
 def test_the_users_table_is_keyed_by_username():

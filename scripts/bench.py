@@ -235,7 +235,10 @@ def main():
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=PROXY.endpoint,
         JWT_SECRET=secrets.token_urlsafe(48),
-        JWT_ISSUER=doc["Parameters"]["JwtIssuer"]["Default"],
+        # A fixed issuer (the template's default, empty, is learnt from the API's requests);
+        # HS256, the one algorithm the Python authorizer it compares with verifies.
+        JWT_ISSUER="https://auth.bench.test",
+        JWT_ALGORITHM="HS256",
         JWT_AUDIENCE=doc["Parameters"]["JwtAudience"]["Default"],
         ROUTE_ROLES=doc["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]["ROUTE_ROLES"],
         RUST_LOG="warn",

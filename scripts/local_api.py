@@ -343,6 +343,9 @@ def main():
             continue  # a template from before that parameter
         default = doc["Parameters"][parameter].get("Default", "")
         env.setdefault(variable, ",".join(map(str, default)) if isinstance(default, list) else str(default))
+    # An empty issuer means "the API's own URL": locally, the local API's.
+    if not env.get("JWT_ISSUER", "").strip():
+        env["JWT_ISSUER"] = f"http://127.0.0.1:{args.port}"
     if env.get("JWT_ALGORITHM") in signing_keys.ASYMMETRIC:
         # One process signs and verifies: the private key is enough (its public half is
         # published); a key pair per run unless one is given.

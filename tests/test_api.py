@@ -28,7 +28,9 @@ from dynamodb_tables import CfnLoader  # noqa: E402
 from support import Api, new_name, start_local_api, stop  # noqa: E402
 
 TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
-ISSUER = TEMPLATE["Parameters"]["JwtIssuer"]["Default"]
+# A fixed issuer, as a deployment behind a custom domain configures it (the template's
+# default, empty, is the API's own URL: tests/test_keys.py checks that case).
+ISSUER = "https://auth.e2e.test"
 AUDIENCE = TEMPLATE["Parameters"]["JwtAudience"]["Default"]
 SECRET = secrets.token_urlsafe(48)
 # Unique per run, so finding it in the logs means it was logged.
@@ -51,7 +53,11 @@ def api_logs():
 def api(api_logs):
     # A one-second base lock keeps the failed-login throttle's back-off testable.
     env = dict(
-        os.environ, JWT_SECRET=SECRET, LOGIN_LOCK_SECONDS="1", ALLOWED_ORIGINS=f"{APP_ORIGIN},{SECOND_ORIGIN}"
+        os.environ,
+        JWT_SECRET=SECRET,
+        JWT_ISSUER=ISSUER,
+        LOGIN_LOCK_SECONDS="1",
+        ALLOWED_ORIGINS=f"{APP_ORIGIN},{SECOND_ORIGIN}",
     )
     port, proc = start_local_api(env, api_logs, "--extra-route", f"GET {ADMIN_ROUTE}=me:admin")
     yield Api(port, PASSWORD)
@@ -70,7 +76,7 @@ def api(api_logs):
 def strict_api(api_logs):
     """The local API with the template's throttle timing (30 s locks), for tests whose
     bursts must not outlast a one-second lock on a slow machine."""
-    env = dict(os.environ, JWT_SECRET=SECRET)
+    env = dict(os.environ, JWT_SECRET=SECRET, JWT_ISSUER=ISSUER)
     env.pop("LOGIN_LOCK_SECONDS", None)
     port, proc = start_local_api(env, api_logs)
     yield Api(port, PASSWORD)
@@ -878,7 +884,7 @@ SECURITY_EVENT_FIELDS = {"event", "outcome", "user_id", "username", "client_ip",
 def audited_api():
     """The local API logging JSON lines, as Lambda's advanced logging (LogFormat: JSON)."""
     logs = tempfile.TemporaryFile()
-    env = dict(os.environ, JWT_SECRET=SECRET, AWS_LAMBDA_LOG_FORMAT="JSON")
+    env = dict(os.environ, JWT_SECRET=SECRET, JWT_ISSUER=ISSUER, AWS_LAMBDA_LOG_FORMAT="JSON")
     env.pop("LOGIN_LOCK_SECONDS", None)
     port, proc = start_local_api(env, logs)
     yield Api(port, PASSWORD, source="127.0.0.7"), logs

@@ -37,9 +37,9 @@ def well_known(api, name):
 def test_with_hs256_the_jwks_is_empty_and_discovery_names_the_issuer(api):
     assert well_known(api, "jwks.json") == {"keys": []}
     doc = well_known(api, "openid-configuration")
+    # A configured issuer URL (a custom domain): OpenID's rule, the metadata hangs under it.
     assert doc["issuer"] == ISSUER
-    base = f"http://127.0.0.1:{api.port}"
-    assert (doc["jwks_uri"], doc["token_endpoint"]) == (f"{base}/.well-known/jwks.json", f"{base}/auth/login")
+    assert (doc["jwks_uri"], doc["token_endpoint"]) == (f"{ISSUER}/.well-known/jwks.json", f"{ISSUER}/auth/login")
     assert doc["id_token_signing_alg_values_supported"] == ["HS256"]
     assert set(doc["grant_types_supported"]) == {"password", "refresh_token"}
 
@@ -49,7 +49,7 @@ def keyed_api(request):
     """The local API signing with a fresh key pair of one asymmetric algorithm."""
     logs = tempfile.TemporaryFile()
     env = dict(os.environ, JWT_ALGORITHM=request.param)
-    for variable in ("JWT_SECRET", "JWT_PRIVATE_KEY"):
+    for variable in ("JWT_SECRET", "JWT_PRIVATE_KEY", "JWT_ISSUER"):
         env.pop(variable, None)
     port, proc = start_local_api(env, logs)
     yield Api(port, PASSWORD), request.param
@@ -68,7 +68,10 @@ def test_an_independent_verifier_checks_access_tokens_from_the_published_keys(ke
     assert header["alg"] == alg
 
     doc = well_known(api, "openid-configuration")
-    assert doc["issuer"] == claims["iss"] == ISSUER
+    # No issuer configured (the template's default): the API's own URL, here the local API's.
+    issuer = f"http://127.0.0.1:{api.port}"
+    assert doc["issuer"] == claims["iss"] == issuer
+    assert doc["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
     assert doc["id_token_signing_alg_values_supported"] == [alg]
     keys = well_known(api, "jwks.json")["keys"]
     assert [k["kid"] for k in keys] == [header["kid"]]
@@ -78,7 +81,7 @@ def test_an_independent_verifier_checks_access_tokens_from_the_published_keys(ke
 
     client = jwt.PyJWKClient(doc["jwks_uri"])
     signing_key = client.get_signing_key_from_jwt(access)
-    verified = jwt.decode(access, signing_key.key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER)
+    verified = jwt.decode(access, signing_key.key, algorithms=[alg], audience=AUDIENCE, issuer=issuer)
     assert verified["sub"] == res.json()["user"]["id"] and verified["token_use"] == "access"
 
     # The service's own authorizer and refresh verify with the same public key.

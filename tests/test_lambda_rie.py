@@ -479,3 +479,30 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
         logs = rotation.stop() + "".join(f.stop() for f in started)
     assert logs.count("signing keys read again") == 1, "one read for the new key, none for 20 forged kids"
     assert "pkcs8" not in logs and "correct horse battery" not in logs
+
+
+def test_without_a_configured_issuer_the_tokens_name_the_apis_own_url():
+    """JwtIssuer empty (the template's default): the functions learn the API's URL from the
+    requests they serve, and tokens of another API (or stage) are refused."""
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    register = Function("register", {"JWT_ISSUER": ""})
+    authorizer = Function("authorizer", {"JWT_ISSUER": ""})
+    try:
+        body = {"username": f"rie-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}
+        res = register.invoke(event("register", body=json.dumps(body)))
+        assert res["statusCode"] == 201, res
+        access = json.loads(res["body"])["access_token"]
+        claims = json.loads(base64.urlsafe_b64decode(access.split(".")[1] + "=="))
+        assert claims["iss"] == f"https://abc123.execute-api.{region}.amazonaws.com/v1"
+        allowed = authorizer.invoke(authorizer_event(access))
+        assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+    finally:
+        register.stop()
+        authorizer.stop()
+    other_api = Function("authorizer", {"JWT_ISSUER": ""})
+    try:
+        ev = authorizer_event(access)
+        ev["methodArn"] = ev["methodArn"].replace(":abc123/", ":xyz789/")
+        assert other_api.invoke(ev).get("errorMessage") == "Unauthorized"
+    finally:
+        other_api.stop()

@@ -45,6 +45,15 @@ impl Route {
 /// Answers `req` on `route`. `auth` may be `None` only for routes that do not need it.
 pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: Request) -> Response<Body> {
     let request_headers = req.headers().clone();
+    if let (Some(auth), Some(RequestContext::ApiGatewayV1(ctx))) = (auth, req.request_context_ref()) {
+        // Where the issuer is the API's own URL, this request says which API that is.
+        let region = std::env::var("AWS_REGION").unwrap_or_default();
+        auth.tokens().learn_issuer(
+            ctx.apiid.as_deref().unwrap_or_default(),
+            &region,
+            ctx.stage.as_deref().unwrap_or_default(),
+        );
+    }
     let response = match (route, auth) {
         (Route::Preflight, _) => return browser.preflight(&request_headers),
         (Route::Me, _) => me(req),
@@ -314,10 +323,11 @@ fn discovery(auth: &Auth, req: &Request) -> Response<Body> {
             ("GET", "/.well-known/jwks.json") => serde_json::to_value(auth.tokens().jwks()).map_err(|_| AuthError::Internal)?,
             ("GET", "/.well-known/openid-configuration") => {
                 let config = auth.tokens().config();
-                let base = public_base_url(&config.issuer, req);
+                let issuer = auth.tokens().issuer().unwrap_or_default();
+                let base = public_base_url(issuer, req);
                 let algorithm = format!("{:?}", config.algorithm);
                 json!({
-                    "issuer": config.issuer,
+                    "issuer": issuer,
                     "jwks_uri": format!("{base}/.well-known/jwks.json"),
                     "token_endpoint": format!("{base}/auth/login"),
                     "grant_types_supported": ["password", "refresh_token"],

@@ -109,6 +109,14 @@ fn api_stage_arn(method_arn: &str) -> Option<&str> {
     Some(&method_arn[..stage_end])
 }
 
+/// The region, API id and stage of `arn:aws:execute-api:{region}:{account}:{api}/{stage}`.
+fn api_of(api_stage_arn: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = api_stage_arn.splitn(6, ':');
+    let region = parts.nth(3)?;
+    let (api_id, stage) = parts.nth(1)?.split_once('/')?;
+    Some((region, api_id, stage))
+}
+
 /// A route's method ARN pattern; a path parameter (`{username}`) matches any value, as
 /// the method ARN API Gateway sends carries the actual path.
 fn route_arn(base: &str, route: &str) -> String {
@@ -126,6 +134,9 @@ pub async fn authorize(
     event: &AuthorizerEvent,
 ) -> Result<AuthorizerResponse, AuthorizerError> {
     let base = api_stage_arn(&event.method_arn).ok_or(AuthorizerError::Unauthorized)?;
+    if let Some((region, api_id, stage)) = api_of(base) {
+        auth.tokens().learn_issuer(api_id, region, stage);
+    }
     let token = bearer_token(event.authorization()).ok_or(AuthorizerError::Unauthorized)?;
     let principal = match auth.authorize(token, &[]).await {
         Ok(p) => p,
@@ -190,6 +201,8 @@ mod tests {
     fn api_stage_arn_is_the_prefix_before_the_method() {
         assert_eq!(api_stage_arn(ARN), Some("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod"));
         assert_eq!(api_stage_arn("garbage"), None);
+        assert_eq!(api_of(api_stage_arn(ARN).unwrap()), Some(("eu-west-1", "abc123", "prod")));
+        assert_eq!(api_of("garbage"), None);
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
+    /// The `iss` of tokens; empty: the API's own URL, `https://{api-id}.execute-api.
+    /// {region}.amazonaws.com/{stage}`, learnt from the first request (`TokenService::learn_issuer`).
     pub issuer: String,
     pub audience: String,
     pub algorithm: Algorithm,
@@ -292,7 +294,12 @@ impl Config {
             revoked_tokens_table: r.required(ENV_REVOKED_TOKENS_TABLE)?,
             sessions_table: r.required(ENV_SESSIONS_TABLE)?,
             tokens: TokenConfig {
-                issuer: r.required(ENV_ISSUER)?,
+                // Set but empty: the API's own URL, learnt from the first request (the
+                // template cannot pass it: the API refers to the functions).
+                issuer: match r.0.get(ENV_ISSUER) {
+                    Some(v) if v.trim().is_empty() => String::new(),
+                    _ => r.required(ENV_ISSUER)?,
+                },
                 audience: r.required(ENV_AUDIENCE)?,
                 algorithm,
                 key_id,
@@ -416,8 +423,10 @@ mod tests {
             assert_eq!(e.variable, var);
             assert!(e.to_string().contains(var), "{e}");
         }
-        let blank = with(&[(ENV_ISSUER, Some("  "))]).unwrap_err();
-        assert_eq!(blank.variable, ENV_ISSUER);
+        // Set but blank is a choice, not an omission: the API's own URL (the template's
+        // default, which cannot name the API the functions belong to).
+        let blank = with(&[(ENV_ISSUER, Some("  "))]).unwrap();
+        assert_eq!(blank.tokens.issuer, "");
     }
 
     #[test]

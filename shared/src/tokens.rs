@@ -205,6 +205,8 @@ enum Why {
 }
 
 pub struct TokenService {
+    /// The issuer when the configuration leaves it to the API (see `TokenConfig::issuer`).
+    learnt_issuer: std::sync::OnceLock<String>,
     state: RwLock<Arc<KeyState>>,
     reloading: Option<Reloading>,
     config: TokenConfig,
@@ -220,7 +222,7 @@ impl TokenService {
     pub fn with_keys(config: TokenConfig, signer: Option<SigningKey>, keys: KeySet, published: Jwks) -> Self {
         crypto::install();
         let state = Self::state(&config, LoadedKeys { signer, keys, published });
-        TokenService { state: RwLock::new(Arc::new(state)), reloading: None, config }
+        TokenService { learnt_issuer: Default::default(), state: RwLock::new(Arc::new(state)), reloading: None, config }
     }
 
     /// As `with_keys`, with keys read by `loader` now, and again when a token names an
@@ -242,7 +244,12 @@ impl TokenService {
             unknown_kid: std::sync::Mutex::new(None),
             reloads: AtomicU64::new(0),
         };
-        TokenService { state: RwLock::new(Arc::new(state)), reloading: Some(reloading), config }
+        TokenService {
+            learnt_issuer: Default::default(),
+            state: RwLock::new(Arc::new(state)),
+            reloading: Some(reloading),
+            config,
+        }
     }
 
     fn state(config: &TokenConfig, loaded: LoadedKeys) -> KeyState {
@@ -252,7 +259,8 @@ impl TokenService {
             .into_iter()
             .map(|(kid, (algorithm, key))| {
                 let mut validation = Validation::new(algorithm);
-                validation.set_issuer(&[&config.issuer]);
+                // The issuer is compared after decoding (it may be learnt later).
+                validation.iss = None;
                 validation.set_audience(&[&config.audience]);
                 validation.leeway = config.leeway_seconds;
                 validation.validate_nbf = true;
@@ -265,6 +273,25 @@ impl TokenService {
 
     fn current(&self) -> Arc<KeyState> {
         self.state.read().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// The `iss` tokens carry and must carry: the configured one, or the one learnt from
+    /// the API (`None` until then: nothing is signed and every token is refused).
+    pub fn issuer(&self) -> Option<&str> {
+        match self.config.issuer.as_str() {
+            "" => self.learnt_issuer.get().map(String::as_str),
+            fixed => Some(fixed),
+        }
+    }
+
+    /// When the configuration leaves the issuer to the API: takes its default URL,
+    /// `https://{api_id}.execute-api.{region}.amazonaws.com/{stage}`, from the first request
+    /// (an execution environment serves one API). Without effect otherwise, or once learnt.
+    pub fn learn_issuer(&self, api_id: &str, region: &str, stage: &str) {
+        let part = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if self.config.issuer.is_empty() && part(api_id) && part(region) && part(stage) {
+            let _ = self.learnt_issuer.set(format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"));
+        }
     }
 
     /// The public keys, as `GET /.well-known/jwks.json` answers them.
@@ -350,7 +377,7 @@ impl TokenService {
     /// every token is refused.
     pub fn without_keys(config: TokenConfig) -> Self {
         let state = KeyState { signer: None, keys: HashMap::new(), published: Arc::new(Jwks::default()) };
-        TokenService { state: RwLock::new(Arc::new(state)), reloading: None, config }
+        TokenService { learnt_issuer: Default::default(), state: RwLock::new(Arc::new(state)), reloading: None, config }
     }
 
     /// The usual setup: one HMAC secret that both signs and verifies.
@@ -381,8 +408,10 @@ impl TokenService {
         if not_after <= now {
             return Err(TokenError::Expired);
         }
+        // Nothing is signed before the issuer is known.
+        let issuer = self.issuer().ok_or(TokenError::Invalid)?.to_string();
         let access = AccessClaims {
-            iss: self.config.issuer.clone(),
+            iss: issuer.clone(),
             aud: self.config.audience.clone(),
             sub: subject.user_id.to_string(),
             username: subject.username.to_string(),
@@ -395,7 +424,7 @@ impl TokenService {
             token_use: TokenUse::Access,
         };
         let refresh = RefreshClaims {
-            iss: self.config.issuer.clone(),
+            iss: issuer.clone(),
             aud: self.config.audience.clone(),
             sub: subject.user_id.to_string(),
             iat: now,
@@ -448,6 +477,9 @@ impl TokenService {
             ErrorKind::ImmatureSignature => TokenError::NotYetValid,
             _ => TokenError::Invalid,
         })?;
+        if data.claims.get("iss").and_then(|v| v.as_str()) != self.issuer() {
+            return Err(TokenError::Invalid);
+        }
         let token_use: TokenUse = data
             .claims
             .get("token_use")

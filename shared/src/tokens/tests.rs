@@ -550,18 +550,18 @@ async fn a_signer_switches_to_the_rotated_key_once_its_keys_are_old() {
 
 #[test]
 fn an_issuer_left_to_the_api_is_learnt_once_and_nothing_is_signed_before() {
-    let service = TokenService::from_secret(TokenConfig { issuer: String::new(), ..config() }, SECRET);
+    let learning = TokenService::from_secret(TokenConfig { issuer: String::new(), ..config() }, SECRET);
     let roles = roles();
     let subject = Subject { user_id: "u-1", username: "alice", roles: &roles };
-    assert_eq!(service.issuer(), None);
-    assert_eq!(service.issue_pair(subject, "s", now()).unwrap_err(), TokenError::Invalid);
-    service.learn_issuer("bad/id", "eu-west-1", "v1");
-    assert_eq!(service.issuer(), None, "only plain ids make an issuer");
-    service.learn_issuer("abc123", "eu-west-1", "v1");
-    service.learn_issuer("other", "eu-west-1", "v1");
-    assert_eq!(service.issuer(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/v1"), "the first one stays");
-    let pair = service.issue_pair(subject, "s", now()).unwrap();
-    assert!(service.verify_access(&pair.access_token).is_ok());
+    assert_eq!(learning.issuer(), None);
+    assert_eq!(learning.issue_pair(subject, "s", now()).unwrap_err(), TokenError::Invalid);
+    learning.learn_issuer("bad/id", "eu-west-1", "v1");
+    assert_eq!(learning.issuer(), None, "only plain ids make an issuer");
+    learning.learn_issuer("abc123", "eu-west-1", "v1");
+    learning.learn_issuer("other", "eu-west-1", "v1");
+    assert_eq!(learning.issuer(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/v1"), "the first one stays");
+    let pair = learning.issue_pair(subject, "s", now()).unwrap();
+    assert!(learning.verify_access(&pair.access_token).is_ok());
     // A token of another API (same key, other issuer) is refused.
     let other = TokenService::from_secret(TokenConfig { issuer: String::new(), ..config() }, SECRET);
     other.learn_issuer("xyz789", "eu-west-1", "v1");

@@ -30,6 +30,17 @@ fn row_key(user_id: &str, session_id: &str) -> Item {
 }
 
 impl DynamoStore {
+    /// A consistent query of one user's rows.
+    fn user_rows(&self, user_id: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.sessions_table)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", "user_id")
+            .expression_attribute_values(":u", s(user_id))
+            .consistent_read(true)
+    }
+
     pub(super) async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let mut item = row_key(&session.user_id, &session.session_id);
         item.insert("created_at".into(), n(session.created_at));
@@ -79,14 +90,8 @@ impl DynamoStore {
         let mut start = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.sessions_table)
-                .key_condition_expression("#u = :u")
-                .expression_attribute_names("#u", "user_id")
-                .expression_attribute_values(":u", s(user_id))
+                .user_rows(user_id)
                 .scan_index_forward(false)
-                .consistent_read(true)
                 .limit((MAX_LISTED_SESSIONS - sessions.len()) as i32)
                 .set_exclusive_start_key(start)
                 .send()
@@ -152,14 +157,8 @@ impl DynamoStore {
     pub(super) async fn delete_all_sessions(&self, user_id: &str) -> Result<(), StoreError> {
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.sessions_table)
-                .key_condition_expression("#u = :u")
-                .expression_attribute_names("#u", "user_id")
-                .expression_attribute_values(":u", s(user_id))
+                .user_rows(user_id)
                 .projection_expression("#u, session_id")
-                .consistent_read(true)
                 .send()
                 .await
                 .map_err(classify)?;

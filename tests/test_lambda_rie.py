@@ -430,7 +430,7 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
     published = lambda: read(public_arn)["keys"]  # noqa: E731
     current = lambda: read(private_arn)  # noqa: E731
 
-    rotation = Function("rotation", env)
+    rotation = Function("rotation", {**env, "JWT_PRIVATE_KEY_ARN": private_arn})
     started = []
     try:
 
@@ -442,6 +442,10 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
                     # Published before it signs anything: the pending key is in the set.
                     assert f"k-{token.replace('-', '')[:16]}" in [k["kid"] for k in published()]
 
+        # Pointed at another secret, it refuses (it would publish that secret's key).
+        stranger = sm.create_secret(Name=f"other-{suffix}", SecretString="{}")["ARN"]
+        res = rotation.invoke({"Step": "createSecret", "SecretId": stranger, "ClientRequestToken": str(uuid.uuid4())})
+        assert res.get("errorType"), res
         rotate(str(uuid.uuid4()))
         first = current()
         assert first["alg"] == "ES256" and [k["kid"] for k in published()] == [first["kid"]]
@@ -485,10 +489,14 @@ def test_without_a_configured_issuer_the_tokens_name_the_apis_own_url():
     """JwtIssuer empty (the template's default): the functions learn the API's URL from the
     requests they serve, and tokens of another API (or stage) are refused."""
     region = os.environ.get("AWS_REGION", "us-east-1")
-    register = Function("register", {"JWT_ISSUER": ""})
-    authorizer = Function("authorizer", {"JWT_ISSUER": ""})
+    register = Function("register", {"JWT_ISSUER": "", "API_STAGE": "v1"})
+    authorizer = Function("authorizer", {"JWT_ISSUER": "", "API_STAGE": "v1"})
     try:
         body = {"username": f"rie-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}
+        # A console test invocation first: its stage teaches nothing, and nothing is signed.
+        console = event("register", body=json.dumps(body))
+        console["requestContext"]["stage"] = "test-invoke-stage"
+        assert register.invoke(console)["statusCode"] == 500
         res = register.invoke(event("register", body=json.dumps(body)))
         assert res["statusCode"] == 201, res
         access = json.loads(res["body"])["access_token"]

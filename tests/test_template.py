@@ -198,7 +198,9 @@ def test_each_function_is_told_where_the_keys_it_reads_are(algorithm):
     for name, (reads, _) in EXPECTED.items():
         own = under((functions()[name].get("Environment") or {}).get("Variables") or {}, algorithm)
         private = own.get("JWT_PRIVATE_KEY_ARN", "")
-        assert (private == {"Ref": "JwtPrivateKeySecret"}) == ("JwtPrivateKeySecret" in reads[algorithm]), name
+        # The rotation function rotates that one secret (its grants are statements).
+        reads_private = "JwtPrivateKeySecret" in reads[algorithm] or name == "KeyRotationFunction"
+        assert (private == {"Ref": "JwtPrivateKeySecret"}) == reads_private, name
 
 
 def test_the_asymmetric_key_is_rotated_on_a_schedule_by_the_rotation_function():
@@ -212,6 +214,8 @@ def test_the_asymmetric_key_is_rotated_on_a_schedule_by_the_rotation_function():
     assert props["RotationRules"] == {"ScheduleExpression": {"Sub": "rate(${KeyRotationDays} days)"}}
     permission = resources["KeyRotationPermission"]["Properties"]
     assert permission["Principal"] == "secretsmanager.amazonaws.com"
+    # Invocable by Secrets Manager for this one secret only.
+    assert permission["SourceArn"] == {"Ref": "JwtPrivateKeySecret"}
     assert resources["KeyRotationFunction"]["Metadata"]["BuildProperties"]["Binary"] == "rotation"
     for name in ["JwtPrivateKeySecret", "JwtPublicKeysSecret", "KeyRotationFunction", "KeyRotationPermission"]:
         assert resources[name]["Condition"] == "IsAsymmetric", name

@@ -54,6 +54,14 @@ pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: R
             ctx.stage.as_deref().unwrap_or_default(),
         );
     }
+    if let Some(auth) = auth
+        && matches!(route, Route::Register | Route::Login | Route::Refresh | Route::Account)
+        && auth.tokens().issuer().is_none()
+    {
+        // Nothing that signs runs (nor writes) before the issuer is known.
+        tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
+        return browser.with_cors(&request_headers, http::error(&AuthError::Internal));
+    }
     let response = match (route, auth) {
         (Route::Preflight, _) => return browser.preflight(&request_headers),
         (Route::Me, _) => me(req),
@@ -63,7 +71,11 @@ pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: R
         (Route::Logout, Some(auth)) => logout(auth, browser, req).await,
         (Route::Admin, Some(auth)) => admin(auth, req).await,
         (Route::Account, Some(auth)) => account(auth, browser, req).await,
-        (Route::Discovery, Some(auth)) => discovery(auth, &req),
+        (Route::Discovery, Some(auth)) => {
+            // A warm instance serves a rotation's keys within KEY_MAX_AGE.
+            auth.tokens().keep_fresh().await;
+            discovery(auth, &req)
+        }
         (_, None) => {
             tracing::error!(?route, "route served without its use cases");
             http::error(&AuthError::Internal)
@@ -360,11 +372,13 @@ fn public_base_url(issuer: &str, req: &Request) -> String {
     } else {
         "https"
     };
-    // The stage prefix: the path API Gateway saw, less the path the route matched.
+    // The stage (or base path) prefix: the path API Gateway saw, less the resource the
+    // route matched (both routes here have no path parameters).
     let prefix = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) => {
             let full = ctx.path.clone().unwrap_or_default();
-            full.strip_suffix(req.uri().path()).map(str::to_string).unwrap_or_default()
+            let resource = ctx.resource_path.clone().unwrap_or_default();
+            full.strip_suffix(resource.as_str()).map(str::to_string).unwrap_or_default()
         }
         _ => String::new(),
     };

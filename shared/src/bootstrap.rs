@@ -117,8 +117,9 @@ async fn asymmetric_keys(
             let text = key_document(document, ENV_PRIVATE_KEY, sdk).await?;
             let key = PrivateKey::from_json(&text).map_err(|e| StartupError::Key(ENV_PRIVATE_KEY, e.to_string()))?;
             if key.algorithm() != algorithm {
-                let message = format!("the key is {:?}, but JWT_ALGORITHM is {algorithm:?}", key.algorithm());
-                return Err(StartupError::Key(ENV_PRIVATE_KEY, message));
+                // SigningAlgorithm changed: the next rotation makes a key of the new one;
+                // until then the current key signs (each key pins its own algorithm).
+                tracing::warn!(key = ?key.algorithm(), configured = ?algorithm, "signing key of another algorithm until the next rotation");
             }
             Some(key)
         }
@@ -134,8 +135,14 @@ async fn asymmetric_keys(
     };
     if let Some(key) = &private {
         let own = key.public_jwk().map_err(|e| StartupError::Key(ENV_PRIVATE_KEY, e.to_string()))?;
-        if !published.keys.iter().any(|k| k.kid == own.kid) {
-            published.keys.insert(0, own);
+        match published.keys.iter().find(|k| k.kid == own.kid) {
+            None => published.keys.insert(0, own),
+            Some(listed) if *listed == own => {}
+            // The same kid for another key: its tokens would verify nowhere.
+            Some(_) => {
+                let message = format!("key {:?} is published with another public key than the private key's", own.kid);
+                return Err(StartupError::Key(ENV_PUBLIC_KEYS, message));
+            }
         }
     }
     let mut set = KeySet::new();

@@ -33,6 +33,8 @@ pub enum RotationError {
     Store(String),
     #[error("version {0} of the secret is not pending: no rotation of it is under way")]
     NotPending(String),
+    #[error("asked to rotate {0}, which is not the signing key secret this function rotates")]
+    NotOurs(String),
     #[error("unknown rotation step {0:?}")]
     UnknownStep(String),
     #[error("the pending key does not sign and verify: {0}")]
@@ -50,12 +52,19 @@ fn store_error<E: ProvideErrorMetadata>(e: E) -> RotationError {
 /// the public key set secret it keeps in step.
 pub struct Rotation {
     pub client: Client,
+    /// The one secret this function rotates (its ARN, as Secrets Manager sends it).
+    pub private_key_secret: String,
     pub algorithm: Algorithm,
     pub public_keys_secret: String,
 }
 
 impl Rotation {
     pub async fn handle(&self, event: &RotationEvent) -> Result<(), RotationError> {
+        // This function rotates one secret: the signing key it was deployed for. Pointed at
+        // any other, it would publish that secret's key as a key every verifier trusts.
+        if event.secret_id != self.private_key_secret {
+            return Err(RotationError::NotOurs(event.secret_id.clone()));
+        }
         let stages = self.stages_of(&event.secret_id, &event.token).await?;
         if stages.iter().any(|s| s == AWSCURRENT) && event.step != "finishSecret" {
             // This version is current already: a retried step of a finished rotation.
@@ -93,10 +102,21 @@ impl Rotation {
         }
     }
 
-    /// createSecret: a new key under AWSPENDING for this version, unless there is one.
+    /// createSecret: a new key under AWSPENDING for this version, unless it has a value
+    /// already (a retried step; testSecret judges what it holds).
     async fn create(&self, event: &RotationEvent) -> Result<(), RotationError> {
-        if self.key(&event.secret_id, Version::Pending(&event.token)).await?.is_some() {
-            return Ok(());
+        let pending = self
+            .client
+            .get_secret_value()
+            .secret_id(&event.secret_id)
+            .version_id(&event.token)
+            .version_stage(AWSPENDING)
+            .send()
+            .await;
+        match pending {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            Err(e) => return Err(store_error(e)),
         }
         let kid = key_id(&event.token);
         let key = PrivateKey::generate(&kid, self.algorithm).map_err(|e| RotationError::Key(e.to_string()))?;

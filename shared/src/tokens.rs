@@ -179,9 +179,9 @@ pub trait KeyLoader: Send + Sync {
 /// A token whose `kid` is unknown triggers at most one reload of the keys this often, per
 /// execution environment: a forged `kid` never costs a secret read per token.
 pub const KEY_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(30);
-/// A function that signs re-reads its keys this often, so a rotation's new key signs
-/// without a redeploy (and verifiers learn it first: the rotation publishes it before
-/// it signs anything).
+/// Keys are read again when they are this old: a rotation's new key signs without a
+/// redeploy (verifiers learn it first: the rotation publishes it before it signs
+/// anything), the JWKS serves it, and a key dropped from the public set stops verifying.
 pub const KEY_MAX_AGE: Duration = Duration::from_secs(300);
 
 struct Reloading {
@@ -289,6 +289,14 @@ impl TokenService {
     /// (an execution environment serves one API). Without effect otherwise, or once learnt.
     pub fn learn_issuer(&self, api_id: &str, region: &str, stage: &str) {
         let part = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        // Only from the deployed stage (API_STAGE): never from a console test invocation
+        // ("test-invoke-stage") or another API's stage, which would stick for the life of
+        // the execution environment.
+        let expected = std::env::var("API_STAGE").ok().filter(|s| !s.is_empty());
+        if expected.is_some_and(|expected| expected != stage) {
+            tracing::warn!(stage, "issuer not learnt from a request of another stage");
+            return;
+        }
         if self.config.issuer.is_empty() && part(api_id) && part(region) && part(stage) {
             let _ = self.learnt_issuer.set(format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"));
         }
@@ -342,7 +350,8 @@ impl TokenService {
         }
     }
 
-    /// Before signing: keys older than `KEY_MAX_AGE` are read again.
+    /// Keys older than `KEY_MAX_AGE` are read again (before signing, verifying, or
+    /// publishing them).
     pub async fn keep_fresh(&self) {
         self.reload(Why::Age).await;
     }
@@ -350,6 +359,9 @@ impl TokenService {
     /// `verify_access`, reading the keys again first (rate-limited) when the token names a
     /// `kid` this service does not know: a key published by a rotation since the cold start.
     pub async fn verify_access_reloading(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        // Old keys are read again here too: a key dropped from the public set (after a
+        // compromise) stops verifying within KEY_MAX_AGE.
+        self.keep_fresh().await;
         if self.names_unknown_kid(token) {
             self.reload(Why::UnknownKid).await;
         }
@@ -358,6 +370,7 @@ impl TokenService {
 
     /// As `verify_access_reloading`, for refresh tokens.
     pub async fn verify_refresh_reloading(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        self.keep_fresh().await;
         if self.names_unknown_kid(token) {
             self.reload(Why::UnknownKid).await;
         }

@@ -73,8 +73,11 @@ impl std::fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// Parses the stored JSON and checks that the key is a valid key of its algorithm.
     pub fn from_json(text: &str) -> Result<Self, KeyError> {
-        // serde_json's message names a line and column, never the text.
-        let Document { kid, alg, pkcs8 } = serde_json::from_str(text).map_err(|e| KeyError::Document(e.to_string()))?;
+        // The kind of error and where, never serde's message: it can quote the input (a
+        // document stored as a JSON string would be quoted whole, key included).
+        let Document { kid, alg, pkcs8 } = serde_json::from_str(text).map_err(|e| {
+            KeyError::Document(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+        })?;
         let pkcs8 = Zeroizing::new(pkcs8);
         if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(KeyError::Document("kid must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'".into()));
@@ -210,7 +213,15 @@ impl PublicJwk {
         let bytes = |v: &Option<String>| URL_SAFE_NO_PAD.decode(v.as_deref()?).ok();
         let algorithm = algorithm_of(&self.alg).ok()?;
         let key = match (algorithm, self.kty.as_str(), self.crv.as_deref()) {
-            (Algorithm::RS256, "RSA", None) => DecodingKey::from_rsa_raw_components(&bytes(&self.n)?, &bytes(&self.e)?),
+            (Algorithm::RS256, "RSA", None) => {
+                // At least 2048 bits, no leading zero, the usual exponent: anything else is
+                // not a key this service made.
+                let (n, e) = (bytes(&self.n)?, bytes(&self.e)?);
+                if n.len() < RSA_BITS / 8 || n.first() == Some(&0) || e != [1, 0, 1] {
+                    return None;
+                }
+                DecodingKey::from_rsa_raw_components(&n, &e)
+            }
             (Algorithm::ES256, "EC", Some("P-256")) => {
                 let (x, y) = (bytes(&self.x)?, bytes(&self.y)?);
                 if x.len() != 32 || y.len() != 32 {

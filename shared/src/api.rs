@@ -45,7 +45,9 @@ impl Route {
 /// Answers `req` on `route`. `auth` may be `None` only for routes that do not need it.
 pub async fn handle(route: Route, auth: Option<&Auth>, browser: &Browser, req: Request) -> Response<Body> {
     let request_headers = req.headers().clone();
-    if let (Some(auth), Some(RequestContext::ApiGatewayV1(ctx))) = (auth, req.request_context_ref()) {
+    if let (Some(auth), Some(RequestContext::ApiGatewayV1(ctx))) = (auth, req.request_context_ref())
+        && auth.tokens().issuer().is_none()
+    {
         // Where the issuer is the API's own URL, this request says which API that is.
         let region = std::env::var("AWS_REGION").unwrap_or_default();
         auth.tokens().learn_issuer(

@@ -126,12 +126,10 @@ pub fn authorizer() -> ExitCode {
 /// `JWT_PUBLIC_KEYS_ARN` which secret holds the public key set it keeps in step.
 pub fn rotation() -> ExitCode {
     run(async {
-        let algorithm = match std::env::var(crate::config::ENV_ALGORITHM).as_deref() {
-            Ok("RS256") => jsonwebtoken::Algorithm::RS256,
-            Ok("ES256") => jsonwebtoken::Algorithm::ES256,
-            Ok("EdDSA") => jsonwebtoken::Algorithm::EdDSA,
-            _ => return Err("JWT_ALGORITHM must be RS256, ES256 or EdDSA for key rotation".into()),
-        };
+        let algorithm = std::env::var(crate::config::ENV_ALGORITHM)
+            .ok()
+            .and_then(|name| crate::tokens::keys::algorithm_of(&name).ok())
+            .ok_or("JWT_ALGORITHM must be RS256, ES256 or EdDSA for key rotation")?;
         let public_keys_secret = std::env::var(crate::config::ENV_PUBLIC_KEYS_ARN)
             .ok()
             .filter(|v| !v.is_empty())

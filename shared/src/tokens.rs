@@ -288,6 +288,10 @@ impl TokenService {
     /// `https://{api_id}.execute-api.{region}.amazonaws.com/{stage}`, from the first request
     /// (an execution environment serves one API). Without effect otherwise, or once learnt.
     pub fn learn_issuer(&self, api_id: &str, region: &str, stage: &str) {
+        // Configured, or learnt already: nothing to do (this runs on every request).
+        if !self.config.issuer.is_empty() || self.learnt_issuer.get().is_some() {
+            return;
+        }
         let part = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         // Only from the deployed stage (API_STAGE): never from a console test invocation
         // ("test-invoke-stage") or another API's stage, which would stick for the life of
@@ -297,7 +301,7 @@ impl TokenService {
             tracing::warn!(stage, "issuer not learnt from a request of another stage");
             return;
         }
-        if self.config.issuer.is_empty() && part(api_id) && part(region) && part(stage) {
+        if part(api_id) && part(region) && part(stage) {
             let _ = self.learnt_issuer.set(format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"));
         }
     }
@@ -359,22 +363,24 @@ impl TokenService {
     /// `verify_access`, reading the keys again first (rate-limited) when the token names a
     /// `kid` this service does not know: a key published by a rotation since the cold start.
     pub async fn verify_access_reloading(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        // Old keys are read again here too: a key dropped from the public set (after a
-        // compromise) stops verifying within KEY_MAX_AGE.
-        self.keep_fresh().await;
-        if self.names_unknown_kid(token) {
-            self.reload(Why::UnknownKid).await;
-        }
+        self.keys_for(token).await;
         self.verify_access(token)
     }
 
     /// As `verify_access_reloading`, for refresh tokens.
     pub async fn verify_refresh_reloading(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        self.keys_for(token).await;
+        self.verify_refresh(token)
+    }
+
+    /// Before verifying `token`: old keys are read again (a key dropped from the public set
+    /// after a compromise stops verifying within KEY_MAX_AGE), and so are keys that do not
+    /// know the token's `kid` (rate-limited).
+    async fn keys_for(&self, token: &str) {
         self.keep_fresh().await;
         if self.names_unknown_kid(token) {
             self.reload(Why::UnknownKid).await;
         }
-        self.verify_refresh(token)
     }
 
     fn names_unknown_kid(&self, token: &str) -> bool {

@@ -113,6 +113,8 @@ def functions():
     # Nothing secret in what the functions logged during the whole flow.
     assert SECRET not in logs
     assert "correct horse battery" not in logs
+    # Metrics are off unless METRICS_NAMESPACE is set (test_metrics_* set it).
+    assert '"_aws"' not in logs
 
 
 def event(name, **changes):
@@ -514,3 +516,76 @@ def test_without_a_configured_issuer_the_tokens_name_the_apis_own_url():
         assert other_api.invoke(ev).get("errorMessage") == "Unauthorized"
     finally:
         other_api.stop()
+
+
+METRICS_ENV = {"METRICS_NAMESPACE": "JwtAuthTest", "METRICS_SERVICE": "rie-stack"}
+
+
+def emf_lines(logs):
+    """The Embedded Metric Format documents among a function's output lines, each checked
+    the way CloudWatch reads them: every dimension and metric a directive names is a
+    member of the document, counts are numbers, latencies lists of numbers."""
+    docs = []
+    for line in logs.splitlines():
+        if '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        assert isinstance(doc["_aws"]["Timestamp"], int)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "JwtAuthTest"
+            for dimensions in directive["Dimensions"]:
+                for d in dimensions:
+                    assert isinstance(doc[d], str), (d, doc)
+            for metric in directive["Metrics"]:
+                value = doc[metric["Name"]]
+                assert metric["Unit"] in ("Count", "Milliseconds"), metric
+                values = value if isinstance(value, list) else [value]
+                assert values and all(isinstance(v, (int, float)) and v >= 0 for v in values), (metric, doc)
+        docs.append(doc)
+    return docs
+
+
+def test_metrics_count_logins_refreshes_and_store_calls_one_line_per_invocation(user):
+    login = Function("login", METRICS_ENV)
+    refresh = Function("refresh", METRICS_ENV)
+    try:
+        good = {"username": user["username"], "password": "correct horse battery"}
+        ok = login.invoke(event("login", body=json.dumps(good)))
+        assert ok["statusCode"] == 200, ok
+        bad = login.invoke(event("login", body=json.dumps({**good, "password": "wrong horse battery"})))
+        assert bad["statusCode"] == 401, bad
+        token = json.loads(ok["body"])["refresh_token"]
+        assert refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))["statusCode"] == 200
+        assert refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))["statusCode"] == 401
+    finally:
+        login_logs, refresh_logs = login.stop(), refresh.stop()
+    first, second = emf_lines(login_logs)
+    assert (first["Service"], first["Function"]) == ("rie-stack", "login")
+    assert first["ColdStart"] == 1 and first["LoginSucceeded"] == 1 and "LoginFailed" not in first
+    assert second["LoginFailed"] == 1 and "ColdStart" not in second and "LoginSucceeded" not in second
+    cold = [d for d in first["_aws"]["CloudWatchMetrics"] if d["Metrics"] == [{"Name": "ColdStart", "Unit": "Count"}]]
+    assert cold and cold[0]["Dimensions"] == [["Service"], ["Service", "Function"]]
+    # A login reads and writes the store several times: one latency value per call.
+    assert len(first["StoreLatency"]) >= 3, first
+    spent, reused = emf_lines(refresh_logs)
+    assert spent["RefreshSucceeded"] == 1 and "RefreshReuseDetected" not in spent
+    assert reused["RefreshReuseDetected"] == 1 and "RefreshSucceeded" not in reused
+    assert user["refresh_token"] not in login_logs + refresh_logs
+
+
+def test_metrics_tell_authorizer_allowed_denied_and_unavailable(user):
+    authorizer = Function("authorizer", METRICS_ENV)
+    # A store that refuses connections: the authorizer cannot decide.
+    unreachable = Function("authorizer", {**METRICS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}"})
+    try:
+        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert authorizer.invoke(authorizer_event("garbage")).get("errorMessage") == "Unauthorized"
+        down = unreachable.invoke(authorizer_event(user["access_token"]))
+        assert down.get("errorMessage") not in (None, "Unauthorized"), down
+    finally:
+        logs, down_logs = authorizer.stop(), unreachable.stop()
+    allowed, denied = emf_lines(logs)
+    assert allowed["AuthorizerAllowed"] == 1 and "AuthorizerDenied" not in allowed
+    assert denied["AuthorizerDenied"] == 1 and "StoreLatency" not in denied, "a bad token costs no store call"
+    (unavailable,) = emf_lines(down_logs)
+    assert unavailable["AuthorizerUnavailable"] == 1 and unavailable["StoreFaults"] == 1, unavailable

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Auth;
 use crate::error::AuthError;
 use crate::http::bearer_token;
+use crate::metrics::Metric;
 
 /// The protected routes and the roles each requires, keyed `"METHOD /path"`, from the
 /// `ROUTE_ROLES` variable (a JSON object of arrays), e.g.
@@ -162,6 +163,16 @@ pub async fn authorize(
     })
 }
 
+/// The metric a decision counts in: allowed if its policy lets `method_arn` through,
+/// denied if not (401, or 403 for a missing role), unavailable if it could not decide.
+pub fn outcome_metric(decision: &Result<AuthorizerResponse, AuthorizerError>, method_arn: &str) -> Metric {
+    match decision {
+        Ok(response) if policy_allows(&response.policy_document, method_arn) => Metric::AuthorizerAllowed,
+        Ok(_) | Err(AuthorizerError::Unauthorized) => Metric::AuthorizerDenied,
+        Err(AuthorizerError::Unavailable) => Metric::AuthorizerUnavailable,
+    }
+}
+
 /// Evaluates a policy the way API Gateway does for one call: an explicit Deny wins, then
 /// an Allow must match. For a local stand-in of API Gateway, and for tests.
 pub fn policy_allows(policy: &PolicyDocument, method_arn: &str) -> bool {
@@ -232,6 +243,27 @@ mod tests {
         assert!(arn_matches(&admin, &format!("{base}/POST/admin/users/alice/roles")));
         assert!(!arn_matches(&admin, &format!("{base}/POST/admin/users/alice/disable")));
         assert!(!arn_matches("arn:x/prod/GET/*", "arn:x/prod/POST/auth/me"));
+    }
+
+    #[test]
+    fn decisions_count_as_allowed_denied_or_unavailable() {
+        let base = api_stage_arn(ARN).unwrap();
+        let allow_me = |effect| AuthorizerResponse {
+            principal_id: "u".into(),
+            policy_document: PolicyDocument {
+                version: "2012-10-17",
+                statement: vec![Statement {
+                    action: "execute-api:Invoke",
+                    effect,
+                    resource: vec![route_arn(base, "GET /auth/me")],
+                }],
+            },
+            context: BTreeMap::new(),
+        };
+        assert_eq!(outcome_metric(&Ok(allow_me("Allow")), ARN), Metric::AuthorizerAllowed);
+        assert_eq!(outcome_metric(&Ok(allow_me("Deny")), ARN), Metric::AuthorizerDenied, "a role missing: 403");
+        assert_eq!(outcome_metric(&Err(AuthorizerError::Unauthorized), ARN), Metric::AuthorizerDenied);
+        assert_eq!(outcome_metric(&Err(AuthorizerError::Unavailable), ARN), Metric::AuthorizerUnavailable);
     }
 
     #[test]

@@ -62,7 +62,8 @@ fn endpoint_url_from(service_variable: &str, var: impl Fn(&str) -> Option<String
 }
 
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(config);
+    // Every call's time goes into the StoreLatency metric (when metrics are on).
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(config).interceptor(crate::metrics::StoreTiming);
     if let Some(url) = endpoint_url("AWS_ENDPOINT_URL_DYNAMODB") {
         builder = builder.endpoint_url(url);
     }

@@ -87,6 +87,7 @@ impl AuthError {
 
 impl From<crate::store::StoreError> for AuthError {
     fn from(e: crate::store::StoreError) -> Self {
+        crate::metrics::count(crate::metrics::Metric::StoreFaults);
         match e {
             crate::store::StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");

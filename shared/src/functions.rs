@@ -13,19 +13,22 @@ use lambda_runtime::LambdaEvent;
 
 use crate::Auth;
 use crate::api::{self, Route};
-use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize};
+use crate::authorizer::{AuthorizerEvent, RouteRoles, authorize, outcome_metric};
 use crate::bootstrap::{Keys, auth_from_env_with, init_logging};
 use crate::http::Browser;
+use crate::metrics;
 
 type Error = lambda_http::Error;
 
-/// Logging, then `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
+/// Logging and metrics (`function`: the binary's name, the metrics' `Function`), then
+/// `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
 /// A failure is logged with its message, which names what to fix (a `main` returning the
 /// error would print only its `Debug` form), and the process exits with status 1: Lambda
 /// reports `Runtime.ExitError` and retries the cold start on the next request.
-fn run(cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> ExitCode {
+fn run(function: &'static str, cold_start_and_serve: impl Future<Output = Result<(), Error>>) -> ExitCode {
     return_large_blocks_to_the_system();
     init_logging();
+    metrics::init(function);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,12 +51,14 @@ async fn cold_start(keys: Keys) -> Result<&'static Auth, Error> {
 
 /// An API Gateway proxy function serving `route`; the use cases (and with `keys`, the
 /// signing key) are built at cold start only for routes that need them.
-fn http_function(route: Route, keys: Keys) -> ExitCode {
-    run(async move {
+fn http_function(function: &'static str, route: Route, keys: Keys) -> ExitCode {
+    run(function, async move {
         let browser: &'static Browser = Box::leak(Box::new(Browser::from_env()?));
         let auth = if route.needs_auth() { Some(cold_start(keys).await?) } else { None };
         lambda_http::run(service_fn(move |req: Request| async move {
-            Ok::<_, Error>(api::handle(route, auth, browser, req).await)
+            let response = api::handle(route, auth, browser, req).await;
+            metrics::flush();
+            Ok::<_, Error>(response)
         }))
         .await
     })
@@ -61,61 +66,64 @@ fn http_function(route: Route, keys: Keys) -> ExitCode {
 
 /// POST /auth/register.
 pub fn register() -> ExitCode {
-    http_function(Route::Register, Keys::SignAndVerify)
+    http_function("register", Route::Register, Keys::SignAndVerify)
 }
 
 /// POST /auth/login.
 pub fn login() -> ExitCode {
-    http_function(Route::Login, Keys::SignAndVerify)
+    http_function("login", Route::Login, Keys::SignAndVerify)
 }
 
 /// POST /auth/refresh.
 pub fn refresh() -> ExitCode {
-    http_function(Route::Refresh, Keys::SignAndVerify)
+    http_function("refresh", Route::Refresh, Keys::SignAndVerify)
 }
 
 /// POST /auth/logout, behind the authorizer, which verified the token: logout needs no key.
 pub fn logout() -> ExitCode {
-    http_function(Route::Logout, Keys::None)
+    http_function("logout", Route::Logout, Keys::None)
 }
 
 /// GET /auth/me: reads only what the authorizer put into the request context (and the
 /// allowed origins); it needs no keys or database.
 pub fn me() -> ExitCode {
-    http_function(Route::Me, Keys::None)
+    http_function("me", Route::Me, Keys::None)
 }
 
 /// The administration routes (`/admin/users/{username}…`), behind the authorizer with role
 /// `admin`; they neither sign nor verify tokens.
 pub fn admin() -> ExitCode {
-    http_function(Route::Admin, Keys::None)
+    http_function("admin", Route::Admin, Keys::None)
 }
 
 /// The caller's account (`/auth/password`, `/auth/account`, `/auth/sessions[/{id}]`),
 /// behind the authorizer. Signs: a password change answers with a fresh pair.
 pub fn account() -> ExitCode {
-    http_function(Route::Account, Keys::SignAndVerify)
+    http_function("account", Route::Account, Keys::SignAndVerify)
 }
 
 /// The JWKS and the OpenID discovery document: public keys only (none with HMAC).
 pub fn discovery() -> ExitCode {
-    http_function(Route::Discovery, Keys::Public)
+    http_function("discovery", Route::Discovery, Keys::Public)
 }
 
 /// OPTIONS on every route: the CORS preflight, from the allowed origins alone.
 pub fn preflight() -> ExitCode {
-    http_function(Route::Preflight, Keys::None)
+    http_function("preflight", Route::Preflight, Keys::None)
 }
 
 /// The REST API REQUEST authorizer: an IAM policy, or the error `Unauthorized` (API
 /// Gateway's 401), or another error when the store is unreachable (fail closed: API
 /// Gateway then refuses the call).
 pub fn authorizer() -> ExitCode {
-    run(async {
+    run("authorizer", async {
         let auth = cold_start(Keys::Verify).await?;
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
-            authorize(auth, routes, &event.payload).await
+            let decision = authorize(auth, routes, &event.payload).await;
+            metrics::count(outcome_metric(&decision, &event.payload.method_arn));
+            metrics::flush();
+            decision
         }))
         .await
     })
@@ -125,7 +133,7 @@ pub fn authorizer() -> ExitCode {
 /// `rotation`): `JWT_ALGORITHM` (RS256, ES256 or EdDSA) says what keys to make, and
 /// `JWT_PUBLIC_KEYS_ARN` which secret holds the public key set it keeps in step.
 pub fn rotation() -> ExitCode {
-    run(async {
+    run("rotation", async {
         let algorithm = std::env::var(crate::config::ENV_ALGORITHM)
             .ok()
             .and_then(|name| crate::tokens::keys::algorithm_of(&name).ok())
@@ -147,10 +155,12 @@ pub fn rotation() -> ExitCode {
         }));
         lambda_runtime::run(service_fn(move |event: LambdaEvent<crate::rotation::RotationEvent>| async move {
             let step = event.payload.step.clone();
-            rotation.handle(&event.payload).await.map_err(|e| {
+            let done = rotation.handle(&event.payload).await.map_err(|e| {
                 tracing::error!(step, error = %e, "rotation step failed");
                 Error::from(e.to_string())
-            })
+            });
+            metrics::flush();
+            done
         }))
         .await
     })

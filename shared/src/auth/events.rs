@@ -59,6 +59,18 @@ impl Kind {
         }
     }
 
+    /// The metric this kind is counted in, if any (README, "Operating it").
+    fn metric(self) -> Option<crate::metrics::Metric> {
+        use crate::metrics::Metric;
+        match self {
+            Kind::LoginSucceeded => Some(Metric::LoginSucceeded),
+            Kind::LoginFailed => Some(Metric::LoginFailed),
+            Kind::LoginLocked => Some(Metric::LoginLocked),
+            Kind::RefreshReuseDetected => Some(Metric::RefreshReuseDetected),
+            _ => None,
+        }
+    }
+
     fn outcome(self) -> &'static str {
         match self {
             Kind::LoginSucceeded
@@ -88,8 +100,12 @@ pub struct Event<'a> {
     pub reason: &'a str,
 }
 
-/// Logs `event` as `kind`: failures at `warn`, the rest at `info`.
+/// Logs `event` as `kind`: failures at `warn`, the rest at `info`; the kinds that are
+/// also metrics are counted.
 pub fn record(kind: Kind, event: Event<'_>) {
+    if let Some(metric) = kind.metric() {
+        crate::metrics::count(metric);
+    }
     let Event { user_id, username, client_ip, session_id, reason } = event;
     macro_rules! emit {
         ($level:ident) => {

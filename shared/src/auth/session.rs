@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::events::{self, Event, Kind};
 use super::{Auth, Principal, now_ms};
 use crate::error::AuthError;
+use crate::metrics::{self, Metric};
 use crate::store::{AccessState, SpendOutcome, UserAccess};
 use crate::tokens::{IssuedPair, TokenError};
 
@@ -75,6 +76,7 @@ impl Auth {
             SpendOutcome::Spent => {
                 let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid).await?;
                 self.touch_session(&claims.sub, &claims.sid, &pair).await;
+                metrics::count(Metric::RefreshSucceeded);
                 Ok(pair)
             }
         }

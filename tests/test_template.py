@@ -6,8 +6,11 @@ token verification tolerates; every variable a function reads reaches it. No AWS
 DynamoDB needed.
 """
 
+import functools
 import json
+import os
 import pathlib
+import re
 import sys
 
 import pytest
@@ -15,6 +18,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+import cfn_eval  # noqa: E402
 import local_api  # noqa: E402
 from dynamodb_tables import CfnLoader  # noqa: E402
 
@@ -348,3 +352,453 @@ def test_the_cookie_path_is_the_stage_auth_path_unless_configured():
     assert cfn_eval.evaluate(value, default, conditions) == "/" + str(default["StageName"]) + "/auth"
     custom = cfn_eval.parameter_values(TEMPLATE, {"CookiePath": "/auth"})
     assert cfn_eval.evaluate(value, custom, conditions) == "/auth"
+
+
+# ---------------------------------------------------------------------------------------
+# Operations (README, "Operating it"): logs, access logs, tracing, WAF, reserved
+# concurrency, metrics, alarms and the dashboard.
+
+# The metrics the functions emit (shared/src/metrics.rs), the one list: CloudWatch Embedded
+# Metric Format lines, namespace METRICS_NAMESPACE, dimension set [Service] (= the stack
+# name); ColdStart also with [Service, Function], Function being the binary's name. The
+# alarms and the dashboard may use these and no other name of that namespace.
+METRICS = {
+    "LoginSucceeded": "Count",
+    "LoginFailed": "Count",
+    "LoginLocked": "Count",  # the failed-login throttle refused a login or an account-route password check
+    "RefreshSucceeded": "Count",
+    "RefreshReuseDetected": "Count",  # a spent refresh token came back: the session was revoked as stolen
+    "AuthorizerAllowed": "Count",
+    "AuthorizerDenied": "Count",
+    "AuthorizerUnavailable": "Count",  # the authorizer could not decide (store or key fault): refused
+    "StoreFaults": "Count",  # a DynamoDB call failed (unavailable, throttled, fault)
+    "StoreLatency": "Milliseconds",  # per DynamoDB call
+    "ColdStart": "Count",
+}
+METRICS_PER_FUNCTION = {"ColdStart"}
+
+# CloudWatch Logs' valid retention periods (days).
+LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
+
+# What an access log line may hold: API Gateway's context variables naming the request, the
+# client's address and user agent, timings, statuses, errors, the WAF's verdict and the
+# authorizer's outcome and principal (the user id). No header, body, token, claim, path with
+# its parameters (a username) or authorizer context value.
+ACCESS_LOG_FIELDS = {
+    "userAgent": "$context.identity.userAgent",
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "requestTimeEpoch": "$context.requestTimeEpoch",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integration.status",
+    "integrationError": "$context.integration.error",
+    "authorizerStatus": "$context.authorizer.status",
+    "authorizerLatency": "$context.authorizer.latency",
+    "authorizerError": "$context.authorizer.error",
+    "principalId": "$context.authorizer.principalId",
+    # API Gateway's quoted (JSON-escaped) form of $context.error.message, written unquoted.
+    "errorMessage": "$context.error.messageString",
+    "errorResponseType": "$context.error.responseType",
+    "waf": "$context.wafResponseCode",
+}
+# The brief's minimum: these must stay.
+ACCESS_LOG_REQUIRED = {
+    "requestId", "extendedRequestId", "ip", "requestTime", "httpMethod", "resourcePath", "status", "protocol",
+    "responseLength", "responseLatency", "integrationLatency", "authorizerError", "authorizerLatency",
+    "authorizerStatus", "errorMessage", "errorResponseType", "userAgent", "principalId",
+}
+
+ALARM_TOPIC = {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+def resources_of(kind):
+    return {k: v for k, v in TEMPLATE["Resources"].items() if v["Type"] == kind}
+
+
+def binaries():
+    """Function logical id -> the binary it runs (register, login, ...)."""
+    return {
+        k: v["Metadata"]["BuildProperties"]["Binary"]
+        for k, v in TEMPLATE["Resources"].items()
+        if v["Type"] == "AWS::Serverless::Function"
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def transformed(**overrides):
+    """The template as SAM's transform turns it into plain CloudFormation (samtranslator, as
+    `sam validate` and CloudFormation's AWS::Serverless transform run it), for the given
+    parameter values. Offline: a stub stands in for IAM's managed-policy listing."""
+    from unittest import mock
+
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    class ManagedPolicies:
+        def load(self):
+            return {}
+
+    doc = yaml_parse((ROOT / "template.yaml").read_text())
+    for r in doc["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            r["Properties"]["CodeUri"] = "s3://bucket/key"  # what `sam package` puts there
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-east-1"}):
+        return transform(doc, dict(overrides), ManagedPolicies())
+
+
+def test_log_retention_is_a_parameter_of_cloudwatchs_valid_values():
+    p = TEMPLATE["Parameters"]["LogRetentionDays"]
+    assert (p["Type"], p["Default"], p["AllowedValues"]) == ("Number", 30, LOG_RETENTION_DAYS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_function_logs_json_into_its_own_group_kept_for_the_retention(name):
+    resource = TEMPLATE["Resources"][name]
+    assert resource["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": f"{name}LogGroup"}}
+    group = TEMPLATE["Resources"][f"{name}LogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # Created with its function, never without.
+    assert group.get("Condition") == resource.get("Condition")
+    # The security events are the audit trail: kept when the stack goes, expiring still.
+    assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    # A generated name: a retained group never blocks deploying the stack again.
+    assert "LogGroupName" not in group["Properties"]
+    assert TEMPLATE["Globals"]["Function"]["LoggingConfig"] == {"LogFormat": "JSON"}
+
+
+def test_sam_merges_the_json_format_and_each_functions_group():
+    lambdas = resources_of_transformed("AWS::Lambda::Function")
+    assert set(lambdas) == set(EXPECTED)
+    for name, fn in lambdas.items():
+        assert fn["Properties"]["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": f"{name}LogGroup"}}, name
+
+
+def resources_of_transformed(kind, **overrides):
+    return {k: v for k, v in transformed(**overrides)["Resources"].items() if v["Type"] == kind}
+
+
+def test_every_log_group_has_the_retention():
+    groups = resources_of("AWS::Logs::LogGroup")
+    assert set(groups) == {f"{name}LogGroup" for name in EXPECTED} | {"ApiAccessLogGroup"}
+    for name, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def access_log_setting():
+    setting = TEMPLATE["Resources"]["AuthApi"]["Properties"]["AccessLogSetting"]
+    condition, on, off = setting["If"]
+    assert (condition, off) == ("HasAccessLogs", {"Ref": "AWS::NoValue"})
+    return on
+
+
+def test_access_logs_are_one_json_line_with_the_fields_an_operator_needs_and_no_secret():
+    text = access_log_setting()["Format"]
+    assert "\n" not in text, "one line per request"
+    # Every value is a context variable; the quoted message is written as is.
+    variables = re.findall(r"\$[A-Za-z0-9_.]+", text)
+    assert sorted(set(variables)) == sorted(set(ACCESS_LOG_FIELDS.values()))
+    line = json.loads(text.replace("$context.error.messageString", '"x"'))
+    assert line == {k: v if v != "$context.error.messageString" else "x" for k, v in ACCESS_LOG_FIELDS.items()}
+    assert ACCESS_LOG_REQUIRED <= set(line)
+    for forbidden in ["$input", "$method", "$stageVariables", "header", "Authorization", "claims", "$context.path"]:
+        assert forbidden.lower() not in text.lower(), forbidden
+    # The one value the client writes freely comes first: a forged field (were a quote not
+    # escaped) is followed, and overridden, by the real one.
+    assert next(iter(line)) == "userAgent"
+
+
+def test_access_logs_go_to_their_group_after_the_accounts_logging_role_is_set():
+    destination = access_log_setting()["DestinationArn"]
+    arn = {"GetAtt": "ApiAccessLogGroup.Arn"}
+    # When this stack sets the account's role, the reference orders the stage after it.
+    assert destination == {
+        "If": ["CreatesApiGatewayRole", {"Select": [0, [arn, {"Ref": "ApiGatewayAccountSettings"}]]}, arn]
+    }
+    group = TEMPLATE["Resources"]["ApiAccessLogGroup"]
+    assert group["Condition"] == "HasAccessLogs"
+    assert TEMPLATE["Conditions"]["HasAccessLogs"] == {"Equals": [{"Ref": "ApiAccessLogs"}, "Enabled"]}
+    assert TEMPLATE["Parameters"]["ApiAccessLogs"]["AllowedValues"] == ["Enabled", "Disabled"]
+
+
+def test_the_accounts_logging_role_is_created_only_when_asked_and_outlives_the_stack():
+    p = TEMPLATE["Parameters"]["ApiGatewayCloudWatchRole"]
+    assert (p["Default"], p["AllowedValues"]) == ("Create", ["Create", "Existing"])
+    assert TEMPLATE["Conditions"]["CreatesApiGatewayRole"] == {
+        "And": [{"Condition": "HasAccessLogs"}, {"Equals": [{"Ref": "ApiGatewayCloudWatchRole"}, "Create"]}]
+    }
+    role = TEMPLATE["Resources"]["ApiGatewayLogsRole"]
+    account = TEMPLATE["Resources"]["ApiGatewayAccountSettings"]
+    assert (role["Type"], account["Type"]) == ("AWS::IAM::Role", "AWS::ApiGateway::Account")
+    for r in (role, account):
+        # Existing: the account's setting is not touched. Deleting the stack must not take
+        # away the role every API in the account logs with.
+        assert r["Condition"] == "CreatesApiGatewayRole"
+        assert (r["DeletionPolicy"], r["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert account["Properties"]["CloudWatchRoleArn"] == {"GetAtt": "ApiGatewayLogsRole.Arn"}
+    props = role["Properties"]
+    assert props["ManagedPolicyArns"] == [
+        {"Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}
+    ]
+    assert "Policies" not in props
+    (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+
+
+@pytest.mark.parametrize("tracing", ["Active", "Disabled"])
+def test_tracing_is_one_parameter_for_every_function_and_the_api(tracing):
+    p = TEMPLATE["Parameters"]["Tracing"]
+    assert (p["Default"], p["AllowedValues"]) == ("Disabled", ["Active", "Disabled"])
+    # A Ref SAM resolves, not an Fn::If: with an Fn::If SAM adds the X-Ray policy always.
+    assert TEMPLATE["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert not any("Tracing" in props for props in functions().values())
+    api = TEMPLATE["Resources"]["AuthApi"]["Properties"]
+    assert api["TracingEnabled"] == {"If": ["HasTracing", True, False]}
+    assert TEMPLATE["Conditions"]["HasTracing"] == {"Equals": [{"Ref": "Tracing"}, "Active"]}
+
+    active = tracing == "Active"
+    out = transformed(Tracing=tracing)["Resources"]
+    for name in EXPECTED:
+        assert ("TracingConfig" in out[name]["Properties"]) == active, name
+        policies = out[f"{name}Role"]["Properties"]["ManagedPolicyArns"]
+        # SAM's X-Ray grant is a managed policy, apart from the inline statements the exact
+        # grants above hold (it writes traces, reads nothing).
+        assert any("XRay" in str(arn) or "Xray" in str(arn) for arn in policies) == active, name
+    (stage,) = [r for r in out.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert stage["Properties"]["TracingEnabled"] == {"Fn::If": ["HasTracing", True, False]}
+
+
+def waf_rule():
+    (rule,) = TEMPLATE["Resources"]["AuthWebAcl"]["Properties"]["Rules"]
+    return rule
+
+
+def test_the_web_acl_exists_only_with_a_rate_limit_and_is_attached_to_the_stage():
+    p = TEMPLATE["Parameters"]["WafRateLimitPer5Min"]
+    assert p["Default"] == "0"
+    allowed = re.compile(p["AllowedPattern"])
+    # 0 (none) or WAF's minimum of 10 and above.
+    assert [v for v in ["0", "9", "10", "05", "100", "2000000000", "-1", ""] if allowed.fullmatch(v)] == [
+        "0", "10", "100", "2000000000"
+    ]
+    assert TEMPLATE["Conditions"]["HasWaf"] == {"Not": [{"Equals": [{"Ref": "WafRateLimitPer5Min"}, "0"]}]}
+    waf = resources_of("AWS::WAFv2::WebACL") | resources_of("AWS::WAFv2::WebACLAssociation")
+    assert set(waf) == {"AuthWebAcl", "AuthWebAclAssociation"}
+    assert all(r["Condition"] == "HasWaf" for r in waf.values())
+    acl = waf["AuthWebAcl"]["Properties"]
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["DefaultAction"] == {"Allow": {}}
+    for config in (acl["VisibilityConfig"], waf_rule()["VisibilityConfig"]):
+        assert config["CloudWatchMetricsEnabled"] is True and config["SampledRequestsEnabled"] is True
+    association = waf["AuthWebAclAssociation"]["Properties"]
+    # AuthApi.Stage: SAM's reference to the stage it generates (which orders the two).
+    assert association["ResourceArn"] == {
+        "Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${AuthApi}/stages/${AuthApi.Stage}"
+    }
+    assert association["WebACLArn"] == {"GetAtt": "AuthWebAcl.Arn"}
+    out = transformed()["Resources"]
+    stage = re.search(r"\$\{(\w+)\}$", out["AuthWebAclAssociation"]["Properties"]["ResourceArn"]["Fn::Sub"])[1]
+    assert out[stage]["Type"] == "AWS::ApiGateway::Stage"
+
+
+def test_the_rate_limit_is_per_ip_and_scoped_to_the_auth_routes():
+    rule = waf_rule()
+    assert set(rule["Action"]) == {"Block"}
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate["Limit"] == {"Ref": "WafRateLimitPer5Min"}
+    assert (rate["AggregateKeyType"], rate["EvaluationWindowSec"]) == ("IP", 300)
+    match = rate["ScopeDownStatement"]["RegexMatchStatement"]
+    assert match["FieldToMatch"] == {"UriPath": {}}
+    pattern = re.compile(match["RegexString"])
+    # WAF sees the URI the client sent: /<stage>/auth/... on the execute-api URL, /auth/...
+    # behind a custom domain mapped without a base path. Every auth route either way, and
+    # no other route.
+    stage = TEMPLATE["Parameters"]["StageName"]["Default"]
+    paths = {e["Properties"]["Path"] for props in functions().values() for e in (props.get("Events") or {}).values()}
+    for path in paths:
+        for prefix in ("", f"/{stage}", "/Prod_2"):
+            assert bool(pattern.search(prefix + path)) == path.startswith("/auth/"), prefix + path
+    assert not pattern.search("/admin/users/auth/roles")
+
+
+def test_reserved_concurrency_defaults_to_not_reserved():
+    for name, parameter, condition in [
+        ("RegisterFunction", "RegisterReservedConcurrency", "HasRegisterReservedConcurrency"),
+        ("LoginFunction", "LoginReservedConcurrency", "HasLoginReservedConcurrency"),
+    ]:
+        p = TEMPLATE["Parameters"][parameter]
+        # Any reservation fails on a new account (limit 10, unreserved must stay >= 10).
+        assert (p["Type"], p["Default"], p["MinValue"]) == ("Number", 0, 0)
+        assert TEMPLATE["Conditions"][condition] == {"Not": [{"Equals": [{"Ref": parameter}, 0]}]}
+        assert functions()[name]["ReservedConcurrentExecutions"] == {
+            "If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]
+        }
+    reserving = {n for n, props in functions().items() if "ReservedConcurrentExecutions" in props}
+    assert reserving == {"RegisterFunction", "LoginFunction"}
+    assert "ReservedConcurrentExecutions" not in TEMPLATE["Globals"]["Function"]
+
+
+def test_every_function_is_told_where_its_metrics_go():
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    assert variables["METRICS_SERVICE"] == {"Ref": "AWS::StackName"}
+    p = TEMPLATE["Parameters"]["MetricsNamespace"]
+    pattern = re.compile(p["AllowedPattern"])
+    assert p["Default"] == "JwtAuth" and pattern.fullmatch(p["Default"])
+    assert not pattern.fullmatch("") and not pattern.fullmatch(" x") and not pattern.fullmatch("a" * 256)
+    # events/env.json (sam local invoke) sets them for every function too.
+    for name, env in ENV_JSON.items():
+        assert {"METRICS_NAMESPACE", "METRICS_SERVICE"} <= set(env), name
+
+
+def alarms():
+    return resources_of("AWS::CloudWatch::Alarm")
+
+
+def alarm_metrics(alarm):
+    """(namespace, name, dimensions) of every metric an alarm reads."""
+    props = alarm["Properties"]
+    if "Metrics" in props:
+        return [
+            (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Metric"]["Dimensions"])
+            for m in props["Metrics"]
+            if "MetricStat" in m
+        ]
+    return [(props["Namespace"], props["MetricName"], props["Dimensions"])]
+
+
+def test_the_alarms_are_the_expected_ones_and_notify_the_topic_only_when_given():
+    assert TEMPLATE["Conditions"]["HasAlarmTopic"] == {"Not": [{"Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    assert TEMPLATE["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert set(alarms()) == {
+        "AuthorizerUnavailableAlarm", "RefreshReuseDetectedAlarm", "LoginLockedAlarm", "StoreFaultsAlarm",
+        "ApiServerErrorsAlarm", "FunctionThrottlesAlarm", "KeyRotationErrorsAlarm",
+    }
+    for name, alarm in alarms().items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == ALARM_TOPIC, name
+        assert props["OKActions"] == ALARM_TOPIC, name
+        assert "InsufficientDataActions" not in props, name
+        # No data means nothing happened (these count events).
+        assert props["TreatMissingData"] == "notBreaching", name
+        assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
+        assert props["AlarmDescription"].strip() and "Operating it" in props["AlarmDescription"], name
+    assert alarms()["KeyRotationErrorsAlarm"]["Condition"] == "IsAsymmetric"
+
+
+def test_alarms_on_the_services_metrics_use_its_names_and_dimension():
+    thresholds = {
+        "AuthorizerUnavailable": 1,
+        "RefreshReuseDetected": {"Ref": "RefreshReuseAlarmThreshold"},
+        "LoginLocked": {"Ref": "LoginLockedAlarmThreshold"},
+        "StoreFaults": 1,
+    }
+    seen = set()
+    for name, alarm in alarms().items():
+        for namespace, metric, dimensions in alarm_metrics(alarm):
+            if namespace != {"Ref": "MetricsNamespace"}:
+                assert namespace in ("AWS/ApiGateway", "AWS/Lambda"), (name, namespace)
+                continue
+            assert metric in METRICS, (name, metric)
+            assert dimensions == [{"Name": "Service", "Value": {"Ref": "AWS::StackName"}}], name
+            assert alarm["Properties"]["Threshold"] == thresholds[metric], name
+            assert alarm["Properties"]["Period"] == 300, name
+            seen.add(metric)
+    assert seen == set(thresholds)
+    assert TEMPLATE["Parameters"]["LoginLockedAlarmThreshold"]["Default"] == 50
+    assert TEMPLATE["Parameters"]["RefreshReuseAlarmThreshold"]["Default"] == 1
+
+
+def test_the_api_alarm_names_the_api_as_its_metrics_do():
+    # AWS/ApiGateway names a REST API by its name: set explicitly, to what SAM used anyway.
+    assert TEMPLATE["Resources"]["AuthApi"]["Properties"]["Name"] == {"Ref": "AWS::StackName"}
+    [(namespace, metric, dimensions)] = alarm_metrics(alarms()["ApiServerErrorsAlarm"])
+    assert (namespace, metric) == ("AWS/ApiGateway", "5XXError")
+    assert dimensions == [
+        {"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}},
+        {"Name": "Stage", "Value": {"Ref": "StageName"}},
+    ]
+    throttles = alarm_metrics(alarms()["FunctionThrottlesAlarm"])
+    assert {(n, m) for n, m, _ in throttles} == {("AWS/Lambda", "Throttles")}
+    assert [d for _, _, d in throttles] == [
+        [{"Name": "FunctionName", "Value": {"Ref": f}}]
+        for f in ["RegisterFunction", "LoginFunction", "RefreshFunction", "AuthorizerFunction"]
+    ]
+
+
+def dashboard():
+    """The dashboard's body, substituted (placeholder values) and parsed."""
+    props = TEMPLATE["Resources"]["Dashboard"]["Properties"]
+    params = cfn_eval.parameter_values(TEMPLATE)
+    params.update({"AWS::Region": "us-east-1", "AWS::StackName": "stack"})
+    params.update({name: f"fn-{name}" for name in functions()})
+    return json.loads(cfn_eval.evaluate(props["DashboardBody"], params)), params
+
+
+def test_the_dashboard_graphs_every_metric_and_only_known_ones():
+    body, params = dashboard()
+    graphed = {}
+    for widget in body["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        assert widget["properties"]["region"] == "us-east-1"
+        for line in widget["properties"]["metrics"]:
+            namespace, name, *rest = line
+            dimensions = dict(zip(rest[:-1:2], rest[1:-1:2]))
+            assert "." not in line[:-1], "every metric in full (no '.' shorthand)"
+            graphed.setdefault(namespace, set()).add(name)
+            if namespace == params["MetricsNamespace"]:
+                assert name in METRICS, name
+                assert dimensions.pop("Service") == "stack", name
+                if dimensions:
+                    assert name in METRICS_PER_FUNCTION and set(dimensions) == {"Function"}, name
+            elif namespace == "AWS/ApiGateway":
+                assert dimensions == {"ApiName": "stack", "Stage": params["StageName"]}
+            elif namespace == "AWS/Lambda":
+                assert set(dimensions) == {"FunctionName"} and dimensions["FunctionName"].startswith("fn-")
+            else:
+                assert namespace == "AWS/WAFV2"
+                assert dimensions["WebACL"] == "stack-auth-rate-limit" and dimensions["Rule"] == waf_rule()["Name"]
+    assert graphed[params["MetricsNamespace"]] == set(METRICS)
+    assert {"Count", "4XXError", "5XXError", "Latency"} <= graphed["AWS/ApiGateway"]
+    assert {"Errors", "Throttles", "Duration"} <= graphed["AWS/Lambda"]
+    acl = TEMPLATE["Resources"]["AuthWebAcl"]["Properties"]
+    assert acl["VisibilityConfig"]["MetricName"] == {"Sub": "${AWS::StackName}-auth-rate-limit"}
+    assert waf_rule()["VisibilityConfig"]["MetricName"] == waf_rule()["Name"]
+
+
+def test_the_dashboard_shows_cold_starts_of_every_function():
+    body, params = dashboard()
+    per_function = {
+        dict(zip(line[2:-1:2], line[3:-1:2]))["Function"]
+        for widget in body["widgets"]
+        if widget["type"] == "metric"
+        for line in widget["properties"]["metrics"]
+        if line[:2] == [params["MetricsNamespace"], "ColdStart"]
+    }
+    assert per_function == set(binaries().values())
+
+
+def test_the_dashboards_url_is_an_output():
+    outputs = TEMPLATE["Outputs"]
+    assert "#dashboards:name=${Dashboard}" in outputs["DashboardUrl"]["Value"]["Sub"]
+
+
+def test_the_metric_list_matches_the_rust_side_when_it_is_there():
+    # shared/src/metrics.rs names each metric once (`Metric::X => "X"`, STORE_LATENCY); its
+    # own test checks that the template uses every one of them.
+    source = ROOT / "shared" / "src" / "metrics.rs"
+    if not source.exists():
+        pytest.skip("shared/src/metrics.rs is not there yet")
+    text = source.read_text()
+    names = set(re.findall(r'Metric::\w+ => "(\w+)"', text)) | set(re.findall(r'STORE_LATENCY: &str = "(\w+)"', text))
+    assert names == set(METRICS)

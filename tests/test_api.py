@@ -942,6 +942,7 @@ def test_security_events_are_json_lines_of_one_schema_without_secrets(audited_ap
     assert succeeded["user_id"] == user_id and succeeded["session_id"] and succeeded["outcome"] == "success"
     reuse = next(e for e in mine if e["event"] == "refresh_reuse_detected")
     assert reuse["session_id"] == decode(refresh)[1]["sid"]
+    assert reuse["client_ip"] == "127.0.0.7", "who presented the spent token"
     assert any(e["event"] == "login_failed" and e["reason"] == "malformed_username" for e in events)
 
 

@@ -166,7 +166,7 @@ async fn refresh(auth: &Auth, browser: &Browser, req: Request) -> Response<Body>
         } else {
             http::parse_refresh(&req)?.refresh_token
         };
-        let pair = auth.refresh(&token).await?;
+        let pair = auth.refresh(&token, source_ip(&req)).await?;
         Ok(tokens_response(200, &pair, cookie, browser))
     }
     .await;

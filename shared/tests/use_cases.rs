@@ -157,7 +157,7 @@ async fn refresh_rotates_and_the_spent_marker_lasts_as_long_as_the_token_could_v
     let env = common::env().await;
     let auth = env.auth();
     let (_, r) = registered(&auth, "rotate").await;
-    let next = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    let next = auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
     assert_eq!(next.access.sid, r.tokens.access.sid, "same session");
     assert_ne!(next.refresh.jti, r.tokens.refresh.jti);
     assert!(auth.authorize(&next.access_token, &[]).await.is_ok());
@@ -166,7 +166,7 @@ async fn refresh_rotates_and_the_spent_marker_lasts_as_long_as_the_token_could_v
     // leeway) as never spent.
     assert_eq!(common::number(&spent, "expires_at"), r.tokens.refresh.exp + LEEWAY);
     // The next one rotates too.
-    assert!(auth.refresh(&next.refresh_token).await.is_ok());
+    assert!(auth.refresh(&next.refresh_token, None).await.is_ok());
 }
 
 #[tokio::test]
@@ -175,16 +175,16 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
     let auth = env.auth();
     let (name, r) = registered(&auth, "theft").await;
     let other_session = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
-    let newest = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    let newest = auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
 
-    assert_eq!(auth.refresh(&r.tokens.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&r.tokens.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     // The newest pair of that session is dead too...
     assert_eq!(auth.authorize(&newest.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh(&newest.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&newest.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
     // ...while another session of the same user is untouched.
     assert!(auth.authorize(&other_session.access_token, &[]).await.is_ok());
-    assert!(auth.refresh(&other_session.refresh_token).await.is_ok());
+    assert!(auth.refresh(&other_session.refresh_token, None).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -195,7 +195,7 @@ async fn ten_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
     let handles: Vec<_> = (0..10)
         .map(|_| {
             let (auth, token) = (auth.clone(), r.tokens.refresh_token.clone());
-            tokio::spawn(async move { auth.refresh(&token).await })
+            tokio::spawn(async move { auth.refresh(&token, None).await })
         })
         .collect();
     let mut ok = 0;
@@ -213,9 +213,9 @@ async fn tokens_are_only_accepted_for_their_own_use() {
     let env = common::env().await;
     let auth = env.auth();
     let (_, r) = registered(&auth, "use").await;
-    assert_eq!(auth.refresh(&r.tokens.access_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&r.tokens.access_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert_eq!(auth.authorize(&r.tokens.refresh_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh("garbage").await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh("garbage", None).await.unwrap_err(), AuthError::InvalidGrant);
     assert_eq!(auth.authorize("garbage", &[]).await.unwrap_err(), AuthError::InvalidToken);
 }
 
@@ -228,9 +228,9 @@ async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
 
     auth.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap();
     assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh(&r.tokens.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&r.tokens.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert!(auth.authorize(&other.access_token, &[]).await.is_ok());
-    assert!(auth.refresh(&other.refresh_token).await.is_ok());
+    assert!(auth.refresh(&other.refresh_token, None).await.is_ok());
 
     // One write: the session item, which covers every token of the session until the
     // last of them could still verify.
@@ -245,19 +245,19 @@ async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
     let auth = env.auth();
     let (name, r) = registered(&auth, "all").await;
     let second = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
-    let refreshed = auth.refresh(&second.refresh_token).await.unwrap();
+    let refreshed = auth.refresh(&second.refresh_token, None).await.unwrap();
 
     auth.logout(&principal(&auth, &r.tokens.access_token), true).await.unwrap();
     for access in [&r.tokens.access_token, &second.access_token, &refreshed.access_token] {
         assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
     }
     for refresh in [&r.tokens.refresh_token, &refreshed.refresh_token] {
-        assert_eq!(auth.refresh(refresh).await.unwrap_err(), AuthError::InvalidGrant);
+        assert_eq!(auth.refresh(refresh, None).await.unwrap_err(), AuthError::InvalidGrant);
     }
     // Logging in again right away (same second) works.
     let again = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     assert!(auth.authorize(&again.access_token, &[]).await.is_ok());
-    assert!(auth.refresh(&again.refresh_token).await.is_ok());
+    assert!(auth.refresh(&again.refresh_token, None).await.is_ok());
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn a_refresh_racing_logout_all_cannot_outlive_it() {
         )
         .unwrap();
     assert_eq!(auth.authorize(&late.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh(&late.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&late.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
 }
 
 #[tokio::test]
@@ -336,7 +336,7 @@ async fn a_store_outage_fails_closed() {
     let unavailable = |e: AuthError| matches!(e, AuthError::Unavailable { .. });
     assert!(unavailable(auth_down.authorize(&r.tokens.access_token, &[]).await.unwrap_err()), "authorizer denies");
     assert!(unavailable(auth_down.login(&name, PASSWORD, CLIENT).await.unwrap_err()));
-    assert!(unavailable(auth_down.refresh(&r.tokens.refresh_token).await.unwrap_err()));
+    assert!(unavailable(auth_down.refresh(&r.tokens.refresh_token, None).await.unwrap_err()));
     assert!(unavailable(auth_down.register(&common::unique_username("new"), PASSWORD, None).await.unwrap_err()));
     assert!(unavailable(auth_down.logout(&principal(&auth, &r.tokens.access_token), false).await.unwrap_err()));
     // Nothing leaks into the client-facing body.
@@ -553,12 +553,12 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
     let started = r.tokens.access.iat;
     // No token of the session is issued to outlive it.
     assert!(r.tokens.refresh.exp <= started + 4, "refresh exp {} capped", r.tokens.refresh.exp);
-    let next = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    let next = auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
     assert!(next.refresh.exp <= started + 4);
     tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     // The token itself still verifies (within the clock leeway); the session is over.
     assert!(auth.tokens().verify_refresh(&next.refresh_token).is_ok());
-    assert_eq!(auth.refresh(&next.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&next.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
 }
 
 #[tokio::test]
@@ -581,7 +581,7 @@ async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_
     for access in [&r.tokens.access_token, &other.access_token] {
         assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
     }
-    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&other.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     let refused = auth.login(&name, PASSWORD, CLIENT).await.unwrap_err();
     let wrong = auth.login(&common::unique_username("nobody"), PASSWORD, CLIENT).await.unwrap_err();
     assert_eq!((refused.status_and_code(), refused.body()), (wrong.status_and_code(), wrong.body()));
@@ -623,7 +623,7 @@ async fn sessions_are_listed_newest_first_and_one_can_be_ended_at_once() {
     // A refresh moves "last used"; a logout takes the session off the list.
     let before = listed[2].last_used_at;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let refreshed = auth.refresh(&r.tokens.refresh_token).await.unwrap();
+    let refreshed = auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
     let listed = auth.list_sessions(&caller).await.unwrap();
     assert!(listed[2].last_used_at > before, "{listed:?}");
     auth.logout(&principal(&auth, &third.access_token), false).await.unwrap();
@@ -632,7 +632,7 @@ async fn sessions_are_listed_newest_first_and_one_can_be_ended_at_once() {
     // Ending the first session: its tokens stop at once, the caller's do not.
     auth.end_session(&caller, &r.tokens.access.sid).await.unwrap();
     assert_eq!(auth.authorize(&refreshed.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh(&refreshed.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&refreshed.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert!(auth.authorize(&second.access_token, &[]).await.is_ok());
     let ids: Vec<String> = auth.list_sessions(&caller).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, [second.access.sid.clone()]);
@@ -666,13 +666,13 @@ async fn a_password_change_revokes_every_earlier_session_and_continues_in_a_new_
         assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
     }
     for refresh in [&r.tokens.refresh_token, &other.refresh_token] {
-        assert_eq!(auth.refresh(refresh).await.unwrap_err(), AuthError::InvalidGrant);
+        assert_eq!(auth.refresh(refresh, None).await.unwrap_err(), AuthError::InvalidGrant);
     }
     let now = principal(&auth, &fresh.access_token);
     assert!(auth.authorize(&fresh.access_token, &[]).await.is_ok());
     let listed = auth.list_sessions(&now).await.unwrap();
     assert_eq!((listed.len(), listed[0].current, listed[0].id.as_str()), (1, true, fresh.access.sid.as_str()));
-    assert!(auth.refresh(&fresh.refresh_token).await.is_ok());
+    assert!(auth.refresh(&fresh.refresh_token, None).await.is_ok());
     assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
     assert!(auth.login(&name, "a brand new password", CLIENT).await.is_ok());
 }
@@ -714,14 +714,14 @@ async fn a_deleted_account_is_gone_at_once_and_its_name_is_free_for_a_stranger()
     for access in [&r.tokens.access_token, &other.access_token] {
         assert_eq!(auth.authorize(access, &[]).await.unwrap_err(), AuthError::InvalidToken);
     }
-    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&other.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
 
     // Someone else takes the name: the old tokens, which name it, stay dead.
     let newcomer = auth.register(&name, "the newcomer's password", None).await.unwrap();
     assert_ne!(&newcomer.user.id, user_id);
     assert_eq!(auth.authorize(&other.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-    assert_eq!(auth.refresh(&other.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.refresh(&other.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
     assert_eq!(auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
     assert!(auth.authorize(&newcomer.tokens.access_token, &[]).await.is_ok());
 }
@@ -743,7 +743,7 @@ async fn logins_racing_a_deletion_leave_no_usable_token() {
     for login in logins {
         if let Ok(pair) = login.await.unwrap() {
             assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-            assert_eq!(auth.refresh(&pair.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+            assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
         }
     }
 }
@@ -768,7 +768,7 @@ async fn logins_with_the_old_password_racing_a_password_change_leave_no_usable_t
         match login.await.unwrap() {
             Ok(pair) => {
                 assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-                assert_eq!(auth.refresh(&pair.refresh_token).await.unwrap_err(), AuthError::InvalidGrant);
+                assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
             }
             Err(e) => assert_eq!(e, AuthError::InvalidGrant),
         }

@@ -46,8 +46,9 @@ impl Auth {
     /// Rotation: the presented refresh token is spent by one conditional write and a new
     /// pair is minted in the same session. A token that was spent before is treated as
     /// stolen: its whole session is revoked, including the newest pair. A session past its
-    /// absolute lifetime is over, whatever the token's own `exp`.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
+    /// absolute lifetime is over, whatever the token's own `exp`. `client_ip` (the caller's
+    /// address, where known) goes into the theft's security event.
+    pub async fn refresh(&self, refresh_token: &str, client_ip: Option<&str>) -> Result<IssuedPair, AuthError> {
         let claims = self.tokens.verify_refresh_reloading(refresh_token).await.map_err(|e| {
             tracing::info!(reason = %e, "refresh token refused");
             AuthError::InvalidGrant
@@ -69,7 +70,7 @@ impl Auth {
         let spender = Uuid::new_v4().to_string();
         match self.store.spend_refresh_token(&claims.jti, marker_expiry, &spender).await? {
             SpendOutcome::AlreadySpent => {
-                self.revoke_stolen_session(&claims.sid, &claims.sub).await?;
+                self.revoke_stolen_session(&claims.sid, &claims.sub, client_ip.unwrap_or_default()).await?;
                 Err(AuthError::InvalidGrant)
             }
             // Roles come from the store, not the old token: role changes apply at refresh.
@@ -99,10 +100,10 @@ impl Auth {
         now_ms() / 1000 + cfg.refresh_ttl_seconds + cfg.leeway_seconds
     }
 
-    async fn revoke_stolen_session(&self, sid: &str, user_id: &str) -> Result<(), AuthError> {
+    async fn revoke_stolen_session(&self, sid: &str, user_id: &str, client_ip: &str) -> Result<(), AuthError> {
         events::record(
             Kind::RefreshReuseDetected,
-            Event { user_id, session_id: sid, reason: "spent_refresh_token_presented", ..Default::default() },
+            Event { user_id, session_id: sid, client_ip, reason: "spent_refresh_token_presented", ..Default::default() },
         );
         self.store.revoke_session(sid, self.session_expiry()).await?;
         Ok(())

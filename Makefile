@@ -21,14 +21,14 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench test-against-dynamodb lint-template venv browser check fmt clean
+.PHONY: test dev build bench test-against-dynamodb lint-template venv browser docs-assets check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
 # Lambda architecture of `make build`: arm64 (the template's default) or x86_64.
 ARCH ?= arm64
 
-test: $(VENV_STAMP) browser lint-template
+test: $(VENV_STAMP) browser docs-assets lint-template
 	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
 
@@ -45,7 +45,7 @@ test-against-dynamodb:
 # The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
 # sample app (examples/browser/) on 127.0.0.1:$(PORT)+1 (EXAMPLE_PORT=N: another port, 0:
 # none); Ctrl-C stops everything it started. JWT_SECRET is used if set, else a random one.
-dev: $(VENV_STAMP)
+dev: $(VENV_STAMP) docs-assets
 	cargo build -p local-api --locked
 	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
 
@@ -72,6 +72,12 @@ $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 	touch $@
 
 venv: $(VENV_STAMP)
+
+# Swagger UI for the local API's /docs page (and tests/test_openapi.py): the npm registry's
+# swagger-ui-dist tarball, pinned and integrity-checked, unpacked into .local/docs-assets/
+# once (Python's standard library only; no node). The page loads nothing from elsewhere.
+docs-assets:
+	@$(PYTHON) scripts/docs_assets.py
 
 # Chromium for tests/test_browser.py: Debian's package, which Playwright (in .venv) drives
 # through its executable path; Playwright's own browser downloads are never used. Installed

@@ -23,6 +23,10 @@ RS256 (the template's default SigningAlgorithm, so `make dev`'s), ES256 or EdDSA
 JWT_PRIVATE_KEY instead (a key document, see signing_keys.py), likewise made for the run
 when not given; its public key is served at /.well-known/jwks.json.
 
+The API's documentation, which the deployed API does not serve: openapi.yaml at
+/openapi.yaml and Swagger UI reading it at /docs, from the files scripts/docs_assets.py
+vendors (`make dev` runs it first). OPENAPI_FILE and DOCS_ASSETS_DIR say where they are.
+
 --extra-route adds a route the template does not have, served by one of the functions and
 requiring the given roles (the tests use it for a role-protected route).
 
@@ -52,6 +56,7 @@ import yaml
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import cargo_target  # noqa: E402
 import cfn_eval  # noqa: E402
+import docs_assets  # noqa: E402
 import signing_keys  # noqa: E402
 from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
 
@@ -71,6 +76,7 @@ PARAMETER_ENV = {
 }
 
 EXAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "examples" / "browser"
+OPENAPI = pathlib.Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
 def load_template():
@@ -338,6 +344,10 @@ def main():
             )
     # Cookie mode's Path: the local API serves /auth/... without the stage in front.
     env.setdefault("COOKIE_PATH", "/auth")
+    env.setdefault("OPENAPI_FILE", str(OPENAPI))
+    env.setdefault("DOCS_ASSETS_DIR", str(docs_assets.DEST))
+    if not (pathlib.Path(env["DOCS_ASSETS_DIR"]) / "swagger-ui-bundle.js").is_file():
+        print("note: Swagger UI is not vendored yet, so /docs shows no page: run `make docs-assets`", file=sys.stderr)
     for parameter, variable in PARAMETER_ENV.items():
         if parameter not in doc["Parameters"]:
             continue  # a template from before that parameter

@@ -5,7 +5,10 @@
 //! Started by `make dev` through `scripts/local_api.py`, which reads the wiring from
 //! template.yaml (`LOCAL_API_WIRING`, `ROUTE_ROLES`) and provides the DynamoDB endpoint and
 //! the signing secret. It reads the same variables as the functions; see the README.
+//! Besides the template's routes it serves the API's documentation (`docs.rs`), which
+//! exists only here.
 
+mod docs;
 mod gateway;
 
 use std::convert::Infallible;
@@ -21,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use shared::authorizer::RouteRoles;
 use tokio::net::TcpListener;
 
+use crate::docs::Docs;
 use crate::gateway::{Answer, Call, Gateway, MAX_PAYLOAD_BYTES, Wiring};
 
 const WIRING_ENV: &str = "LOCAL_API_WIRING";
@@ -49,13 +53,15 @@ async fn run() -> Result<(), String> {
     let auth = shared::bootstrap::auth_from_env().await.map_err(|e| e.to_string())?;
     let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
     let browser = shared::http::Browser::from_env().map_err(|e| e.to_string())?;
+    let docs = Docs::from_env(wiring.routes.iter().map(|r| r.path.as_str()))?;
     let gateway = Arc::new(Gateway::new(wiring, auth, browser, route_roles)?);
+    let docs = Arc::new(docs);
 
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}; set PORT to use another port"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(addr, gateway.stage());
+    announce(addr, gateway.stage(), docs.is_some());
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -64,11 +70,11 @@ async fn run() -> Result<(), String> {
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
-                let gateway = gateway.clone();
+                let (gateway, docs) = (gateway.clone(), docs.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let gateway = gateway.clone();
-                        async move { Ok::<_, Infallible>(serve(&gateway, req, peer).await) }
+                        let (gateway, docs) = (gateway.clone(), docs.clone());
+                        async move { Ok::<_, Infallible>(serve(&gateway, docs.as_ref().as_ref(), req, peer).await) }
                     });
                     // A client that goes away mid-request is not an error worth reporting.
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -78,8 +84,11 @@ async fn run() -> Result<(), String> {
     }
 }
 
-fn announce(addr: SocketAddr, stage: &str) {
+fn announce(addr: SocketAddr, stage: &str, docs: bool) {
     println!("Local API (stage {stage}) listening on http://{addr}  (Ctrl-C stops it)");
+    if docs {
+        println!("API docs: http://{addr}/docs  (the OpenAPI document: http://{addr}/openapi.yaml)");
+    }
     println!("Try:");
     println!(
         "  curl -s -X POST http://{addr}/auth/register -H 'Content-Type: application/json' \\\n    \
@@ -89,7 +98,12 @@ fn announce(addr: SocketAddr, stage: &str) {
     let _ = std::io::stdout().flush();
 }
 
-async fn serve(gateway: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) -> hyper::Response<Full<Bytes>> {
+async fn serve(
+    gateway: &Gateway,
+    docs: Option<&Docs>,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -110,7 +124,14 @@ async fn serve(gateway: &Gateway, req: hyper::Request<Incoming>, peer: SocketAdd
     };
     let (method, path) = (call.method.clone(), call.path.clone());
     let started = std::time::Instant::now();
-    let answer = gateway.handle(call).await;
+    let documentation = match docs {
+        Some(docs) => docs.answer(&method, &path).await,
+        None => None,
+    };
+    let answer = match documentation {
+        Some(answer) => answer,
+        None => gateway.handle(call).await,
+    };
     // Method, path, status, time: never headers, query or body (they carry credentials).
     tracing::info!(%method, %path, status = answer.status, ms = started.elapsed().as_millis() as u64, "request");
     to_http(answer)

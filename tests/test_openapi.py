@@ -1,0 +1,474 @@
+"""openapi.yaml, checked by tools that did not write it: the OpenAPI validator; the routes of
+template.yaml and the error codes of the contract and of the code; and schemathesis, whose
+requests, generated from the document, go to the local API (started as `make dev` starts
+it) and whose checks hold every answer to the document: no 5xx, a documented status, the
+documented content type, headers and body. Also: the local API serves the document, and a
+Swagger UI page that loads nothing from anywhere else.
+"""
+
+import json
+import os
+import re
+import secrets
+import sys
+import tempfile
+import urllib.parse
+
+import pytest
+import requests
+import schemathesis
+import yaml
+from hypothesis.configuration import set_hypothesis_home_dir
+from openapi_spec_validator import validate as validate_openapi
+from requests.structures import CaseInsensitiveDict
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from support import ROOT, Api, new_name, start_local_api, stop
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import docs_assets  # noqa: E402
+import grant_role  # noqa: E402
+import local_api  # noqa: E402
+
+# Hypothesis's caches under .local/ (gitignored, `make clean`), not a new top-level directory.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(ROOT / ".local" / "hypothesis")
+
+DOCUMENT = ROOT / "openapi.yaml"
+ERROR_RS = ROOT / "shared" / "src" / "error.rs"
+# The contract lives beside the checkout for the teams working on it (see the README).
+CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
+# The error codes CONTRACT.md names, kept here so that the check holds without it too.
+CONTRACT_CODES = {
+    "invalid_request",
+    "invalid_username",
+    "invalid_password",
+    "username_taken",
+    "invalid_grant",
+    "too_many_attempts",
+    "invalid_token",
+    "insufficient_scope",
+    "not_found",
+}
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+# The one browser origin the local API allows here, so that answers carry CORS headers.
+APP_ORIGIN = "http://app.openapi.test:8080"
+PASSWORD = f"openapi pass {secrets.token_urlsafe(12)}"
+# schemathesis's checks that every answer must pass.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+# Generated requests per operation and phase. Bounded: the whole run stays within a couple
+# of minutes on two cores, argon2 (every login, registration and password check) included.
+MAX_EXAMPLES = int(os.environ.get("OPENAPI_MAX_EXAMPLES", "100"))
+
+
+def document():
+    return yaml.safe_load(DOCUMENT.read_text())
+
+
+def operations(doc):
+    """(METHOD, path) -> operation object."""
+    return {
+        (method.upper(), path): op
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    }
+
+
+def deref(doc, node):
+    """`node`, its local `$ref` followed."""
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/"), f"only local references: {ref}"
+        node = doc
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def error_codes(doc, response):
+    """The `error` codes a documented response can carry: its schema's enum of `error`
+    (every part of an `allOf` holds, so the enums intersect)."""
+    response = deref(doc, response)
+    schema = deref(doc, (response.get("content") or {}).get("application/json", {}).get("schema", {}))
+    codes = None
+    for part in [schema, *(deref(doc, s) for s in schema.get("allOf", []))]:
+        enum = deref(doc, (part.get("properties") or {}).get("error", {})).get("enum")
+        if enum is not None:
+            codes = set(enum) if codes is None else codes & set(enum)
+    return codes or set()
+
+
+def status_matches(documented, status):
+    return documented == str(status) or (documented.endswith("XX") and documented[0] == str(status)[0])
+
+
+def template_routes():
+    """(METHOD, path) -> behind the authorizer, read as the local API reads the template."""
+    template = local_api.load_template()
+    wired = local_api.wiring(template, local_api.parameters(template, {}))
+    return {(r["method"], r["path"]): r["authorizer"] for r in wired["routes"]}
+
+
+def code_errors():
+    """(status, code) of every error the domain maps to HTTP (shared/src/error.rs)."""
+    pairs = set(re.findall(r'=> \((\d{3}), "([a-z_]+)"\)', ERROR_RS.read_text()))
+    assert len(pairs) >= 10, f"cannot read the status mapping of {ERROR_RS}"
+    return {(int(status), code) for status, code in pairs}
+
+
+def gateway_errors():
+    """(status, code) of API Gateway's own answers (the template's GatewayResponses); status
+    None where the template leaves it to API Gateway (DEFAULT_4XX: 413 among others)."""
+    template = local_api.load_template()
+    responses = template["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
+    return {
+        (
+            int(r["StatusCode"]) if "StatusCode" in r else None,
+            json.loads(r["ResponseTemplates"]["application/json"])["error"],
+        )
+        for r in responses.values()
+    }
+
+
+# --- The document -------------------------------------------------------------------------
+
+
+def test_the_document_is_valid_openapi():
+    validate_openapi(document())
+
+
+def test_the_documented_routes_are_exactly_the_templates():
+    documented, wired = set(operations(document())), set(template_routes())
+    assert not documented - wired, f"documented but not routes of template.yaml: {sorted(documented - wired)}"
+    assert not wired - documented, f"routes of template.yaml missing from openapi.yaml: {sorted(wired - documented)}"
+
+
+def test_exactly_the_routes_behind_the_authorizer_take_a_bearer_token():
+    doc = document()
+    ops = operations(doc)
+    template = local_api.load_template()
+    route_roles = local_api.authorizer_route_roles(template)
+    for (method, path), protected in template_routes().items():
+        op = ops[(method, path)]
+        security = op.get("security", doc.get("security", []))
+        assert any("bearerAuth" in requirement for requirement in security) == protected, (method, path)
+        responses = op["responses"]
+        if protected:
+            assert "invalid_token" in error_codes(doc, responses["401"]), (method, path)
+            assert "temporarily_unavailable" in error_codes(doc, responses["503"]), (method, path)
+        # 403 insufficient_scope exactly where the authorizer requires roles.
+        needs_roles = bool(route_roles.get(f"{method} {path}"))
+        assert ("insufficient_scope" in error_codes(doc, responses.get("403", {}))) == needs_roles, (method, path)
+    # The local-only routes are not the deployed API's.
+    assert not {"/openapi.yaml", "/docs"} & set(doc["paths"])
+
+
+def test_every_error_the_service_answers_is_documented_with_its_status():
+    doc = document()
+    documented = [
+        (status, error_codes(doc, response))
+        for op in operations(doc).values()
+        for status, response in op["responses"].items()
+    ]
+    answered = code_errors() | gateway_errors()
+    for status, code in answered:
+        assert any(
+            code in codes and (status is None or status_matches(documented_status, status))
+            for documented_status, codes in documented
+        ), f"{status} {code} is answered but documented nowhere"
+    # And no code that nothing answers.
+    enum = set(doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
+    assert enum == {code for _, code in answered}
+    assert set().union(*(codes for _, codes in documented)) == enum
+
+
+def test_every_error_code_of_the_contract_is_documented():
+    enum = set(document()["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
+    assert CONTRACT_CODES <= {code for _, code in code_errors()}, "CONTRACT_CODES against shared/src/error.rs"
+    assert CONTRACT_CODES <= enum
+    if not CONTRACT.exists():
+        pytest.skip(f"{CONTRACT} is not beside this checkout: checked against the list kept here only")
+    # The backticked codes after a 4xx/5xx status on a line, and {"error": "..."} bodies.
+    named = set()
+    for line in CONTRACT.read_text().splitlines():
+        found = re.search(r"\b[45]\d\d\b", line)
+        if found:
+            named |= set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", line[found.start() :]))
+        named |= set(re.findall(r'"error": "([a-z_]+)"', line))
+    assert named == CONTRACT_CODES, "CONTRACT.md's error codes changed: update CONTRACT_CODES and openapi.yaml"
+
+
+# --- The local API against the document ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api():
+    docs_assets.ensure()
+    logs = tempfile.TemporaryFile()
+    # `make dev`'s signing (RS256, a key pair for the run), so the JWKS has a key to check.
+    env = {k: v for k, v in os.environ.items() if k not in {"JWT_SECRET", "JWT_ALGORITHM", "JWT_PRIVATE_KEY"}}
+    env.update(ALLOWED_ORIGINS=APP_ORIGIN, LOGIN_LOCK_SECONDS="1")
+    port, proc = start_local_api(env, logs)
+    api = Api(port, PASSWORD)
+    api.base_url = f"http://127.0.0.1:{port}"
+    yield api
+    assert stop(proc) == 0
+    logs.seek(0)
+    assert PASSWORD not in logs.read().decode(errors="replace")
+
+
+def registered(api, username=None):
+    username = username or new_name()
+    res = api.register(username)
+    assert res.status == 201, res
+    return username, res.json()
+
+
+def admin_token(api):
+    name, _ = registered(api)
+    grant_role.change_role(os.environ["USERS_TABLE"], name, "admin", endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    res = api.login(name)
+    assert res.status == 200, res
+    return res.json()["access_token"]
+
+
+def test_the_local_api_serves_the_document_and_a_docs_page_of_local_files(api):
+    res = api.call("GET", "/openapi.yaml")
+    assert res.status == 200, res
+    assert res.body == DOCUMENT.read_bytes()
+    assert res.header("content-type").startswith("application/yaml")
+
+    page = api.call("GET", "/docs")
+    assert page.status == 200, page
+    assert page.header("content-type").startswith("text/html")
+    assert "script-src 'self'" in page.header("content-security-policy")
+    html = page.body.decode()
+    assert not re.findall(r"https?://", html, re.I), "the page names no other host"
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html)
+    assert {"/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/swagger-initializer.js"} <= set(assets)
+    for asset in assets:
+        parts = urllib.parse.urlsplit(asset)
+        assert not parts.scheme and not parts.netloc and asset.startswith("/"), asset
+        res = api.call("GET", asset)
+        assert res.status == 200 and res.body, (asset, res)
+    initializer = api.call("GET", "/docs/swagger-initializer.js").body.decode()
+    assert '"/openapi.yaml"' in initializer and not re.findall(r"https?://", initializer)
+    assert api.call("GET", "/docs/swagger-ui.css").header("content-type").startswith("text/css")
+    assert api.call("GET", "/docs/swagger-ui-bundle.js").header("content-type").startswith("text/javascript")
+
+    # Only those files, and only GET: anything else is the gateway's 404.
+    for path in ["/docs/../openapi.yaml", "/docs/%2e%2e/openapi.yaml", "/docs/LICENSE", "/docs/.stamp", "/docs/x"]:
+        res = api.call("GET", path)
+        assert res.status == 404 and res.json()["error"] == "not_found", (path, res)
+    assert api.call("POST", "/openapi.yaml").status == 404
+    assert api.call("DELETE", "/docs").status == 404
+
+
+def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refuses(api):
+    """Chosen requests, so that every operation's success is among the answers checked
+    (generated data rarely holds a valid refresh token or the right password): each answer
+    passes schemathesis's checks and has the status the flow expects."""
+    answered = set()
+
+    def call(method, path, status, *, token=None, headers=None, **case):
+        headers = {"Origin": APP_ORIGIN, **(headers or {})}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if "body" in case:
+            case.setdefault("media_type", "application/json")
+        case = SCHEMA[path][method].Case(headers=headers, **case)
+        response = case.call(base_url=api.base_url)
+        case.validate_response(response, checks=CHECKS)
+        assert response.status_code == status, (method, path, response.status_code, response.text)
+        answered.add((method, path, status))
+        return response
+
+    csrf = {"X-Requested-With": "fetch"}
+    cookie_mode = {"cookie": "true"}
+    form = "application/x-www-form-urlencoded"
+
+    def header(response, name):
+        (value,) = next(v for k, v in response.headers.items() if k.lower() == name)
+        return value
+
+    def cookie_of(response):
+        value = header(response, "set-cookie").split(";")[0].partition("=")[2]
+        assert value, header(response, "set-cookie")
+        return value
+
+    # Registration: JSON and cookie mode; refusals.
+    name, other = new_name(), new_name()
+    call("POST", "/auth/register", 201, body={"username": name, "password": PASSWORD, "email": f"{name}@example.com"})
+    call("POST", "/auth/register", 409, body={"username": name.upper(), "password": PASSWORD})
+    call("POST", "/auth/register", 400, body={"username": "x!", "password": PASSWORD})
+    cookie_registration = {"username": other, "password": PASSWORD}
+    call("POST", "/auth/register", 403, query=cookie_mode, body=cookie_registration)
+    res = call("POST", "/auth/register", 201, query=cookie_mode, headers=csrf, body=cookie_registration)
+    assert "refresh_token" not in res.json() and cookie_of(res)
+
+    # Login: JSON, the OAuth form, cookie mode; refusals; the failed-login throttle.
+    tokens = call("POST", "/auth/login", 200, body={"username": name, "password": PASSWORD}).json()
+    login = {"grant_type": "password", "username": name, "password": PASSWORD}
+    second = call("POST", "/auth/login", 200, body=login, media_type=form).json()
+    cookie = cookie_of(call("POST", "/auth/login", 200, query=cookie_mode, headers=csrf, body=login, media_type=form))
+    call("POST", "/auth/login", 401, body={"username": name, "password": "not the password"})
+    call("POST", "/auth/login", 400, body={"username": name})
+    call("POST", "/auth/login", 413, body={"username": name, "password": "x" * 9000})
+    locked = new_name()
+    for _ in range(5):
+        call("POST", "/auth/login", 401, body={"username": locked, "password": "not the password"})
+    assert int(header(call("POST", "/auth/login", 429, body={"username": locked, "password": "x"}), "retry-after")) >= 1
+
+    # Refresh: JSON, form, the cookie; refusals (a refused cookie is cleared).
+    pair = call("POST", "/auth/refresh", 200, body={"refresh_token": second["refresh_token"]}).json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]}
+    call("POST", "/auth/refresh", 200, body=refresh, media_type=form)
+    call("POST", "/auth/refresh", 401, body={"refresh_token": tokens["access_token"]})
+    call("POST", "/auth/refresh", 400, body={"refresh_token": 42})
+    res = call("POST", "/auth/refresh", 200, query=cookie_mode, headers=csrf, cookies={"refresh_token": cookie})
+    assert cookie_of(res) != cookie
+    res = call("POST", "/auth/refresh", 401, query=cookie_mode, headers=csrf, cookies={"refresh_token": cookie})
+    assert "Max-Age=0" in header(res, "set-cookie")
+
+    # The caller, its sessions.
+    access = tokens["access_token"]
+    call("GET", "/auth/me", 200, token=access)
+    call("GET", "/auth/me", 401)
+    call("GET", "/auth/me", 401, token="not.a.token")
+    sessions = call("GET", "/auth/sessions", 200, token=access).json()["sessions"]
+    other_session = next(s["id"] for s in sessions if not s["current"])
+    call("DELETE", "/auth/sessions/{id}", 204, token=access, path_parameters={"id": other_session})
+    call("DELETE", "/auth/sessions/{id}", 404, token=access, path_parameters={"id": other_session})
+    call("GET", "/auth/sessions", 401)
+
+    # Password change and account deletion, each on a user of its own.
+    changer, body = registered(api)
+    change = {"current_password": PASSWORD, "new_password": f"{PASSWORD} new"}
+    call("POST", "/auth/password", 400, token=body["access_token"], body={**change, "new_password": "short"})
+    call("POST", "/auth/password", 401, token=body["access_token"], body={**change, "current_password": "wrong one"})
+    call("POST", "/auth/password", 200, token=body["access_token"], body=change)
+    call("POST", "/auth/password", 401, token=body["access_token"], body=change)
+    leaver, body = registered(api)
+    call("DELETE", "/auth/account", 401, token=body["access_token"], body={"password": "wrong one"})
+    call("DELETE", "/auth/account", 403, token=body["access_token"], query=cookie_mode, body={"password": PASSWORD})
+    call("DELETE", "/auth/account", 204, token=body["access_token"], body={"password": PASSWORD})
+    call("GET", "/auth/me", 401, token=body["access_token"])
+
+    # Logout: CSRF and flag refusals, this session, everywhere.
+    call("POST", "/auth/logout", 403, token=access, query=cookie_mode)
+    call("POST", "/auth/logout", 400, token=access, query={"all": "maybe"})
+    call("POST", "/auth/logout", 204, token=access, query=cookie_mode, headers=csrf)
+    call("POST", "/auth/logout", 401, token=access)
+    everywhere = api.login(name).json()["access_token"]
+    call("POST", "/auth/logout", 204, token=everywhere, query={"all": "true"})
+
+    # Administration.
+    admin = admin_token(api)
+    target, body = registered(api)
+    user = {"username": target}
+    call("GET", "/admin/users/{username}", 200, token=admin, path_parameters={"username": target.upper()})
+    call("GET", "/admin/users/{username}", 403, token=body["access_token"], path_parameters=user)
+    call("GET", "/admin/users/{username}", 404, token=admin, path_parameters={"username": new_name()})
+    roles = "/admin/users/{username}/roles"
+    call("POST", roles, 200, token=admin, path_parameters=user, body={"add": ["support"], "remove": ["nothing"]})
+    call("POST", roles, 400, token=admin, path_parameters=user, body={"add": ["Support!"]})
+    call("POST", roles, 400, token=admin, path_parameters=user, body=["support"])
+    call("POST", roles, 401, path_parameters=user, body={})
+    call("POST", "/admin/users/{username}/enable", 403, token=body["access_token"], path_parameters=user)
+    call("POST", "/admin/users/{username}/disable", 204, token=admin, path_parameters=user)
+    call("POST", "/admin/users/{username}/disable", 404, token=admin, path_parameters={"username": new_name()})
+    call("POST", "/admin/users/{username}/enable", 204, token=admin, path_parameters=user)
+
+    # Keys: a key with RS256, and the discovery document.
+    assert call("GET", "/.well-known/jwks.json", 200).json()["keys"]
+    call("GET", "/.well-known/openid-configuration", 200)
+
+    # The preflight on every path.
+    for path in document()["paths"]:
+        parameters = {name: "x" for name in re.findall(r"\{(\w+)\}", path)}
+        res = call("OPTIONS", path, 204, path_parameters=parameters, headers={"Access-Control-Request-Method": "POST"})
+        assert header(res, "access-control-allow-origin") == APP_ORIGIN
+
+    succeeded = {(method, path) for method, path, status in answered if status < 300}
+    assert succeeded == set(operations(document())), "an operation whose success was not checked"
+
+
+SCHEMA = schemathesis.openapi.from_path(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict(
+        {
+            "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+            # Stateful sequences would log in, out and in again at argon2's pace.
+            "phases": {"stateful": {"enabled": False}},
+        }
+    ),
+)
+
+
+class Callers:
+    """Bearer tokens that get generated requests past the authorizer, so that protected
+    routes answer more than 401: a user's; an administrator's on the admin routes (the
+    usernames are generated, so they change nobody that matters); and for logout, a user
+    logged in again after each logout that worked."""
+
+    def __init__(self, api):
+        self.api = api
+        self.protected = {route for route, behind in template_routes().items() if behind}
+        _, body = registered(api)
+        self.user = body["access_token"]
+        self.admin = admin_token(api)
+        self.leaver, body = registered(api)
+        self.leaver_token = body["access_token"]
+
+    def token(self, case):
+        route = (case.method.upper(), case.operation.path)
+        if route not in self.protected:
+            return None
+        if case.operation.path.startswith("/admin/"):
+            return self.admin
+        if case.operation.path == "/auth/logout":
+            if self.leaver_token is None:
+                res = self.api.login(self.leaver)
+                assert res.status == 200, res
+                self.leaver_token = res.json()["access_token"]
+            return self.leaver_token
+        return self.user
+
+    def answered(self, case, response):
+        if case.operation.path == "/auth/logout" and response.status_code == 204:
+            self.leaver_token = None
+
+
+@pytest.fixture(scope="module")
+def callers(api):
+    return Callers(api)
+
+
+@pytest.fixture(scope="module")
+def session():
+    with requests.Session() as s:
+        yield s
+
+
+@SCHEMA.parametrize()
+def test_generated_requests_are_answered_as_documented(case, api, callers, session):
+    token = callers.token(case)
+    if token:
+        case.headers = CaseInsensitiveDict(case.headers or {})
+        case.headers["Authorization"] = f"Bearer {token}"
+    response = case.call(base_url=api.base_url, session=session)
+    callers.answered(case, response)
+    case.validate_response(response, checks=CHECKS)

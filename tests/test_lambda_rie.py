@@ -589,3 +589,79 @@ def test_metrics_tell_authorizer_allowed_denied_and_unavailable(user):
     assert denied["AuthorizerDenied"] == 1 and "StoreLatency" not in denied, "a bad token costs no store call"
     (unavailable,) = emf_lines(down_logs)
     assert unavailable["AuthorizerUnavailable"] == 1 and unavailable["StoreFaults"] == 1, unavailable
+
+
+class KeepAliveRecorder:
+    """An HTTP/1.1 front for the DynamoDB server that keeps client connections open, as
+    DynamoDB does (moto's server closes each one after its answer), and records the
+    requests each client connection carried: (method, path, headers)."""
+
+    def __init__(self, endpoint):
+        import threading
+        host, port = endpoint.rsplit("/", 1)[-1].split(":")
+        self.upstream = (host, int(port))
+        self.connections = []
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def requests(self):
+        with self.lock:
+            return [list(c) for c in self.connections]
+
+    def _accept(self):
+        import threading
+        while True:
+            client, _ = self.server.accept()
+            seen = []
+            with self.lock:
+                self.connections.append(seen)
+            threading.Thread(target=self._serve, args=(client, seen), daemon=True).start()
+
+    def _serve(self, client, seen):
+        import http.client
+        reader = client.makefile("rb")
+        try:
+            while line := reader.readline():
+                method, path, _ = line.decode().split(" ", 2)
+                headers = {}
+                while (h := reader.readline()) not in (b"\r\n", b""):
+                    name, value = h.decode().split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+                body = reader.read(int(headers.get("content-length", 0)))
+                with self.lock:
+                    seen.append((method, path, headers))
+                upstream = http.client.HTTPConnection(*self.upstream, timeout=10)
+                upstream.request(method, path, body=body, headers={k: v for k, v in headers.items() if k != "connection"})
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                head = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("connection", "content-length", "transfer-encoding"):
+                        head += f"{k}: {v}\r\n"
+                client.sendall(f"{head}content-length: {len(data)}\r\n\r\n".encode() + data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+
+def test_the_cold_start_opens_the_stores_connection_for_the_first_request(user):
+    """The connection (and, over HTTPS, its TLS handshake) is made at init, by DynamoDB's
+    unsigned health check (no API call, no credentials sent); the first request reuses it."""
+    recorder = KeepAliveRecorder(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    authorizer = Function("authorizer", {**METRICS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": recorder.endpoint})
+    try:
+        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+    finally:
+        logs = authorizer.stop()
+    (only,) = recorder.requests()
+    assert [(method, path) for method, path, _ in only] == [("GET", "/"), ("POST", "/"), ("POST", "/")], only
+    warm_up = only[0][2]
+    assert "authorization" not in warm_up and "x-amz-target" not in warm_up, warm_up
+    # The warm-up is no store call: the first invocation's latencies are its one BatchGetItem.
+    first = emf_lines(logs)[0]
+    assert len(first["StoreLatency"]) == 1, first

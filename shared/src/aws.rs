@@ -46,6 +46,66 @@ pub async fn load_sdk_config() -> SdkConfig {
         .build()
 }
 
+/// How long a cold start waits for `warm_up`: far more than a connection to DynamoDB in its
+/// region takes (a few ms), and little against a cold start.
+pub const WARM_UP_BUDGET: Duration = Duration::from_millis(150);
+
+/// Opens the HTTPS connection the first request will use (DNS, TCP, the TLS handshake, and
+/// the root certificates, parsed on the first connection), during the cold start: Lambda
+/// gives initialisation more CPU than a 128 MB invocation's share, and the first request
+/// then finds the connection in the pool. It sends DynamoDB's health check, an unsigned
+/// `GET /` (answered `healthy: dynamodb.<region>.amazonaws.com`): not an API call, so it
+/// needs no permission, reads nothing and leaves no CloudTrail entry. Its answer is not
+/// looked at. Waits at most `WARM_UP_BUDGET`: a slow or unreachable store neither fails the
+/// cold start nor holds it longer (the connection may still open in the background).
+pub async fn warm_up(client: &aws_sdk_dynamodb::Client) {
+    let probe = client
+        .get_item()
+        .table_name("warm-up")
+        .key("warm-up", aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()))
+        .customize()
+        .interceptor(HealthCheck)
+        // One attempt: an answer of any kind has opened the connection.
+        .config_override(aws_sdk_dynamodb::config::Builder::new().retry_config(RetryConfig::disabled()));
+    let task = tokio::spawn(async move {
+        let _ = probe.send().await;
+    });
+    let _ = tokio::time::timeout(WARM_UP_BUDGET, task).await;
+}
+
+/// Turns the warm-up's signed request into the unsigned health check, just before it is
+/// sent: same endpoint, same client, same connection pool.
+#[derive(Debug)]
+struct HealthCheck;
+
+impl aws_sdk_dynamodb::config::Intercept for HealthCheck {
+    fn name(&self) -> &'static str {
+        "HealthCheck"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        crate::metrics::not_a_store_call(cfg);
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request_mut();
+        // `scheme://host[:port]` of the endpoint, then `/`.
+        let origin = request.uri().splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        *request = aws_smithy_runtime_api::http::Request::get(format!("{origin}/"))?;
+        Ok(())
+    }
+}
+
 /// The endpoint override for one service, as the SDK's own loader would find it:
 /// `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, unless
 /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true.

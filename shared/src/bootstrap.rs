@@ -214,15 +214,27 @@ pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
 }
 
 pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<Auth, StartupError> {
-    let tokens = match (keys, &config.signing_key) {
-        (Keys::None, _) | (Keys::Public, Some(_)) => TokenService::without_keys(config.tokens.clone()),
-        // HMAC: the one secret both signs and verifies.
-        (_, Some(secret)) => TokenService::from_secret(config.tokens.clone(), &signing_secret(secret, sdk).await?),
-        (_, None) => asymmetric_tokens(config, sdk, keys).await?,
+    let dynamodb = crate::aws::dynamodb_client(sdk);
+    // The store's connection opens while the keys are read (README, "Performance and cost").
+    let tokens = async {
+        Ok::<_, StartupError>(match (keys, &config.signing_key) {
+            (Keys::None, _) | (Keys::Public, Some(_)) => TokenService::without_keys(config.tokens.clone()),
+            // HMAC: the one secret both signs and verifies.
+            (_, Some(secret)) => TokenService::from_secret(config.tokens.clone(), &signing_secret(secret, sdk).await?),
+            (_, None) => asymmetric_tokens(config, sdk, keys).await?,
+        })
     };
+    // (Not for the JWKS function, the one that never calls it.)
+    let warm_up = async {
+        if keys != Keys::Public {
+            crate::aws::warm_up(&dynamodb).await;
+        }
+    };
+    let (tokens, ()) = tokio::join!(tokens, warm_up);
+    let tokens = tokens?;
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
     let store = DynamoStore::new(
-        crate::aws::dynamodb_client(sdk),
+        dynamodb,
         &config.users_table,
         &config.revoked_tokens_table,
         &config.sessions_table,

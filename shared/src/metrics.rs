@@ -212,6 +212,19 @@ impl aws_smithy_types::config_bag::Storable for Started {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
+/// Marks a request that is no store call (the cold start's connection warm-up): not timed.
+#[derive(Debug, Clone)]
+struct NotAStoreCall;
+
+impl aws_smithy_types::config_bag::Storable for NotAStoreCall {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// Leaves the request of `cfg` out of `StoreLatency`.
+pub fn not_a_store_call(cfg: &mut aws_sdk_dynamodb::config::ConfigBag) {
+    cfg.interceptor_state().store_put(NotAStoreCall);
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl aws_sdk_dynamodb::config::Intercept for StoreTiming {
@@ -236,7 +249,7 @@ impl aws_sdk_dynamodb::config::Intercept for StoreTiming {
         _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
         cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Started(at)) = cfg.load::<Started>() {
+        if let (Some(Started(at)), None) = (cfg.load::<Started>(), cfg.load::<NotAStoreCall>()) {
             store_latency(at.elapsed());
         }
         Ok(())

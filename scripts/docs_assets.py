@@ -110,6 +110,10 @@ def extract(data, dest):
                     (staging / name).write_bytes(tar.extractfile(member).read())
         (staging / STAMP).write_text(stamp_text())
         if dest.exists():
+            # Only ever replace a directory of ours (or nothing at all): a mistyped --dest
+            # must not delete someone's directory.
+            if not (dest / STAMP).is_file() and any(dest.iterdir()):
+                raise AssetsError(f"{dest} exists and holds other files; choose an empty or new --dest")
             shutil.rmtree(dest)
         staging.rename(dest)
     finally:

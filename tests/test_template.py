@@ -404,8 +404,9 @@ ACCESS_LOG_FIELDS = {
     "authorizerLatency": "$context.authorizer.latency",
     "authorizerError": "$context.authorizer.error",
     "principalId": "$context.authorizer.principalId",
-    # API Gateway's quoted (JSON-escaped) form of $context.error.message, written unquoted.
-    "errorMessage": "$context.error.messageString",
+    # Quoted like every value: an unquoted $context.error.messageString might render as a
+    # bare `-` when there is no error, which would make most lines invalid JSON.
+    "errorMessage": "$context.error.message",
     "errorResponseType": "$context.error.responseType",
     "waf": "$context.wafResponseCode",
 }
@@ -503,11 +504,12 @@ def access_log_setting():
 def test_access_logs_are_one_json_line_with_the_fields_an_operator_needs_and_no_secret():
     text = access_log_setting()["Format"]
     assert "\n" not in text, "one line per request"
-    # Every value is a context variable; the quoted message is written as is.
+    # Every value is a context variable, quoted: valid JSON whatever a variable holds
+    # (API Gateway escapes quotes in the values it writes; "-" where there is none).
     variables = re.findall(r"\$[A-Za-z0-9_.]+", text)
     assert sorted(set(variables)) == sorted(set(ACCESS_LOG_FIELDS.values()))
-    line = json.loads(text.replace("$context.error.messageString", '"x"'))
-    assert line == {k: v if v != "$context.error.messageString" else "x" for k, v in ACCESS_LOG_FIELDS.items()}
+    line = json.loads(text)
+    assert line == ACCESS_LOG_FIELDS
     assert ACCESS_LOG_REQUIRED <= set(line)
     for forbidden in ["$input", "$method", "$stageVariables", "header", "Authorization", "claims", "$context.path"]:
         assert forbidden.lower() not in text.lower(), forbidden
@@ -586,9 +588,9 @@ def test_the_web_acl_exists_only_with_a_rate_limit_and_is_attached_to_the_stage(
     assert p["Default"] == "0"
     allowed = re.compile(p["AllowedPattern"])
     # 0 (none) or WAF's minimum of 10 and above.
-    assert [v for v in ["0", "9", "10", "05", "100", "2000000000", "-1", ""] if allowed.fullmatch(v)] == [
-        "0", "10", "100", "2000000000"
-    ]
+    # ... up to WAF's maximum, 2,000,000,000.
+    candidates = ["0", "9", "10", "05", "100", "1999999999", "2000000000", "2000000001", "9999999999", "-1", ""]
+    assert [v for v in candidates if allowed.fullmatch(v)] == ["0", "10", "100", "1999999999", "2000000000"]
     assert TEMPLATE["Conditions"]["HasWaf"] == {"Not": [{"Equals": [{"Ref": "WafRateLimitPer5Min"}, "0"]}]}
     waf = resources_of("AWS::WAFv2::WebACL") | resources_of("AWS::WAFv2::WebACLAssociation")
     assert set(waf) == {"AuthWebAcl", "AuthWebAclAssociation"}
@@ -655,6 +657,9 @@ def test_every_function_is_told_where_its_metrics_go():
     pattern = re.compile(p["AllowedPattern"])
     assert p["Default"] == "JwtAuth" and pattern.fullmatch(p["Default"])
     assert not pattern.fullmatch("") and not pattern.fullmatch(" x") and not pattern.fullmatch("a" * 256)
+    # What metrics::valid_namespace refuses (metrics would be off, the alarms blind).
+    assert not pattern.fullmatch("AWS/Lambda") and not pattern.fullmatch("x ") and pattern.fullmatch("a" * 255)
+    assert pattern.fullmatch("Company/Auth #1") and pattern.fullmatch("x")
     # events/env.json (sam local invoke) sets them for every function too.
     for name, env in ENV_JSON.items():
         assert {"METRICS_NAMESPACE", "METRICS_SERVICE"} <= set(env), name

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::config::{DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{CreateOutcome, SessionRecord, Store, UserRecord};
+use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, UserRecord};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
@@ -193,8 +193,9 @@ impl Auth {
     }
 
     /// The sessions-table row of a session whose first pair is `pair`; it lives as long as
-    /// the pair's refresh token could be used.
-    async fn open_session_row(&self, user: &UserRecord, sid: &str, pair: &IssuedPair) -> Result<(), AuthError> {
+    /// the pair's refresh token could be used. A `StoreError`, not yet an `AuthError`: the
+    /// callers that go on without the row must not count a failed request (`StoreFaults`).
+    async fn open_session_row(&self, user: &UserRecord, sid: &str, pair: &IssuedPair) -> Result<(), StoreError> {
         let now = now_ms() / 1000;
         let row = SessionRecord {
             user_id: user.user_id.clone(),
@@ -203,7 +204,7 @@ impl Auth {
             last_used_at: now,
             expires_at: pair.refresh.exp + self.tokens.config().leeway_seconds,
         };
-        Ok(self.store.record_session(&row).await?)
+        self.store.record_session(&row).await
     }
 
     /// argon2 is CPU-bound for tens of milliseconds: run it off the async workers.

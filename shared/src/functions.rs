@@ -56,9 +56,8 @@ fn http_function(function: &'static str, route: Route, keys: Keys) -> ExitCode {
         let browser: &'static Browser = Box::leak(Box::new(Browser::from_env()?));
         let auth = if route.needs_auth() { Some(cold_start(keys).await?) } else { None };
         lambda_http::run(service_fn(move |req: Request| async move {
-            let response = api::handle(route, auth, browser, req).await;
-            metrics::flush();
-            Ok::<_, Error>(response)
+            let _flush = metrics::FlushOnDrop;
+            Ok::<_, Error>(api::handle(route, auth, browser, req).await)
         }))
         .await
     })
@@ -120,9 +119,9 @@ pub fn authorizer() -> ExitCode {
         let auth = cold_start(Keys::Verify).await?;
         let routes = &RouteRoles::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
+            let _flush = metrics::FlushOnDrop;
             let decision = authorize(auth, routes, &event.payload).await;
             metrics::count(outcome_metric(&decision, &event.payload.method_arn));
-            metrics::flush();
             decision
         }))
         .await
@@ -154,13 +153,12 @@ pub fn rotation() -> ExitCode {
             public_keys_secret,
         }));
         lambda_runtime::run(service_fn(move |event: LambdaEvent<crate::rotation::RotationEvent>| async move {
+            let _flush = metrics::FlushOnDrop;
             let step = event.payload.step.clone();
-            let done = rotation.handle(&event.payload).await.map_err(|e| {
+            rotation.handle(&event.payload).await.map_err(|e| {
                 tracing::error!(step, error = %e, "rotation step failed");
                 Error::from(e.to_string())
-            });
-            metrics::flush();
-            done
+            })
         }))
         .await
     })

@@ -103,7 +103,13 @@ impl Auth {
     async fn revoke_stolen_session(&self, sid: &str, user_id: &str, client_ip: &str) -> Result<(), AuthError> {
         events::record(
             Kind::RefreshReuseDetected,
-            Event { user_id, session_id: sid, client_ip, reason: "spent_refresh_token_presented", ..Default::default() },
+            Event {
+                user_id,
+                session_id: sid,
+                client_ip,
+                reason: "spent_refresh_token_presented",
+                ..Default::default()
+            },
         );
         self.store.revoke_session(sid, self.session_expiry()).await?;
         Ok(())

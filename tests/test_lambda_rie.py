@@ -596,14 +596,16 @@ class KeepAliveRecorder:
     DynamoDB does (moto's server closes each one after its answer), and records the
     requests each client connection carried: (method, path, headers)."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, tls=None):
         import threading
         host, port = endpoint.rsplit("/", 1)[-1].split(":")
         self.upstream = (host, int(port))
         self.connections = []
         self.lock = threading.Lock()
+        self.tls = tls
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        port = self.server.getsockname()[1]
+        self.endpoint = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def requests(self):
@@ -621,6 +623,12 @@ class KeepAliveRecorder:
 
     def _serve(self, client, seen):
         import http.client
+        if self.tls:
+            try:
+                client = self.tls.wrap_socket(client, server_side=True)
+            except OSError:  # the client refused our certificate
+                client.close()
+                return
         reader = client.makefile("rb")
         try:
             while line := reader.readline():
@@ -665,3 +673,80 @@ def test_the_cold_start_opens_the_stores_connection_for_the_first_request(user):
     # The warm-up is no store call: the first invocation's latencies are its one BatchGetItem.
     first = emf_lines(logs)[0]
     assert len(first["StoreLatency"]) == 1, first
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory):
+    """A CA of our own and a certificate it issued for localhost: an HTTPS front for the
+    DynamoDB server that no public root vouches for."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d = tmp_path_factory.mktemp("ca")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwt-auth test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (d / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (d / "leaf.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(d / "leaf.pem", d / "leaf.key")
+    return {"ca": str(d / "ca.pem"), "context": context, "dir": d}
+
+
+def test_over_https_the_functions_trust_amazons_roots_and_aws_ca_bundle_only(user, private_ca):
+    """The system's roots are never loaded (their parsing is most of a first connection's
+    CPU): a CA the system trusts (SSL_CERT_FILE) is not trusted; AWS_CA_BUNDLE is. The one
+    TLS connection is opened at the cold start and serves the requests."""
+    front = KeepAliveRecorder(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], tls=private_ca["context"])
+    https = {"AWS_ENDPOINT_URL_DYNAMODB": front.endpoint}
+    system_only = Function("authorizer", {**https, "SSL_CERT_FILE": private_ca["ca"]})
+    try:
+        refused = system_only.invoke(authorizer_event(user["access_token"]))
+    finally:
+        system_only.stop()
+    assert refused.get("errorMessage") not in (None, "Unauthorized"), refused
+    assert all(not c for c in front.requests()), "no request crossed an untrusted connection"
+
+    before = len(front.requests())
+    trusted = Function("authorizer", {**https, "AWS_CA_BUNDLE": private_ca["ca"]})
+    try:
+        assert trusted.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert trusted.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+    finally:
+        trusted.stop()
+    (only,) = front.requests()[before:]
+    assert [(method, path) for method, path, _ in only] == [("GET", "/"), ("POST", "/"), ("POST", "/")], only
+
+
+def test_an_unusable_aws_ca_bundle_fails_the_cold_start_naming_it(private_ca):
+    garbage = private_ca["dir"] / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    fn = Function("authorizer", {"AWS_CA_BUNDLE": str(garbage)})
+    try:
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            fn.invoke(authorizer_event("anything"))
+    finally:
+        logs = fn.stop()
+    assert failed.value.code == 502
+    assert f"AWS_CA_BUNDLE: {garbage} holds a certificate that cannot be a root" in logs, logs[-2000:]

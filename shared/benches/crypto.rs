@@ -142,6 +142,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("jwt_verify", |b| b.iter(|| service.verify_access(black_box(&pair.access_token)).unwrap()));
 
     asymmetric(c, &pair.access);
+    tls_roots(c);
 
     let hasher = PasswordHasher::new(Argon2Config::default()).unwrap();
     let phc = hasher.hash("correct horse battery").unwrap();
@@ -195,6 +196,22 @@ fn asymmetric(c: &mut Criterion, claims: &shared::tokens::AccessClaims) {
             })
         });
     }
+}
+
+/// What the first HTTPS connection of a cold start pays before its handshake: reading and
+/// parsing the system's root certificates (`SSL_CERT_FILE` if set) into rustls's store, as
+/// the SDK's client does once per process.
+fn tls_roots(c: &mut Criterion) {
+    let found = rustls_native_certs::load_native_certs();
+    eprintln!("tls_roots: {} root certificates ({} errors)", found.certs.len(), found.errors.len());
+    c.bench_function("tls_roots_load", |b| {
+        b.iter(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(found.certs);
+            roots
+        })
+    });
 }
 
 criterion_group!(crypto, benches);

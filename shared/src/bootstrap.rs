@@ -28,6 +28,9 @@ pub enum StartupError {
     Key(&'static str, String),
     #[error("password hasher: {0}")]
     Hasher(String),
+    /// The HTTPS client's trust store (`AWS_CA_BUNDLE`).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Logs to stdout (CloudWatch on Lambda) as text, or as JSON lines when Lambda's
@@ -209,7 +212,7 @@ pub async fn auth_from_env() -> Result<Auth, StartupError> {
 
 pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
     let config = Config::from_env()?;
-    let sdk = crate::aws::load_sdk_config().await;
+    let sdk = crate::aws::load_sdk_config().await.map_err(StartupError::Tls)?;
     auth_from_config(&config, &sdk, keys).await
 }
 

@@ -145,7 +145,7 @@ pub fn rotation() -> ExitCode {
             .ok()
             .filter(|v| !v.is_empty())
             .ok_or("JWT_PRIVATE_KEY_ARN is required: the one secret this function rotates")?;
-        let sdk = crate::aws::load_sdk_config().await;
+        let sdk = crate::aws::load_sdk_config().await?;
         let rotation: &'static crate::rotation::Rotation = Box::leak(Box::new(crate::rotation::Rotation {
             client: crate::aws::secretsmanager_client(&sdk),
             private_key_secret,

@@ -30,7 +30,7 @@ pub struct Env {
 
 pub async fn env() -> Env {
     required("AWS_ENDPOINT_URL_DYNAMODB");
-    let config = shared::aws::load_sdk_config().await;
+    let config = shared::aws::load_sdk_config().await.expect("SDK configuration");
     Env {
         client: shared::aws::dynamodb_client(&config),
         users_table: required("USERS_TABLE"),
@@ -50,7 +50,7 @@ impl Env {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let base = shared::aws::load_sdk_config().await;
+        let base = shared::aws::load_sdk_config().await.expect("SDK configuration");
         let conf =
             aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(format!("http://127.0.0.1:{port}")).build();
         DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &self.users_table, &self.revoked_table, &self.sessions_table)

@@ -62,10 +62,13 @@ build: $(VENV_STAMP)
 
 # Cold start, warm latency, memory, size and DynamoDB round trips of every function under
 # the Lambda RIE, next to a PyJWT + boto3 authorizer; criterion figures. Prints a table.
+# Then bench_cold.py: each function's cold answer over HTTPS (a test CA) at its Lambda CPU
+# share (a cgroup CFS quota where the machine allows one), same Python authorizer beside it.
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum < requirements-bench.txt | cut -d' ' -f1)
 bench: $(VENV_STAMP) $(BENCH_STAMP)
 	cargo build --release --locked --workspace --bins
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
+	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
 
 $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt

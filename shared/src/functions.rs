@@ -21,7 +21,7 @@ use crate::metrics;
 type Error = lambda_http::Error;
 
 /// Logging and metrics (`function`: the binary's name, the metrics' `Function`), then
-/// `cold_start_and_serve` on a multi-threaded tokio runtime (as `#[tokio::main]`).
+/// `cold_start_and_serve` on a single-threaded tokio runtime.
 /// A failure is logged with its message, which names what to fix (a `main` returning the
 /// error would print only its `Debug` form), and the process exits with status 1: Lambda
 /// reports `Runtime.ExitError` and retries the cold start on the next request.
@@ -29,7 +29,10 @@ fn run(function: &'static str, cold_start_and_serve: impl Future<Output = Result
     return_large_blocks_to_the_system();
     init_logging();
     metrics::init(function);
-    let result = tokio::runtime::Builder::new_multi_thread()
+    // One thread: Lambda hands an environment one event at a time, its I/O interleaves on
+    // one thread as well as on several, and argon2 runs on the blocking pool either way;
+    // no worker threads to start at a cold start (see README, "Performance and cost").
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::from)

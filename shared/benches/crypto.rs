@@ -198,9 +198,10 @@ fn asymmetric(c: &mut Criterion, claims: &shared::tokens::AccessClaims) {
     }
 }
 
-/// What the first HTTPS connection of a cold start pays before its handshake: reading and
-/// parsing the system's root certificates (`SSL_CERT_FILE` if set) into rustls's store, as
-/// the SDK's client does once per process.
+/// What the first HTTPS connection of a cold start paid before its handshake while the
+/// functions trusted the system's roots: reading and parsing them (`SSL_CERT_FILE` if set)
+/// into rustls's store. They now trust Amazon's five built-in roots instead (aws.rs); this
+/// keeps the cost of the alternative in view.
 fn tls_roots(c: &mut Criterion) {
     let found = rustls_native_certs::load_native_certs();
     eprintln!("tls_roots: {} root certificates ({} errors)", found.certs.len(), found.errors.len());

@@ -40,11 +40,11 @@ const AMAZON_ROOTS: &[u8] = include_bytes!("aws/amazon-roots.pem");
 /// A PEM bundle of further roots to trust (AWS's SDKs and CLI read the same variable).
 pub const ENV_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 
-/// Amazon's roots, and those of `AWS_CA_BUNDLE` if set. Each is checked here: the HTTPS
-/// client parses them only on its first connection, and panics on one it cannot use.
+/// Amazon's roots (checked by the unit tests, not at every cold start), and those of
+/// `AWS_CA_BUNDLE` if set, checked here: the HTTPS client parses them only on its first
+/// connection, and panics on one it cannot use.
 fn trust_store(extra_bundle: Option<&str>) -> Result<tls::TrustStore, String> {
     let mut store = tls::TrustStore::empty().with_native_roots(false);
-    parse_roots(AMAZON_ROOTS).map_err(|e| format!("the built-in Amazon roots: {e}"))?;
     store.add_pem_certificate(AMAZON_ROOTS);
     if let Some(path) = extra_bundle {
         let pem = std::fs::read(path).map_err(|e| format!("{ENV_CA_BUNDLE}: cannot read {path}: {e}"))?;
@@ -102,9 +102,10 @@ pub async fn load_sdk_config() -> Result<SdkConfig, String> {
 pub const WARM_UP_BUDGET: Duration = Duration::from_millis(150);
 
 /// Opens the HTTPS connection the first request will use (DNS, TCP, the TLS handshake, and
-/// the root certificates, parsed on the first connection), during the cold start: Lambda
-/// gives initialisation more CPU than a 128 MB invocation's share, and the first request
-/// then finds the connection in the pool. It sends DynamoDB's health check, an unsigned
+/// the root certificates, parsed on the first connection) during the cold start, while the
+/// keys are read, so the first request finds it in the pool. (It saves CPU nowhere; it
+/// saves wall time where initialisation gets more CPU than a 128 MB invocation's share,
+/// which Lambda does not document: `BENCH_INIT_BOOST=1` of scripts/bench_cold.py.) It sends DynamoDB's health check, an unsigned
 /// `GET /` (answered `healthy: dynamodb.<region>.amazonaws.com`): not an API call, so it
 /// needs no permission, reads nothing and leaves no CloudTrail entry. Its answer is not
 /// looked at. Waits at most `WARM_UP_BUDGET`: a slow or unreachable store neither fails the

@@ -261,17 +261,23 @@ def test_the_signing_secret_can_come_from_secrets_manager():
     assert value not in logs and SECRET not in logs
 
 
-def test_a_missing_secret_fails_the_cold_start_without_leaking():
-    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
-    arn = f"arn:aws:secretsmanager:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:secret:absent-{uuid.uuid4().hex[:8]}"
-    fn = Function("authorizer", {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
+def failed_cold_start(fn):
+    """Invokes `fn`, whose initialisation must fail, and returns what it logged. The
+    emulator answers 502 when the function's init fails (Lambda: Runtime.ExitError)."""
     try:
-        # The emulator answers 502 when the function's init fails (Lambda: Runtime.ExitError).
         with pytest.raises(urllib.error.HTTPError) as failed:
             fn.invoke(authorizer_event("anything"))
     finally:
         logs = fn.stop()
     assert failed.value.code == 502
+    return logs
+
+
+def test_a_missing_secret_fails_the_cold_start_without_leaking():
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    arn = f"arn:aws:secretsmanager:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:secret:absent-{uuid.uuid4().hex[:8]}"
+    fn = Function("authorizer", {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
+    logs = failed_cold_start(fn)
     assert "could not read the signing secret from Secrets Manager (ResourceNotFoundException)" in logs, logs[-2000:]
 
 
@@ -742,11 +748,5 @@ def test_over_https_the_functions_trust_amazons_roots_and_aws_ca_bundle_only(use
 def test_an_unusable_aws_ca_bundle_fails_the_cold_start_naming_it(private_ca):
     garbage = private_ca["dir"] / "garbage.pem"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
-    fn = Function("authorizer", {"AWS_CA_BUNDLE": str(garbage)})
-    try:
-        with pytest.raises(urllib.error.HTTPError) as failed:
-            fn.invoke(authorizer_event("anything"))
-    finally:
-        logs = fn.stop()
-    assert failed.value.code == 502
+    logs = failed_cold_start(Function("authorizer", {"AWS_CA_BUNDLE": str(garbage)}))
     assert f"AWS_CA_BUNDLE: {garbage} holds a certificate that cannot be a root" in logs, logs[-2000:]

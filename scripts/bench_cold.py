@@ -23,9 +23,10 @@ the way Lambda starts it, as far as one machine can:
 - CPU share: Lambda gives a function CPU in proportion to its memory (1,769 MB = one
   vCPU). Only the function process (not the emulator) is put in a cgroup whose CFS quota
   is MemorySize/1769 of a core (MemorySize from template.yaml), from its first
-  instruction: the emulator runs a small shell wrapper that joins the cgroup and execs
-  the binary. Where cgroups cannot be written the functions run unconfined, and the
-  header says so.
+  instruction: the emulator runs a tiny static joiner (scripts/cgroup_join.c, built with
+  `cc` at run time) that joins the cgroup and execs the binary; a shell script did this
+  before and added ~0.7 ms of CPU to every cold start. Where cgroups cannot be written
+  the functions run unconfined, and the header says so.
 
 For each function, BENCH_COLD_RUNS (default 7) fresh emulators, one invocation each:
 init (the emulator's INIT REPORT), the first invocation (INVOKE RTDONE), and the wall time
@@ -41,6 +42,9 @@ invocation, so this is process start + init + invocation: what the caller waits)
   BENCH_INIT_BOOST=1            init without the quota, the invocation under it: IF Lambda gave init more
                                 CPU (not documented; not the default), what moving work into init would win
   BENCH_COLD_PROFILE=debug      the debug build, to try this script out (release is what is measured)
+  BENCH_COLD_WRAP='perf record -g -o /tmp/cold.data --'
+                                a command put before each function, inside its cgroup (to profile a
+                                cold start; its own cost is then on the clock and the CPU account)
 
 Figures, not assertions: the issue's target is printed beside them.
 """
@@ -52,10 +56,13 @@ import os
 import pathlib
 import platform
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -87,6 +94,7 @@ INIT_BOOST = os.environ.get("BENCH_INIT_BOOST", "0") not in ("0", "false", "no",
 TRUST_SYSTEM = os.environ.get("BENCH_TRUST", "system") != "test"
 # The release build is what is measured; `debug` only to try this script out quickly.
 PROFILE = os.environ.get("BENCH_COLD_PROFILE", "release")
+WRAP = shlex.split(os.environ.get("BENCH_COLD_WRAP", ""))
 # Every function on a request path: the HTTP functions and the authorizer.
 FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer", "admin", "account", "discovery", "preflight"]
 # The deployed default (RS256, keys in Secrets Manager) changes only the functions that
@@ -314,7 +322,8 @@ class CpuShare:
 
     def __init__(self, tmp):
         self.tmp = tmp
-        self.groups = {}  # memory -> dict(dirs, wrapper, quota_us)
+        self.groups = {}  # memory -> dict(dirs, wrapper)
+        self.join_cmd, self.join_kind = None, None
         self.version = None
         self.reason = None
         v1 = pathlib.Path("/sys/fs/cgroup/cpu")
@@ -386,21 +395,36 @@ class CpuShare:
             if self.version == 1:
                 (dirs[0] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             self._set_quota(dirs, self.quota_us(memory) if CPU_SHARE else None)
-            # cgroup v1: the shell writes 0 ("this thread") to `tasks`. It has one thread, so
-            # that moves the whole process, and a thread moving itself skips the global
-            # threadgroup lock, whose RCU grace period makes a `cgroup.procs` write take
-            # 8-19 ms here, on the clock, before the function's first instruction (Lambda
-            # has no such step). v2 has no such form: `cgroup.procs` it is.
-            if self.version == 1:
-                joins = [f'echo 0 > "{d}/tasks"' for d in dirs]
+            files = [d / ("tasks" if self.version == 1 else "cgroup.procs") for d in dirs]
+            self.groups[memory] = {"dirs": dirs, "wrapper": [*self.joiner(), *map(str, files), "--"]}
+        return self.groups[memory]["wrapper"]
+
+    def joiner(self):
+        """The command that joins the cgroups and execs the function: scripts/cgroup_join.c
+        built static (its cost lands on the function's clock and CPU: ~0.05 ms), else
+        dynamic, else a /bin/sh script (~0.7 ms of CPU more per cold start here; said in
+        the header). cgroup v1: "0" is written to `tasks` ("this thread", the whole process
+        as it has one), which skips the global threadgroup lock whose RCU grace period makes
+        a `cgroup.procs` write take 8-19 ms here (Lambda has no such step); v2 has no such
+        form: its pid goes to `cgroup.procs`."""
+        if self.join_kind is None:
+            source = pathlib.Path(__file__).resolve().parent / "cgroup_join.c"
+            binary = self.tmp / "cgroup_join"
+            for kind, flags in (("static C", ["-static"]), ("dynamic C", [])):
+                built = subprocess.run(["cc", "-O2", *flags, "-o", str(binary), str(source)],
+                                       capture_output=True, text=True) if shutil.which("cc") else None
+                if built is not None and built.returncode == 0:
+                    self.join_cmd, self.join_kind = [str(binary)], kind
+                    break
             else:
-                joins = [f'echo $$ > "{d}/cgroup.procs"' for d in dirs]
-            lines = "\n".join(f'{j} || {{ echo "bench_cold: cannot join {d}" >&2; exit 111; }}' for j, d in zip(joins, dirs))
-            wrapper = self.tmp / f"cgroup-{memory}.sh"
-            wrapper.write_text(f"#!/bin/sh\n# Joins the function's cgroup, then becomes the function.\n{lines}\nexec \"$@\"\n")
-            wrapper.chmod(0o755)
-            self.groups[memory] = {"dirs": dirs, "wrapper": wrapper}
-        return [str(self.groups[memory]["wrapper"])]
+                script = self.tmp / "cgroup_join.sh"
+                script.write_text('#!/bin/sh\n# Joins the cgroups named before --, then becomes the function.\n'
+                                  'while [ "$1" != -- ]; do\n'
+                                  '  case "$1" in */tasks) echo 0 > "$1";; *) echo $$ > "$1";; esac || exit 111\n'
+                                  '  shift\ndone\nshift\nexec "$@"\n')
+                script.chmod(0o755)
+                self.join_cmd, self.join_kind = [str(script)], "/bin/sh script (no C compiler: ~0.7 ms more CPU per cold start)"
+        return self.join_cmd
 
     def init_unlimited(self, memory):
         """BENCH_INIT_BOOST: no quota until `after_init` (the group holds one process at a time)."""
@@ -455,7 +479,8 @@ class CpuShare:
         if not CPU_SHARE:
             return f"OFF (BENCH_CPU_SHARE=0): no quota, the whole machine's CPU; {kind} groups only count CPU time"
         boost = "; BENCH_INIT_BOOST: init runs WITHOUT the quota (set when the emulator reports init done)" if INIT_BOOST else ""
-        return f"{kind}, period {CFS_PERIOD_US} µs, quota = MemorySize/{ONE_VCPU_MB} of one core{boost}"
+        return (f"{kind}, period {CFS_PERIOD_US} µs, quota = MemorySize/{ONE_VCPU_MB} of one core{boost}; "
+                f"joined by {'scripts/cgroup_join.c' if self.joiner() and 'C' in self.join_kind else 'a'} ({self.join_kind}) just before exec")
 
 
 # --- Configuration and the functions' setup ----------------------------------------------
@@ -520,7 +545,7 @@ class Measured(Exception):
 def cold_run(name, command, env, ev, memory, share, proxy, cwd=None):
     """One fresh emulator, one invocation: the figures of that cold start."""
     wrapper = share.group(memory) or []
-    rt = Runtime([*wrapper, *command], env, cwd)
+    rt = Runtime([*wrapper, *WRAP, *command], env, cwd)
     try:
         before = share.stat(memory)
         done = threading.Event()
@@ -787,6 +812,8 @@ def run(doc, sizes, selected, with_python, tmp, share):
 
     load = os.getloadavg()
     header = [] if RUNS >= 7 else [f"BENCH_COLD_RUNS={RUNS}: fewer than the issue's 7 runs per figure"]
+    if WRAP:
+        header.append(f"BENCH_COLD_WRAP: every function ran under {shlex.join(WRAP)}: its cost is in these figures")
     header += [
         f"HTTPS store: moto ({moto}) behind a TLS proxy, DynamoDB on {proxy.endpoint('dynamodb')}, Secrets Manager on {proxy.endpoint('secretsmanager')};"
         " test chain root -> intermediate -> localhost, RSA 2048",

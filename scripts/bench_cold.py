@@ -491,15 +491,46 @@ def release_binary(name):
     return cargo_target.binary(name, PROFILE)
 
 
-def memory_sizes():
-    """MemorySize per binary from template.yaml (the Globals default where not set)."""
+def memory_sizes(algorithm):
+    """MemorySize per binary from template.yaml as deployed with SigningAlgorithm =
+    `algorithm` (the Globals default where not set; `!If` on the template's conditions
+    resolved, the other parameters at their defaults)."""
     doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
-    default = doc["Globals"]["Function"].get("MemorySize", 128)
+    params = {k: v.get("Default") for k, v in doc.get("Parameters", {}).items()}
+    params["SigningAlgorithm"] = algorithm
+
+    def value(v):
+        if isinstance(v, dict) and len(v) == 1:
+            (fn, arg), = v.items()
+            fn = fn.removeprefix("Fn::")
+            if fn == "Ref":
+                return params[arg]
+            if fn == "If":
+                return value(arg[1] if condition(arg[0]) else arg[2])
+        return v
+
+    def holds(expr):
+        (fn, arg), = expr.items()
+        fn = fn.removeprefix("Fn::")
+        if fn == "Condition":
+            return condition(arg)
+        if fn == "Equals":
+            return str(value(arg[0])) == str(value(arg[1]))
+        if fn == "Not":
+            return not holds(arg[0])
+        if fn in ("And", "Or"):
+            return (all if fn == "And" else any)(holds(a) for a in arg)
+        raise ValueError(f"template condition {fn} not understood by bench_cold.py")
+
+    def condition(name):
+        return holds(doc["Conditions"][name])
+
+    default = value(doc["Globals"]["Function"].get("MemorySize", 128))
     sizes = {}
     for resource in doc["Resources"].values():
         binary = ((resource.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
         if binary:
-            sizes[binary] = resource["Properties"].get("MemorySize", default)
+            sizes[binary] = int(value(resource["Properties"].get("MemorySize", default)))
     return doc, sizes
 
 
@@ -748,7 +779,8 @@ def main():
         sys.exit(str(e))
     if missing:
         sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
-    doc, sizes = memory_sizes()
+    doc, sizes = memory_sizes("HS256")
+    _, rs_sizes = memory_sizes("RS256")
     selected = [f for f in FUNCTIONS if not ONLY or f in ONLY]
     with_python = not ONLY or PYTHON in ONLY
 
@@ -762,7 +794,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        return run(doc, sizes, selected, with_python, tmp, share)
+        return run(doc, sizes, rs_sizes, selected, with_python, tmp, share)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -773,7 +805,7 @@ def main():
         tmp.rmdir()
 
 
-def run(doc, sizes, selected, with_python, tmp, share):
+def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
     root_pem, chain, key = make_pki(tmp)
     system = SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() and TRUST_SYSTEM else b""
     bundle = tmp / "ca-bundle.pem"
@@ -807,7 +839,7 @@ def run(doc, sizes, selected, with_python, tmp, share):
     def binary(name):
         return [str(release_binary(name))]
 
-    def fn_env(base, name):
+    def fn_env(base, name, sizes=sizes):
         return dict(base, AWS_LAMBDA_FUNCTION_NAME=name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(sizes[name]))
 
     load = os.getloadavg()
@@ -824,7 +856,8 @@ def run(doc, sizes, selected, with_python, tmp, share):
         f"CPU share: {share.describe()}",
     ]
     if share.available and CPU_SHARE:
-        quotas = sorted({sizes[f] for f in selected} | ({128} if with_python else set()))
+        quotas = sorted({sizes[f] for f in selected} | ({rs_sizes[f] for f in selected if f in KEYED} if RS256 else set())
+                        | ({128} if with_python else set()))
         header.append("  quotas: " + ", ".join(f"{m} MB -> {share.quota_us(m)} µs per {CFS_PERIOD_US} µs ({share.quota_us(m) / CFS_PERIOD_US:.3f} core)" for m in quotas)
                       + ("; init WITHOUT the quota (BENCH_INIT_BOOST)" if INIT_BOOST else "; the quota holds for init too (BENCH_INIT_BOOST=1: init without it)"))
     header.append(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (others may be compiling: compare medians of a few runs)")
@@ -872,7 +905,7 @@ def run(doc, sizes, selected, with_python, tmp, share):
         signers = {"register", "login", "refresh", "account"}  # as template.yaml gives JWT_PRIVATE_KEY_ARN
 
         def rs_fn_env(name):
-            e = fn_env(rs_env, name)
+            e = fn_env(rs_env, name, rs_sizes)
             if name in signers:
                 e["JWT_PRIVATE_KEY_ARN"] = private_arn
             return e
@@ -884,7 +917,7 @@ def run(doc, sizes, selected, with_python, tmp, share):
         print("measuring RS256 (keys read from Secrets Manager over HTTPS) ...", file=sys.stderr, flush=True)
         for name in keyed:
             try:
-                rows[name] = measure(name, binary(name), rs_fn_env(name), rs_events[name], sizes[name], share, proxy)
+                rows[name] = measure(name, binary(name), rs_fn_env(name), rs_events[name], rs_sizes[name], share, proxy)
             except Measured as e:
                 failures.append(str(e))
                 print(f"  {e}", file=sys.stderr)

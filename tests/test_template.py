@@ -78,7 +78,7 @@ NO_VALUE = object()
 
 def under(value, algorithm):
     """`value` with the template's Fn::If resolved for SigningAlgorithm = `algorithm`."""
-    conditions = {"IsHmac": algorithm == "HS256", "IsAsymmetric": algorithm != "HS256"}
+    conditions = {"IsHmac": algorithm == "HS256", "IsAsymmetric": algorithm != "HS256", "SignsWithRsa": algorithm == "RS256"}
     if isinstance(value, list):
         return [x for x in (under(v, algorithm) for v in value) if x is not NO_VALUE]
     if isinstance(value, dict):
@@ -94,7 +94,23 @@ def under(value, algorithm):
 def test_the_algorithm_conditions_are_the_ones_resolved_here():
     assert TEMPLATE["Conditions"]["IsHmac"] == {"Equals": [{"Ref": "SigningAlgorithm"}, "HS256"]}
     assert TEMPLATE["Conditions"]["IsAsymmetric"] == {"Not": [{"Condition": "IsHmac"}]}
+    assert TEMPLATE["Conditions"]["SignsWithRsa"] == {"Equals": [{"Ref": "SigningAlgorithm"}, "RS256"]}
     assert TEMPLATE["Parameters"]["SigningAlgorithm"]["AllowedValues"] == ["RS256", "ES256", "EdDSA", "HS256"]
+
+
+# MemorySize (so CPU share: 1,769 MB is one vCPU) where it is not the Globals' 128 MB.
+MEMORY = {"RegisterFunction": 1024, "LoginFunction": 1024, "AccountFunction": 1024, "KeyRotationFunction": 512}
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA", "HS256"])
+def test_refresh_gets_the_cpu_for_two_rsa_signatures_only_when_it_makes_them(algorithm):
+    # Two RS256 signatures per refresh are ~1.5 ms of one core: ~21 ms at 128 MB's share,
+    # ~5 ms at 512 MB's. The other algorithms sign in microseconds.
+    default = TEMPLATE["Globals"]["Function"]["MemorySize"]
+    assert default == 128
+    for name, props in functions().items():
+        expected = 512 if (name, algorithm) == ("RefreshFunction", "RS256") else MEMORY.get(name, default)
+        assert under(props.get("MemorySize", default), algorithm) == expected, name
 
 
 # New configuration: parameter -> (variable, default, min, max, the functions that read it).

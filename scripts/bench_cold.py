@@ -42,6 +42,9 @@ invocation, so this is process start + init + invocation: what the caller waits)
   BENCH_INIT_BOOST=1            init without the quota, the invocation under it: IF Lambda gave init more
                                 CPU (not documented; not the default), what moving work into init would win
   BENCH_COLD_PROFILE=debug      the debug build, to try this script out (release is what is measured)
+  BENCH_COLD_LAMBDA_DIR=DIR      a function's binary is DIR/<name>/bootstrap where that exists (another build to
+                                compare, e.g. `cargo lambda build --release --target x86_64-unknown-linux-musl`
+                                --lambda-dir DIR), else the release build
   BENCH_COLD_WRAP='perf record -g -o /tmp/cold.data --'
                                 a command put before each function, inside its cgroup (to profile a
                                 cold start; its own cost is then on the clock and the CPU account)
@@ -51,6 +54,7 @@ Figures, not assertions: the issue's target is printed beside them.
 
 import base64
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -95,6 +99,7 @@ TRUST_SYSTEM = os.environ.get("BENCH_TRUST", "system") != "test"
 # The release build is what is measured; `debug` only to try this script out quickly.
 PROFILE = os.environ.get("BENCH_COLD_PROFILE", "release")
 WRAP = shlex.split(os.environ.get("BENCH_COLD_WRAP", ""))
+LAMBDA_DIR = pathlib.Path(os.environ["BENCH_COLD_LAMBDA_DIR"]).resolve() if os.environ.get("BENCH_COLD_LAMBDA_DIR") else None
 # Every function on a request path: the HTTP functions and the authorizer.
 FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer", "admin", "account", "discovery", "preflight"]
 # The deployed default (RS256, keys in Secrets Manager) changes only the functions that
@@ -486,8 +491,27 @@ class CpuShare:
 # --- Configuration and the functions' setup ----------------------------------------------
 
 
+def machine_speed():
+    """Two yardsticks printed with the figures, so runs on different days (or beside other
+    load) can be told apart: a process's start and exit (/bin/true, wall, median of 101:
+    what every cold start pays first) and SHA-256 of 32 MiB (CPU time, one core)."""
+    walls = []
+    for _ in range(101):
+        t = time.perf_counter()
+        subprocess.run(["/bin/true"], check=True)
+        walls.append(time.perf_counter() - t)
+    data = bytes(32 << 20)
+    t = time.process_time()
+    hashlib.sha256(data).digest()
+    return statistics.median(walls) * 1000, (time.process_time() - t) * 1000
+
+
 def release_binary(name):
-    """The build of `name` in cargo's target directory (CARGO_TARGET_DIR honoured)."""
+    """The build of `name`: BENCH_COLD_LAMBDA_DIR/<name>/bootstrap where there is one (a
+    `cargo lambda build` output, e.g. another target or linking), else cargo's target
+    directory's (CARGO_TARGET_DIR honoured)."""
+    if LAMBDA_DIR and (LAMBDA_DIR / name / "bootstrap").exists():
+        return LAMBDA_DIR / name / "bootstrap"
     return cargo_target.binary(name, PROFILE)
 
 
@@ -846,6 +870,9 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
     header = [] if RUNS >= 7 else [f"BENCH_COLD_RUNS={RUNS}: fewer than the issue's 7 runs per figure"]
     if WRAP:
         header.append(f"BENCH_COLD_WRAP: every function ran under {shlex.join(WRAP)}: its cost is in these figures")
+    if LAMBDA_DIR:
+        from_dir = [f for f in FUNCTIONS if (LAMBDA_DIR / f / "bootstrap").exists()]
+        header.append(f"BENCH_COLD_LAMBDA_DIR: {', '.join(from_dir) or 'no function'} from {LAMBDA_DIR}/<name>/bootstrap, the rest from the {PROFILE} build")
     header += [
         f"HTTPS store: moto ({moto}) behind a TLS proxy, DynamoDB on {proxy.endpoint('dynamodb')}, Secrets Manager on {proxy.endpoint('secretsmanager')};"
         " test chain root -> intermediate -> localhost, RSA 2048",
@@ -860,7 +887,9 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
                         | ({128} if with_python else set()))
         header.append("  quotas: " + ", ".join(f"{m} MB -> {share.quota_us(m)} µs per {CFS_PERIOD_US} µs ({share.quota_us(m) / CFS_PERIOD_US:.3f} core)" for m in quotas)
                       + ("; init WITHOUT the quota (BENCH_INIT_BOOST)" if INIT_BOOST else "; the quota holds for init too (BENCH_INIT_BOOST=1: init without it)"))
-    header.append(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (others may be compiling: compare medians of a few runs)")
+    spawn_ms, sha_ms = machine_speed()
+    header.append(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (others may be compiling: compare medians of a few runs);"
+                  f" yardsticks: /bin/true run in {spawn_ms:.2f} ms, SHA-256 of 32 MiB in {sha_ms:.0f} ms of CPU (slower figures here mean a slower or busier machine, not a slower build)")
     header.append("rotation (KeyRotationFunction) is not measured: it is not on a request path (Secrets Manager invokes it on the rotation schedule)")
 
     results = {}

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import pathlib
+import re
 import secrets
 import socket
 import subprocess
@@ -679,6 +680,24 @@ def test_the_cold_start_opens_the_stores_connection_for_the_first_request(user):
     # The warm-up is no store call: the first invocation's latencies are its one BatchGetItem.
     first = emf_lines(logs)[0]
     assert len(first["StoreLatency"]) == 1, first
+
+
+def test_a_store_that_never_answers_does_not_hold_the_cold_start(user):
+    """The warm-up gives the store its budget (shared::aws::WARM_UP_BUDGET, 150 ms) and no
+    more: against a store that accepts connections and never answers, the cold start goes
+    on to serve the invocation, which then fails closed on the store's own timeouts (2 s an
+    attempt, three attempts), never allowing."""
+    silent = socket.create_server(("127.0.0.1", 0))  # never accepts: connections wait in its backlog
+    authorizer = Function("authorizer", {"AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{silent.getsockname()[1]}"})
+    try:
+        down = authorizer.invoke(authorizer_event(user["access_token"]))
+    finally:
+        logs = authorizer.stop()
+        silent.close()
+    assert down.get("errorMessage") not in (None, "Unauthorized") and "policyDocument" not in down, down
+    (init_ms,) = [float(x) for x in re.findall(r"INIT REPORT\(durationMs: ([\d.]+)\)", logs)]
+    # Had the cold start waited for the store, init would have lasted an attempt (2,000 ms).
+    assert init_ms < 1000, f"init took {init_ms} ms: it waited for a store that never answers"
 
 
 @pytest.fixture(scope="module")

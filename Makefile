@@ -21,7 +21,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench test-against-dynamodb lint-template venv browser docs-assets check fmt clean
+.PHONY: test dev build bench bench-musl test-against-dynamodb lint-template venv browser docs-assets check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
@@ -69,6 +69,22 @@ bench: $(VENV_STAMP) $(BENCH_STAMP)
 	cargo build --release --locked --workspace --bins
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+
+# The same cold answers from this build and from a static musl build of the same code,
+# one table after the other (README "Linking, measured and not shipped"): what linking
+# alone changes. BENCH_ONLY as for bench_cold.py; `rustup target add` the musl target first.
+MUSL_TARGET := $(shell uname -m)-unknown-linux-musl
+comma := ,
+MUSL_DIR := .local/lambda-musl
+BENCH_MUSL_ONLY ?= authorizer,me,refresh,logout,login
+bench-musl: $(VENV_STAMP) $(BENCH_STAMP)
+	@if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$(MUSL_TARGET)/lib" ]; then \
+	  echo "The Rust standard library for $(MUSL_TARGET) is not installed: run 'rustup target add $(MUSL_TARGET)'" >&2; exit 2; fi
+	cargo build --release --locked --workspace --bins
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --locked --target $(MUSL_TARGET) --lambda-dir $(MUSL_DIR) \
+	  $(foreach b,$(subst $(comma), ,$(BENCH_MUSL_ONLY)),--bin $(b))
+	BENCH_ONLY=$(BENCH_MUSL_ONLY) BENCH_RS256=0 $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+	BENCH_ONLY=$(BENCH_MUSL_ONLY) BENCH_RS256=0 BENCH_COLD_LAMBDA_DIR=$(MUSL_DIR) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
 
 $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt

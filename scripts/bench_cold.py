@@ -419,7 +419,7 @@ class CpuShare:
                 built = subprocess.run(["cc", "-O2", *flags, "-o", str(binary), str(source)],
                                        capture_output=True, text=True) if shutil.which("cc") else None
                 if built is not None and built.returncode == 0:
-                    self.join_cmd, self.join_kind = [str(binary)], kind
+                    self.join_cmd, self.join_kind = [str(binary)], f"scripts/cgroup_join.c ({kind})"
                     break
             else:
                 script = self.tmp / "cgroup_join.sh"
@@ -428,7 +428,7 @@ class CpuShare:
                                   '  case "$1" in */tasks) echo 0 > "$1";; *) echo $$ > "$1";; esac || exit 111\n'
                                   '  shift\ndone\nshift\nexec "$@"\n')
                 script.chmod(0o755)
-                self.join_cmd, self.join_kind = [str(script)], "/bin/sh script (no C compiler: ~0.7 ms more CPU per cold start)"
+                self.join_cmd, self.join_kind = [str(script)], "a /bin/sh script (no C compiler: ~0.7 ms more CPU per cold start)"
         return self.join_cmd
 
     def init_unlimited(self, memory):
@@ -485,7 +485,7 @@ class CpuShare:
             return f"OFF (BENCH_CPU_SHARE=0): no quota, the whole machine's CPU; {kind} groups only count CPU time"
         boost = "; BENCH_INIT_BOOST: init runs WITHOUT the quota (set when the emulator reports init done)" if INIT_BOOST else ""
         return (f"{kind}, period {CFS_PERIOD_US} µs, quota = MemorySize/{ONE_VCPU_MB} of one core{boost}; "
-                f"joined by {'scripts/cgroup_join.c' if self.joiner() and 'C' in self.join_kind else 'a'} ({self.join_kind}) just before exec")
+                f"joined just before exec by {self.joiner() and self.join_kind}")
 
 
 # --- Configuration and the functions' setup ----------------------------------------------

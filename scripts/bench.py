@@ -3,7 +3,8 @@
 Runs inside scripts/with_dynamodb.py, after `cargo build --release`. For each function's
 release binary (in cargo's target directory, see scripts/cargo_target.py) under AWS's
 Runtime Interface Emulator (the one `sam local invoke` uses): cold-start init duration
-(median of COLD_STARTS fresh emulators), warm invocation duration (median), peak RSS of
+(median of COLD_STARTS fresh emulators), warm invocation duration (median), the runtime
+process's CPU per warm invocation (everything it does, not just the handler), peak RSS of
 the runtime process, binary size, and DynamoDB round trips per invocation, counted by a
 proxy in front of the emulator. The same for an equivalent Python authorizer (PyJWT +
 boto3, scripts/bench_python_authorizer.py) under the same emulator and DynamoDB server.
@@ -139,6 +140,17 @@ class Runtime:
     def invoke_ms(self):
         return [float(x) for x in re.findall(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)", self.text())]
 
+    def cpu_ms(self):
+        """CPU time so far of the runtime process (the emulator's child), all its live
+        threads, from /proc/PID/task/*/schedstat (nanoseconds, unlike the clock ticks of
+        /proc/PID/stat)."""
+        ns = 0
+        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
+                    ns += int((thread / "schedstat").read_text().split()[0])
+        return ns / 1e6
+
     def peak_rss_kib(self):
         """VmHWM of the runtime process (the emulator's child)."""
         peak = 0
@@ -201,12 +213,17 @@ def measure(command, env, events, cwd=None):
     calls_before = len(PROXY.calls())
     check(rt.invoke(warm_events[0]))
     round_trips = PROXY.calls()[calls_before:]
+    cpu_before = rt.cpu_ms()
     for ev in warm_events[1:]:
         check(rt.invoke(ev))
+    # What a warm invocation costs the process in all: the runtime API's two requests, the
+    # event's JSON, the handler, its store calls (moto closes each connection, so a TCP
+    # connect too, unlike DynamoDB) and the logs; criterion's figures are the handler's alone.
+    warm_cpu_us = (rt.cpu_ms() - cpu_before) * 1000 / max(1, len(warm_events) - 1)
     rss = rt.peak_rss_kib()
     warm = rt.invoke_ms()[1:]  # the first was this environment's cold invocation
     rt.stop()
-    return {"init": statistics.median(inits), "warm": statistics.median(warm), "rss": rss / 1024, "calls": round_trips}
+    return {"init": statistics.median(inits), "warm": statistics.median(warm), "warm_cpu": warm_cpu_us, "rss": rss / 1024, "calls": round_trips}
 
 
 def check(answer):
@@ -320,12 +337,12 @@ def main():
 def report(r, ns, pyjwt_us):
     arch = platform.machine()
     print()
-    print(f"Lambda functions under aws-lambda-rie ({arch}; cold = median of {COLD_STARTS} fresh environments, warm = median of {WARM})")
-    print(f"{'function':<20} {'cold init ms':>12} {'warm ms':>8} {'peak RSS MiB':>13} {'binary MiB':>11}  DynamoDB calls per invocation")
+    print(f"Lambda functions under aws-lambda-rie ({arch}; cold = median of {COLD_STARTS} fresh environments, warm = median of {WARM}, warm CPU = the process's mean over the last {WARM - 1})")
+    print(f"{'function':<20} {'cold init ms':>12} {'warm ms':>8} {'warm CPU µs':>12} {'peak RSS MiB':>13} {'binary MiB':>11}  DynamoDB calls per invocation")
     for name, m in r.items():
         size = f"{m['size']:.2f}" if "size" in m else "-"
         calls = ", ".join(m["calls"]) or "none"
-        print(f"{name:<20} {m['init']:>12.2f} {m['warm']:>8.2f} {m['rss']:>13.1f} {size:>11}  {len(m['calls'])} ({calls})")
+        print(f"{name:<20} {m['init']:>12.2f} {m['warm']:>8.2f} {m['warm_cpu']:>12.0f} {m['rss']:>13.1f} {size:>11}  {len(m['calls'])} ({calls})")
     rust, py = r["authorizer"], r["python authorizer"]
     print()
     print(f"authorizer, Python / Rust: cold init {py['init'] / rust['init']:.1f}x, warm {py['warm'] / rust['warm']:.1f}x, peak RSS {py['rss'] / rust['rss']:.1f}x")

@@ -140,16 +140,17 @@ class Runtime:
     def invoke_ms(self):
         return [float(x) for x in re.findall(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)", self.text())]
 
-    def cpu_ms(self):
-        """CPU time so far of the runtime process (the emulator's child), all its live
-        threads, from /proc/PID/task/*/schedstat (nanoseconds, unlike the clock ticks of
-        /proc/PID/stat)."""
-        ns = 0
+    def schedstat_ms(self):
+        """(CPU, run-queue wait) so far, in ms, of the runtime process (the emulator's
+        child), summed over its live threads, from /proc/PID/task/*/schedstat
+        (nanoseconds, unlike the clock ticks of /proc/PID/stat)."""
+        cpu = wait = 0
         for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
             for child in (task / "children").read_text().split():
                 for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
-                    ns += int((thread / "schedstat").read_text().split()[0])
-        return ns / 1e6
+                    on_cpu, queued, _ = (thread / "schedstat").read_text().split()
+                    cpu, wait = cpu + int(on_cpu), wait + int(queued)
+        return cpu / 1e6, wait / 1e6
 
     def peak_rss_kib(self):
         """VmHWM of the runtime process (the emulator's child)."""
@@ -213,13 +214,13 @@ def measure(command, env, events, cwd=None):
     calls_before = len(PROXY.calls())
     check(rt.invoke(warm_events[0]))
     round_trips = PROXY.calls()[calls_before:]
-    cpu_before = rt.cpu_ms()
+    cpu_before, _ = rt.schedstat_ms()
     for ev in warm_events[1:]:
         check(rt.invoke(ev))
     # What a warm invocation costs the process in all: the runtime API's two requests, the
     # event's JSON, the handler, its store calls (moto closes each connection, so a TCP
     # connect too, unlike DynamoDB) and the logs; criterion's figures are the handler's alone.
-    warm_cpu_us = (rt.cpu_ms() - cpu_before) * 1000 / max(1, len(warm_events) - 1)
+    warm_cpu_us = (rt.schedstat_ms()[0] - cpu_before) * 1000 / max(1, len(warm_events) - 1)
     rss = rt.peak_rss_kib()
     warm = rt.invoke_ms()[1:]  # the first was this environment's cold invocation
     rt.stop()
@@ -297,7 +298,7 @@ def main():
         results[name]["size"] = release_binary(name).stat().st_size / (1024 * 1024)
     if ONLY:
         for name, m in results.items():
-            print(f"{name:<12} cold init {m['init']:.2f} ms, warm {m['warm']:.2f} ms, peak RSS {m['rss']:.1f} MiB, "
+            print(f"{name:<12} cold init {m['init']:.2f} ms, warm {m['warm']:.2f} ms ({m['warm_cpu']:.0f} µs of CPU), peak RSS {m['rss']:.1f} MiB, "
                   f"{release_binary(name).stat().st_size:,} bytes, {len(m['calls'])} DynamoDB calls")
         return
 

@@ -578,19 +578,13 @@ def quota_after_init(rt, share, memory, done):
 
 
 def scheduler_times(rt):
-    """(CPU ms, run-queue wait ms) of the function process's live threads, from
-    /proc/PID/task/*/schedstat (the emulator's child; cgroup accounting, where there is
-    one, also counts threads that have ended)."""
-    cpu = wait = 0
+    """(CPU ms, run-queue wait ms) of the function process's live threads (cgroup
+    accounting, where there is one, also counts threads that have ended); None once the
+    process is gone."""
     try:
-        for task in pathlib.Path(f"/proc/{rt.proc.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
-                    on_cpu, queued, _ = (thread / "schedstat").read_text().split()
-                    cpu, wait = cpu + int(on_cpu), wait + int(queued)
+        return rt.schedstat_ms()
     except (OSError, ValueError):
         return None
-    return cpu / 1e6, wait / 1e6
 
 
 class Measured(Exception):

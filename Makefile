@@ -72,7 +72,8 @@ bench: $(VENV_STAMP) $(BENCH_STAMP)
 
 # The same cold answers from this build and from a static musl build of the same code,
 # one table after the other (README "Linking, measured and not shipped"): what linking
-# alone changes. BENCH_ONLY as for bench_cold.py; `rustup target add` the musl target first.
+# alone changes. BENCH_MUSL_ONLY=a,b picks the functions (BENCH_ONLY's names); `rustup target
+# add` the musl target first.
 MUSL_TARGET := $(shell uname -m)-unknown-linux-musl
 comma := ,
 MUSL_DIR := .local/lambda-musl

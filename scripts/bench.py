@@ -152,6 +152,17 @@ class Runtime:
                     cpu, wait = cpu + int(on_cpu), wait + int(queued)
         return cpu / 1e6, wait / 1e6
 
+    def minor_faults(self):
+        """Minor page faults so far of the runtime process (the emulator's child): field 10
+        of /proc/PID/stat, which counts every thread, ended ones included."""
+        faults = 0
+        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                stat = pathlib.Path(f"/proc/{child}/stat").read_text()
+                # After the command name in parentheses: state is field 3, minflt field 10.
+                faults += int(stat[stat.rindex(")") + 2:].split()[7])
+        return faults
+
     def peak_rss_kib(self):
         """VmHWM of the runtime process (the emulator's child)."""
         peak = 0

@@ -104,8 +104,9 @@ pub const WARM_UP_BUDGET: Duration = Duration::from_millis(150);
 /// Opens the HTTPS connection the first request will use (DNS, TCP, the TLS handshake, and
 /// the root certificates, parsed on the first connection) during the cold start, while the
 /// keys are read, so the first request finds it in the pool. (It saves CPU nowhere; it
-/// saves wall time where initialisation gets more CPU than a 128 MB invocation's share,
-/// which Lambda does not document: `BENCH_INIT_BOOST=1` of scripts/bench_cold.py.) It sends DynamoDB's health check, an unsigned
+/// saves wall time because on-demand Lambda runs init on a whole vCPU, not the 128 MB
+/// share, as AWS's serverless specialists write, though the Lambda Developer Guide does not:
+/// the "authorizer, init boost" row of scripts/bench_cold.py.) It sends DynamoDB's health check, an unsigned
 /// `GET /` (answered `healthy: dynamodb.<region>.amazonaws.com`): not an API call, so it
 /// needs no permission, reads nothing and leaves no CloudTrail entry. Its answer is not
 /// looked at. Waits at most `WARM_UP_BUDGET`: a slow or unreachable store neither fails the

@@ -40,6 +40,12 @@ impl Route {
     pub fn needs_auth(self) -> bool {
         !matches!(self, Route::Me | Route::Preflight)
     }
+
+    /// Whether the route hashes or verifies passwords (its function prepares argon2's
+    /// memory at its cold start).
+    pub fn hashes_passwords(self) -> bool {
+        matches!(self, Route::Register | Route::Login | Route::Account)
+    }
 }
 
 /// Answers `req` on `route`. `auth` may be `None` only for routes that do not need it.

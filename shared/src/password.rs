@@ -1,10 +1,18 @@
 //! argon2id password hashing and verification (PHC strings).
+//!
+//! argon2's working memory (19 MiB at the configured cost) is allocated once and kept: a
+//! fresh allocation per hash is mapped from the kernel and its 4,864 pages are each faulted
+//! in, which on a virtual machine costs about as much CPU again as part of the hash itself
+//! (README, "Performance and cost"). The kept memory is wiped after every hash, so nothing
+//! derived from a password outlives the call that used it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use zeroize::Zeroize as _;
 
 use crate::config::Argon2Config;
 use crate::error::AuthError;
@@ -46,6 +54,10 @@ pub struct PasswordHasher {
     /// users are checked against it so they cost the same argon2 work as known ones.
     dummy_hash: String,
     verifications: AtomicU64,
+    /// argon2's memory for the configured parameters, empty until the first hash (or
+    /// `prepare_memory`), zeroed between hashes. A hash that finds it in use, or needs more
+    /// (a stored hash of a higher memory cost), gets memory of its own for that call.
+    memory: Mutex<Vec<Block>>,
 }
 
 impl PasswordHasher {
@@ -62,28 +74,100 @@ impl PasswordHasher {
             config,
             dummy_hash,
             verifications: AtomicU64::new(0),
+            memory: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Allocates argon2's memory and touches every page of it now (for a function that
+    /// hashes, at its cold start: on-demand Lambda runs init on a whole vCPU, the first
+    /// request gets the memory size's share).
+    pub fn prepare_memory(&self) {
+        if let Ok(mut kept) = self.memory.lock()
+            && kept.is_empty()
+        {
+            // `vec![value; n]` writes every block (a zeroed allocation would be lazily mapped).
+            *kept = vec![Block::default(); self.argon2.params().block_count()];
+        }
+    }
+
+    /// Runs `hash` with `blocks` blocks of argon2 memory, wiped afterwards.
+    fn with_memory<T>(&self, blocks: usize, hash: impl FnOnce(&mut [Block]) -> T) -> T {
+        let configured = self.argon2.params().block_count();
+        let wipe = |memory: &mut [Block]| memory.iter_mut().for_each(|block| block.zeroize());
+        if blocks <= configured
+            && let Ok(mut kept) = self.memory.try_lock()
+        {
+            if kept.is_empty() {
+                *kept = vec![Block::default(); configured];
+            }
+            let memory = &mut kept[..blocks];
+            let result = hash(memory);
+            wipe(memory);
+            return result;
+        }
+        let mut own = vec![Block::default(); blocks];
+        let result = hash(&mut own);
+        wipe(&mut own);
+        result
     }
 
     pub fn config(&self) -> Argon2Config {
         self.config
     }
 
-    /// Hashes with a fresh 16-byte random salt into a PHC string.
+    /// Hashes with a fresh 16-byte random salt into a PHC string (the string the argon2
+    /// crate's own `PasswordHasher` makes).
     pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon2.hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| PasswordError::Hashing)
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|_| PasswordError::Hashing)?;
+        let params = self.argon2.params();
+        let output = Output::init_with(OUTPUT_BYTES, |out| {
+            self.with_memory(params.block_count(), |memory| {
+                self.argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)
+            })
+            .map_err(argon2::password_hash::Error::from)
+        })
+        .map_err(|_| PasswordError::Hashing)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params).map_err(|_| PasswordError::Hashing)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
-    /// Verifies with the parameters recorded in the hash itself (so older hashes keep
-    /// working) and reports whether the hash should be upgraded.
+    /// Verifies with the algorithm, version and parameters recorded in the hash itself (so
+    /// older hashes keep working) and reports whether the hash should be upgraded. The
+    /// outputs are compared in constant time (`Output`'s equality).
     pub fn verify(&self, password: &str, phc: &str) -> Result<Verification, PasswordError> {
         let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        match self.argon2.verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(Verification::Valid { needs_rehash: self.needs_rehash(&parsed) }),
-            Err(argon2::password_hash::Error::Password) => Ok(Verification::Invalid),
-            Err(_) => Err(PasswordError::MalformedHash),
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Ok(Verification::Invalid);
+        };
+        fn malformed<E>(_: E) -> PasswordError {
+            PasswordError::MalformedHash
+        }
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(malformed)?;
+        let version = parsed.version.map(Version::try_from).transpose().map_err(malformed)?.unwrap_or_default();
+        let params = Params::try_from(&parsed).map_err(malformed)?;
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(malformed)?;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let computed = Output::init_with(expected.len(), |out| {
+            self.with_memory(params.block_count(), |memory| {
+                argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)
+            })
+            .map_err(argon2::password_hash::Error::from)
+        })
+        .map_err(malformed)?;
+        if computed == *expected {
+            Ok(Verification::Valid { needs_rehash: self.needs_rehash(&parsed) })
+        } else {
+            Ok(Verification::Invalid)
         }
     }
 
@@ -127,6 +211,7 @@ pub fn validate_new_password(password: &str, normalized_username: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 
     fn hasher() -> PasswordHasher {
         PasswordHasher::new(Argon2Config::default()).unwrap()
@@ -176,6 +261,105 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(hasher().verify("correct horse", &argon2i).unwrap(), Verification::Valid { needs_rehash: true });
+    }
+
+    #[test]
+    fn hashes_are_the_argon2_crates_own_phc_strings_both_ways() {
+        let h = hasher();
+        let crate_hasher =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19_456, 2, 1, Some(32)).unwrap());
+        let ours = h.hash("correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert_eq!(parsed.hash.unwrap().len(), 32);
+        crate_hasher.verify_password(b"correct horse", &parsed).expect("the argon2 crate verifies our hash");
+        assert!(crate_hasher.verify_password(b"correct horsE", &parsed).is_err());
+        // Same salt, same string: what the crate makes and what we make are one format.
+        let salt = parsed.salt.unwrap();
+        let theirs = crate_hasher.hash_password(b"correct horse", salt).unwrap().to_string();
+        assert_eq!(theirs, ours);
+        let theirs =
+            crate_hasher.hash_password(b"battery staple", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert_eq!(h.verify("battery staple", &theirs).unwrap(), Verification::Valid { needs_rehash: false });
+        assert_eq!(h.verify("battery stapler", &theirs).unwrap(), Verification::Invalid);
+    }
+
+    fn kept(h: &PasswordHasher) -> std::sync::MutexGuard<'_, Vec<Block>> {
+        h.memory.lock().unwrap()
+    }
+
+    /// Where the kept memory is and how many blocks it has (one lock, released at once).
+    fn kept_at(h: &PasswordHasher) -> (*const Block, usize) {
+        let kept = kept(h);
+        (kept.as_ptr(), kept.len())
+    }
+
+    fn all_zero(memory: &[Block]) -> bool {
+        memory.iter().all(|block| block.as_ref().iter().all(|&word| word == 0))
+    }
+
+    #[test]
+    fn argon2_memory_is_allocated_once_kept_and_wiped_after_every_hash() {
+        let h = hasher();
+        assert!(kept(&h).is_empty(), "nothing is allocated until it is needed");
+        h.prepare_memory();
+        let (address, blocks) = kept_at(&h);
+        assert_eq!(blocks, 19_456, "one 1 KiB block per KiB of the memory cost");
+        let phc = h.hash("correct horse").unwrap();
+        assert!(all_zero(&kept(&h)), "no password-derived state is left after a hash");
+        assert_eq!(h.verify("correct horse", &phc).unwrap(), Verification::Valid { needs_rehash: false });
+        assert_eq!(h.verify("wrong horse!", &phc).unwrap(), Verification::Invalid);
+        h.verify_dummy("anything");
+        assert!(all_zero(&kept(&h)), "nor after a verification");
+        assert_eq!(kept_at(&h), (address, blocks), "the same memory every time");
+        h.prepare_memory();
+        assert_eq!(kept_at(&h).0, address, "preparing twice allocates once");
+
+        let lazy = hasher();
+        lazy.hash("correct horse").unwrap();
+        assert_eq!(kept(&lazy).len(), 19_456, "without prepare_memory, the first hash allocates it");
+    }
+
+    #[test]
+    fn a_hash_that_finds_the_memory_in_use_or_needs_more_gets_its_own() {
+        let h = hasher();
+        let phc = h.hash("correct horse").unwrap();
+        {
+            let busy = kept(&h);
+            assert_eq!(h.verify("correct horse", &phc).unwrap(), Verification::Valid { needs_rehash: false });
+            assert_eq!(h.verify("wrong horse!", &phc).unwrap(), Verification::Invalid);
+            assert!(PasswordHash::new(&h.hash("correct horse").unwrap()).is_ok());
+            drop(busy);
+        }
+        // A stored hash of a higher memory cost than the configured one.
+        let strong = PasswordHasher::new(Argon2Config { memory_kib: 32_768, iterations: 2, parallelism: 1 }).unwrap();
+        let phc = strong.hash("correct horse").unwrap();
+        assert_eq!(h.verify("correct horse", &phc).unwrap(), Verification::Valid { needs_rehash: false });
+        assert_eq!(kept(&h).len(), 19_456, "the kept memory stays the configured size");
+        // Many threads at once: each gets the right answer.
+        let h = std::sync::Arc::new(h);
+        let good = h.hash("correct horse").unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (h, good) = (h.clone(), good.clone());
+                std::thread::spawn(move || {
+                    h.verify(if i % 2 == 0 { "correct horse" } else { "wrong horse!" }, &good).unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for (i, result) in results.into_iter().enumerate() {
+            let expected = if i % 2 == 0 { Verification::Valid { needs_rehash: false } } else { Verification::Invalid };
+            assert_eq!(result, expected);
+        }
+    }
+
+    #[test]
+    fn a_hash_string_without_its_output_matches_nothing() {
+        let h = hasher();
+        let phc = h.hash("correct horse").unwrap();
+        let without_output = phc.rsplit_once('$').unwrap().0;
+        assert_eq!(h.verify("correct horse", without_output).unwrap(), Verification::Invalid);
     }
 
     #[test]

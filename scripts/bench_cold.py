@@ -650,7 +650,7 @@ def cold_run(name, command, env, ev, memory, share, proxy, cwd=None, boost=INIT_
     return run
 
 
-def measure(name, command, env, events, memory, share, proxy, cwd=None, boost=INIT_BOOST):
+def measure(name, command, env, events, memory, *, share, proxy, cwd=None, boost=INIT_BOOST):
     print(f"  {name} ({memory} MB{', init without the quota' if boost else ''}) ...", file=sys.stderr, flush=True)
     runs = [cold_run(name, command, env, next(events), memory, share, proxy, cwd, boost) for _ in range(RUNS)]
     return {"memory": memory, "runs": runs}
@@ -906,32 +906,26 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
     events = events_for(user, pool)
     rows = {}
     failures = []
+    def attempt(rows, row, name, *args, **kwargs):
+        """rows[row] = measure(name, ...), or the failure noted and the row left out."""
+        try:
+            rows[row] = measure(name, *args, share=share, proxy=proxy, **kwargs)
+        except Measured as e:
+            failures.append(str(e))
+            print(f"  {e}", file=sys.stderr)
+
     print("measuring HS256 (JWT_SECRET in the environment) ...", file=sys.stderr, flush=True)
     for name in selected:
-        try:
-            rows[name] = measure(name, binary(name), fn_env(env, name), events[name], sizes[name], share, proxy)
-        except Measured as e:
-            failures.append(str(e))
-            print(f"  {e}", file=sys.stderr)
+        attempt(rows, name, name, binary(name), fn_env(env, name), events[name], sizes[name])
     if BOOSTED_ROW and "authorizer" in selected:
-        try:
-            rows[BOOSTED] = measure(BOOSTED, binary("authorizer"), fn_env(env, "authorizer"), events["authorizer"], sizes["authorizer"],
-                                    share, proxy, boost=True)
-        except Measured as e:
-            failures.append(str(e))
-            print(f"  {e}", file=sys.stderr)
+        attempt(rows, BOOSTED, BOOSTED, binary("authorizer"), fn_env(env, "authorizer"), events["authorizer"], sizes["authorizer"], boost=True)
     if with_python:
         py_env = {k: v for k, v in env.items() if k != "SSL_CERT_FILE"}
         py_env.update(PYTHONPATH=str(ROOT / "scripts"), AWS_CA_BUNDLE=str(bundle), AWS_LAMBDA_FUNCTION_NAME="python-authorizer",
                       AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128")
-        try:
-            rows["python authorizer"] = measure(
-                "python authorizer (PyJWT + boto3)", [sys.executable, "-m", "awslambdaric", "bench_python_authorizer.handler"], py_env,
-                forever(lambda: authorizer_event(user["access_token"])), 128, share, proxy, cwd=str(ROOT / "scripts"),
-            )
-        except Measured as e:
-            failures.append(str(e))
-            print(f"  {e}", file=sys.stderr)
+        attempt(rows, "python authorizer", "python authorizer (PyJWT + boto3)",
+                [sys.executable, "-m", "awslambdaric", "bench_python_authorizer.handler"], py_env,
+                forever(lambda: authorizer_event(user["access_token"])), 128, cwd=str(ROOT / "scripts"))
     results["HS256, JWT_SECRET in the environment (as bench.py; the Python authorizer verifies only HS256)"] = rows
 
     keyed = [f for f in selected if f in KEYED]
@@ -960,18 +954,10 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
         rows = {}
         print("measuring RS256 (keys read from Secrets Manager over HTTPS) ...", file=sys.stderr, flush=True)
         for name in keyed:
-            try:
-                rows[name] = measure(name, binary(name), rs_fn_env(name), rs_events[name], rs_sizes[name], share, proxy)
-            except Measured as e:
-                failures.append(str(e))
-                print(f"  {e}", file=sys.stderr)
+            attempt(rows, name, name, binary(name), rs_fn_env(name), rs_events[name], rs_sizes[name])
         if BOOSTED_ROW and "authorizer" in keyed:
-            try:
-                rows[BOOSTED] = measure(BOOSTED, binary("authorizer"), rs_fn_env("authorizer"), rs_events["authorizer"],
-                                        rs_sizes["authorizer"], share, proxy, boost=True)
-            except Measured as e:
-                failures.append(str(e))
-                print(f"  {e}", file=sys.stderr)
+            attempt(rows, BOOSTED, BOOSTED, binary("authorizer"), rs_fn_env("authorizer"), rs_events["authorizer"], rs_sizes["authorizer"],
+                    boost=True)
         results["RS256, keys read from Secrets Manager over HTTPS (the deployed default; functions that read no keys are as above)"] = rows
 
     report(results, share, header, platform.machine())

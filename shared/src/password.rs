@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroize as _;
 
@@ -82,33 +82,38 @@ impl PasswordHasher {
     /// hashes, at its cold start: on-demand Lambda runs init on a whole vCPU, the first
     /// request gets the memory size's share).
     pub fn prepare_memory(&self) {
-        if let Ok(mut kept) = self.memory.lock()
-            && kept.is_empty()
-        {
-            // `vec![value; n]` writes every block (a zeroed allocation would be lazily mapped).
-            *kept = vec![Block::default(); self.argon2.params().block_count()];
+        if let Ok(mut kept) = self.memory.lock() {
+            self.fill_if_empty(&mut kept);
         }
     }
 
-    /// Runs `hash` with `blocks` blocks of argon2 memory, wiped afterwards.
-    fn with_memory<T>(&self, blocks: usize, hash: impl FnOnce(&mut [Block]) -> T) -> T {
-        let configured = self.argon2.params().block_count();
-        let wipe = |memory: &mut [Block]| memory.iter_mut().for_each(|block| block.zeroize());
-        if blocks <= configured
+    fn fill_if_empty(&self, kept: &mut Vec<Block>) {
+        if kept.is_empty() {
+            *kept = touched_blocks(self.argon2.params().block_count());
+        }
+    }
+
+    /// argon2's output of `len` bytes for `password` and `salt` under `argon2`'s algorithm,
+    /// version and parameters, in the kept memory if it is free and large enough, else in
+    /// memory of its own; either is wiped afterwards.
+    fn output(&self, argon2: &Argon2<'_>, password: &str, salt: Salt<'_>, len: usize) -> password_hash::Result<Output> {
+        let mut salt_bytes = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_bytes)?;
+        let blocks = argon2.params().block_count();
+        let hash = |memory: &mut [Block]| {
+            let output = Output::init_with(len, |out| {
+                Ok(argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut *memory)?)
+            });
+            memory.iter_mut().for_each(|block| block.zeroize());
+            output
+        };
+        if blocks <= self.argon2.params().block_count()
             && let Ok(mut kept) = self.memory.try_lock()
         {
-            if kept.is_empty() {
-                *kept = vec![Block::default(); configured];
-            }
-            let memory = &mut kept[..blocks];
-            let result = hash(memory);
-            wipe(memory);
-            return result;
+            self.fill_if_empty(&mut kept);
+            return hash(&mut kept[..blocks]);
         }
-        let mut own = vec![Block::default(); blocks];
-        let result = hash(&mut own);
-        wipe(&mut own);
-        result
+        hash(&mut touched_blocks(blocks))
     }
 
     pub fn config(&self) -> Argon2Config {
@@ -119,20 +124,12 @@ impl PasswordHasher {
     /// crate's own `PasswordHasher` makes).
     pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let salt = SaltString::generate(&mut OsRng);
-        let mut salt_bytes = [0u8; 64];
-        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|_| PasswordError::Hashing)?;
-        let params = self.argon2.params();
-        let output = Output::init_with(OUTPUT_BYTES, |out| {
-            self.with_memory(params.block_count(), |memory| {
-                self.argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)
-            })
-            .map_err(argon2::password_hash::Error::from)
-        })
-        .map_err(|_| PasswordError::Hashing)?;
+        let output =
+            self.output(&self.argon2, password, salt.as_salt(), OUTPUT_BYTES).map_err(|_| PasswordError::Hashing)?;
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(params).map_err(|_| PasswordError::Hashing)?,
+            params: ParamsString::try_from(self.argon2.params()).map_err(|_| PasswordError::Hashing)?,
             salt: Some(salt.as_salt()),
             hash: Some(output),
         };
@@ -154,16 +151,8 @@ impl PasswordHasher {
         let algorithm = Algorithm::try_from(parsed.algorithm).map_err(malformed)?;
         let version = parsed.version.map(Version::try_from).transpose().map_err(malformed)?.unwrap_or_default();
         let params = Params::try_from(&parsed).map_err(malformed)?;
-        let mut salt_bytes = [0u8; 64];
-        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(malformed)?;
-        let argon2 = Argon2::new(algorithm, version, params.clone());
-        let computed = Output::init_with(expected.len(), |out| {
-            self.with_memory(params.block_count(), |memory| {
-                argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)
-            })
-            .map_err(argon2::password_hash::Error::from)
-        })
-        .map_err(malformed)?;
+        let argon2 = Argon2::new(algorithm, version, params);
+        let computed = self.output(&argon2, password, *salt, expected.len()).map_err(malformed)?;
         if computed == *expected {
             Ok(Verification::Valid { needs_rehash: self.needs_rehash(&parsed) })
         } else {
@@ -191,6 +180,12 @@ impl PasswordHasher {
             || params.p_cost() != self.config.parallelism
             || params.output_len().unwrap_or(OUTPUT_BYTES) < OUTPUT_BYTES
     }
+}
+
+/// `blocks` blocks of argon2 memory, every page of it written (`vec![value; n]` writes each
+/// block; a zeroed allocation would be mapped lazily, page by page, during the hash).
+fn touched_blocks(blocks: usize) -> Vec<Block> {
+    vec![Block::default(); blocks]
 }
 
 /// Password policy for new passwords: 8 to 128 Unicode scalar values, not the username.

@@ -140,36 +140,39 @@ class Runtime:
     def invoke_ms(self):
         return [float(x) for x in re.findall(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)", self.text())]
 
+    def children(self):
+        """The pids of the runtime process (the emulator's child; a list for the rare
+        moment it has more than one)."""
+        return [int(child) for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+
     def schedstat_ms(self):
         """(CPU, run-queue wait) so far, in ms, of the runtime process (the emulator's
         child), summed over its live threads, from /proc/PID/task/*/schedstat
         (nanoseconds, unlike the clock ticks of /proc/PID/stat)."""
         cpu = wait = 0
-        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
-                    on_cpu, queued, _ = (thread / "schedstat").read_text().split()
-                    cpu, wait = cpu + int(on_cpu), wait + int(queued)
+        for child in self.children():
+            for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
+                on_cpu, queued, _ = (thread / "schedstat").read_text().split()
+                cpu, wait = cpu + int(on_cpu), wait + int(queued)
         return cpu / 1e6, wait / 1e6
 
     def minor_faults(self):
         """Minor page faults so far of the runtime process (the emulator's child): field 10
         of /proc/PID/stat, which counts every thread, ended ones included."""
         faults = 0
-        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                stat = pathlib.Path(f"/proc/{child}/stat").read_text()
-                # After the command name in parentheses: state is field 3, minflt field 10.
-                faults += int(stat[stat.rindex(")") + 2:].split()[7])
+        for child in self.children():
+            stat = pathlib.Path(f"/proc/{child}/stat").read_text()
+            # After the command name in parentheses: state is field 3, minflt field 10.
+            faults += int(stat[stat.rindex(")") + 2:].split()[7])
         return faults
 
     def peak_rss_kib(self):
         """VmHWM of the runtime process (the emulator's child)."""
         peak = 0
-        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                status = pathlib.Path(f"/proc/{child}/status").read_text()
-                peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
+        for child in self.children():
+            status = pathlib.Path(f"/proc/{child}/status").read_text()
+            peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
         return peak
 
     def stop(self):

@@ -1,7 +1,7 @@
 """`make bench`: how fast, small and cheap every function is, next to the Python stack.
 
 Runs inside scripts/with_dynamodb.py, after `cargo build --release`. For each function's
-release binary (in cargo's target directory, see scripts/cargo_target.py) under AWS's
+release binary (in cargo's target directory, see scripts/devtools/cargo_target.py) under AWS's
 Runtime Interface Emulator (the one `sam local invoke` uses): cold-start init duration
 (median of COLD_STARTS fresh emulators), warm invocation duration (median), the runtime
 process's CPU per warm invocation (everything it does, not just the handler), peak RSS of
@@ -14,10 +14,7 @@ authorizer's CPU per request) and PyJWT's verify.
 Figures, not assertions: the targets are printed beside them.
 """
 
-import base64
-import json
 import os
-import pathlib
 import platform
 import re
 import secrets
@@ -25,37 +22,22 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 import timeit
-import urllib.request
-import uuid
 
-import samcli
-import yaml
+from devtools import ROOT, cargo_target, functions, template
+from devtools.invocations import authorizer_event, events_for, forever, prepare_users
+from devtools.rie import Runtime, check
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cargo_target  # noqa: E402
-from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
-RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{platform.machine()}"
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
 WARM = int(os.environ.get("BENCH_WARM", "30"))
-PASSWORD = "benchmark passphrase"
+# The functions measured (a choice: the request path of issue 5); what they are (which hash
+# passwords) comes from shared/functions.json.
 FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer"]
 # BENCH_ONLY=login,register: just those functions' rows (no Python, no criterion), for
 # comparing builds quickly; `make bench` without it prints everything.
 ONLY = [f for f in os.environ.get("BENCH_ONLY", "").split(",") if f]
-HASHING = {"register", "login"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HASHING = {f.name for f in functions.load() if f.hashes_passwords}
 
 
 class CountingProxy:
@@ -102,118 +84,6 @@ class CountingProxy:
                 pass
 
 
-class Runtime:
-    """One execution environment: a fresh emulator running `command`."""
-
-    def __init__(self, command, env, cwd=None):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
-             "--runtime-api-address", f"127.0.0.1:{free_port()}", *command],
-            env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"emulator did not start: {self.text()[-2000:]}")
-                time.sleep(0.02)
-
-    def invoke(self, event):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/2015-03-31/functions/function/invocations", data=json.dumps(event).encode()
-        )
-        with urllib.request.urlopen(req, timeout=60) as res:
-            return json.loads(res.read())
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def init_ms(self):
-        return [float(x) for x in re.findall(r"INIT REPORT\(durationMs: ([\d.]+)\)", self.text())]
-
-    def invoke_ms(self):
-        return [float(x) for x in re.findall(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: ([\d.]+)ms\)", self.text())]
-
-    def children(self):
-        """The pids of the runtime process (the emulator's child; a list for the rare
-        moment it has more than one)."""
-        return [int(child) for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir()
-                for child in (task / "children").read_text().split()]
-
-    def schedstat_ms(self):
-        """(CPU, run-queue wait) so far, in ms, of the runtime process (the emulator's
-        child), summed over its live threads, from /proc/PID/task/*/schedstat
-        (nanoseconds, unlike the clock ticks of /proc/PID/stat)."""
-        cpu = wait = 0
-        for child in self.children():
-            for thread in pathlib.Path(f"/proc/{child}/task").iterdir():
-                on_cpu, queued, _ = (thread / "schedstat").read_text().split()
-                cpu, wait = cpu + int(on_cpu), wait + int(queued)
-        return cpu / 1e6, wait / 1e6
-
-    def minor_faults(self):
-        """Minor page faults so far of the runtime process (the emulator's child): field 10
-        of /proc/PID/stat, which counts every thread, ended ones included."""
-        faults = 0
-        for child in self.children():
-            stat = pathlib.Path(f"/proc/{child}/stat").read_text()
-            # After the command name in parentheses: state is field 3, minflt field 10.
-            faults += int(stat[stat.rindex(")") + 2:].split()[7])
-        return faults
-
-    def peak_rss_kib(self):
-        """VmHWM of the runtime process (the emulator's child)."""
-        peak = 0
-        for child in self.children():
-            status = pathlib.Path(f"/proc/{child}/status").read_text()
-            peak = max(peak, int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
-        return peak
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def event(name, **changes):
-    ev = json.loads((EVENTS / f"{name}.json").read_text())
-    ev.update(changes)
-    return ev
-
-
-def claims_of(token):
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
-def context_of(access_token):
-    c = claims_of(access_token)
-    return {"principalId": c["sub"], "sub": c["sub"], "username": c["username"], "roles": ",".join(c["roles"]),
-            "sid": c["sid"], "jti": c["jti"], "exp": str(c["exp"])}
-
-
-def with_context(name, access_token):
-    ev = event(name)
-    ev["requestContext"] = {**ev["requestContext"], "authorizer": context_of(access_token)}
-    return ev
-
-
-def authorizer_event(access_token):
-    ev = event("authorizer")
-    ev["headers"]["Authorization"] = f"Bearer {access_token}"
-    ev["multiValueHeaders"]["Authorization"] = [f"Bearer {access_token}"]
-    return ev
-
-
 def measure(command, env, events, cwd=None):
     """COLD_STARTS fresh environments, one invocation each, then warm invocations in the
     last one; `events` yields a fresh event per call."""
@@ -241,13 +111,6 @@ def measure(command, env, events, cwd=None):
     return {"init": statistics.median(inits), "warm": statistics.median(warm), "warm_cpu": warm_cpu_us, "rss": rss / 1024, "calls": round_trips}
 
 
-def check(answer):
-    status = answer.get("statusCode")
-    if "errorMessage" in answer or (status is not None and status >= 400):
-        raise RuntimeError(f"unexpected answer: {json.dumps(answer)[:400]}")
-    return answer
-
-
 def release_binary(name):
     """The release build of `name` in cargo's target directory (CARGO_TARGET_DIR honoured)."""
     return cargo_target.binary(name, "release")
@@ -261,7 +124,7 @@ def main():
         sys.exit(str(e))
     if missing:
         sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
-    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    doc = template.load()
     PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
     env.update(
@@ -281,30 +144,8 @@ def main():
         return [str(release_binary(name))]
 
     # A user, and a pool of sessions for the functions that use a token up.
-    setup = Runtime(binary("register"), env)
-    username = f"bench-{uuid.uuid4().hex[:10]}"
-    user = json.loads(check(setup.invoke(event("register", body=json.dumps({"username": username, "password": PASSWORD}))))["body"])
-    setup.stop()
-    setup = Runtime(binary("login"), env)
-    sessions = []
-    for _ in range(2 * (COLD_STARTS + WARM)):
-        answer = check(setup.invoke(event("login", body=json.dumps({"username": username, "password": PASSWORD}))))
-        sessions.append(json.loads(answer["body"]))
-    setup.stop()
-    pool = iter(sessions)
-
-    def forever(make):
-        while True:
-            yield make()
-
-    events = {
-        "register": forever(lambda: event("register", body=json.dumps({"username": f"bench-{uuid.uuid4().hex[:10]}", "password": PASSWORD}))),
-        "login": forever(lambda: event("login", body=json.dumps({"username": username, "password": PASSWORD}))),
-        "refresh": forever(lambda: event("refresh", body=json.dumps({"refresh_token": next(pool)["refresh_token"]}))),
-        "logout": forever(lambda: with_context("logout", next(pool)["access_token"])),
-        "me": forever(lambda: with_context("me", user["access_token"])),
-        "authorizer": forever(lambda: authorizer_event(user["access_token"])),
-    }
+    user, pool = prepare_users(env, binary, 2 * (COLD_STARTS + WARM))
+    events = events_for(user, pool)
     results = {}
     for name in ONLY or FUNCTIONS:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
@@ -393,12 +234,10 @@ ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
 def sam_built_binaries():
     """The `bootstrap` binaries `make build` left in .aws-sam/build: (binary, architecture
     read from the ELF header, size). Stale ones are the user's to judge: dates are not kept."""
-    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     found = []
-    for logical_id, resource in doc["Resources"].items():
-        binary = (resource.get("Metadata") or {}).get("BuildProperties", {}).get("Binary")
+    for logical_id, binary in template.binaries(template.load()).items():
         path = ROOT / ".aws-sam" / "build" / logical_id / "bootstrap"
-        if binary and path.is_file():
+        if path.is_file():
             header = path.read_bytes()[:20]
             machine = ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "unknown") if header[:4] == b"\x7fELF" else "not ELF"
             found.append((binary, machine, path.stat().st_size))

@@ -57,39 +57,27 @@ invocation, so this is process start + init + invocation: what the caller waits)
 Figures, not assertions: the issue's target is printed beside them.
 """
 
-import base64
-import datetime
 import hashlib
-import json
 import os
 import pathlib
 import platform
 import secrets
 import shlex
-import shutil
 import signal
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cargo_target  # noqa: E402
-import signing_keys  # noqa: E402
-from bench import PASSWORD, ROOT, Runtime, authorizer_event, check, event, with_context  # noqa: E402
-from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
+from devtools import ROOT, cargo_target, functions, keys, template
+from devtools.cgroup import CpuShare
+from devtools.invocations import authorizer_event, events_for, forever, prepare_users
+from devtools.pki import make_pki
+from devtools.rie import Runtime, check
+from devtools.tlsproxy import TLSProxy
 
 RUNS = int(os.environ.get("BENCH_COLD_RUNS", "7"))
 ONLY = [f for f in os.environ.get("BENCH_ONLY", "").split(",") if f]
@@ -109,392 +97,16 @@ TRUST_SYSTEM = os.environ.get("BENCH_TRUST", "system") != "test"
 PROFILE = os.environ.get("BENCH_COLD_PROFILE", "release")
 WRAP = shlex.split(os.environ.get("BENCH_COLD_WRAP", ""))
 LAMBDA_DIR = pathlib.Path(os.environ["BENCH_COLD_LAMBDA_DIR"]).resolve() if os.environ.get("BENCH_COLD_LAMBDA_DIR") else None
-# Every function on a request path: the HTTP functions and the authorizer.
-FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer", "admin", "account", "discovery", "preflight"]
+# Every function on a request path (the HTTP functions and the authorizer), in
+# shared/functions.json's order; rotation runs on a schedule, not for a caller.
+FUNCTIONS = [f.name for f in functions.load() if f.on_request_path]
 # The deployed default (RS256, keys in Secrets Manager) changes only the functions that
-# read keys; logout, me, admin and preflight read none.
-KEYED = ["register", "login", "refresh", "account", "authorizer", "discovery"]
+# read keys (the table's `keys`: sign, verify or publish).
+KEYED = [f.name for f in functions.load() if f.on_request_path and f.reads_keys]
 PYTHON = "python"
 SYSTEM_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
-ONE_VCPU_MB = 1769
-MIN_QUOTA_US = 1000  # the kernel's smallest CFS quota
 ORIGIN = "http://127.0.0.1:3001"
 TARGET_MS = 25.0
-
-
-# --- HTTPS store: a private CA and a TLS-terminating proxy -------------------------------
-
-
-def make_pki(directory):
-    """Root CA -> intermediate CA -> server certificate (localhost, 127.0.0.1), RSA 2048,
-    as Amazon's endpoints present (leaf + intermediate sent, root in the trust store).
-    Returns (root PEM, path of the server's chain, path of its key)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def key():
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jwt-auth bench"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def cert(subject, subject_key, issuer, issuer_key, ca, path_length=None, san=None):
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(subject_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-        )
-        if ca:
-            b = b.add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                              key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                critical=True,
-            )
-        else:
-            b = b.add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True, data_encipherment=False,
-                              key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
-                critical=True,
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    root_key, mid_key, leaf_key = key(), key(), key()
-    root_name, mid_name = name("bench test root CA"), name("bench test intermediate CA")
-    root = cert(root_name, root_key, root_name, root_key, ca=True, path_length=1)
-    mid = cert(mid_name, mid_key, root_name, root_key, ca=True, path_length=0)
-    import ipaddress
-
-    leaf = cert(name("localhost"), leaf_key, mid_name, mid_key, ca=False,
-                san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
-    chain = directory / "server-chain.pem"
-    chain.write_bytes(pem(leaf) + pem(mid))
-    key_file = directory / "server-key.pem"
-    key_file.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return pem(root), chain, key_file
-
-
-class Connection:
-    """One TLS connection the proxy accepted: when, its handshake, the requests on it."""
-
-    def __init__(self, service, accepted):
-        self.service = service
-        self.accepted = accepted
-        self.handshaken = None
-        self.version = self.cipher = self.error = None
-        self.requests = []  # (monotonic time the request's head had arrived, label)
-        self.store_s = 0.0  # time from forwarding a request to moto's answer, summed
-
-
-class TLSProxy:
-    """Terminates TLS on one loopback port per service and forwards each HTTP/1.1 request
-    to moto. moto (werkzeug) closes every connection after one answer (`Connection:
-    close`), which DynamoDB and Secrets Manager do not: the proxy keeps the client's TLS
-    connection open (drops that header) and opens a fresh plain connection to moto per
-    request, so a client's pooled connection is reused as it would be on AWS."""
-
-    def __init__(self, upstream, chain, key, services=("dynamodb", "secretsmanager")):
-        parsed = urllib.parse.urlsplit(upstream)
-        self.upstream = (parsed.hostname, parsed.port)
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(chain, key)
-        self.context.set_alpn_protocols(["http/1.1"])  # moto speaks HTTP/1.1 only
-        self.lock = threading.Lock()
-        self.connections = []
-        self.ports = {}
-        for service in services:
-            server = socket.create_server(("127.0.0.1", 0), backlog=64)
-            self.ports[service] = server.getsockname()[1]
-            threading.Thread(target=self._accept, args=(service, server), daemon=True).start()
-
-    def endpoint(self, service):
-        return f"https://localhost:{self.ports[service]}"
-
-    def since(self, t):
-        with self.lock:
-            return [c for c in self.connections if c.accepted >= t]
-
-    def _accept(self, service, server):
-        while True:
-            try:
-                raw, _ = server.accept()
-            except OSError:
-                return
-            conn = Connection(service, time.monotonic())
-            with self.lock:
-                self.connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn, raw), daemon=True).start()
-
-    def _serve(self, conn, raw):
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        raw.settimeout(120)
-        try:
-            tls = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-            tls.do_handshake()
-        except (ssl.SSLError, OSError) as e:
-            conn.error = f"{type(e).__name__}: {e}"
-            raw.close()
-            return
-        conn.handshaken = time.monotonic()
-        conn.version, conn.cipher = tls.version(), tls.cipher()[0]
-        try:
-            client = tls.makefile("rb")
-            while self._exchange(conn, client, tls):
-                pass
-        except (ssl.SSLError, OSError, ValueError):
-            pass
-        finally:
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    @staticmethod
-    def _head(reader):
-        """An HTTP head (start line and headers) as bytes, and its headers; None at EOF."""
-        lines = []
-        while True:
-            line = reader.readline(65537)
-            if not line:
-                return None, None
-            if line in (b"\r\n", b"\n"):
-                break
-            lines.append(line)
-        if not lines:
-            return None, None
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.decode("latin-1").partition(":")
-            headers[k.strip().lower()] = v.strip()
-        return lines, headers
-
-    @staticmethod
-    def _body(reader, headers, allow_eof):
-        """The message body as sent (Content-Length, chunked, or up to EOF for answers)."""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            out = bytearray()
-            while True:
-                size_line = reader.readline(1024)
-                out += size_line
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while True:  # trailers, then the blank line
-                        line = reader.readline(65537)
-                        out += line
-                        if line in (b"\r\n", b"\n", b""):
-                            return bytes(out)
-                out += reader.read(size + 2)
-        if "content-length" in headers:
-            return reader.read(int(headers["content-length"]))
-        return reader.read() if allow_eof else b""
-
-    def _exchange(self, conn, client, tls):
-        """One request and its answer; False when the client's connection is done."""
-        lines, headers = self._head(client)
-        if lines is None:
-            return False
-        arrived = time.monotonic()
-        start = lines[0].decode("latin-1").split(" ")
-        target = headers.get("x-amz-target")
-        label = target.rsplit(".", 1)[-1] if target else f"{start[0]} {start[1] if len(start) > 1 else ''}"
-        with self.lock:
-            conn.requests.append((arrived, label))
-        body = self._body(client, headers, allow_eof=False)
-        with socket.create_connection(self.upstream) as up:
-            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            up.sendall(b"".join(lines) + b"\r\n" + body)
-            sent = time.monotonic()
-            answer = up.makefile("rb")
-            answer_lines, answer_headers = self._head(answer)
-            if answer_lines is None:
-                return False
-            conn.store_s += time.monotonic() - sent
-            status = int(answer_lines[0].split(b" ")[1])
-            delimited = "content-length" in answer_headers or "chunked" in answer_headers.get("transfer-encoding", "").lower()
-            no_body = start[0] == "HEAD" or status in (204, 304) or 100 <= status < 200
-            answer_body = b"" if no_body else self._body(answer, answer_headers, allow_eof=True)
-        keep = (no_body or delimited) and headers.get("connection", "").lower() != "close"
-        if keep:
-            answer_lines = [answer_lines[0]] + [line for line in answer_lines[1:] if not line.lower().startswith(b"connection:")]
-        tls.sendall(b"".join(answer_lines) + b"\r\n" + answer_body)
-        return keep
-
-
-# --- CPU share: a cgroup per memory size -------------------------------------------------
-
-
-class CpuShare:
-    """A CFS quota of memory/1769 of a core for the function process only, plus CPU time
-    accounting. cgroup v1 (cpu, and cpuacct where mounted apart) or v2 (cpu.max)."""
-
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.groups = {}  # memory -> dict(dirs, wrapper)
-        self.join_cmd, self.join_kind = None, None
-        self.version = None
-        self.reason = None
-        v1 = pathlib.Path("/sys/fs/cgroup/cpu")
-        v2 = pathlib.Path("/sys/fs/cgroup")
-        controllers = v2 / "cgroup.controllers"
-        try:
-            if controllers.exists() and "cpu" in controllers.read_text().split():
-                self.version = 2
-                subtree = v2 / "cgroup.subtree_control"
-                if "cpu" not in subtree.read_text().split():
-                    subtree.write_text("+cpu")
-            elif (v1 / "cpu.cfs_quota_us").exists():
-                self.version = 1
-            else:
-                self.reason = "no cgroup cpu controller found (neither v1 /sys/fs/cgroup/cpu nor v2 cpu.max)"
-                return
-            # Can one be made here? (Not root, or a read-only /sys, says no.)
-            probe = self._make("probe")
-            self._remove(probe)
-        except OSError as e:
-            self.version = None
-            self.reason = f"cgroups not writable ({e.strerror or e}: {getattr(e, 'filename', '')})"
-
-    @property
-    def available(self):
-        return self.version is not None
-
-    def quota_us(self, memory):
-        return max(MIN_QUOTA_US, round(CFS_PERIOD_US * memory / ONE_VCPU_MB))
-
-    def _make(self, suffix):
-        name = f"bench_cold_{os.getpid()}_{suffix}"
-        dirs = []
-        if self.version == 1:
-            cpu = pathlib.Path("/sys/fs/cgroup/cpu") / name
-            cpu.mkdir()
-            dirs.append(cpu)
-            acct_root = pathlib.Path("/sys/fs/cgroup/cpuacct")
-            if not (cpu / "cpuacct.usage").exists() and (acct_root / "cpuacct.usage").exists() and acct_root.resolve() != cpu.parent.resolve():
-                acct = acct_root / name
-                acct.mkdir()
-                dirs.append(acct)
-        else:
-            d = pathlib.Path("/sys/fs/cgroup") / name
-            d.mkdir()
-            dirs.append(d)
-        return dirs
-
-    @staticmethod
-    def _remove(dirs):
-        for d in dirs:
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-
-    def _set_quota(self, dirs, quota):
-        if self.version == 1:
-            (dirs[0] / "cpu.cfs_quota_us").write_text(str(quota) if quota else "-1")
-        else:
-            (dirs[0] / "cpu.max").write_text(f"{quota or 'max'} {CFS_PERIOD_US}")
-
-    def group(self, memory):
-        """The wrapper command prefix for a function of `memory` MB (None: run unconfined)."""
-        if not self.available:
-            return None
-        if memory not in self.groups:
-            dirs = self._make(memory)
-            if self.version == 1:
-                (dirs[0] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-            self._set_quota(dirs, self.quota_us(memory) if CPU_SHARE else None)
-            files = [d / ("tasks" if self.version == 1 else "cgroup.procs") for d in dirs]
-            self.groups[memory] = {"dirs": dirs, "wrapper": [*self.joiner(), *map(str, files), "--"]}
-        return self.groups[memory]["wrapper"]
-
-    def joiner(self):
-        """The command that joins the cgroups and execs the function: scripts/cgroup_join.c
-        built static (its cost lands on the function's clock and CPU: ~0.05 ms), else
-        dynamic, else a /bin/sh script (~0.7 ms of CPU more per cold start here; said in
-        the header). cgroup v1: "0" is written to `tasks` ("this thread", the whole process
-        as it has one), which skips the global threadgroup lock whose RCU grace period makes
-        a `cgroup.procs` write take 8-19 ms here (Lambda has no such step); v2 has no such
-        form: its pid goes to `cgroup.procs`."""
-        if self.join_kind is None:
-            source = pathlib.Path(__file__).resolve().parent / "cgroup_join.c"
-            binary = self.tmp / "cgroup_join"
-            for kind, flags in (("static C", ["-static"]), ("dynamic C", [])):
-                built = subprocess.run(["cc", "-O2", *flags, "-o", str(binary), str(source)],
-                                       capture_output=True, text=True) if shutil.which("cc") else None
-                if built is not None and built.returncode == 0:
-                    self.join_cmd, self.join_kind = [str(binary)], f"scripts/cgroup_join.c ({kind})"
-                    break
-            else:
-                script = self.tmp / "cgroup_join.sh"
-                script.write_text('#!/bin/sh\n# Joins the cgroups named before --, then becomes the function.\n'
-                                  'while [ "$1" != -- ]; do\n'
-                                  '  case "$1" in */tasks) echo 0 > "$1";; *) echo $$ > "$1";; esac || exit 111\n'
-                                  '  shift\ndone\nshift\nexec "$@"\n')
-                script.chmod(0o755)
-                self.join_cmd, self.join_kind = [str(script)], "a /bin/sh script (no C compiler: ~0.7 ms more CPU per cold start)"
-        return self.join_cmd
-
-    def init_unlimited(self, memory):
-        """BENCH_INIT_BOOST: no quota until `after_init` (the group holds one process at a time)."""
-        self._set_quota(self.groups[memory]["dirs"], None)
-
-    def after_init(self, memory):
-        """BENCH_INIT_BOOST: the quota again, at once (no process moves between groups)."""
-        self._set_quota(self.groups[memory]["dirs"], self.quota_us(memory) if CPU_SHARE else None)
-
-    def stat(self, memory):
-        """(CPU time s, throttled periods, throttled time s) of the function's group so far."""
-        g = self.groups.get(memory)
-        if not g:
-            return None
-        dirs = g["dirs"]
-        fields = dict(line.split() for line in (dirs[0] / "cpu.stat").read_text().splitlines())
-        if self.version == 1:
-            usage_file = next((d / "cpuacct.usage" for d in dirs if (d / "cpuacct.usage").exists()), None)
-            usage = int(usage_file.read_text()) / 1e9 if usage_file else float("nan")
-            return usage, int(fields.get("nr_throttled", 0)), int(fields.get("throttled_time", 0)) / 1e9
-        return int(fields["usage_usec"]) / 1e6, int(fields.get("nr_throttled", 0)), int(fields.get("throttled_usec", 0)) / 1e6
-
-    def pids(self, memory):
-        g = self.groups.get(memory)
-        return [int(p) for p in (g["dirs"][0] / "cgroup.procs").read_text().split()] if g else []
-
-    def drain(self, memory, timeout=3.0):
-        """Waits for the groups' processes (the last run's function) to be gone; kills
-        what is left after `timeout` (processes this script started, by pid)."""
-        deadline = time.monotonic() + timeout
-        while self.pids(memory):
-            if time.monotonic() > deadline:
-                for pid in self.pids(memory):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.1)
-                return
-            time.sleep(0.02)
-
-    def cleanup(self):
-        for memory, g in list(self.groups.items()):
-            self.drain(memory, timeout=2.0)
-            self._remove(g["dirs"])
-        self.groups.clear()
-
-    def describe(self):
-        if not self.available:
-            return f"UNCONFINED: {self.reason}; the functions had the whole machine's CPU"
-        kind = "cgroup v1 cpu.cfs_quota_us" if self.version == 1 else "cgroup v2 cpu.max"
-        if not CPU_SHARE:
-            return f"OFF (BENCH_CPU_SHARE=0): no quota, the whole machine's CPU; {kind} groups only count CPU time"
-        boost = "; BENCH_INIT_BOOST: init runs WITHOUT the quota (set when the emulator reports init done)" if INIT_BOOST else ""
-        return (f"{kind}, period {CFS_PERIOD_US} µs, quota = MemorySize/{ONE_VCPU_MB} of one core{boost}; "
-                f"joined just before exec by {self.joiner() and self.join_kind}")
 
 
 # --- Configuration and the functions' setup ----------------------------------------------
@@ -522,58 +134,6 @@ def release_binary(name):
     if LAMBDA_DIR and (LAMBDA_DIR / name / "bootstrap").exists():
         return LAMBDA_DIR / name / "bootstrap"
     return cargo_target.binary(name, PROFILE)
-
-
-def memory_sizes(algorithm):
-    """MemorySize per binary from template.yaml as deployed with SigningAlgorithm =
-    `algorithm` (the Globals default where not set; `!If` on the template's conditions
-    resolved, the other parameters at their defaults)."""
-    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
-    params = {k: v.get("Default") for k, v in doc.get("Parameters", {}).items()}
-    params["SigningAlgorithm"] = algorithm
-
-    def value(v):
-        if isinstance(v, dict) and len(v) == 1:
-            (fn, arg), = v.items()
-            fn = fn.removeprefix("Fn::")
-            if fn == "Ref":
-                return params[arg]
-            if fn == "If":
-                return value(arg[1] if condition(arg[0]) else arg[2])
-        return v
-
-    def holds(expr):
-        (fn, arg), = expr.items()
-        fn = fn.removeprefix("Fn::")
-        if fn == "Condition":
-            return condition(arg)
-        if fn == "Equals":
-            return str(value(arg[0])) == str(value(arg[1]))
-        if fn == "Not":
-            return not holds(arg[0])
-        if fn in ("And", "Or"):
-            return (all if fn == "And" else any)(holds(a) for a in arg)
-        raise ValueError(f"template condition {fn} not understood by bench_cold.py")
-
-    def condition(name):
-        return holds(doc["Conditions"][name])
-
-    default = value(doc["Globals"]["Function"].get("MemorySize", 128))
-    sizes = {}
-    for resource in doc["Resources"].values():
-        binary = ((resource.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
-        if binary:
-            sizes[binary] = int(value(resource["Properties"].get("MemorySize", default)))
-    return doc, sizes
-
-
-def public_jwks(private_document):
-    """The published set of an RS256 key document: its public JWK (n, e)."""
-    doc = json.loads(private_document)
-    key = serialization.load_der_private_key(base64.b64decode(doc["pkcs8"]), password=None)
-    numbers = key.public_key().public_numbers()
-    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()  # noqa: E731
-    return json.dumps({"keys": [{"kid": doc["kid"], "kty": "RSA", "alg": "RS256", "use": "sig", "n": b64(numbers.n), "e": b64(numbers.e)}]})
 
 
 def quota_after_init(rt, share, memory, done):
@@ -654,49 +214,6 @@ def measure(name, command, env, events, memory, *, share, proxy, cwd=None, boost
     print(f"  {name} ({memory} MB{', init without the quota' if boost else ''}) ...", file=sys.stderr, flush=True)
     runs = [cold_run(name, command, env, next(events), memory, share, proxy, cwd, boost) for _ in range(RUNS)]
     return {"memory": memory, "runs": runs}
-
-
-def forever(make):
-    while True:
-        yield make()
-
-
-def prepare_users(env, binary, count):
-    """A user and `count` sessions (for the functions that use a refresh token or a
-    session up), made through the same store by the release register and login."""
-    setup = Runtime(binary("register"), env)
-    username = f"bench-{uuid.uuid4().hex[:10]}"
-    try:
-        user = json.loads(check(setup.invoke(event("register", body=json.dumps({"username": username, "password": PASSWORD}))))["body"])
-    finally:
-        setup.stop()
-    user["username"] = username
-    setup = Runtime(binary("login"), env)
-    try:
-        sessions = [json.loads(check(setup.invoke(event("login", body=json.dumps({"username": username, "password": PASSWORD}))))["body"])
-                    for _ in range(count)]
-    finally:
-        setup.stop()
-    return user, iter(sessions)
-
-
-def events_for(user, pool):
-    admin = event("admin")
-    admin["pathParameters"] = {"username": user["username"]}
-    login_body = json.dumps({"username": user["username"], "password": PASSWORD})
-    return {
-        "register": forever(lambda: event("register", body=json.dumps({"username": f"bench-{uuid.uuid4().hex[:10]}", "password": PASSWORD}))),
-        "login": forever(lambda: event("login", body=login_body)),
-        "refresh": forever(lambda: event("refresh", body=json.dumps({"refresh_token": next(pool)["refresh_token"]}))),
-        "logout": forever(lambda: with_context("logout", next(pool)["access_token"])),
-        "me": forever(lambda: with_context("me", user["access_token"])),
-        "authorizer": forever(lambda: authorizer_event(user["access_token"])),
-        # The event's authorizer context is an admin's; it reads the bench user.
-        "admin": forever(lambda: json.loads(json.dumps(admin))),
-        "account": forever(lambda: with_context("account", user["access_token"])),
-        "discovery": forever(lambda: event("discovery")),
-        "preflight": forever(lambda: event("preflight")),
-    }
 
 
 # --- Report ------------------------------------------------------------------------------
@@ -811,13 +328,15 @@ def main():
         sys.exit(str(e))
     if missing:
         sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
-    doc, sizes = memory_sizes("HS256")
-    _, rs_sizes = memory_sizes("RS256")
+    # MemorySize per binary as deployed with each SigningAlgorithm.
+    doc = template.load()
+    sizes = template.memory_sizes(doc, {"SigningAlgorithm": "HS256"})
+    rs_sizes = template.memory_sizes(doc, {"SigningAlgorithm": "RS256"})
     selected = [f for f in FUNCTIONS if not ONLY or f in ONLY]
     with_python = not ONLY or PYTHON in ONLY
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cold-"))
-    share = CpuShare(tmp)
+    share = CpuShare(tmp, period_us=CFS_PERIOD_US, quota=CPU_SHARE, init_boost=INIT_BOOST)
     interrupted = []
 
     def on_term(*_):
@@ -934,13 +453,14 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
 
         print("preparing RS256 keys in Secrets Manager, users and sessions ...", file=sys.stderr, flush=True)
         sm = boto3.client("secretsmanager", endpoint_url=moto)
-        private = signing_keys.generate("RS256")
+        private = keys.generate("RS256")
         suffix = uuid.uuid4().hex[:8]
         private_arn = sm.create_secret(Name=f"bench-jwt-private-{suffix}", SecretString=private)["ARN"]
-        public_arn = sm.create_secret(Name=f"bench-jwt-public-{suffix}", SecretString=public_jwks(private))["ARN"]
+        public_arn = sm.create_secret(Name=f"bench-jwt-public-{suffix}", SecretString=keys.public_jwks(private))["ARN"]
         rs_env = {k: v for k, v in env.items() if k != "JWT_SECRET"}
         rs_env.update(JWT_ALGORITHM="RS256", JWT_PUBLIC_KEYS_ARN=public_arn, AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy.endpoint("secretsmanager"))
-        signers = {"register", "login", "refresh", "account"}  # as template.yaml gives JWT_PRIVATE_KEY_ARN
+        # The signers get JWT_PRIVATE_KEY_ARN, as template.yaml gives it.
+        signers = {f.name for f in functions.load() if f.signs}
 
         def rs_fn_env(name):
             e = fn_env(rs_env, name, rs_sizes)

@@ -11,14 +11,11 @@ functions read are printed for the caller.
 
 import argparse
 import json
-import pathlib
 import sys
 
 import boto3
-import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "template.yaml"
+from devtools import template
 
 # Which environment variable names which table, as the functions read them.
 ENV_FOR_TABLE = {
@@ -28,25 +25,8 @@ ENV_FOR_TABLE = {
 }
 
 
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags (!Ref, !Sub, ...) as plain values."""
-
-
-def _tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
-
-
 def template_tables():
-    doc = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    doc = template.load()
     tables = {k: v["Properties"] for k, v in doc["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"}
     missing = set(ENV_FOR_TABLE) ^ set(tables)
     if missing:

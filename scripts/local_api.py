@@ -12,7 +12,7 @@ stage) and the GatewayResponses come from the template too. Variables already se
 environment win over the defaults.
 
 The binary is `local-api` of `cargo build` in cargo's target directory (CARGO_TARGET_DIR
-or `build.target-dir` honoured; see cargo_target.py).
+or `build.target-dir` honoured; see devtools/cargo_target.py).
 
 ADMIN_USERNAME and ADMIN_PASSWORD: when both are set, that user is registered (unless it
 exists) once the API listens, and granted the role `admin` (scripts/grant_role.py).
@@ -38,7 +38,6 @@ tests start it so). COOKIE_PATH defaults to /auth (the local API has no stage pr
 """
 
 import argparse
-import http.server
 import json
 import os
 import pathlib
@@ -49,98 +48,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
-import yaml
+from devtools import ROOT, cargo_target, docs_assets, keys, template
+from devtools.example_app import example_server
+from devtools.roles import change_role
+from devtools.wiring import PARAMETER_ENV, authorizer_route_roles, parameters, wiring
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cargo_target  # noqa: E402
-import cfn_eval  # noqa: E402
-import docs_assets  # noqa: E402
-import signing_keys  # noqa: E402
-from dynamodb_tables import TEMPLATE, CfnLoader  # noqa: E402
-
-# Template parameter -> the variable the functions read.
-PARAMETER_ENV = {
-    "SigningAlgorithm": "JWT_ALGORITHM",
-    "JwtIssuer": "JWT_ISSUER",
-    "JwtAudience": "JWT_AUDIENCE",
-    "AccessTokenTtlSeconds": "ACCESS_TOKEN_TTL_SECONDS",
-    "RefreshTokenTtlSeconds": "REFRESH_TOKEN_TTL_SECONDS",
-    "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
-    "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
-    "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
-    "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",
-    "AllowedOrigins": "ALLOWED_ORIGINS",
-    "CookieSameSite": "COOKIE_SAME_SITE",
-}
-
-EXAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "examples" / "browser"
-OPENAPI = pathlib.Path(__file__).resolve().parent.parent / "openapi.yaml"
-
-
-def load_template():
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
-
-
-def _unquote(value):
-    # Gateway response header values are API Gateway mapping expressions: 'literal'.
-    value = str(value)
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == "'" else value
-
-
-def parameters(doc, env):
-    """The template's parameter values for this run: defaults, overridden by the variables
-    of PARAMETER_ENV set in `env` (e.g. ALLOWED_ORIGINS for AllowedOrigins)."""
-    given = {p: env[v] for p, v in PARAMETER_ENV.items() if p in doc["Parameters"] and env.get(v) is not None}
-    return cfn_eval.parameter_values(doc, given)
-
-
-def _header_values(headers, params, conditions):
-    # Values may be intrinsics (the CORS headers depend on AllowedOrigins); AWS::NoValue
-    # drops the header, as CloudFormation does.
-    evaluated = cfn_eval.evaluate(headers or {}, params, conditions)
-    return {k: _unquote(v) for k, v in evaluated.items()}
-
-
-def wiring(doc, params):
-    """Routes, stage and gateway responses, as the local API reads them, for the template
-    parameter values `params`."""
-    resources = doc["Resources"]
-    api = next(props for props in resources.values() if props["Type"] == "AWS::Serverless::Api")["Properties"]
-    routes = []
-    for props in resources.values():
-        if props["Type"] != "AWS::Serverless::Function":
-            continue
-        binary = props.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
-        for event in (props["Properties"].get("Events") or {}).values():
-            if event["Type"] != "Api":
-                continue
-            e = event["Properties"]
-            authorizer = (e.get("Auth") or {}).get("Authorizer")
-            routes.append(
-                {
-                    "method": e["Method"].upper(),
-                    "path": e["Path"],
-                    "function": binary,
-                    "authorizer": bool(authorizer) and authorizer != "NONE",
-                }
-            )
-    responses = {}
-    conditions = doc.get("Conditions") or {}
-    for kind, r in (api.get("GatewayResponses") or {}).items():
-        responses[kind] = {
-            "status": int(r["StatusCode"]) if "StatusCode" in r else None,
-            "headers": _header_values((r.get("ResponseParameters") or {}).get("Headers"), params, conditions),
-            "body": (r.get("ResponseTemplates") or {}).get("application/json"),
-        }
-    stage = doc["Parameters"]["StageName"]["Default"]
-    return {"stage": stage, "routes": routes, "gateway_responses": responses}
-
-
-def authorizer_route_roles(doc):
-    fn = doc["Resources"]["AuthorizerFunction"]["Properties"]
-    return json.loads(fn["Environment"]["Variables"]["ROUTE_ROLES"])
+OPENAPI = ROOT / "openapi.yaml"
 
 
 def parse_extra_route(text):
@@ -151,63 +65,6 @@ def parse_extra_route(text):
     except ValueError:
         sys.exit(f"--extra-route {text!r}: want 'METHOD /path=FUNCTION:ROLE,ROLE'")
     return method.upper(), path, function, [r for r in roles.split(",") if r]
-
-
-class ExampleHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves examples/browser/ as it is, plus a generated config.js naming the API."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, directory=str(EXAMPLE_DIR), **kwargs)
-
-    def send_head(self):
-        path = urllib.parse.urlsplit(self.path).path
-        # One origin only: the one the API allows (localhost is another origin, and
-        # another site for the SameSite cookie).
-        if self.headers.get("Host") != self.server.host:
-            self.send_response(308)
-            self.send_header("Location", f"http://{self.server.host}{path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return None
-        if path == "/config.js":
-            body = f"window.API_BASE = {json.dumps(self.server.api_base)};\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-            return None
-        return super().send_head()
-
-    def list_directory(self, path):
-        self.send_error(404)
-        return None
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header(
-            "Content-Security-Policy",
-            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            f"connect-src {self.server.api_base}; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
-        )
-        super().end_headers()
-
-    def log_message(self, format, *args):
-        pass  # the API's own log is the one worth reading
-
-
-def example_server(port, api_base):
-    """The sample app's server, bound (so a busy port fails before the API starts)."""
-    try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), ExampleHandler)
-    except OSError as e:
-        sys.exit(f"cannot serve the sample app on 127.0.0.1:{port}: {e}; set EXAMPLE_PORT (0: none)")
-    server.daemon_threads = True
-    server.host = f"127.0.0.1:{server.server_address[1]}"
-    server.api_base = api_base
-    return server
 
 
 def _die_with_parent():
@@ -240,8 +97,6 @@ def seed_admin(api_port, env):
     import urllib.error
     import urllib.request
 
-    import grant_role
-
     name, password = env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]
     request = urllib.request.Request(
         f"http://127.0.0.1:{api_port}/auth/register",
@@ -256,7 +111,7 @@ def seed_admin(api_port, env):
             print(f"admin not seeded: registering {name!r} answered {e.code}: {e.read().decode(errors='replace')}", flush=True)
             return
     try:
-        grant_role.change_role(env["USERS_TABLE"], name, "admin", endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB"))
+        change_role(env["USERS_TABLE"], name, "admin", endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB"))
     except (LookupError, ValueError) as e:
         print(f"admin not seeded: {e}", flush=True)
         return
@@ -310,7 +165,7 @@ def main():
     parser.add_argument("--print-wiring", action="store_true", help="print the wiring as JSON and exit")
     args = parser.parse_args()
 
-    doc = load_template()
+    doc = template.load()
 
     def wired_for(env):
         wired = wiring(doc, parameters(doc, env))
@@ -356,11 +211,11 @@ def main():
     # An empty issuer means "the API's own URL": locally, the local API's.
     if not env.get("JWT_ISSUER", "").strip():
         env["JWT_ISSUER"] = f"http://127.0.0.1:{args.port}"
-    if env.get("JWT_ALGORITHM") in signing_keys.ASYMMETRIC:
+    if env.get("JWT_ALGORITHM") in keys.ASYMMETRIC:
         # One process signs and verifies: the private key is enough (its public half is
         # published); a key pair per run unless one is given.
         if not env.get("JWT_PRIVATE_KEY"):
-            env["JWT_PRIVATE_KEY"] = signing_keys.generate(env["JWT_ALGORITHM"])
+            env["JWT_PRIVATE_KEY"] = keys.generate(env["JWT_ALGORITHM"])
     elif not env.get("JWT_SECRET"):
         env["JWT_SECRET"] = secrets.token_urlsafe(48)
     for variable in ("JWT_SECRET_ARN", "JWT_PRIVATE_KEY_ARN", "JWT_PUBLIC_KEYS_ARN"):

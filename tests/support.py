@@ -10,9 +10,9 @@ import time
 import urllib.parse
 import uuid
 
+from devtools.net import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from with_dynamodb import free_port  # noqa: E402
 
 
 class Response:

@@ -20,14 +20,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import yaml
+from devtools import roles, template
+from support import Api, new_name, start_local_api, stop
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from dynamodb_tables import CfnLoader  # noqa: E402
-from support import Api, new_name, start_local_api, stop  # noqa: E402
-
-TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+TEMPLATE = template.load()
 # A fixed issuer, as a deployment behind a custom domain configures it (the template's
 # default, empty, is the API's own URL: tests/test_keys.py checks that case).
 ISSUER = "https://auth.e2e.test"
@@ -533,10 +530,7 @@ def test_authorizer_refuses_every_kind_of_bad_token_with_401(api, user):
 def grant_role(username, role, remove=False):
     """What an operator does to make someone an admin: scripts/grant_role.py's change of
     the user item (or, with `remove`, its reverse)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import grant_role as script
-
-    script.change_role(
+    roles.change_role(
         os.environ["USERS_TABLE"], username, role, remove=remove, endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
     )
 

@@ -25,7 +25,6 @@ import os
 import pathlib
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import types
@@ -33,10 +32,10 @@ import uuid
 
 import pytest
 
+from devtools.net import free_port
+from support import Api, start_local_api, stop
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from support import Api, start_local_api, stop  # noqa: E402
-from with_dynamodb import free_port  # noqa: E402
 
 try:
     from playwright.sync_api import expect, sync_playwright

@@ -17,11 +17,11 @@ import tempfile
 
 import pytest
 
+from devtools import cargo_target
+from devtools.net import free_port
+from support import Api, new_name, start_local_api, stop
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import cargo_target  # noqa: E402
-from support import Api, new_name, start_local_api, stop  # noqa: E402
-from with_dynamodb import free_port  # noqa: E402
 
 LOCAL_API = ROOT / "scripts" / "local_api.py"
 
@@ -91,9 +91,9 @@ def test_local_api_names_the_missing_binary_where_cargo_would_put_it(tmp_path):
 
 
 def test_no_script_or_test_hard_codes_the_target_directory():
-    # Every binary path goes through scripts/cargo_target.py.
+    # Every binary path goes through scripts/devtools/cargo_target.py.
     hard_coded = re.compile(r"""["']target["']\s*/|\btarget/(?:debug|release)\b""")
-    files = [ROOT / "Makefile", *ROOT.glob("scripts/*.py"), *ROOT.glob("tests/*.py")]
+    files = [ROOT / "Makefile", *ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/devtools/*.py"), *ROOT.glob("tests/*.py")]
     offenders = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in files

@@ -1,18 +1,10 @@
-"""scripts/cfn_eval.py: the intrinsics the local API evaluates to read template.yaml as API
+"""scripts/devtools/template.py: the intrinsics the local API evaluates to read template.yaml as API
 Gateway would, including the gateway responses' CORS headers."""
 
-import pathlib
-import sys
-
 import pytest
-import yaml
+from devtools.template import NO_VALUE, Unsupported, evaluate, load, parameter_values
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from cfn_eval import NO_VALUE, Unsupported, evaluate, parameter_values  # noqa: E402
-from dynamodb_tables import CfnLoader  # noqa: E402
-
-TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+TEMPLATE = load()
 CONDITIONS = TEMPLATE.get("Conditions", {})
 
 

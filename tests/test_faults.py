@@ -24,8 +24,8 @@ import time
 
 import pytest
 
+from devtools.moto import create_tables, start_moto
 from support import Api, new_name, start_local_api, stop
-from with_dynamodb import create_tables, start_moto
 
 PASSWORD = f"fault pass {secrets.token_urlsafe(12)}"
 # What a 503 may say: the contract's words, nothing about hosts, ports or the SDK.

@@ -2,7 +2,7 @@
 
 Runs inside scripts/with_dynamodb.py (which provides the DynamoDB endpoint and tables)
 after `cargo build`; the binaries are the debug builds in cargo's target directory
-(CARGO_TARGET_DIR honoured: scripts/cargo_target.py). The RIE comes from the aws-sam-cli
+(CARGO_TARGET_DIR honoured: scripts/devtools/cargo_target.py). The RIE comes from the aws-sam-cli
 package in the project's virtualenv.
 """
 
@@ -14,7 +14,6 @@ import re
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,21 +21,15 @@ import uuid
 
 import pytest
 import samcli
+from devtools import cargo_target, keys
+from devtools.net import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import cargo_target  # noqa: E402
 
 EVENTS = ROOT / "events"
 RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
 SECRET = secrets.token_urlsafe(48)
 ROUTE_ROLES = json.loads(json.loads((EVENTS / "env.json").read_text())["AuthorizerFunction"]["ROUTE_ROLES"])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Function:
@@ -372,10 +365,7 @@ def test_account_lists_sessions_and_changes_the_password(functions):
 
 
 def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import signing_keys
-
-    private = signing_keys.generate("ES256", "es-rie")
+    private = keys.generate("ES256", "es-rie")
     register = Function("register", {"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY": private})
     try:
         body = {"username": f"rie-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"}

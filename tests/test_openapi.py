@@ -10,7 +10,6 @@ import json
 import os
 import re
 import secrets
-import sys
 import tempfile
 import urllib.parse
 
@@ -29,12 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devtools import docs_assets, roles, template, wiring
 from support import ROOT, Api, new_name, start_local_api, stop
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import docs_assets  # noqa: E402
-import grant_role  # noqa: E402
-import local_api  # noqa: E402
 
 # Hypothesis's caches under .local/ (gitignored, `make clean`), not a new top-level directory.
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
@@ -117,8 +112,8 @@ def status_matches(documented, status):
 
 def template_routes():
     """(METHOD, path) -> behind the authorizer, read as the local API reads the template."""
-    template = local_api.load_template()
-    wired = local_api.wiring(template, local_api.parameters(template, {}))
+    doc = template.load()
+    wired = wiring.wiring(doc, wiring.parameters(doc, {}))
     return {(r["method"], r["path"]): r["authorizer"] for r in wired["routes"]}
 
 
@@ -132,8 +127,7 @@ def code_errors():
 def gateway_errors():
     """(status, code) of API Gateway's own answers (the template's GatewayResponses); status
     None where the template leaves it to API Gateway (DEFAULT_4XX: 413 among others)."""
-    template = local_api.load_template()
-    responses = template["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
+    responses = template.load()["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
     return {
         (
             int(r["StatusCode"]) if "StatusCode" in r else None,
@@ -159,8 +153,7 @@ def test_the_documented_routes_are_exactly_the_templates():
 def test_exactly_the_routes_behind_the_authorizer_take_a_bearer_token():
     doc = document()
     ops = operations(doc)
-    template = local_api.load_template()
-    route_roles = local_api.authorizer_route_roles(template)
+    route_roles = wiring.authorizer_route_roles(template.load())
     for (method, path), protected in template_routes().items():
         op = ops[(method, path)]
         security = op.get("security", doc.get("security", []))
@@ -239,7 +232,7 @@ def registered(api, username=None):
 
 def admin_token(api):
     name, _ = registered(api)
-    grant_role.change_role(os.environ["USERS_TABLE"], name, "admin", endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    roles.change_role(os.environ["USERS_TABLE"], name, "admin", endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     res = api.login(name)
     assert res.status == 200, res
     return res.json()["access_token"]

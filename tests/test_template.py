@@ -1,9 +1,9 @@
 """template.yaml, read statically: least privilege per function, and configuration wiring.
 
 Each function is granted exactly the DynamoDB actions its code uses and reads the signing
-secret only if it signs or verifies tokens; the authorizer cache cannot outlive what
-token verification tolerates; every variable a function reads reaches it. No AWS and no
-DynamoDB needed.
+secret only if it signs or verifies tokens (its `keys` in shared/functions.json); the
+authorizer cache cannot outlive what token verification tolerates; every variable a
+function reads reaches it. No AWS and no DynamoDB needed.
 """
 
 import functools
@@ -11,18 +11,15 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import pytest
-import yaml
+from devtools import template, wiring
+from devtools.functions import by_logical_id
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import cfn_eval  # noqa: E402
-import local_api  # noqa: E402
-from dynamodb_tables import CfnLoader  # noqa: E402
-
-TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+TEMPLATE = template.load()
+# shared/functions.json, by logical id: which keys each function holds.
+TABLE = by_logical_id()
 ENV_JSON = json.loads((ROOT / "events" / "env.json").read_text())
 TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable", "sessions": "SessionsTable"}
 
@@ -34,44 +31,43 @@ VERIFIES = {"HS256": {"JwtSigningSecret"}, "RS256": {"JwtPublicKeysSecret"}}
 PUBLISHES = {"HS256": set(), "RS256": {"JwtPublicKeysSecret"}}
 NOTHING = {"HS256": set(), "RS256": set()}
 ALGORITHMS = ["HS256", "RS256"]
+# The table's `keys` -> the secrets read. The rotation function rotates the private key with
+# the grants of its own statements (GRANTS), not the read policy.
+READS = {"sign": SIGNS, "verify": VERIFIES, "publish": PUBLISHES, "rotate": NOTHING, "none": NOTHING}
 
-# Per function: the secrets it reads (above), and every DynamoDB action it may call, on
-# which table. A TransactWriteItems needs the action of each of its items (register's two
-# Puts: PutItem). Exact: an unused grant fails too.
-EXPECTED = {
-    "RegisterFunction": (SIGNS, {"PutItem users", "PutItem sessions"}),
-    "LoginFunction": (SIGNS, {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"}),
-    "RefreshFunction": (
-        SIGNS,
-        {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
-    ),
-    "LogoutFunction": (NOTHING, {"UpdateItem users", "PutItem revoked"}),
-    "MeFunction": (NOTHING, set()),
-    "DiscoveryFunction": (PUBLISHES, set()),
-    "PreflightFunction": (NOTHING, set()),
-    "AdminFunction": (NOTHING, {"GetItem users", "UpdateItem users"}),
-    "AccountFunction": (
-        SIGNS,
-        {
-            "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
-            "BatchGetItem revoked", "PutItem revoked",
-            "Query sessions", "BatchGetItem sessions", "PutItem sessions", "DeleteItem sessions",
-            "BatchWriteItem sessions",
-        },
-    ),
-    "AuthorizerFunction": (VERIFIES, {"BatchGetItem users", "BatchGetItem revoked"}),
+# Per function: every DynamoDB action it may call, on which table (IAM facts, kept here). A
+# TransactWriteItems needs the action of each of its items (register's two Puts: PutItem).
+# Exact: an unused grant fails too.
+GRANTS = {
+    "RegisterFunction": {"PutItem users", "PutItem sessions"},
+    "LoginFunction": {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"},
+    "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
+    "LogoutFunction": {"UpdateItem users", "PutItem revoked"},
+    "MeFunction": set(),
+    "DiscoveryFunction": set(),
+    "PreflightFunction": set(),
+    "AdminFunction": {"GetItem users", "UpdateItem users"},
+    "AccountFunction": {
+        "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
+        "BatchGetItem revoked", "PutItem revoked",
+        "Query sessions", "BatchGetItem sessions", "PutItem sessions", "DeleteItem sessions",
+        "BatchWriteItem sessions",
+    },
+    "AuthorizerFunction": {"BatchGetItem users", "BatchGetItem revoked"},
     # The rotation steps on the private key, and publishing the public set; no table.
-    "KeyRotationFunction": (
-        NOTHING,
-        {
-            'secretsmanager:DescribeSecret {"Ref": "JwtPrivateKeySecret"}',
-            'secretsmanager:GetSecretValue {"Ref": "JwtPrivateKeySecret"}',
-            'secretsmanager:PutSecretValue {"Ref": "JwtPrivateKeySecret"}',
-            'secretsmanager:UpdateSecretVersionStage {"Ref": "JwtPrivateKeySecret"}',
-            'secretsmanager:PutSecretValue {"Ref": "JwtPublicKeysSecret"}',
-        },
-    ),
+    "KeyRotationFunction": {
+        'secretsmanager:DescribeSecret {"Ref": "JwtPrivateKeySecret"}',
+        'secretsmanager:GetSecretValue {"Ref": "JwtPrivateKeySecret"}',
+        'secretsmanager:PutSecretValue {"Ref": "JwtPrivateKeySecret"}',
+        'secretsmanager:UpdateSecretVersionStage {"Ref": "JwtPrivateKeySecret"}',
+        'secretsmanager:PutSecretValue {"Ref": "JwtPublicKeysSecret"}',
+    },
 }
+
+# Per function: the secrets it reads (from its `keys` in shared/functions.json; None for a
+# function the table lacks, which test_the_expected_table_covers_every_function reports),
+# and its grants.
+EXPECTED = {name: (READS[TABLE[name].keys] if name in TABLE else None, grants) for name, grants in GRANTS.items()}
 
 NO_VALUE = object()
 
@@ -179,6 +175,7 @@ def environment(name):
 
 def test_the_expected_table_covers_every_function():
     assert set(EXPECTED) == set(functions())
+    assert set(EXPECTED) == set(TABLE)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -219,7 +216,7 @@ def test_each_function_is_told_where_the_keys_it_reads_are(algorithm):
         own = under((functions()[name].get("Environment") or {}).get("Variables") or {}, algorithm)
         private = own.get("JWT_PRIVATE_KEY_ARN", "")
         # The rotation function rotates that one secret (its grants are statements).
-        reads_private = "JwtPrivateKeySecret" in reads[algorithm] or name == "KeyRotationFunction"
+        reads_private = "JwtPrivateKeySecret" in reads[algorithm] or TABLE[name].keys == "rotate"
         assert (private == {"Ref": "JwtPrivateKeySecret"}) == reads_private, name
 
 
@@ -292,8 +289,8 @@ def test_new_parameters_reach_exactly_the_functions_that_read_them(parameter):
     assert p["Description"].strip()
     getting = {name for name in functions() if environment(name)[0].get(variable) == {"Ref": parameter}}
     assert getting == readers
-    # The local API passes the template's default on (scripts/local_api.py).
-    assert local_api.PARAMETER_ENV[parameter] == variable
+    # The local API passes the template's default on (scripts/local_api.py, devtools/wiring.py).
+    assert wiring.PARAMETER_ENV[parameter] == variable
 
 
 def test_local_only_variables_are_declared_blank():
@@ -359,15 +356,12 @@ def test_logout_and_ending_a_session_write_only_session_revocations(name):
 
 
 def test_the_cookie_path_is_the_stage_auth_path_unless_configured():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import cfn_eval
-
     value = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["COOKIE_PATH"]
     conditions = TEMPLATE["Conditions"]
-    default = cfn_eval.parameter_values(TEMPLATE)
-    assert cfn_eval.evaluate(value, default, conditions) == "/" + str(default["StageName"]) + "/auth"
-    custom = cfn_eval.parameter_values(TEMPLATE, {"CookiePath": "/auth"})
-    assert cfn_eval.evaluate(value, custom, conditions) == "/auth"
+    default = template.parameter_values(TEMPLATE)
+    assert template.evaluate(value, default, conditions) == "/" + str(default["StageName"]) + "/auth"
+    custom = template.parameter_values(TEMPLATE, {"CookiePath": "/auth"})
+    assert template.evaluate(value, custom, conditions) == "/auth"
 
 
 # ---------------------------------------------------------------------------------------
@@ -759,10 +753,10 @@ def test_the_api_alarm_names_the_api_as_its_metrics_do():
 def dashboard():
     """The dashboard's body, substituted (placeholder values) and parsed."""
     props = TEMPLATE["Resources"]["Dashboard"]["Properties"]
-    params = cfn_eval.parameter_values(TEMPLATE)
+    params = template.parameter_values(TEMPLATE)
     params.update({"AWS::Region": "us-east-1", "AWS::StackName": "stack"})
     params.update({name: f"fn-{name}" for name in functions()})
-    return json.loads(cfn_eval.evaluate(props["DashboardBody"], params)), params
+    return json.loads(template.evaluate(props["DashboardBody"], params)), params
 
 
 def test_the_dashboard_graphs_every_metric_and_only_known_ones():

@@ -10,7 +10,7 @@ import json
 import pathlib
 import subprocess
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from devtools import ROOT
 
 
 class CargoTargetError(RuntimeError):

@@ -1,6 +1,7 @@
-"""Evaluates the few CloudFormation intrinsic functions template.yaml uses in what the local
-API reads from it (gateway response headers), with given parameter values, so the local API
-answers what API Gateway would for the same parameters.
+"""template.yaml, read: the CloudFormation YAML loader, and the one evaluator of the few
+intrinsic functions the tools need resolved (the local API's gateway responses, the
+dashboard the tests parse, the MemorySize the cold-start benchmark gives each function),
+with given parameter values, as CloudFormation would for the same parameters.
 
 Supported: Ref (parameters, AWS::NoValue), Fn::If with Conditions (Fn::Equals, Fn::Not,
 Fn::And, Fn::Or, Condition), Fn::Sub (string or [string, variables]), Fn::Select,
@@ -9,9 +10,38 @@ Fn::Split. Anything else is an error, not a guess.
 
 import re
 
+import yaml
+
+from devtools import ROOT
+
+TEMPLATE = ROOT / "template.yaml"
+
 NO_VALUE = object()
-# YAML short forms (!If, !Sub…) as scripts/dynamodb_tables.py's CfnLoader reads them.
+# YAML short forms (!If, !Sub…) as CfnLoader reads them.
 SHORT_FORMS = {"If", "Sub", "Select", "Split", "Equals", "Not", "And", "Or", "GetAtt", "Join", "FindInMap", "ImportValue"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !Sub, ...) as plain values."""
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load(path=TEMPLATE):
+    """template.yaml as plain data, short forms as one-key mappings ({"Ref": ...}); a
+    fresh copy per call."""
+    return yaml.load(path.read_text(), Loader=CfnLoader)
 
 
 class Unsupported(ValueError):
@@ -62,7 +92,7 @@ def evaluate(value, params, conditions=None):
         if fn == "Fn::Or":
             return any(ev(x) for x in arg)
         if fn.startswith("Fn::"):
-            raise Unsupported(f"{fn} is not supported by scripts/cfn_eval.py")
+            raise Unsupported(f"{fn} is not supported by devtools.template")
         return {fn: ev(arg)}
 
     def condition(name):
@@ -78,3 +108,24 @@ def parameter_values(doc, overrides=None):
     values = {name: str(p.get("Default", "")) for name, p in (doc.get("Parameters") or {}).items()}
     values.update({k: str(v) for k, v in (overrides or {}).items()})
     return values
+
+
+def binaries(doc):
+    """Function logical id -> the binary it runs (BuildProperties.Binary)."""
+    return {
+        logical_id: binary
+        for logical_id, resource in doc["Resources"].items()
+        if (binary := ((resource.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary"))
+    }
+
+
+def memory_sizes(doc, overrides=None):
+    """MemorySize per binary as deployed with the parameter values `overrides` (the others
+    at their defaults; the Globals' MemorySize where a function sets none)."""
+    params = parameter_values(doc, overrides)
+    conditions = doc.get("Conditions") or {}
+    default = evaluate(doc["Globals"]["Function"].get("MemorySize", 128), params, conditions)
+    return {
+        binary: int(evaluate(doc["Resources"][logical_id]["Properties"].get("MemorySize", default), params, conditions))
+        for logical_id, binary in binaries(doc).items()
+    }

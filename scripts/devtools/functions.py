@@ -1,0 +1,99 @@
+"""shared/functions.json, the one table of the Lambda functions, read: each function's
+binary, logical id in template.yaml, the event it is invoked with, the keys it holds,
+whether it hashes passwords, and its routes. The Rust side writes the file (and its test
+fails when the file is stale); the template, the tests and the benchmarks read it here.
+"""
+
+import dataclasses
+import functools
+import json
+
+from devtools import ROOT
+
+TABLE = ROOT / "shared" / "functions.json"
+
+EVENTS = ("http", "authorizer", "rotation")
+# sign: signs tokens (the private key, or the HMAC secret); verify: verifies them (public
+# keys, or the HMAC secret); publish: serves the public keys; rotate: rotates the private
+# key; none: no key material at all.
+KEYS = ("sign", "verify", "publish", "rotate", "none")
+CALLERS = ("public", "authenticated")
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str  # upper case; OPTIONS with path "*" is preflight's: every path
+    path: str
+    caller: str  # public, or authenticated (behind the authorizer)
+
+    @property
+    def authenticated(self):
+        return self.caller == "authenticated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    name: str  # the binary (functions/<name>)
+    logical_id: str  # its AWS::Serverless::Function in template.yaml
+    event: str
+    keys: str
+    hashes_passwords: bool
+    routes: tuple
+
+    @property
+    def signs(self):
+        return self.keys == "sign"
+
+    @property
+    def reads_keys(self):
+        """Reads signing key material at all: what the signing algorithm changes (RS256
+        keys come from Secrets Manager; HS256's secret from the environment)."""
+        return self.keys in ("sign", "verify", "publish")
+
+    @property
+    def on_request_path(self):
+        """Invoked for an API request (an HTTP function or the authorizer), not on a
+        schedule."""
+        return self.event in ("http", "authorizer")
+
+
+def _function(entry):
+    def one_of(field, allowed, value):
+        if value not in allowed:
+            raise ValueError(f"{TABLE}: {entry.get('name')!r}: {field} {value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    routes = tuple(
+        Route(route["method"], route["path"], one_of("caller", CALLERS, route["caller"])) for route in entry["routes"]
+    )
+    if not isinstance(entry["hashes_passwords"], bool):
+        raise ValueError(f"{TABLE}: {entry['name']!r}: hashes_passwords must be true or false")
+    return Function(
+        name=entry["name"],
+        logical_id=entry["logical_id"],
+        event=one_of("event", EVENTS, entry["event"]),
+        keys=one_of("keys", KEYS, entry["keys"]),
+        hashes_passwords=entry["hashes_passwords"],
+        routes=routes,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def load():
+    """Every function, in the table's order (a tuple of Function)."""
+    functions = tuple(_function(entry) for entry in json.loads(TABLE.read_text()))
+    for field in ("name", "logical_id"):
+        values = [getattr(f, field) for f in functions]
+        if len(set(values)) != len(values):
+            raise ValueError(f"{TABLE}: a {field} appears twice")
+    return functions
+
+
+def by_name():
+    """Binary name -> Function."""
+    return {f.name: f for f in load()}
+
+
+def by_logical_id():
+    """Logical id in template.yaml -> Function."""
+    return {f.logical_id: f for f in load()}

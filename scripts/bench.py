@@ -27,7 +27,7 @@ import timeit
 
 from devtools import ROOT, cargo_target, functions, template
 from devtools.invocations import authorizer_event, events_for, forever, prepare_users
-from devtools.rie import Runtime, check
+from devtools.rie import Runtime, check, inherited_env
 
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
 WARM = int(os.environ.get("BENCH_WARM", "30"))
@@ -126,7 +126,7 @@ def main():
         sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
     doc = template.load()
     PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
-    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
+    env = inherited_env()
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=PROXY.endpoint,
         JWT_SECRET=secrets.token_urlsafe(48),

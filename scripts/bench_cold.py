@@ -28,6 +28,11 @@ the way Lambda starts it, as far as one machine can:
   before and added ~0.7 ms of CPU to every cold start. Where cgroups cannot be written
   the functions run unconfined, and the header says so.
 
+The pieces live in scripts/devtools/ (the CA: pki.py, the proxy: tlsproxy.py, the cgroups:
+cgroup.py, the emulator: rie.py, the events and users: invocations.py; which functions,
+and which of them read keys or sign: shared/functions.json through functions.py); this
+script runs them and reports.
+
 For each function, BENCH_COLD_RUNS (default 7) fresh emulators, one invocation each:
 init (the emulator's INIT REPORT), the first invocation (INVOKE RTDONE), and the wall time
 from sending that invocation to its answer (the emulator starts the process on the first
@@ -76,7 +81,7 @@ from devtools import ROOT, cargo_target, functions, keys, template
 from devtools.cgroup import CpuShare
 from devtools.invocations import authorizer_event, events_for, forever, prepare_users
 from devtools.pki import make_pki
-from devtools.rie import Runtime, check
+from devtools.rie import Runtime, check, inherited_env
 from devtools.tlsproxy import TLSProxy
 
 RUNS = int(os.environ.get("BENCH_COLD_RUNS", "7"))
@@ -367,7 +372,7 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
     moto = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
     proxy = TLSProxy(moto, chain, key)
 
-    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
+    env = inherited_env()
     env.pop("AWS_CA_BUNDLE", None)
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint("dynamodb"),

@@ -5,6 +5,7 @@ kernel says of the runtime process (CPU, run-queue wait, page faults, peak RSS).
 """
 
 import json
+import os
 import pathlib
 import platform
 import re
@@ -19,6 +20,13 @@ import samcli
 from devtools.net import free_port
 
 RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{platform.machine()}"
+
+
+def inherited_env(environ=os.environ):
+    """What a function run here is given of this process's environment: the AWS SDK's
+    variables (endpoints, region, credentials), glibc's MALLOC_ tunables, PATH, and the
+    table names scripts/with_dynamodb.py exports."""
+    return {k: v for k, v in environ.items() if k.startswith(("AWS_", "MALLOC_")) or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
 
 
 class Runtime:

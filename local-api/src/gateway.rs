@@ -13,8 +13,8 @@ use lambda_http::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::Auth;
-use shared::api::Route as Function;
 use shared::authorizer::{AuthorizerError, AuthorizerEvent, RouteRoles, authorize, policy_allows};
+use shared::functions::spec::{self, Event, FunctionSpec, HttpFunction};
 use shared::http::Browser;
 
 /// API Gateway's own payload limit (10 MB); the functions enforce the contract's 8 KiB.
@@ -29,10 +29,20 @@ const API_ID: &str = "local";
 pub struct Route {
     pub method: String,
     pub path: String,
-    /// Which of the shared handlers the route's function runs (its `BuildProperties.Binary`).
-    pub function: Function,
+    /// The route's function (its `BuildProperties.Binary`): its row of the table of functions.
+    #[serde(deserialize_with = "http_function")]
+    pub function: (&'static FunctionSpec, HttpFunction),
     /// Behind the REQUEST authorizer.
     pub authorizer: bool,
+}
+
+/// A function name of the wiring: one of the table's HTTP functions.
+fn http_function<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(&'static FunctionSpec, HttpFunction), D::Error> {
+    let name = String::deserialize(d)?;
+    match spec::by_name(&name) {
+        Some(f @ FunctionSpec { event: Event::Http(function), .. }) => Ok((f, *function)),
+        _ => Err(serde::de::Error::custom(format!("{name:?} is not an HTTP function of shared/src/functions/spec.rs"))),
+    }
 }
 
 /// One of the template's `GatewayResponses`, its quoting already removed.
@@ -131,7 +141,8 @@ impl Gateway {
             Ok(r) => r,
             Err(_) => return self.gateway_response("BAD_REQUEST_BODY", 400),
         };
-        let response = shared::api::handle(route.function, Some(&self.auth), &self.browser, request).await;
+        let (spec, function) = route.function;
+        let response = shared::api::handle_any(spec, function, &self.auth, &self.browser, request).await;
         let (parts, body) = response.into_parts();
         let headers = parts
             .headers

@@ -52,7 +52,7 @@ async fn run() -> Result<(), String> {
     // Cold start, once, as in each function.
     let auth = shared::bootstrap::auth_from_env().await.map_err(|e| e.to_string())?;
     let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
-    let browser = shared::http::Browser::from_env().map_err(|e| e.to_string())?;
+    let browser = shared::http::Browser::new(shared::config::BrowserConfig::from_env()).map_err(|e| e.to_string())?;
     let docs = Docs::from_env(wiring.routes.iter().map(|r| r.path.as_str()))?;
     let gateway = Arc::new(Gateway::new(wiring, auth, browser, route_roles)?);
     let docs = Arc::new(docs);

@@ -14,41 +14,7 @@ use crate::error::AuthError;
 use crate::http::bearer_token;
 use crate::metrics::Metric;
 
-/// The protected routes and the roles each requires, keyed `"METHOD /path"`, from the
-/// `ROUTE_ROLES` variable (a JSON object of arrays), e.g.
-/// `{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin/ping": ["admin"]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteRoles(pub BTreeMap<String, Vec<String>>);
-
-impl RouteRoles {
-    pub const ENV: &'static str = "ROUTE_ROLES";
-
-    pub fn parse(json: &str) -> Result<Self, crate::config::ConfigError> {
-        let map: BTreeMap<String, Vec<String>> =
-            serde_json::from_str(json).map_err(|e| crate::config::ConfigError {
-                variable: Self::ENV,
-                problem: format!("must be a JSON object of role arrays: {e}"),
-            })?;
-        for key in map.keys() {
-            let ok = key.split_once(' ').is_some_and(|(m, p)| !m.is_empty() && p.starts_with('/'));
-            if !ok {
-                return Err(crate::config::ConfigError {
-                    variable: Self::ENV,
-                    problem: format!("bad route {key:?}; want \"METHOD /path\""),
-                });
-            }
-        }
-        Ok(RouteRoles(map))
-    }
-
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let raw = std::env::var(Self::ENV).map_err(|_| crate::config::ConfigError {
-            variable: Self::ENV,
-            problem: "is required but not set".into(),
-        })?;
-        Self::parse(&raw)
-    }
-}
+pub use crate::config::RouteRoles;
 
 /// The part of API Gateway's REQUEST authorizer event this authorizer reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,7 +107,11 @@ pub async fn authorize(
     let token = bearer_token(event.authorization()).ok_or(AuthorizerError::Unauthorized)?;
     let principal = match auth.authorize(token, &[]).await {
         Ok(p) => p,
-        Err(AuthError::Unavailable { .. } | AuthError::Internal) => return Err(AuthorizerError::Unavailable),
+        Err(e @ (AuthError::Unavailable { .. } | AuthError::Internal | AuthError::Store(_))) => {
+            // The decision that leaves: a store fault is logged and counted here, once.
+            e.report();
+            return Err(AuthorizerError::Unavailable);
+        }
         Err(_) => return Err(AuthorizerError::Unauthorized),
     };
     let (mut allow, mut deny) = (Vec::new(), Vec::new());

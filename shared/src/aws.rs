@@ -38,7 +38,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 const AMAZON_ROOTS: &[u8] = include_bytes!("aws/amazon-roots.pem");
 
 /// A PEM bundle of further roots to trust (AWS's SDKs and CLI read the same variable).
-pub const ENV_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
+pub use crate::config::per_function::ENV_CA_BUNDLE;
 
 /// Amazon's roots (checked by the unit tests, not at every cold start), and those of
 /// `AWS_CA_BUNDLE` if set, checked here: the HTTPS client parses them only on its first
@@ -73,8 +73,11 @@ fn parse_roots(pem: &[u8]) -> Result<usize, String> {
 /// (its trust store: an unreadable or unusable `AWS_CA_BUNDLE` is the error), timeouts and
 /// retries.
 pub async fn load_sdk_config() -> Result<SdkConfig, String> {
-    let extra = std::env::var(ENV_CA_BUNDLE).ok().filter(|v| !v.trim().is_empty());
-    let trust = tls::TlsContext::builder().with_trust_store(trust_store(extra.as_deref())?).build().map_err(|e| e.to_string())?;
+    let extra = crate::config::aws_ca_bundle();
+    let trust = tls::TlsContext::builder()
+        .with_trust_store(trust_store(extra.as_deref())?)
+        .build()
+        .map_err(|e| e.to_string())?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
@@ -163,7 +166,7 @@ impl aws_sdk_dynamodb::config::Intercept for HealthCheck {
 /// `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, unless
 /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true.
 fn endpoint_url(service_variable: &str) -> Option<String> {
-    endpoint_url_from(service_variable, |name| std::env::var(name).ok())
+    endpoint_url_from(service_variable, crate::config::aws_variable)
 }
 
 fn endpoint_url_from(service_variable: &str, var: impl Fn(&str) -> Option<String>) -> Option<String> {
@@ -225,9 +228,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
         std::fs::write(path("empty.pem"), "").unwrap();
-        std::fs::write(path("garbage.pem"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(path("garbage.pem"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+            .unwrap();
         std::fs::write(path("good.pem"), AMAZON_ROOTS).unwrap();
-        for (file, says) in [("absent.pem", "cannot read"), ("empty.pem", "no certificate"), ("garbage.pem", "not a bundle")] {
+        for (file, says) in
+            [("absent.pem", "cannot read"), ("empty.pem", "no certificate"), ("garbage.pem", "not a bundle")]
+        {
             let e = trust_store(Some(&path(file))).unwrap_err();
             assert!(e.starts_with("AWS_CA_BUNDLE: ") && e.contains(says), "{file}: {e}");
         }

@@ -40,10 +40,10 @@ pub enum StartupError {
 /// links a regex engine (~0.3 MB per binary) for span and field filters nobody here uses.
 pub fn init_logging() {
     use lambda_runtime::tracing::subscriber::{self, layer::SubscriberExt as _};
-    let var = |name| std::env::var(name).ok();
-    let filter = log_filter(var("AWS_LAMBDA_LOG_LEVEL"), var("RUST_LOG"));
+    let config = crate::config::LogConfig::from_env();
+    let filter = log_filter(config.lambda_level, config.rust_log);
     let text = subscriber::fmt().with_target(false).without_time().with_writer(std::io::stdout);
-    let installed = if var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+    let installed = if config.json {
         tracing::subscriber::set_global_default(text.json().finish().with(filter))
     } else {
         tracing::subscriber::set_global_default(text.finish().with(filter))
@@ -77,10 +77,8 @@ async fn read_secret(id: &str, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, S
         let code = aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e).unwrap_or("unreachable").to_string();
         StartupError::Secret(code)
     })?;
-    let secret = out
-        .secret_string()
-        .map(|s| s.as_bytes().to_vec())
-        .or_else(|| out.secret_binary().map(|b| b.as_ref().to_vec()));
+    let secret =
+        out.secret_string().map(|s| s.as_bytes().to_vec()).or_else(|| out.secret_binary().map(|b| b.as_ref().to_vec()));
     secret.ok_or_else(|| StartupError::Secret("empty secret".into()))
 }
 
@@ -177,7 +175,11 @@ impl KeyLoader for DocumentLoader {
 
 /// The token service of an asymmetric algorithm. Keys kept in Secrets Manager are read
 /// again when they may have rotated; keys given inline never change.
-async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<TokenService, StartupError> {
+async fn asymmetric_tokens(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    keys: Keys,
+) -> Result<TokenService, StartupError> {
     let documents = config.asymmetric.clone().unwrap_or_default();
     let algorithm = config.tokens.algorithm;
     let stored = [&documents.private_key, &documents.public_keys]
@@ -191,19 +193,7 @@ async fn asymmetric_tokens(config: &Config, sdk: &aws_config::SdkConfig, keys: K
     Ok(TokenService::reloadable_with(config.tokens.clone(), Arc::new(loader), loaded))
 }
 
-/// Which keys a function needs. Least privilege: a function that neither signs nor
-/// verifies (logout, which trusts the authorizer's context) never reads any, and the
-/// template does not let it; with an asymmetric algorithm, one that only verifies (the
-/// authorizer, the JWKS) never reads the private key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keys {
-    SignAndVerify,
-    Verify,
-    /// Public keys only, to publish them: none at all with HMAC (a secret is never
-    /// published, so the JWKS function never reads it).
-    Public,
-    None,
-}
+pub use crate::functions::spec::Keys;
 
 /// Everything a function needs, from the environment.
 pub async fn auth_from_env() -> Result<Auth, StartupError> {
@@ -221,7 +211,9 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     // The store's connection opens while the keys are read (README, "Performance and cost").
     let tokens = async {
         Ok::<_, StartupError>(match (keys, &config.signing_key) {
-            (Keys::None, _) | (Keys::Public, Some(_)) => TokenService::without_keys(config.tokens.clone()),
+            (Keys::None | Keys::Rotate, _) | (Keys::Public, Some(_)) => {
+                TokenService::without_keys(config.tokens.clone())
+            }
             // HMAC: the one secret both signs and verifies.
             (_, Some(secret)) => TokenService::from_secret(config.tokens.clone(), &signing_secret(secret, sdk).await?),
             (_, None) => asymmetric_tokens(config, sdk, keys).await?,
@@ -234,14 +226,9 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
         }
     };
     let (tokens, ()) = tokio::join!(tokens, warm_up);
-    let tokens = tokens?;
+    let tokens = tokens?.for_api(config.api.clone());
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
-    let store = DynamoStore::new(
-        dynamodb,
-        &config.users_table,
-        &config.revoked_tokens_table,
-        &config.sessions_table,
-    );
+    let store = DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
         .with_login_throttle(config.login_throttle)
         .with_session_max_lifetime(config.session_max_lifetime_seconds))

@@ -1,5 +1,7 @@
 //! The one domain error enum, and the one place it maps to HTTP status + `error` code.
 
+use crate::store::StoreError;
+
 /// Everything a use case can answer besides success. Descriptions are written for the
 /// client: they never contain a secret, a hash, a token or an internal detail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +39,24 @@ pub enum AuthError {
     /// A fault that is not the client's and not transient. Details go to the log only.
     #[error("internal error")]
     Internal,
+    /// The store failed: unavailable (503, like `Unavailable`) or a deployment fault (500,
+    /// like `Internal`). The detail is kept for the log line written where the response
+    /// leaves ([`AuthError::report`]); the client sees only the generic description.
+    #[error("{}", store_description(.0))]
+    Store(StoreError),
 }
+
+fn store_description(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(_) => {
+            AuthError::Unavailable { retry_after_seconds: STORE_RETRY_AFTER_SECONDS }.to_string()
+        }
+        StoreError::Internal(_) => AuthError::Internal.to_string(),
+    }
+}
+
+/// What a client is told to wait after a store outage: the SDK already retried.
+const STORE_RETRY_AFTER_SECONDS: u64 = 1;
 
 impl AuthError {
     /// HTTP status and the contract's `error` code.
@@ -55,7 +74,8 @@ impl AuthError {
             AuthError::CsrfRejected => (403, "invalid_request"),
             AuthError::NotFound => (404, "not_found"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
-            AuthError::Internal => (500, "server_error"),
+            AuthError::Internal | AuthError::Store(StoreError::Internal(_)) => (500, "server_error"),
+            AuthError::Store(StoreError::Unavailable(_)) => (503, "temporarily_unavailable"),
         }
     }
 
@@ -65,6 +85,7 @@ impl AuthError {
             AuthError::TooManyAttempts { retry_after_seconds } | AuthError::Unavailable { retry_after_seconds } => {
                 Some(*retry_after_seconds)
             }
+            AuthError::Store(StoreError::Unavailable(_)) => Some(STORE_RETRY_AFTER_SECONDS),
             _ => None,
         }
     }
@@ -85,18 +106,28 @@ impl AuthError {
     }
 }
 
-impl From<crate::store::StoreError> for AuthError {
-    fn from(e: crate::store::StoreError) -> Self {
-        crate::metrics::count(crate::metrics::Metric::StoreFaults);
-        match e {
-            crate::store::StoreError::Unavailable(detail) => {
+/// A plain conversion: `?` on a store call has no side effect. The fault is logged and
+/// counted once, where the response (or the authorizer's decision) leaves: [`AuthError::report`].
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Store(e)
+    }
+}
+
+impl AuthError {
+    /// Logs a store fault with its detail (never sent to the client) and counts it in
+    /// `StoreFaults`: once per failed request. Nothing for other errors.
+    pub fn report(&self) {
+        match self {
+            AuthError::Store(StoreError::Unavailable(detail)) => {
+                crate::metrics::count(crate::metrics::Metric::StoreFaults);
                 tracing::warn!(%detail, "store unavailable");
-                AuthError::Unavailable { retry_after_seconds: 1 }
             }
-            crate::store::StoreError::Internal(detail) => {
+            AuthError::Store(StoreError::Internal(detail)) => {
+                crate::metrics::count(crate::metrics::Metric::StoreFaults);
                 tracing::error!(%detail, "store fault");
-                AuthError::Internal
             }
+            _ => {}
         }
     }
 }
@@ -121,6 +152,8 @@ mod tests {
             (AuthError::NotFound, 404, "not_found"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
             (AuthError::Internal, 500, "server_error"),
+            (AuthError::Store(StoreError::Unavailable("timeout to 10.0.0.1".into())), 503, "temporarily_unavailable"),
+            (AuthError::Store(StoreError::Internal("no table users".into())), 500, "server_error"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status_and_code(), (status, code), "{e:?}");
@@ -128,6 +161,8 @@ mod tests {
             assert_eq!(body["error"], code);
             assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()));
             assert_eq!(body.as_object().unwrap().len(), 2, "only the two contract fields");
+            let text = body.to_string();
+            assert!(!text.contains("10.0.0.1") && !text.contains("table"), "a store detail leaked: {text}");
         }
     }
 
@@ -135,6 +170,8 @@ mod tests {
     fn retry_after_and_challenge_only_where_they_apply() {
         assert_eq!(AuthError::TooManyAttempts { retry_after_seconds: 30 }.retry_after(), Some(30));
         assert_eq!(AuthError::Unavailable { retry_after_seconds: 1 }.retry_after(), Some(1));
+        assert_eq!(AuthError::Store(StoreError::Unavailable("x".into())).retry_after(), Some(1));
+        assert_eq!(AuthError::Store(StoreError::Internal("x".into())).retry_after(), None);
         assert_eq!(AuthError::InvalidGrant.retry_after(), None);
         assert_eq!(AuthError::InvalidToken.www_authenticate(), Some(r#"Bearer error="invalid_token""#));
         assert_eq!(AuthError::InvalidGrant.www_authenticate(), None);

@@ -13,8 +13,7 @@ use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const ENV_NAMESPACE: &str = "METRICS_NAMESPACE";
-pub const ENV_SERVICE: &str = "METRICS_SERVICE";
+pub use crate::config::per_function::{ENV_METRICS_NAMESPACE as ENV_NAMESPACE, ENV_METRICS_SERVICE as ENV_SERVICE};
 
 /// The counted metrics (unit `Count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +99,13 @@ static RECORDED: Mutex<Recorded> =
 /// Turns metrics on for `function` (the binary's name: `login`, `authorizer`, …) when
 /// `METRICS_NAMESPACE` is set, and counts the cold start. A namespace CloudWatch would
 /// refuse leaves them off with a warning: metrics never stop a function from starting.
-pub fn init(function: &'static str) {
-    let var = |name| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let Some(namespace) = var(ENV_NAMESPACE) else { return };
+pub fn init(function: &'static str, config: &crate::config::MetricsConfig) {
+    let Some(namespace) = config.namespace.clone() else { return };
     if !valid_namespace(&namespace) {
         tracing::warn!(namespace, "METRICS_NAMESPACE is not a valid CloudWatch namespace; metrics are off");
         return;
     }
-    let service = var(ENV_SERVICE).unwrap_or_else(|| "jwt-auth".to_string());
+    let service = config.service.clone().unwrap_or_else(|| "jwt-auth".to_string());
     if SINK.set(Sink { namespace, service, function }).is_ok() {
         count(Metric::ColdStart);
     }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::TokenConfig;
+use crate::config::{ApiConfig, TokenConfig};
 
 mod crypto;
 pub mod keys;
@@ -210,6 +210,8 @@ pub struct TokenService {
     state: RwLock<Arc<KeyState>>,
     reloading: Option<Reloading>,
     config: TokenConfig,
+    /// The deployed API's region and stage, which an issuer may be learnt from.
+    api: ApiConfig,
 }
 
 impl TokenService {
@@ -222,7 +224,13 @@ impl TokenService {
     pub fn with_keys(config: TokenConfig, signer: Option<SigningKey>, keys: KeySet, published: Jwks) -> Self {
         crypto::install();
         let state = Self::state(&config, LoadedKeys { signer, keys, published });
-        TokenService { learnt_issuer: Default::default(), state: RwLock::new(Arc::new(state)), reloading: None, config }
+        TokenService {
+            learnt_issuer: Default::default(),
+            state: RwLock::new(Arc::new(state)),
+            reloading: None,
+            config,
+            api: ApiConfig::default(),
+        }
     }
 
     /// As `with_keys`, with keys read by `loader` now, and again when a token names an
@@ -248,6 +256,7 @@ impl TokenService {
             learnt_issuer: Default::default(),
             state: RwLock::new(Arc::new(state)),
             reloading: Some(reloading),
+            api: ApiConfig::default(),
             config,
         }
     }
@@ -296,14 +305,24 @@ impl TokenService {
         // Only from the deployed stage (API_STAGE): never from a console test invocation
         // ("test-invoke-stage") or another API's stage, which would stick for the life of
         // the execution environment.
-        let expected = std::env::var("API_STAGE").ok().filter(|s| !s.is_empty());
-        if expected.is_some_and(|expected| expected != stage) {
+        if self.api.stage.as_deref().is_some_and(|expected| expected != stage) {
             tracing::warn!(stage, "issuer not learnt from a request of another stage");
             return;
         }
         if part(api_id) && part(region) && part(stage) {
             let _ = self.learnt_issuer.set(format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"));
         }
+    }
+
+    /// The deployed API this service's issuer may be learnt from (`ApiConfig`).
+    pub fn for_api(mut self, api: ApiConfig) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// The region the function runs in (`AWS_REGION`), for an issuer learnt from a request.
+    pub fn region(&self) -> &str {
+        &self.api.region
     }
 
     /// The public keys, as `GET /.well-known/jwks.json` answers them.
@@ -323,9 +342,11 @@ impl TokenService {
         let Some(r) = &self.reloading else { return };
         let due = || match why {
             Why::Age => r.loaded.lock().map(|at| at.elapsed() >= KEY_MAX_AGE).unwrap_or(true),
-            Why::UnknownKid => {
-                r.unknown_kid.lock().map(|at| at.is_none_or(|at| at.elapsed() >= KEY_RELOAD_MIN_INTERVAL)).unwrap_or(true)
-            }
+            Why::UnknownKid => r
+                .unknown_kid
+                .lock()
+                .map(|at| at.is_none_or(|at| at.elapsed() >= KEY_RELOAD_MIN_INTERVAL))
+                .unwrap_or(true),
         };
         if !due() {
             return;
@@ -396,7 +417,13 @@ impl TokenService {
     /// every token is refused.
     pub fn without_keys(config: TokenConfig) -> Self {
         let state = KeyState { signer: None, keys: HashMap::new(), published: Arc::new(Jwks::default()) };
-        TokenService { learnt_issuer: Default::default(), state: RwLock::new(Arc::new(state)), reloading: None, config }
+        TokenService {
+            learnt_issuer: Default::default(),
+            state: RwLock::new(Arc::new(state)),
+            reloading: None,
+            config,
+            api: ApiConfig::default(),
+        }
     }
 
     /// The usual setup: one HMAC secret that both signs and verifies.

@@ -10,12 +10,10 @@
 use lambda_http::http::{HeaderMap, HeaderValue, header};
 use lambda_http::{Body, Request, Response};
 
-use crate::config::ConfigError;
+use crate::config::{BrowserConfig, ConfigError};
 use crate::error::AuthError;
 
-pub const ENV_ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
-pub const ENV_COOKIE_SAME_SITE: &str = "COOKIE_SAME_SITE";
-pub const ENV_COOKIE_PATH: &str = "COOKIE_PATH";
+pub use crate::config::per_function::{ENV_ALLOWED_ORIGINS, ENV_COOKIE_PATH, ENV_COOKIE_SAME_SITE};
 pub const REFRESH_COOKIE: &str = "refresh_token";
 /// The header a cookie-authenticated request must carry: a cross-site form cannot set it,
 /// and a cross-origin script can only after a preflight the origin list allows.
@@ -61,9 +59,9 @@ fn valid_origin(origin: &str) -> bool {
 }
 
 impl Browser {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name| std::env::var(name).ok();
-        Self::from_values(var(ENV_ALLOWED_ORIGINS), var(ENV_COOKIE_SAME_SITE), var(ENV_COOKIE_PATH))
+    /// Checks `config`; an error names the variable at fault.
+    pub fn new(config: BrowserConfig) -> Result<Self, ConfigError> {
+        Self::from_values(config.allowed_origins, config.cookie_same_site, config.cookie_path)
     }
 
     pub fn from_values(

@@ -363,7 +363,8 @@ fn asymmetric_tokens_carry_their_algorithm_and_kid_and_verify_from_the_public_jw
     let roles = roles();
     for key in private_keys() {
         let service = asymmetric(&key, &[]);
-        let pair = service.issue_pair(Subject { user_id: "u-1", username: "alice", roles: &roles }, "s-1", now()).unwrap();
+        let pair =
+            service.issue_pair(Subject { user_id: "u-1", username: "alice", roles: &roles }, "s-1", now()).unwrap();
         let (header, _, _) = parts(&pair.access_token);
         assert_eq!(header["kid"], key.kid());
         assert_eq!(header["alg"], key.public_jwk().unwrap().alg);
@@ -386,7 +387,15 @@ fn a_verifier_with_current_and_previous_keys_accepts_both_and_a_tampered_signatu
     assert!(rotated.verify_access(&old.access_token).is_ok());
     assert!(rotated.verify_access(&new.access_token).is_ok());
     for token in [&old.access_token, &new.access_token] {
-        let (h, c, sig) = token.rsplitn(3, '.').collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().try_into().map(|v: [&str; 3]| (v[0], v[1], v[2])).unwrap();
+        let (h, c, sig) = token
+            .rsplitn(3, '.')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .try_into()
+            .map(|v: [&str; 3]| (v[0], v[1], v[2]))
+            .unwrap();
         let mut bytes = B64.decode(sig).unwrap();
         bytes[5] ^= 1;
         let forged = format!("{h}.{c}.{}", B64.encode(bytes));
@@ -428,7 +437,10 @@ fn public_jwks_hold_no_private_material_and_round_trip() {
         assert_eq!(text["use"], "sig");
         assert_eq!(serde_json::from_value::<PublicJwk>(text).unwrap(), jwk);
         match jwk.kty.as_str() {
-            "RSA" => assert_eq!((jwk.e.as_deref(), B64.decode(jwk.n.as_deref().unwrap()).unwrap().len()), (Some("AQAB"), 256)),
+            "RSA" => assert_eq!(
+                (jwk.e.as_deref(), B64.decode(jwk.n.as_deref().unwrap()).unwrap().len()),
+                (Some("AQAB"), 256)
+            ),
             "EC" => assert_eq!(jwk.crv.as_deref(), Some("P-256")),
             _ => assert_eq!((jwk.kty.as_str(), jwk.crv.as_deref()), ("OKP", Some("Ed25519"))),
         }
@@ -570,4 +582,15 @@ fn an_issuer_left_to_the_api_is_learnt_once_and_nothing_is_signed_before() {
     let fixed = service();
     fixed.learn_issuer("abc123", "eu-west-1", "v1");
     assert_eq!(fixed.issuer(), Some("https://auth.test"));
+}
+
+#[test]
+fn an_issuer_is_learnt_only_from_the_deployed_stage() {
+    let api = crate::config::ApiConfig { region: "eu-west-1".into(), stage: Some("v1".into()) };
+    let learning = TokenService::from_secret(TokenConfig { issuer: String::new(), ..config() }, SECRET).for_api(api);
+    assert_eq!(learning.region(), "eu-west-1");
+    learning.learn_issuer("abc123", learning.region(), "test-invoke-stage");
+    assert_eq!(learning.issuer(), None, "a console test invocation's stage is not the API's");
+    learning.learn_issuer("abc123", learning.region(), "v1");
+    assert_eq!(learning.issuer(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/v1"));
 }

@@ -1,12 +1,23 @@
-//! Environment → typed configuration, validated once at cold start.
+//! Environment → typed configuration, validated once at cold start: the one module that
+//! reads the process environment.
 //!
 //! Every problem names the variable at fault, so a misconfigured deployment says what to
 //! fix instead of failing on the first request. There is no default for any secret.
+//! `Config` is what the use cases need; `per_function` holds the rest (browser, metrics,
+//! logging, rotation, the authorizer's routes, the AWS clients' overrides) and the list of
+//! the variables each function reads.
+
+pub mod per_function;
 
 use std::collections::HashMap;
 use std::fmt;
 
 use jsonwebtoken::Algorithm;
+
+pub use per_function::{
+    ApiConfig, BrowserConfig, LogConfig, MetricsConfig, RotationConfig, RouteRoles, aws_ca_bundle, aws_variable,
+    variables_read_by,
+};
 
 /// Shortest HMAC secret accepted: 256 bits, the HS256 output size (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -136,6 +147,8 @@ pub struct Config {
     /// After this long (from the session's start), refresh fails whatever the refresh
     /// token's own `exp`; no token of the session is issued to outlive it.
     pub session_max_lifetime_seconds: u64,
+    /// The deployed API (region, stage) an issuer left to the API is learnt from.
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +158,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { variable, problem: problem.into() }
 }
 
@@ -174,15 +187,15 @@ impl<const N: usize> Source for [(&str, &str); N] {
     }
 }
 
-struct Reader<'a>(&'a dyn Source);
+pub(crate) struct Reader<'a>(pub(crate) &'a dyn Source);
 
 impl Reader<'_> {
     /// A set, non-blank value; blank counts as unset so `FOO=` is not silently accepted.
-    fn optional(&self, name: &'static str) -> Option<String> {
+    pub(crate) fn optional(&self, name: &'static str) -> Option<String> {
         self.0.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+    pub(crate) fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         self.optional(name).ok_or_else(|| err(name, "is required but not set"))
     }
 
@@ -222,6 +235,33 @@ pub const ENV_LOGIN_LOCK_SECONDS: &str = "LOGIN_LOCK_SECONDS";
 pub const ENV_LOGIN_NAME_MAX_FAILURES: &str = "LOGIN_NAME_MAX_FAILURES";
 pub const ENV_LOGIN_NAME_WINDOW_SECONDS: &str = "LOGIN_NAME_WINDOW_SECONDS";
 pub const ENV_SESSION_MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECONDS";
+
+/// Every variable `Config` reads.
+pub const CONFIG_VARIABLES: [&str; 23] = [
+    ENV_USERS_TABLE,
+    ENV_REVOKED_TOKENS_TABLE,
+    ENV_SESSIONS_TABLE,
+    ENV_ISSUER,
+    ENV_AUDIENCE,
+    ENV_ALGORITHM,
+    ENV_KEY_ID,
+    ENV_SECRET,
+    ENV_SECRET_ARN,
+    ENV_PRIVATE_KEY,
+    ENV_PRIVATE_KEY_ARN,
+    ENV_PUBLIC_KEYS,
+    ENV_PUBLIC_KEYS_ARN,
+    ENV_ACCESS_TTL,
+    ENV_REFRESH_TTL,
+    ENV_LEEWAY,
+    ENV_ARGON2_MEMORY,
+    ENV_ARGON2_ITERATIONS,
+    ENV_ARGON2_PARALLELISM,
+    ENV_LOGIN_LOCK_SECONDS,
+    ENV_LOGIN_NAME_MAX_FAILURES,
+    ENV_LOGIN_NAME_WINDOW_SECONDS,
+    ENV_SESSION_MAX_LIFETIME,
+];
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -268,13 +308,14 @@ impl Config {
             };
             (Some(secret), None)
         } else {
-            let document = |inline: &'static str, arn: &'static str| {
-                match (r.0.get(inline).filter(|s| !s.is_empty()), r.optional(arn)) {
-                    (Some(_), Some(_)) => Err(err(inline, format!("set either {inline} or {arn}, not both"))),
-                    (Some(text), None) => Ok(Some(KeyDocument::Inline(text))),
-                    (None, Some(id)) => Ok(Some(KeyDocument::SecretsManager(id))),
-                    (None, None) => Ok(None),
-                }
+            let document = |inline: &'static str, arn: &'static str| match (
+                r.0.get(inline).filter(|s| !s.is_empty()),
+                r.optional(arn),
+            ) {
+                (Some(_), Some(_)) => Err(err(inline, format!("set either {inline} or {arn}, not both"))),
+                (Some(text), None) => Ok(Some(KeyDocument::Inline(text))),
+                (None, Some(id)) => Ok(Some(KeyDocument::SecretsManager(id))),
+                (None, None) => Ok(None),
             };
             let keys = AsymmetricKeys {
                 private_key: document(ENV_PRIVATE_KEY, ENV_PRIVATE_KEY_ARN)?,
@@ -341,6 +382,7 @@ impl Config {
                 300,
                 5 * 365 * 86_400,
             )?,
+            api: ApiConfig::from_source(source),
         })
     }
 }
@@ -418,7 +460,8 @@ mod tests {
 
     #[test]
     fn each_missing_variable_is_named() {
-        for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_SESSIONS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET] {
+        for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_SESSIONS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET]
+        {
             let e = with(&[(var, None)]).unwrap_err();
             assert_eq!(e.variable, var);
             assert!(e.to_string().contains(var), "{e}");

@@ -1,0 +1,56 @@
+//! The caller's account and sessions. The password change answers with a pair (its
+//! refresh token in the cookie in cookie mode); deleting the account clears the cookie,
+//! as logout does.
+
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::request::{cookie_mode, path_parameter, set_cookie, source_ip, tokens_response};
+use crate::auth::{Auth, Principal};
+use crate::error::AuthError;
+use crate::functions::spec::AuthenticatedRoute;
+use crate::http::{self, Browser};
+
+#[derive(Deserialize)]
+struct PasswordChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    password: String,
+}
+
+pub(super) async fn handle(
+    route: AuthenticatedRoute,
+    auth: &Auth,
+    browser: &Browser,
+    caller: Principal,
+    req: &Request,
+) -> Result<Response<Body>, AuthError> {
+    match route {
+        AuthenticatedRoute::ChangePassword => {
+            let cookie = cookie_mode(req, browser)?;
+            let body: PasswordChangeBody = http::parse_json(req)?;
+            let pair =
+                auth.change_password(&caller, &body.current_password, &body.new_password, source_ip(req)).await?;
+            Ok(tokens_response(200, &pair, cookie, browser))
+        }
+        AuthenticatedRoute::DeleteAccount => {
+            cookie_mode(req, browser)?;
+            let body: PasswordBody = http::parse_json(req)?;
+            auth.delete_account(&caller, &body.password, source_ip(req)).await?;
+            Ok(set_cookie(http::no_content(), browser.clearing_cookie()))
+        }
+        AuthenticatedRoute::ListSessions => {
+            Ok(http::json(200, &json!({ "sessions": auth.list_sessions(&caller).await? })))
+        }
+        AuthenticatedRoute::EndSession => {
+            auth.end_session(&caller, &path_parameter(req, "id")?).await?;
+            Ok(http::no_content())
+        }
+        _ => Err(AuthError::NotFound),
+    }
+}

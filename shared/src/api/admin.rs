@@ -1,0 +1,49 @@
+//! The administration routes (`/admin/users/{username}…`), behind the authorizer with role
+//! `admin`.
+
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+
+use super::request::path_parameter;
+use crate::auth::{Auth, Principal};
+use crate::error::AuthError;
+use crate::functions::spec::AuthenticatedRoute;
+use crate::http;
+
+#[derive(Deserialize)]
+struct RoleChange {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+pub(super) async fn handle(
+    route: AuthenticatedRoute,
+    auth: &Auth,
+    admin: Principal,
+    req: &Request,
+) -> Result<Response<Body>, AuthError> {
+    // The authorizer required the role already; checked again where it matters.
+    if !admin.roles.iter().any(|r| r == "admin") {
+        return Err(AuthError::InsufficientScope);
+    }
+    let username = path_parameter(req, "username")?;
+    match route {
+        AuthenticatedRoute::AdminGetUser => Ok(http::json(200, &auth.admin_get_user(&username).await?)),
+        AuthenticatedRoute::AdminChangeRoles => {
+            let change: RoleChange = http::parse_json(req)?;
+            let view = auth.admin_change_roles(&admin, &username, &change.add, &change.remove).await?;
+            Ok(http::json(200, &view))
+        }
+        AuthenticatedRoute::AdminDisable => {
+            auth.admin_set_disabled(&admin, &username, true).await?;
+            Ok(http::no_content())
+        }
+        AuthenticatedRoute::AdminEnable => {
+            auth.admin_set_disabled(&admin, &username, false).await?;
+            Ok(http::no_content())
+        }
+        _ => Err(AuthError::NotFound),
+    }
+}

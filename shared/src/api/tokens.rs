@@ -1,0 +1,72 @@
+//! The token routes: register, login, refresh (public) and logout (the caller's).
+
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use super::request::{cookie_mode, flag, set_cookie, source_ip, tokens_response};
+use crate::auth::{Auth, Principal};
+use crate::error::AuthError;
+use crate::http::{self, Browser, browser};
+
+pub(super) async fn register(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    let cookie = cookie_mode(req, browser)?;
+    let body = http::parse_register(req)?;
+    let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
+    let tokens = http::TokenBody::new(&r.tokens);
+    let mut answer = json!({
+        "user": r.user,
+        "access_token": tokens.access_token,
+        "token_type": tokens.token_type,
+        "expires_in": tokens.expires_in,
+    });
+    if !cookie {
+        answer["refresh_token"] = json!(tokens.refresh_token);
+        return Ok(http::json(201, &answer));
+    }
+    let cookie = browser.refresh_cookie(&r.tokens.refresh_token, tokens.refresh_expires_in);
+    Ok(set_cookie(http::json(201, &answer), cookie))
+}
+
+pub(super) async fn login(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    let cookie = cookie_mode(req, browser)?;
+    let body = http::parse_login(req)?;
+    let pair = auth.login(&body.username, &body.password, source_ip(req)).await?;
+    Ok(tokens_response(200, &pair, cookie, browser))
+}
+
+/// In cookie mode a refresh with no body authenticates with the cookie (after the CSRF
+/// check), and a refused cookie is cleared.
+pub(super) async fn refresh(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    let cookie = cookie_mode(req, browser)?;
+    if cookie && !http::has_body(req) {
+        let token = browser::refresh_cookie_of(req);
+        let refreshed = match token {
+            Some(token) => auth.refresh(&token, source_ip(req)).await,
+            None => Err(AuthError::InvalidGrant),
+        };
+        return match refreshed {
+            Ok(pair) => Ok(tokens_response(200, &pair, cookie, browser)),
+            Err(AuthError::InvalidGrant) => {
+                Ok(set_cookie(http::error(&AuthError::InvalidGrant), browser.clearing_cookie()))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let token = http::parse_refresh(req)?.refresh_token;
+    let pair = auth.refresh(&token, source_ip(req)).await?;
+    Ok(tokens_response(200, &pair, cookie, browser))
+}
+
+/// Revokes, and clears the refresh cookie in any case (a page in cookie mode is signed out
+/// whether or not it asked with `?cookie=true`).
+pub(super) async fn logout(
+    auth: &Auth,
+    browser: &Browser,
+    caller: Principal,
+    req: &Request,
+) -> Result<Response<Body>, AuthError> {
+    cookie_mode(req, browser)?;
+    let all = flag(req, "all")?;
+    auth.logout(&caller, all).await?;
+    Ok(set_cookie(http::no_content(), browser.clearing_cookie()))
+}

@@ -1,5 +1,5 @@
-//! The caller's account: change the password, delete the account, list the sessions and
-//! end one. Behind the authorizer.
+//! The `account` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::account()

@@ -1,5 +1,5 @@
-//! The administration routes: read a user, change roles, disable and enable. Behind the
-//! authorizer (role `admin`).
+//! The `admin` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::admin()

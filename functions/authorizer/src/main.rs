@@ -1,6 +1,5 @@
-//! The REST API REQUEST authorizer. Answers an IAM policy, or fails with the message
-//! `Unauthorized` (API Gateway's 401), or with another error when the store is
-//! unreachable (fail closed: API Gateway then refuses the call).
+//! The `authorizer` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::authorizer()

@@ -1,5 +1,5 @@
-//! The public keys (`/.well-known/jwks.json`) and the OpenID discovery document
-//! (`/.well-known/openid-configuration`). Reads public keys only.
+//! The `discovery` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::discovery()

@@ -1,5 +1,5 @@
-//! GET /auth/me: a sample protected backend. It reads only what the authorizer put into
-//! the request context (and ALLOWED_ORIGINS for CORS); it needs no keys or database.
+//! The `me` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::me()

@@ -1,5 +1,5 @@
-//! OPTIONS on every route: the CORS preflight for the allowed origins. Never behind the
-//! authorizer; reads only ALLOWED_ORIGINS.
+//! The `preflight` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::preflight()

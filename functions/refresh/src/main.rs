@@ -1,4 +1,5 @@
-//! POST /auth/refresh: a thin entry point over `shared::api::refresh`.
+//! The `refresh` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::refresh()

@@ -1,4 +1,5 @@
-//! POST /auth/register: a thin entry point over `shared::api::register`.
+//! The `register` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::register()

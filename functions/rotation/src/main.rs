@@ -1,5 +1,5 @@
-//! The Secrets Manager rotation function of the private signing key: a new key pending,
-//! published, tested, then current, with the public key set kept in step.
+//! The `rotation` Lambda function. What it serves and which keys it holds is its row of the
+//! table of functions, `shared/src/functions/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::rotation()

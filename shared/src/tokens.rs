@@ -8,149 +8,24 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Header, Validation, errors::ErrorKind};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::{ApiConfig, TokenConfig};
 
+mod claims;
 mod crypto;
+mod keyset;
 pub mod keys;
 
+pub use claims::{AccessClaims, IssuedPair, RefreshClaims, Subject, TokenError, TokenUse};
+use keyset::VerifyingKey;
+pub use keyset::{KeySet, SigningKey};
 pub use keys::{Jwks, KeyError, PrivateKey, PublicJwk};
 
 /// Tokens longer than this are refused before any parsing; ours are well under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
-
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenUse {
-    Access,
-    Refresh,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub username: String,
-    pub roles: Vec<String>,
-    pub iat: u64,
-    pub nbf: u64,
-    pub exp: u64,
-    pub jti: String,
-    pub sid: String,
-    pub token_use: TokenUse,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct RefreshClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub iat: u64,
-    pub nbf: u64,
-    pub exp: u64,
-    pub jti: String,
-    pub sid: String,
-    pub token_use: TokenUse,
-}
-
-/// Why a token was refused. Callers map all of these to one client-facing error; the
-/// kinds exist for logs and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token expired")]
-    Expired,
-    #[error("token not yet valid")]
-    NotYetValid,
-    #[error("token has the wrong token_use")]
-    WrongTokenUse,
-    #[error("token invalid")]
-    Invalid,
-}
-
-/// A key that signs: the current one.
-pub struct SigningKey {
-    kid: String,
-    algorithm: Algorithm,
-    key: EncodingKey,
-}
-
-impl SigningKey {
-    /// An HMAC key (HS256/384/512) from a secret already validated by `config`.
-    pub fn hmac(kid: impl Into<String>, algorithm: Algorithm, secret: &[u8]) -> Self {
-        SigningKey { kid: kid.into(), algorithm, key: EncodingKey::from_secret(secret) }
-    }
-
-    /// An Ed25519 key from its PKCS#8 DER encoding.
-    pub fn ed25519(kid: impl Into<String>, pkcs8_der: &[u8]) -> Self {
-        SigningKey { kid: kid.into(), algorithm: Algorithm::EdDSA, key: EncodingKey::from_ed_der(pkcs8_der) }
-    }
-
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-}
-
-struct VerifyingKey {
-    key: DecodingKey,
-    validation: Validation,
-}
-
-/// Keys that verify, looked up by `kid`. Holds the current key and any still-trusted
-/// previous ones (rotation); each key carries its own pinned algorithm.
-pub struct KeySet {
-    keys: HashMap<String, (Algorithm, DecodingKey)>,
-}
-
-impl KeySet {
-    pub fn new() -> Self {
-        KeySet { keys: HashMap::new() }
-    }
-
-    pub fn with_hmac(mut self, kid: impl Into<String>, algorithm: Algorithm, secret: &[u8]) -> Self {
-        self.keys.insert(kid.into(), (algorithm, DecodingKey::from_secret(secret)));
-        self
-    }
-
-    /// A public key as a JWK (RS256, ES256 or EdDSA); `None` if it is not one.
-    pub fn with_jwk(mut self, jwk: &PublicJwk) -> Option<Self> {
-        let (algorithm, key) = jwk.decoding_key()?;
-        self.keys.insert(jwk.kid.clone(), (algorithm, key));
-        Some(self)
-    }
-
-    /// An Ed25519 public key, raw 32 bytes.
-    pub fn with_ed25519(mut self, kid: impl Into<String>, public_key: &[u8]) -> Self {
-        self.keys.insert(kid.into(), (Algorithm::EdDSA, DecodingKey::from_ed_der(public_key)));
-        self
-    }
-}
-
-impl Default for KeySet {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A freshly issued access + refresh pair and the claims inside them.
-#[derive(Debug, Clone)]
-pub struct IssuedPair {
-    pub access_token: String,
-    pub access: AccessClaims,
-    pub refresh_token: String,
-    pub refresh: RefreshClaims,
-}
-
-/// Who a token is about.
-#[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
-    pub user_id: &'a str,
-    pub username: &'a str,
-    pub roles: &'a [String],
-}
 
 /// The keys in use, swapped whole when they are reloaded.
 struct KeyState {

@@ -1,4 +1,5 @@
 use super::*;
+use jsonwebtoken::{Algorithm, EncodingKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 

@@ -1,0 +1,70 @@
+//! What a token says: the claims of access and refresh tokens, why one is refused, and
+//! an issued pair.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    Access,
+    Refresh,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub sid: String,
+    pub token_use: TokenUse,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub sid: String,
+    pub token_use: TokenUse,
+}
+
+/// Why a token was refused. Callers map all of these to one client-facing error; the
+/// kinds exist for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has the wrong token_use")]
+    WrongTokenUse,
+    #[error("token invalid")]
+    Invalid,
+}
+
+/// A freshly issued access + refresh pair and the claims inside them.
+#[derive(Debug, Clone)]
+pub struct IssuedPair {
+    pub access_token: String,
+    pub access: AccessClaims,
+    pub refresh_token: String,
+    pub refresh: RefreshClaims,
+}
+
+/// Who a token is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub roles: &'a [String],
+}

@@ -4,7 +4,7 @@
 //!
 //! Started by `make dev` through `scripts/local_api.py`, which reads the wiring from
 //! template.yaml (`LOCAL_API_WIRING`, `ROUTE_ROLES`) and provides the DynamoDB endpoint and
-//! the signing secret. It reads the same variables as the functions; see the README.
+//! the signing secret. It reads the same variables as the functions (`shared::config`).
 //! Besides the template's routes it serves the API's documentation (`docs.rs`), which
 //! exists only here.
 

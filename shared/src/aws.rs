@@ -11,10 +11,9 @@
 //!
 //! HTTPS is rustls on `ring`, the same crypto library that signs and verifies the JWTs,
 //! trusting the roots AWS's endpoints chain to (Amazon Trust Services, `aws/amazon-roots.pem`)
-//! and no others: the system's bundle (145 certificates, read and parsed by the first
-//! connection of every cold start) is never loaded. Measured by `scripts/bench_cold.py`
-//! (HTTPS, the 128 MB CPU share): the authorizer's cold answer took 7.7 ms of CPU with the
-//! system's roots and 4.4 ms with these, 94 ms and 48 ms of wall time (medians of 7).
+//! and no others: the system's bundle (over a hundred certificates, read and parsed by the
+//! first connection of every cold start) is never loaded, which at a small function's CPU
+//! share is a large part of its cold answer (docs/performance.md).
 //! `AWS_CA_BUNDLE`, the variable AWS's SDKs and CLI read for it, adds a PEM bundle (an
 //! emulator served over HTTPS, a TLS-inspecting proxy); it is checked at the cold start.
 //!

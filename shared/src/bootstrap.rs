@@ -208,7 +208,8 @@ pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
 
 pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<Auth, StartupError> {
     let dynamodb = crate::aws::dynamodb_client(sdk);
-    // The store's connection opens while the keys are read (README, "Performance and cost").
+    // The store's connection opens while the keys are read: a cold start waits for the
+    // slower of the two, not their sum.
     let tokens = async {
         Ok::<_, StartupError>(match (keys, &config.signing_key) {
             (Keys::None | Keys::Rotate, _) | (Keys::Public, Some(_)) => {

@@ -1,5 +1,5 @@
 //! CloudWatch metrics in the Embedded Metric Format (EMF): what an operator graphs and
-//! alarms on (README, "Operating it"). Each invocation's counts and store latencies are
+//! alarms on (docs/operations.md). Each invocation's counts and store latencies are
 //! collected here and written as at most one JSON line on stdout when it ends; CloudWatch
 //! Logs turns that line into metrics, with no API call and no extra latency. The metric
 //! names are the template's (its alarms and dashboard use them; tests/test_template.py

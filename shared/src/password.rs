@@ -1,9 +1,9 @@
 //! argon2id password hashing and verification (PHC strings).
 //!
 //! argon2's working memory (19 MiB at the configured cost) is allocated once and kept: a
-//! fresh allocation per hash is mapped from the kernel and its 4,864 pages are each faulted
-//! in, which on a virtual machine costs about as much CPU again as part of the hash itself
-//! (README, "Performance and cost"). The kept memory is wiped after every hash, so nothing
+//! fresh allocation per hash is mapped from the kernel and each of its pages is faulted in,
+//! which on a virtual machine costs a sizeable part of the hash's own CPU again
+//! (docs/performance.md, "Page faults and argon2's memory"). The kept memory is wiped after every hash, so nothing
 //! derived from a password outlives the call that used it.
 
 use std::sync::Mutex;

@@ -1,6 +1,6 @@
 //! Security events: one structured log line per thing a security team watches for, all
-//! with the same schema, so one CloudWatch Logs Insights query finds each (README,
-//! "Security events"). Never a password, hash or token: ids, the username and the
+//! with the same schema, so one CloudWatch Logs Insights query finds each
+//! (docs/security.md, "Security events"). Never a password, hash or token: ids, the username and the
 //! client's address only.
 //!
 //! Every line has the message `security event` (and the tracing target `security`, for
@@ -59,7 +59,7 @@ impl Kind {
         }
     }
 
-    /// The metric this kind is counted in, if any (README, "Operating it").
+    /// The metric this kind is counted in, if any (docs/operations.md, "Metrics").
     fn metric(self) -> Option<crate::metrics::Metric> {
         use crate::metrics::Metric;
         match self {

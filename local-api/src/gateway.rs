@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::Auth;
 use shared::authorizer::{AuthorizerError, AuthorizerEvent, RouteRoles, authorize, policy_allows};
-use shared::functions::spec::{self, Event, FunctionSpec, HttpFunction};
+use shared::spec::{self, Event, FunctionSpec, HttpFunction};
 use shared::http::Browser;
 
 /// API Gateway's own payload limit (10 MB); the functions enforce the contract's 8 KiB.
@@ -41,7 +41,7 @@ fn http_function<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(&'static Fun
     let name = String::deserialize(d)?;
     match spec::by_name(&name) {
         Some(f @ FunctionSpec { event: Event::Http(function), .. }) => Ok((f, *function)),
-        _ => Err(serde::de::Error::custom(format!("{name:?} is not an HTTP function of shared/src/functions/spec.rs"))),
+        _ => Err(serde::de::Error::custom(format!("{name:?} is not an HTTP function of shared/src/spec.rs"))),
     }
 }
 

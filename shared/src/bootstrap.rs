@@ -193,7 +193,7 @@ async fn asymmetric_tokens(
     Ok(TokenService::reloadable_with(config.tokens.clone(), Arc::new(loader), loaded))
 }
 
-pub use crate::functions::spec::Keys;
+pub use crate::spec::Keys;
 
 /// Everything a function needs, from the environment.
 pub async fn auth_from_env() -> Result<Auth, StartupError> {

@@ -19,3 +19,4 @@ pub mod bootstrap;
 pub mod functions;
 pub mod http;
 pub mod rotation;
+pub mod spec;

@@ -1,5 +1,5 @@
 //! The `rotation` Lambda function. What it serves and which keys it holds is its row of the
-//! table of functions, `shared/src/functions/spec.rs`.
+//! table of functions, `shared/src/spec.rs`.
 
 fn main() -> std::process::ExitCode {
     shared::functions::rotation()

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::request::{cookie_mode, path_parameter, set_cookie, source_ip, tokens_response};
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
-use crate::functions::spec::AuthenticatedRoute;
 use crate::http::{self, Browser};
+use crate::spec::AuthenticatedRoute;
 
 #[derive(Deserialize)]
 struct PasswordChangeBody {

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::request::path_parameter;
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
-use crate::functions::spec::AuthenticatedRoute;
 use crate::http;
+use crate::spec::AuthenticatedRoute;
 
 #[derive(Deserialize)]
 struct RoleChange {

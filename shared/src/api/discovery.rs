@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::auth::Auth;
 use crate::error::AuthError;
-use crate::functions::spec::PublicRoute;
 use crate::http;
+use crate::spec::PublicRoute;
 
 /// How long clients may cache the JWKS and the discovery document: short enough that a
 /// rotation's new key is fetched well before it signs anything that matters.

@@ -20,10 +20,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
-use crate::functions::spec::{
+use crate::http::{self, Browser};
+use crate::spec::{
     AuthenticatedRoute, FunctionSpec, HttpFunction, PublicRoute, Route, StatelessFunction, UseCaseFunction,
 };
-use crate::http::{self, Browser};
 
 pub use request::caller;
 

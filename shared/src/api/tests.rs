@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::*;
 use crate::config::{Argon2Config, TokenConfig};
-use crate::functions::spec::{self, FunctionSpec};
 use crate::password::PasswordHasher;
+use crate::spec::{self, FunctionSpec};
 use crate::store::DynamoStore;
 use crate::tokens::TokenService;
 

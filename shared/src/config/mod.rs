@@ -4,8 +4,7 @@
 //! Every problem names the variable at fault, so a misconfigured deployment says what to
 //! fix instead of failing on the first request. There is no default for any secret.
 //! `Config` is what the use cases need; `per_function` holds the rest (browser, metrics,
-//! logging, rotation, the authorizer's routes, the AWS clients' overrides) and the list of
-//! the variables each function reads.
+//! logging, rotation, the authorizer's routes, the AWS clients' overrides).
 
 pub mod per_function;
 
@@ -16,7 +15,6 @@ use jsonwebtoken::Algorithm;
 
 pub use per_function::{
     ApiConfig, BrowserConfig, LogConfig, MetricsConfig, RotationConfig, RouteRoles, aws_ca_bundle, aws_variable,
-    variables_read_by,
 };
 
 /// Shortest HMAC secret accepted: 256 bits, the HS256 output size (RFC 7518 §3.2).

@@ -1,17 +1,12 @@
 //! The configuration besides `Config`: what the HTTP functions, the authorizer, the
-//! rotation function, metrics and logging read, and the list of every variable each
-//! function reads (`variables_read_by`, which `shared/functions.json` carries to the
-//! template's tests).
+//! rotation function, metrics and logging read. (Which function reads which variables:
+//! `spec::variables_read_by`.)
 
 use std::collections::BTreeMap;
 
 use jsonwebtoken::Algorithm;
 
-use super::{
-    CONFIG_VARIABLES, ConfigError, ENV_ALGORITHM, ENV_PRIVATE_KEY_ARN, ENV_PUBLIC_KEYS_ARN, ProcessEnv, Reader, Source,
-    err,
-};
-use crate::functions::spec::{Event, FunctionSpec, HttpFunction};
+use super::{ConfigError, ENV_ALGORITHM, ENV_PRIVATE_KEY_ARN, ENV_PUBLIC_KEYS_ARN, ProcessEnv, Reader, Source, err};
 
 pub const ENV_API_STAGE: &str = "API_STAGE";
 /// Set by Lambda, not by the template.
@@ -119,7 +114,12 @@ impl RotationConfig {
         let r = Reader(source);
         let algorithm = r
             .optional(ENV_ALGORITHM)
-            .and_then(|name| crate::tokens::keys::algorithm_of(&name).ok())
+            .and_then(|name| match name.as_str() {
+                "RS256" => Some(Algorithm::RS256),
+                "ES256" => Some(Algorithm::ES256),
+                "EdDSA" => Some(Algorithm::EdDSA),
+                _ => None,
+            })
             .ok_or_else(|| err(ENV_ALGORITHM, "must be RS256, ES256 or EdDSA for key rotation"))?;
         let public_keys_secret = r
             .optional(ENV_PUBLIC_KEYS_ARN)
@@ -168,34 +168,6 @@ pub fn aws_variable(name: &str) -> Option<String> {
     ProcessEnv.get(name)
 }
 
-/// Every variable `function` reads that a deployment sets (the template, or
-/// `events/env.json` for `sam local invoke`). Lambda's own (`AWS_REGION`, credentials,
-/// `AWS_LAMBDA_LOG_*`) are read too and not listed.
-pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
-    let mut vars = vec![ENV_METRICS_NAMESPACE, ENV_METRICS_SERVICE];
-    if let Event::Http(_) = function.event {
-        vars.extend([ENV_ALLOWED_ORIGINS, ENV_COOKIE_SAME_SITE, ENV_COOKIE_PATH]);
-    }
-    let use_cases = matches!(function.event, Event::Http(HttpFunction::UseCases(_)) | Event::Authorizer);
-    if use_cases {
-        vars.extend(CONFIG_VARIABLES);
-        vars.push(ENV_API_STAGE);
-    }
-    if function.event == Event::Authorizer {
-        vars.push(ENV_ROUTE_ROLES);
-    }
-    if function.event == Event::Rotation {
-        vars.extend([ENV_ALGORITHM, ENV_PRIVATE_KEY_ARN, ENV_PUBLIC_KEYS_ARN]);
-    }
-    if use_cases || function.event == Event::Rotation {
-        vars.push(ENV_CA_BUNDLE);
-        vars.extend(AWS_ENDPOINT_VARIABLES);
-    }
-    vars.sort_unstable();
-    vars.dedup();
-    vars
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,19 +203,5 @@ mod tests {
         assert!(RouteRoles::parse(r#"{"GET /auth/me": [], "GET /admin/x": ["admin"]}"#).is_ok());
         assert_eq!(RouteRoles::parse(r#"{"/auth/me": []}"#).unwrap_err().variable, ENV_ROUTE_ROLES);
         assert_eq!(RouteRoles::parse("[]").unwrap_err().variable, ENV_ROUTE_ROLES);
-    }
-
-    #[test]
-    fn each_function_reads_what_its_row_needs() {
-        use crate::functions::spec::{AUTHORIZER, LOGIN, PREFLIGHT, ROTATION};
-        let login = variables_read_by(&LOGIN);
-        assert!(
-            login.contains(&"USERS_TABLE") && login.contains(&"ALLOWED_ORIGINS") && !login.contains(&"ROUTE_ROLES")
-        );
-        let authorizer = variables_read_by(&AUTHORIZER);
-        assert!(authorizer.contains(&"ROUTE_ROLES") && !authorizer.contains(&"ALLOWED_ORIGINS"));
-        assert!(!variables_read_by(&PREFLIGHT).contains(&"USERS_TABLE"));
-        let rotation = variables_read_by(&ROTATION);
-        assert!(rotation.contains(&"JWT_PRIVATE_KEY_ARN") && !rotation.contains(&"USERS_TABLE"));
     }
 }

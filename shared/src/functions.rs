@@ -12,15 +12,15 @@ use std::process::ExitCode;
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 
-use super::spec::{self, Event, FunctionSpec, HttpFunction, StatelessFunction, UseCaseFunction};
 use crate::Auth;
 use crate::api;
 use crate::authorizer::{AuthorizerEvent, authorize, outcome_metric};
 use crate::bootstrap::{auth_from_env_with, init_logging};
 use crate::config::{BrowserConfig, MetricsConfig, RotationConfig, RouteRoles};
-use crate::functions::spec::Keys;
 use crate::http::Browser;
 use crate::metrics;
+use crate::spec::Keys;
+use crate::spec::{self, Event, FunctionSpec, HttpFunction, StatelessFunction, UseCaseFunction};
 
 type Error = lambda_http::Error;
 

@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 
+use crate::config::{self, per_function};
+
 /// Which keys a function needs. Least privilege: a function that neither signs nor verifies
 /// (logout, which trusts the authorizer's context) never reads any, and the template does
 /// not let it; with an asymmetric algorithm, one that only verifies (the authorizer) never
@@ -29,7 +31,7 @@ pub enum Keys {
 }
 
 /// Who may call a route: anyone, or only a caller the authorizer let through (the handler
-/// receives the caller's [`crate::auth::Principal`], and cannot be reached without one).
+/// receives the caller (the `Principal` the authorizer's context names), and cannot be reached without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Caller {
@@ -302,8 +304,40 @@ pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
     FUNCTIONS.iter().copied().find(|f| f.name == name)
 }
 
+/// Every variable `function` reads that a deployment sets (the template, or
+/// `events/env.json` for `sam local invoke`). Lambda's own (`AWS_REGION`, credentials,
+/// `AWS_LAMBDA_LOG_*`) are read too and not listed.
+pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
+    let mut vars = vec![per_function::ENV_METRICS_NAMESPACE, per_function::ENV_METRICS_SERVICE];
+    if let Event::Http(_) = function.event {
+        vars.extend([
+            per_function::ENV_ALLOWED_ORIGINS,
+            per_function::ENV_COOKIE_SAME_SITE,
+            per_function::ENV_COOKIE_PATH,
+        ]);
+    }
+    let use_cases = matches!(function.event, Event::Http(HttpFunction::UseCases(_)) | Event::Authorizer);
+    if use_cases {
+        vars.extend(config::CONFIG_VARIABLES);
+        vars.push(per_function::ENV_API_STAGE);
+    }
+    if function.event == Event::Authorizer {
+        vars.push(per_function::ENV_ROUTE_ROLES);
+    }
+    if function.event == Event::Rotation {
+        vars.extend([config::ENV_ALGORITHM, config::ENV_PRIVATE_KEY_ARN, config::ENV_PUBLIC_KEYS_ARN]);
+    }
+    if use_cases || function.event == Event::Rotation {
+        vars.push(per_function::ENV_CA_BUNDLE);
+        vars.extend(per_function::AWS_ENDPOINT_VARIABLES);
+    }
+    vars.sort_unstable();
+    vars.dedup();
+    vars
+}
+
 /// The machine-readable copy (`shared/functions.json`): the table, with the variables each
-/// function reads (`config::variables_read_by`).
+/// function reads ([`variables_read_by`]).
 pub fn to_json() -> String {
     let functions: Vec<serde_json::Value> = FUNCTIONS
         .iter()
@@ -320,7 +354,7 @@ pub fn to_json() -> String {
                 "keys": f.keys,
                 "hashes_passwords": f.hashes_passwords,
                 "routes": f.routes,
-                "variables": crate::config::variables_read_by(f),
+                "variables": variables_read_by(f),
             })
         })
         .collect();
@@ -344,8 +378,8 @@ mod tests {
         let actual = std::fs::read_to_string(COPY).unwrap_or_default();
         assert!(
             actual == expected,
-            "shared/functions.json is not the table in shared/src/functions/spec.rs; \
-             regenerate it: UPDATE_FUNCTIONS_JSON=1 cargo test -p shared --lib functions::spec"
+            "shared/functions.json is not the table in shared/src/spec.rs; \
+             regenerate it: UPDATE_FUNCTIONS_JSON=1 cargo test -p shared --lib spec::"
         );
     }
 
@@ -385,5 +419,18 @@ mod tests {
         assert_eq!(ACCOUNT.route("POST", "/auth/login"), None);
         assert_eq!(PREFLIGHT.route("OPTIONS", "/auth/anything"), Some(Route::Public(P::Preflight)));
         assert_eq!(PREFLIGHT.route("GET", "/auth/me"), None);
+    }
+
+    #[test]
+    fn each_function_reads_what_its_row_needs() {
+        let login = variables_read_by(&LOGIN);
+        assert!(
+            login.contains(&"USERS_TABLE") && login.contains(&"ALLOWED_ORIGINS") && !login.contains(&"ROUTE_ROLES")
+        );
+        let authorizer = variables_read_by(&AUTHORIZER);
+        assert!(authorizer.contains(&"ROUTE_ROLES") && !authorizer.contains(&"ALLOWED_ORIGINS"));
+        assert!(!variables_read_by(&PREFLIGHT).contains(&"USERS_TABLE"));
+        let rotation = variables_read_by(&ROTATION);
+        assert!(rotation.contains(&"JWT_PRIVATE_KEY_ARN") && !rotation.contains(&"USERS_TABLE"));
     }
 }

@@ -44,7 +44,8 @@ test-against-dynamodb:
 
 # The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
 # sample app (examples/browser/) on 127.0.0.1:$(PORT)+1 (EXAMPLE_PORT=N: another port, 0:
-# none); Ctrl-C stops everything it started. JWT_SECRET is used if set, else a random one.
+# none); Ctrl-C stops everything it started. Signs as the template does (RS256) with a key pair
+# made for the run, unless JWT_PRIVATE_KEY, or JWT_SECRET with JWT_ALGORITHM=HS256, is set.
 dev: $(VENV_STAMP) docs-assets
 	cargo build -p local-api --locked
 	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
@@ -71,7 +72,7 @@ bench: $(VENV_STAMP) $(BENCH_STAMP)
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
 
 # The same cold answers from this build and from a static musl build of the same code,
-# one table after the other (README "Linking, measured and not shipped"): what linking
+# one table after the other (docs/performance.md, "Linking, measured and not shipped"): what linking
 # alone changes. BENCH_MUSL_ONLY=a,b picks the functions (BENCH_ONLY's names); `rustup target
 # add` the musl target first.
 MUSL_TARGET := $(shell uname -m)-unknown-linux-musl

@@ -14,8 +14,9 @@ use shared::authorizer::{AuthorizerEvent, RouteRoles, authorize};
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
 use shared::store::{
-    AccessState, CreateOutcome, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange, SessionRecord,
-    SpendOutcome, Store, StoreError, Swapped, ThrottleKey, UserAccess, UserRecord,
+    AccessState, CreateOutcome, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange, RevocationStore,
+    SessionRecord, SessionStore, SpendOutcome, StoreError, Swapped, ThrottleKey, ThrottleStore, UserAccess, UserRecord,
+    UserStore,
 };
 use shared::tokens::{KeySet, PrivateKey, Subject, TokenService};
 
@@ -38,7 +39,7 @@ fn tokens() -> TokenService {
 struct InstantStore;
 
 #[async_trait]
-impl Store for InstantStore {
+impl RevocationStore for InstantStore {
     async fn access_state(&self, _: &str, _: &str, _: &str) -> Result<AccessState, StoreError> {
         Ok(AccessState {
             token_revoked: false,
@@ -51,12 +52,47 @@ impl Store for InstantStore {
             }),
         })
     }
+    async fn revoke_session(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn spend_refresh_token(&self, _: &str, _: u64, _: &str) -> Result<SpendOutcome, StoreError> {
+        unreachable!()
+    }
+}
+
+#[async_trait]
+impl UserStore for InstantStore {
     async fn create_user(&self, _: &UserRecord) -> Result<CreateOutcome, StoreError> {
         unreachable!("the authorizer never writes")
     }
     async fn get_user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
         unreachable!()
     }
+    async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {
+        unreachable!()
+    }
+    async fn replace_password_hash(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn revoke_sessions_before(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn replace_roles(&self, _: &str, _: &[String], _: &[String]) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn set_disabled(&self, _: &str, _: bool, _: u64) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
+        unreachable!()
+    }
+    async fn delete_user(&self, _: &str, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for InstantStore {
     async fn login_state(&self, _: &str, _: &str) -> Result<LoginState, StoreError> {
         unreachable!()
     }
@@ -84,27 +120,10 @@ impl Store for InstantStore {
     async fn clear_login_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {
-        unreachable!()
-    }
-    async fn replace_password_hash(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn revoke_session(&self, _: &str, _: u64) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn spend_refresh_token(&self, _: &str, _: u64, _: &str) -> Result<SpendOutcome, StoreError> {
-        unreachable!()
-    }
-    async fn revoke_sessions_before(&self, _: &str, _: u64) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn replace_roles(&self, _: &str, _: &[String], _: &[String]) -> Result<bool, StoreError> {
-        unreachable!()
-    }
-    async fn set_disabled(&self, _: &str, _: bool, _: u64) -> Result<bool, StoreError> {
-        unreachable!()
-    }
+}
+
+#[async_trait]
+impl SessionStore for InstantStore {
     async fn record_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
         unreachable!()
     }
@@ -121,12 +140,6 @@ impl Store for InstantStore {
         unreachable!()
     }
     async fn forget_sessions(&self, _: &str) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
-        unreachable!()
-    }
-    async fn delete_user(&self, _: &str, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
         unreachable!()
     }
 }

@@ -8,7 +8,7 @@ use shared::auth::Principal;
 use shared::config::Argon2Config;
 use shared::error::AuthError;
 use shared::password::PasswordHasher;
-use shared::store::{FailedLogins, Store, ThrottleKey};
+use shared::store::{FailedLogins, ThrottleKey, ThrottleStore, UserStore};
 
 const PASSWORD: &str = "correct horse battery";
 /// The caller's address, as API Gateway's `sourceIp` gives it.
@@ -28,7 +28,7 @@ async fn registered(auth: &shared::Auth, prefix: &str) -> (String, shared::auth:
 
 #[tokio::test]
 async fn register_stores_an_argon2id_hash_and_returns_working_tokens() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let name = common::unique_username("Reg").replace("reg", "Reg");
     let r = auth.register(&name, PASSWORD, None).await.unwrap();
@@ -47,7 +47,7 @@ async fn register_stores_an_argon2id_hash_and_returns_working_tokens() {
 
 #[tokio::test]
 async fn a_username_differing_only_in_case_is_taken() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, _) = registered(&auth, "case").await;
     let err = auth.register(&name.to_uppercase(), "another password", None).await.unwrap_err();
@@ -59,7 +59,7 @@ async fn a_username_differing_only_in_case_is_taken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_registrations_of_one_name_have_exactly_one_winner() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let name = common::unique_username("race");
     let handles: Vec<_> = (0..10)
@@ -82,7 +82,7 @@ async fn ten_concurrent_registrations_of_one_name_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn bad_registration_input_is_refused_and_changes_nothing() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let name = common::unique_username("bad");
     let cases = [
@@ -100,7 +100,7 @@ async fn bad_registration_input_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn login_refuses_unknown_users_and_wrong_passwords_identically() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "login").await;
 
@@ -119,7 +119,7 @@ async fn login_refuses_unknown_users_and_wrong_passwords_identically() {
 
 #[tokio::test]
 async fn an_unknown_user_costs_one_real_argon2_verification() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, _) = registered(&auth, "timing").await;
     let before = auth.passwords().verifications();
@@ -131,7 +131,7 @@ async fn an_unknown_user_costs_one_real_argon2_verification() {
 
 #[tokio::test]
 async fn login_upgrades_a_weak_hash() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let weak = PasswordHasher::new(Argon2Config { memory_kib: 8_192, iterations: 1, parallelism: 1 }).unwrap();
     let name = common::unique_username("upgrade");
@@ -154,7 +154,7 @@ async fn login_upgrades_a_weak_hash() {
 
 #[tokio::test]
 async fn refresh_rotates_and_the_spent_marker_lasts_as_long_as_the_token_could_verify() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (_, r) = registered(&auth, "rotate").await;
     let next = auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
@@ -171,7 +171,7 @@ async fn refresh_rotates_and_the_spent_marker_lasts_as_long_as_the_token_could_v
 
 #[tokio::test]
 async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "theft").await;
     let other_session = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -189,7 +189,7 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (_, r) = registered(&auth, "conc").await;
     let handles: Vec<_> = (0..10)
@@ -210,7 +210,7 @@ async fn ten_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn tokens_are_only_accepted_for_their_own_use() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (_, r) = registered(&auth, "use").await;
     assert_eq!(auth.refresh(&r.tokens.access_token, None).await.unwrap_err(), AuthError::InvalidGrant);
@@ -221,7 +221,7 @@ async fn tokens_are_only_accepted_for_their_own_use() {
 
 #[tokio::test]
 async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "logout").await;
     let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -241,7 +241,7 @@ async fn logout_revokes_its_session_at_once_and_leaves_others_alone() {
 
 #[tokio::test]
 async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "all").await;
     let second = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -262,7 +262,7 @@ async fn logout_all_revokes_every_earlier_session_but_not_the_next_login() {
 
 #[tokio::test]
 async fn a_refresh_racing_logout_all_cannot_outlive_it() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (_, r) = registered(&auth, "race-all").await;
     let store = Arc::new(env.store());
@@ -284,7 +284,7 @@ async fn a_refresh_racing_logout_all_cannot_outlive_it() {
 
 #[tokio::test]
 async fn routes_can_require_roles() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (_, r) = registered(&auth, "roles").await;
     assert!(auth.authorize(&r.tokens.access_token, &["user".to_string()]).await.is_ok());
@@ -295,7 +295,7 @@ async fn routes_can_require_roles() {
 
 #[tokio::test]
 async fn a_role_counts_only_while_the_token_carries_it_and_the_user_still_holds_it() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "demote").await;
     let set_roles = |roles: &'static [&'static str]| {
@@ -328,7 +328,7 @@ async fn a_role_counts_only_while_the_token_carries_it_and_the_user_still_holds_
 
 #[tokio::test]
 async fn a_store_outage_fails_closed() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "outage").await;
     let auth_down = common::auth_over(env.unreachable_store().await);
@@ -371,7 +371,7 @@ fn retry_after(e: AuthError) -> u64 {
 
 #[tokio::test]
 async fn five_failed_logins_lock_the_name_even_for_the_right_password_and_back_off_exponentially() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = quick_throttle(&env);
     let (name, _) = registered(&auth, "lock").await;
     fail_logins(&auth, &name, 5).await;
@@ -396,7 +396,7 @@ async fn five_failed_logins_lock_the_name_even_for_the_right_password_and_back_o
 
 #[tokio::test]
 async fn unknown_usernames_are_throttled_exactly_like_real_ones() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = quick_throttle(&env);
     let (real, _) = registered(&auth, "thr").await;
     let unknown = common::unique_username("ghost");
@@ -414,7 +414,7 @@ async fn unknown_usernames_are_throttled_exactly_like_real_ones() {
 
 #[tokio::test]
 async fn the_throttle_counts_by_normalized_name_and_expires_through_ttl() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = quick_throttle(&env);
     let (name, _) = registered(&auth, "norm").await;
     fail_logins(&auth, &name.to_uppercase(), 5).await;
@@ -435,7 +435,7 @@ async fn the_throttle_counts_by_normalized_name_and_expires_through_ttl() {
 
 #[tokio::test]
 async fn a_stale_failure_record_that_ttl_has_not_yet_deleted_counts_as_none() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = quick_throttle(&env);
     let store = env.store();
     let (name, _) = registered(&auth, "stale").await;
@@ -457,7 +457,7 @@ async fn a_stale_failure_record_that_ttl_has_not_yet_deleted_counts_as_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_simultaneous_wrong_passwords_from_one_client_get_at_most_five_verifications() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, _) = registered(&auth, "burst").await;
     let hashes_before = auth.passwords().verifications();
@@ -484,7 +484,7 @@ async fn twenty_simultaneous_wrong_passwords_from_one_client_get_at_most_five_ve
 
 #[tokio::test]
 async fn a_locked_out_guesser_does_not_lock_out_the_owner_on_another_address() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, _) = registered(&auth, "victim").await;
     let attacker = Some("198.51.100.66");
@@ -501,7 +501,7 @@ async fn a_locked_out_guesser_does_not_lock_out_the_owner_on_another_address() {
 
 #[tokio::test]
 async fn guessing_spread_over_many_addresses_locks_the_name_for_everyone() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let throttle = shared::config::LoginThrottleConfig { name_max_failures: 6, ..Default::default() };
     let auth = env.auth().with_login_throttle(throttle);
     let (name, _) = registered(&auth, "spread").await;
@@ -528,7 +528,7 @@ async fn guessing_spread_over_many_addresses_locks_the_name_for_everyone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simultaneous_guesses_from_many_addresses_get_no_more_than_the_names_ceiling_verified() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let throttle = shared::config::LoginThrottleConfig { name_max_failures: 6, ..Default::default() };
     let auth = env.auth().with_login_throttle(throttle);
     let (name, _) = registered(&auth, "swarm").await;
@@ -553,7 +553,7 @@ async fn simultaneous_guesses_from_many_addresses_get_no_more_than_the_names_cei
 
 #[tokio::test]
 async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth().with_session_max_lifetime(3);
     let (_, r) = registered(&auth, "lifetime").await;
     let started = r.tokens.access.iat;
@@ -569,7 +569,7 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
 
 #[tokio::test]
 async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_enabled() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "disable").await;
     let (admin_name, _) = registered(&auth, "boss").await;
@@ -614,7 +614,7 @@ async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_
 
 #[tokio::test]
 async fn sessions_are_listed_newest_first_and_one_can_be_ended_at_once() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "list").await;
     let second = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -652,7 +652,7 @@ async fn sessions_are_listed_newest_first_and_one_can_be_ended_at_once() {
 
 #[tokio::test]
 async fn a_password_change_revokes_every_earlier_session_and_continues_in_a_new_one() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "pw").await;
     let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -685,7 +685,7 @@ async fn a_password_change_revokes_every_earlier_session_and_continues_in_a_new_
 
 #[tokio::test]
 async fn a_wrong_current_password_counts_in_the_login_throttle() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "pwthrottle").await;
     let caller = principal(&auth, &r.tokens.access_token);
@@ -704,7 +704,7 @@ async fn a_wrong_current_password_counts_in_the_login_throttle() {
 
 #[tokio::test]
 async fn a_deleted_account_is_gone_at_once_and_its_name_is_free_for_a_stranger() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "erase").await;
     let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
@@ -737,7 +737,7 @@ async fn a_deleted_account_is_gone_at_once_and_its_name_is_free_for_a_stranger()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logins_racing_a_deletion_leave_no_usable_token() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "eraserace").await;
     let caller = principal(&auth, &r.tokens.access_token);
@@ -759,7 +759,7 @@ async fn logins_racing_a_deletion_leave_no_usable_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logins_with_the_old_password_racing_a_password_change_leave_no_usable_token() {
-    let env = common::env().await;
+    let Some(env) = common::env().await else { return };
     let auth = env.auth();
     let (name, r) = registered(&auth, "pwrace").await;
     let caller = principal(&auth, &r.tokens.access_token);

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
 
-use super::{
-    BATCH_RETRIES, DynamoStore, Item, backoff, build_err, classify, get_s, get_u64, is_condition_failure, n, s, session_key,
-};
-use crate::store::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, StoreError};
+use super::errors::{build_err, classify, is_condition_failure};
+use super::item::{Item, get_s, get_u64, n, s};
+use super::{BATCH_RETRIES, DynamoStore, backoff, session_key};
+use crate::store::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore, StoreError};
 
 /// BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items.
 const BATCH_GET_MAX: usize = 100;
@@ -41,7 +42,37 @@ impl DynamoStore {
             .consistent_read(true)
     }
 
-    pub(super) async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+    async fn batch_delete(&self, keys: &[Item]) -> Result<(), StoreError> {
+        let mut requests = keys
+            .iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder().set_key(Some(key.clone())).build().map_err(build_err)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for attempt in 0..=BATCH_RETRIES {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt as u32 - 1)).await;
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.sessions_table, requests)
+                .send()
+                .await
+                .map_err(classify)?;
+            requests = out.unprocessed_items.unwrap_or_default().remove(&self.sessions_table).unwrap_or_default();
+        }
+        if requests.is_empty() { Ok(()) } else { Err(StoreError::Unavailable("deletes left unprocessed".into())) }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn record_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let mut item = row_key(&session.user_id, &session.session_id);
         item.insert("created_at".into(), n(session.created_at));
         item.insert("last_used_at".into(), n(session.last_used_at));
@@ -56,7 +87,7 @@ impl DynamoStore {
             .map_err(classify)
     }
 
-    pub(super) async fn update_session(
+    async fn touch_session(
         &self,
         user_id: &str,
         session_id: &str,
@@ -85,7 +116,7 @@ impl DynamoStore {
 
     /// One consistent query (newest first, paged up to the cap), then one consistent batch
     /// read of the `session#` revocations of what it found.
-    pub(super) async fn query_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError> {
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError> {
         let mut sessions = Vec::new();
         let mut start = None;
         loop {
@@ -124,7 +155,7 @@ impl DynamoStore {
 
     /// One consistent BatchGetItem: the row of (`user_id`, `session_id`) and the session's
     /// revocation.
-    pub(super) async fn read_session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError> {
+    async fn session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError> {
         let row = KeysAndAttributes::builder().keys(row_key(user_id, session_id)).consistent_read(true);
         let revocation = KeysAndAttributes::builder()
             .keys(HashMap::from([("jti".to_string(), s(session_key(session_id)))]))
@@ -141,7 +172,7 @@ impl DynamoStore {
         Ok(session.map(|session| ListedSession { session, revoked }))
     }
 
-    pub(super) async fn delete_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
+    async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.sessions_table)
@@ -154,14 +185,10 @@ impl DynamoStore {
 
     /// Queries the keys and deletes them in batches until none is left (a login racing
     /// the deletion may add a row; it expires through TTL if it lands after this).
-    pub(super) async fn delete_all_sessions(&self, user_id: &str) -> Result<(), StoreError> {
+    async fn forget_sessions(&self, user_id: &str) -> Result<(), StoreError> {
         loop {
-            let page = self
-                .user_rows(user_id)
-                .projection_expression("#u, session_id")
-                .send()
-                .await
-                .map_err(classify)?;
+            let page =
+                self.user_rows(user_id).projection_expression("#u, session_id").send().await.map_err(classify)?;
             let keys: Vec<Item> = page
                 .items()
                 .iter()
@@ -174,32 +201,5 @@ impl DynamoStore {
                 self.batch_delete(chunk).await?;
             }
         }
-    }
-
-    async fn batch_delete(&self, keys: &[Item]) -> Result<(), StoreError> {
-        let mut requests = keys
-            .iter()
-            .map(|key| {
-                let delete = DeleteRequest::builder().set_key(Some(key.clone())).build().map_err(build_err)?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for attempt in 0..=BATCH_RETRIES {
-            if requests.is_empty() {
-                return Ok(());
-            }
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt as u32 - 1)).await;
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.sessions_table, requests)
-                .send()
-                .await
-                .map_err(classify)?;
-            requests = out.unprocessed_items.unwrap_or_default().remove(&self.sessions_table).unwrap_or_default();
-        }
-        if requests.is_empty() { Ok(()) } else { Err(StoreError::Unavailable("deletes left unprocessed".into())) }
     }
 }

@@ -1,0 +1,113 @@
+//! The DynamoDB implementation of [`Store`](super::Store): this file holds the client, the
+//! table names, the key layout and the retry policy; `item.rs` the attribute-value
+//! conversions, `errors.rs` the classification of SDK errors, and one file per aggregate
+//! its `impl XStore for DynamoStore` (`users.rs`, `throttle.rs`, `revocations.rs`,
+//! `sessions.rs`).
+//!
+//! Users table: partition key `username`. Besides one item per user it holds one id
+//! item per user, keyed `id#<user_id>`, so a refresh token (which carries only `sub`) can
+//! find its user with a strongly consistent read; `#` cannot occur in a username, so the
+//! two kinds of key never collide; nor do the failed-login counters of the throttle,
+//! `login#<username>` (the name across all clients) and `login#<username>#<client>`, which
+//! expire through the users table's TTL on `expires_at` (user items never carry that
+//! attribute). Revoked tokens table: partition key `jti`, holding
+//! token ids, spent refresh token ids, and `session#<sid>` items; `expires_at` is its TTL
+//! attribute. Sessions table (`sessions.rs`): partition key `user_id`, sort key
+//! `session_id` (UUIDv7, so newest sorts last), for listing only; `expires_at` is its TTL
+//! attribute. Nothing here relies on TTL deletion having happened.
+
+mod errors;
+mod item;
+mod revocations;
+mod sessions;
+mod throttle;
+mod users;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+
+use self::errors::classify;
+use self::item::Item;
+use super::{StoreError, ThrottleKey};
+
+/// Unprocessed keys/items of a batch call are retried this many times before the call
+/// fails closed as unavailable.
+const BATCH_RETRIES: usize = 3;
+
+const SESSION_PREFIX: &str = "session#";
+const USER_ID_PREFIX: &str = "id#";
+const LOGIN_FAILURES_PREFIX: &str = "login#";
+/// Registrations that lost a transaction conflict (a concurrent transaction on the same
+/// name) are tried again this many times before the store reports itself unavailable.
+const CONFLICT_RETRIES: u32 = 3;
+
+fn session_key(sid: &str) -> String {
+    format!("{SESSION_PREFIX}{sid}")
+}
+
+fn user_id_key(user_id: &str) -> String {
+    format!("{USER_ID_PREFIX}{user_id}")
+}
+
+fn throttle_key(key: &ThrottleKey) -> String {
+    match key {
+        ThrottleKey::Name { username } => format!("{LOGIN_FAILURES_PREFIX}{username}"),
+        ThrottleKey::Client { username, client } => format!("{LOGIN_FAILURES_PREFIX}{username}#{client}"),
+    }
+}
+
+/// A unit of the retry back-off with some jitter, so that conflicting writers spread out.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16);
+    std::time::Duration::from_millis((20u64 << attempt.min(4)) + jitter)
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    users_table: String,
+    revoked_table: String,
+    sessions_table: String,
+}
+
+impl DynamoStore {
+    pub fn new(
+        client: Client,
+        users_table: impl Into<String>,
+        revoked_table: impl Into<String>,
+        sessions_table: impl Into<String>,
+    ) -> Self {
+        DynamoStore {
+            client,
+            users_table: users_table.into(),
+            revoked_table: revoked_table.into(),
+            sessions_table: sessions_table.into(),
+        }
+    }
+
+    /// One `BatchGetItem` (plus retries of unprocessed keys): the items found, by table.
+    /// Keys still unprocessed after the retries fail closed: not knowing is not "absent".
+    async fn batch_get(
+        &self,
+        mut request: HashMap<String, KeysAndAttributes>,
+    ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
+        let mut found: HashMap<String, Vec<Item>> = HashMap::new();
+        for attempt in 0..=BATCH_RETRIES {
+            if request.is_empty() {
+                return Ok(found);
+            }
+            if attempt > 0 {
+                // Unprocessed keys mean throttling: back off before asking again.
+                tokio::time::sleep(backoff(attempt as u32 - 1)).await;
+            }
+            let out = self.client.batch_get_item().set_request_items(Some(request)).send().await.map_err(classify)?;
+            for (table, items) in out.responses.unwrap_or_default() {
+                found.entry(table).or_default().extend(items);
+            }
+            request = out.unprocessed_keys.unwrap_or_default();
+        }
+        if request.is_empty() { Ok(found) } else { Err(StoreError::Unavailable("keys left unprocessed".into())) }
+    }
+}

@@ -1,0 +1,323 @@
+//! The user aggregate on the users table: the user item and its `id#` alias item.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+
+use super::errors::{build_err, classify, is_condition_failure};
+use super::item::{
+    Item, get_roles, get_s, get_u64, is_disabled, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
+};
+use super::{CONFLICT_RETRIES, DynamoStore, backoff, throttle_key, user_id_key};
+use crate::store::{CreateOutcome, PasswordChange, StoreError, ThrottleKey, UserRecord, UserStore};
+
+pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
+    let field = |k: &str| get_s(item, k).ok_or_else(|| StoreError::Internal(format!("user item lacks {k}")));
+    Ok(UserRecord {
+        user_id: field("user_id")?,
+        username: field("username")?,
+        password_hash: field("password_hash")?,
+        roles: get_roles(item),
+        email: get_s(item, "email"),
+        created_at: get_u64(item, "created_at").unwrap_or(0),
+        sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
+        disabled: is_disabled(item),
+    })
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("username".into(), s(&user.username)),
+            ("user_id".into(), s(&user.user_id)),
+            ("password_hash".into(), s(&user.password_hash)),
+            ("created_at".into(), n(user.created_at)),
+        ]);
+        if !user.roles.is_empty() {
+            item.insert("roles".into(), AttributeValue::Ss(user.roles.clone()));
+        }
+        if let Some(email) = &user.email {
+            item.insert("email".into(), s(email));
+        }
+        let id_item: Item =
+            HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))]);
+        // Both items or neither; the condition on the user item is what makes a
+        // username unique, atomically, with no read beforehand.
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.users_table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(username)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(build_err)
+        };
+        let (item, id_item) = (put(item)?, put(id_item)?);
+        for attempt in 0..=CONFLICT_RETRIES {
+            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB;
+            // the user id (fresh per registration) tells our own write apart elsewhere.
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .transact_items(item.clone())
+                .transact_items(id_item.clone())
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(CreateOutcome::Created),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let reasons = tc.cancellation_reasons();
+            if let Some(user_reason) = reasons.first().filter(|r| r.code() == Some("ConditionalCheckFailed")) {
+                // Taken, unless what holds the name is this very registration: an attempt
+                // the SDK retried after DynamoDB had applied it (the answer was lost).
+                let holder = user_reason.item().and_then(|i| get_s(i, "user_id"));
+                return Ok(if holder.as_deref() == Some(&user.user_id) {
+                    CreateOutcome::Created
+                } else {
+                    CreateOutcome::UsernameTaken
+                });
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            // Another transaction held one of the items (a concurrent registration of
+            // the name): once it is done, the condition gives the real answer.
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable("registration kept conflicting with concurrent transactions".into()))
+    }
+
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item().map(user_from_item).transpose()
+    }
+
+    async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key("username", s(user_id_key(user_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item().and_then(|item| get_s(item, "alias_of")))
+    }
+
+    async fn replace_password_hash(&self, username: &str, old_hash: &str, new_hash: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .update_expression("SET password_hash = :new")
+            .condition_expression("password_hash = :old")
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":old", s(old_hash))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Changed meanwhile: the newer hash wins, nothing to do.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .update_expression("SET #after = :t")
+            .condition_expression("attribute_exists(username) AND (attribute_not_exists(#after) OR #after < :t)")
+            .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_values(":t", ms_to_seconds_attr(at_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already later (a concurrent "log out everywhere"), or no such user: done.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .expression_attribute_names("#roles", "roles");
+        update = match string_set(new) {
+            Some(set) => update.update_expression("SET #roles = :new").expression_attribute_values(":new", set),
+            None => update.update_expression("REMOVE #roles"),
+        };
+        update = match string_set(old) {
+            Some(set) => update
+                .condition_expression("attribute_exists(username) AND #roles = :old")
+                .expression_attribute_values(":old", set),
+            None => update.condition_expression("attribute_exists(username) AND attribute_not_exists(#roles)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError> {
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.users_table)
+                .key("username", s(username))
+                .expression_attribute_names("#dis", "disabled")
+        };
+        let outcome = |result: Result<_, SdkError<UpdateItemError, _>>| match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(classify(e)),
+        };
+        if !disabled {
+            let enable = update().update_expression("REMOVE #dis").condition_expression("attribute_exists(username)");
+            return outcome(enable.send().await);
+        }
+        // Disabled and every session cut off, in one write...
+        let with_cutoff = update()
+            .update_expression("SET #dis = :true, #after = :t")
+            .condition_expression("attribute_exists(username) AND (attribute_not_exists(#after) OR #after < :t)")
+            .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":t", ms_to_seconds_attr(at_ms));
+        if outcome(with_cutoff.send().await)? {
+            return Ok(true);
+        }
+        // ...unless a later cutoff is already there (or there is no such user).
+        let alone = update()
+            .update_expression("SET #dis = :true")
+            .condition_expression("attribute_exists(username)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
+        outcome(alone.send().await)
+    }
+
+    async fn change_password(
+        &self,
+        username: &str,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        cutoff_ms: u64,
+    ) -> Result<PasswordChange, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .update_expression("SET #hash = :new, #after = :t")
+            .condition_expression(
+                "#id = :id AND #hash = :old AND attribute_not_exists(#dis) \
+                 AND (attribute_not_exists(#after) OR #after < :t)",
+            )
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_names("#hash", "password_hash")
+            .expression_attribute_names("#after", "sessions_valid_after")
+            .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_values(":id", s(user_id))
+            .expression_attribute_values(":old", s(old_hash))
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":t", ms_to_seconds_attr(cutoff_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PasswordChange::Changed),
+            Err(e) if is_condition_failure(&e) => {
+                // A salted hash is unique to this change: finding it stored means this very
+                // write was applied by an attempt whose answer was lost (the SDK retried).
+                let stored = self.get_user(username).await?;
+                Ok(match stored {
+                    Some(u) if u.user_id == user_id && u.password_hash == new_hash => PasswordChange::Changed,
+                    _ => PasswordChange::Conflict,
+                })
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn delete_user(
+        &self,
+        username: &str,
+        user_id: &str,
+        password_hash: &str,
+        counters: &[ThrottleKey],
+    ) -> Result<bool, StoreError> {
+        let delete = |key: String| {
+            aws_sdk_dynamodb::types::Delete::builder().table_name(&self.users_table).key("username", s(key))
+        };
+        let user = delete(username.to_string())
+            .condition_expression("#id = :id AND #hash = :hash AND attribute_not_exists(#dis)")
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_names("#hash", "password_hash")
+            .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_values(":id", s(user_id))
+            .expression_attribute_values(":hash", s(password_hash));
+        let mut items = vec![user, delete(user_id_key(user_id))];
+        items.extend(counters.iter().map(|key| delete(throttle_key(key))));
+        let items = items
+            .into_iter()
+            .map(|d| d.build().map(|d| TransactWriteItem::builder().delete(d).build()).map_err(build_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 0..=CONFLICT_RETRIES {
+            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB.
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let reasons = tc.cancellation_reasons();
+            if reasons.first().is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) {
+                return Ok(false);
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable("deletion kept conflicting with concurrent transactions".into()))
+    }
+}

@@ -1,0 +1,42 @@
+//! Storage behind narrow traits: the use cases never see DynamoDB.
+//!
+//! One trait per aggregate, each in its own file with its record types: [`UserStore`]
+//! (`users.rs`), [`ThrottleStore`] (`throttle.rs`), [`RevocationStore`]
+//! (`revocations.rs`) and [`SessionStore`] (`sessions.rs`). A method that touches more
+//! than one aggregate in one request lives with the one it is mainly about, and its doc
+//! comment says what else it touches. [`Store`] is all of them: what the use cases hold
+//! (`Arc<dyn Store>`). The DynamoDB adapter is laid out the same way (`dynamodb/`, one
+//! `impl XStore for DynamoStore` per file).
+//!
+//! The aggregates still to come (one-time tokens, the mail outbox, second factors) get
+//! their own trait and file the same way, here and under `dynamodb/`, and join the
+//! supertraits of [`Store`] and its blanket impl.
+
+pub mod dynamodb;
+mod revocations;
+mod sessions;
+mod throttle;
+mod users;
+
+pub use dynamodb::DynamoStore;
+pub use revocations::{AccessState, RevocationStore, SpendOutcome};
+pub use sessions::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore};
+pub use throttle::{FailedLogins, LoginState, NameAttempt, Swapped, ThrottleKey, ThrottleStore};
+pub use users::{CreateOutcome, PasswordChange, UserAccess, UserRecord, UserStore};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, timed out, throttled: transient, retryable by the client.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (missing table, bad request): a deployment fault.
+    #[error("store fault: {0}")]
+    Internal(String),
+}
+
+/// Every aggregate's store: what the use cases hold. Implemented by whatever implements
+/// all of the aggregate traits (blanket impl below); methods are called through it as
+/// through any of them.
+pub trait Store: UserStore + ThrottleStore + RevocationStore + SessionStore + Send + Sync {}
+
+impl<T: UserStore + ThrottleStore + RevocationStore + SessionStore + Send + Sync + ?Sized> Store for T {}

@@ -1,0 +1,121 @@
+//! The user aggregate: one user (its name, id, hash, roles, the disabled flag and the
+//! sessions cutoff) and the id → name alias.
+
+use async_trait::async_trait;
+
+use super::{StoreError, ThrottleKey};
+
+/// A user as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Immutable id, the JWT `sub` (UUID).
+    pub user_id: String,
+    /// Normalized (lowercase) username, the table's key.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub email: Option<String>,
+    pub created_at: u64,
+    /// Sessions that started before this instant (epoch milliseconds) are revoked.
+    pub sessions_valid_after_ms: Option<u64>,
+    /// Disabled by an administrator: no login, refresh or authorization until enabled.
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for UserRecord {
+    // The hash is a secret: it never reaches a log line, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("roles", &self.roles)
+            .field("created_at", &self.created_at)
+            .field("sessions_valid_after_ms", &self.sessions_valid_after_ms)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the authorizer and refresh need to know about a user, read with the revocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccess {
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub sessions_valid_after_ms: Option<u64>,
+    pub disabled: bool,
+}
+
+/// The answer of `change_password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    Changed,
+    /// The hash, the user or the cutoff changed since they were read: nothing written.
+    Conflict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    UsernameTaken,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the user if the username is free. Race-free: exactly one of any number of
+    /// concurrent creations of one username wins.
+    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError>;
+
+    /// Strongly consistent read by normalized username.
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The username that belongs to an immutable user id (refresh tokens carry only `sub`).
+    async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Replaces a password hash, only if it is still `old_hash` (a rehash after login must
+    /// not overwrite a concurrent password change).
+    async fn replace_password_hash(&self, username: &str, old_hash: &str, new_hash: &str) -> Result<(), StoreError>;
+
+    /// Revokes every session of the user that started before `at_ms` (epoch ms). Never
+    /// moves the instant backwards.
+    ///
+    /// A revocation, but of the user's own cutoff (`sessions_valid_after_ms`, which
+    /// `set_disabled` and `change_password` move too), not of the revocations aggregate.
+    async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Compare-and-set of a user's roles: stores `new` only if the roles are still `old`
+    /// (as read). `false`: changed meanwhile, or no such user.
+    async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError>;
+
+    /// Disables or enables an existing user; disabling also revokes every session that
+    /// started before `at_ms`, in the same write. `false`: no such user.
+    async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError>;
+
+    /// A password change in one conditional write: the new hash, and every session that
+    /// started before `cutoff_ms` revoked, only if the user is still `user_id` with
+    /// `old_hash`, not disabled, and no later cutoff exists. Idempotent: a retried write
+    /// that had already been applied answers `Changed`.
+    async fn change_password(
+        &self,
+        username: &str,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        cutoff_ms: u64,
+    ) -> Result<PasswordChange, StoreError>;
+
+    /// Deletes a user at once: its item, its id item and the given failed-login counters,
+    /// atomically, only if the name still belongs to `user_id`, with the `password_hash`
+    /// that was verified, and is not disabled. `false`: it did not.
+    ///
+    /// Also touches the throttle aggregate (the `counters`, in the same transaction); the
+    /// user's listed sessions are the caller's to forget (`SessionStore::forget_sessions`).
+    async fn delete_user(
+        &self,
+        username: &str,
+        user_id: &str,
+        password_hash: &str,
+        counters: &[ThrottleKey],
+    ) -> Result<bool, StoreError>;
+}

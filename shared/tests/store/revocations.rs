@@ -1,0 +1,83 @@
+//! The revocations aggregate: revoked sessions, spent refresh tokens, and the one read
+//! over them and the user.
+
+use std::sync::Arc;
+
+use shared::store::{AccessState, RevocationStore, SpendOutcome, UserStore};
+
+use crate::{common, user};
+
+#[tokio::test]
+async fn a_revoked_session_is_seen_by_one_consistent_read_and_expires_when_told() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("revoke"));
+    store.create_user(&u).await.unwrap();
+    let (jti, sid) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::now_v7().to_string());
+
+    let clean = store.access_state(&jti, &sid, &u.username).await.unwrap();
+    assert_eq!(
+        clean,
+        AccessState {
+            token_revoked: false,
+            session_revoked: false,
+            user: Some(shared::store::UserAccess {
+                user_id: u.user_id.clone(),
+                roles: u.roles.clone(),
+                sessions_valid_after_ms: None,
+                disabled: false,
+            })
+        }
+    );
+
+    store.revoke_session(&sid, 1_900_000_500).await.unwrap();
+    // Safe to repeat (a retried write changes nothing).
+    store.revoke_session(&sid, 1_900_000_500).await.unwrap();
+    let other_jti = uuid::Uuid::new_v4().to_string();
+    let state = store.access_state(&other_jti, &sid, &u.username).await.unwrap();
+    assert!(!state.token_revoked && state.session_revoked, "every token of the session is covered");
+    let session_item = env.revoked_item(&format!("session#{sid}")).await.unwrap();
+    assert_eq!(common::number(&session_item, "expires_at"), 1_900_000_500);
+
+    // A spent refresh token id is a revoked token id to the same read.
+    store.spend_refresh_token(&jti, 1_900_000_000, "spender").await.unwrap();
+    assert!(store.access_state(&jti, &sid, &u.username).await.unwrap().token_revoked);
+}
+
+#[tokio::test]
+async fn access_state_of_an_unknown_user_has_no_user() {
+    let Some(env) = common::env().await else { return };
+    let state = env.store().access_state("j", "s", &common::unique_username("ghost")).await.unwrap();
+    assert_eq!(state, AccessState { token_revoked: false, session_revoked: false, user: None });
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_spent_once_and_a_repeat_of_the_same_spend_is_not_reuse() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let jti = uuid::Uuid::new_v4().to_string();
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-a").await.unwrap(), SpendOutcome::Spent);
+    // The same request again (an SDK retry whose first answer was lost): still its own spend.
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-a").await.unwrap(), SpendOutcome::Spent);
+    assert_eq!(store.spend_refresh_token(&jti, 1_900_000_000, "request-b").await.unwrap(), SpendOutcome::AlreadySpent);
+    assert_eq!(common::number(&env.revoked_item(&jti).await.unwrap(), "expires_at"), 1_900_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_spends_of_one_refresh_token_have_exactly_one_winner() {
+    let Some(env) = common::env().await else { return };
+    let store = Arc::new(env.store());
+    let jti = uuid::Uuid::new_v4().to_string();
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, jti) = (store.clone(), jti.clone());
+            let spender = uuid::Uuid::new_v4().to_string();
+            tokio::spawn(async move { store.spend_refresh_token(&jti, 1_900_000_000, &spender).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for h in handles {
+        spent += (h.await.unwrap() == SpendOutcome::Spent) as usize;
+    }
+    assert_eq!(spent, 1);
+}

@@ -315,6 +315,17 @@ def test_every_variable_a_function_reads_is_set_by_the_template(name):
     assert set(own) <= set(ENV_JSON[name]), f"not in events/env.json for {name}: {sorted(set(own) - set(ENV_JSON[name]))}"
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_events_env_json_and_the_template_give_a_function_only_variables_it_reads(name):
+    # What it reads is the Rust side's one list (shared::spec::variables_read_by, carried by
+    # shared/functions.json): a variable set for a function that never reads it is a stale
+    # setting or a typo in the template or in events/env.json.
+    reads = by_logical_id()[name].variables
+    assert set(ENV_JSON[name]) <= reads, f"events/env.json sets what {name} never reads: {sorted(set(ENV_JSON[name]) - reads)}"
+    _, own = environment(name)
+    assert set(own) <= reads, f"the template sets what {name} never reads: {sorted(set(own) - reads)}"
+
+
 # Writes of the functions anyone signed in can reach (logout) or that change who may do
 # what (admin) are held to the attributes and keys their code writes.
 USER_ITEM_ONLY = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["*#*"]}}

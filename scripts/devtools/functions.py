@@ -1,6 +1,6 @@
 """shared/functions.json, the one table of the Lambda functions, read: each function's
 binary, logical id in template.yaml, the event it is invoked with, the keys it holds,
-whether it hashes passwords, and its routes. The Rust side writes the file (and its test
+whether it hashes passwords, its routes and the variables it reads. The Rust side writes the file (and its test
 fails when the file is stale); the template, the tests and the benchmarks read it here.
 """
 
@@ -39,6 +39,9 @@ class Function:
     keys: str
     hashes_passwords: bool
     routes: tuple
+    # Every variable it reads that a deployment sets (shared::spec::variables_read_by);
+    # Lambda's own (AWS_REGION, credentials, AWS_LAMBDA_LOG_*) are read too, not listed.
+    variables: frozenset
 
     @property
     def signs(self):
@@ -75,6 +78,7 @@ def _function(entry):
         keys=one_of("keys", KEYS, entry["keys"]),
         hashes_passwords=entry["hashes_passwords"],
         routes=routes,
+        variables=frozenset(entry["variables"]),
     )
 
 

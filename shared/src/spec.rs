@@ -156,7 +156,13 @@ pub struct FunctionSpec {
 
 impl FunctionSpec {
     /// The route API Gateway matched (`method`, resource path), if this function serves it.
+    /// A function of one route serves it on whatever route it is wired to (API Gateway sends
+    /// it nothing else; the sample `me` backend behind another path, the local API's
+    /// `--extra-route`); a function of several tells them apart by method and resource.
     pub fn route(&self, method: &str, resource: &str) -> Option<Route> {
+        if let [only] = self.routes {
+            return Some(only.route);
+        }
         self.routes
             .iter()
             .find(|r| r.method.eq_ignore_ascii_case(method) && (r.path == "*" || r.path == resource))
@@ -418,7 +424,9 @@ mod tests {
         assert_eq!(ACCOUNT.route("GET", "/auth/sessions/{id}"), None);
         assert_eq!(ACCOUNT.route("POST", "/auth/login"), None);
         assert_eq!(PREFLIGHT.route("OPTIONS", "/auth/anything"), Some(Route::Public(P::Preflight)));
-        assert_eq!(PREFLIGHT.route("GET", "/auth/me"), None);
+        assert_eq!(DISCOVERY.route("GET", "/auth/me"), None);
+        // One route: served wherever the function is wired.
+        assert_eq!(ME.route("GET", "/admin/whoami"), Some(Route::Authenticated(A::Me)));
     }
 
     #[test]

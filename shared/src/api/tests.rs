@@ -179,9 +179,7 @@ async fn a_route_the_function_does_not_serve_is_404() {
         (&spec::ACCOUNT, wrong_method),
         // Another function's route: the admin function does not serve the account's.
         (&spec::ADMIN, event("account")),
-        (&spec::LOGIN, event("register")),
-        (&spec::ME, event("logout")),
-        (&spec::PREFLIGHT, event("me")),
+        (&spec::DISCOVERY, event("me")),
     ] {
         let res = serve(spec, &e).await;
         assert_eq!(
@@ -192,6 +190,15 @@ async fn a_route_the_function_does_not_serve_is_404() {
             e["requestContext"]["resourcePath"]
         );
     }
+}
+
+#[tokio::test]
+async fn a_function_of_one_route_serves_it_wherever_it_is_wired() {
+    let mut e = event("me");
+    e["requestContext"]["resourcePath"] = "/admin/whoami".into();
+    let res = serve(&spec::ME, &e).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(&res)["username"], "sam-demo-user");
 }
 
 #[tokio::test]

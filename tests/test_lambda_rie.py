@@ -22,6 +22,7 @@ import uuid
 import pytest
 import samcli
 from devtools import cargo_target, keys
+from devtools.invocations import authorizer_event, claims_of, event
 from devtools.net import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -111,13 +112,6 @@ def functions():
     assert '"_aws"' not in logs
 
 
-def event(name, **changes):
-    ev = json.loads((EVENTS / f"{name}.json").read_text())
-    for key, value in changes.items():
-        ev[key] = value
-    return ev
-
-
 @pytest.fixture(scope="module")
 def user(functions):
     username = f"rie-{uuid.uuid4().hex[:12]}"
@@ -126,13 +120,6 @@ def user(functions):
     assert res["statusCode"] == 201, res
     data = json.loads(res["body"])
     return {"username": username, **data}
-
-
-def authorizer_event(token):
-    ev = event("authorizer")
-    ev["headers"]["Authorization"] = f"Bearer {token}"
-    ev["multiValueHeaders"]["Authorization"] = [f"Bearer {token}"]
-    return ev
 
 
 def test_register_answers_201_with_tokens(user):
@@ -328,8 +315,7 @@ def test_admin_reads_a_user_for_an_admin_principal(functions, user):
 
 def account_event(name, user, access_token):
     """An account route's event with the authorizer context of `access_token`'s caller."""
-    payload = access_token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims = claims_of(access_token)
     ev = event(name)
     ev["requestContext"]["authorizer"].update(
         principalId=claims["sub"],

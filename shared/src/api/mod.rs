@@ -22,7 +22,7 @@ use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http::{self, Browser};
 use crate::spec::{
-    AuthenticatedRoute, FunctionSpec, HttpFunction, PublicRoute, Route, StatelessFunction, UseCaseFunction,
+    AuthenticatedRoute, FunctionSpec, HttpFunction, Keys, PublicRoute, Route, StatelessFunction, UseCaseFunction,
 };
 
 pub use request::caller;
@@ -39,8 +39,8 @@ pub async fn handle(
     learn_issuer(auth, &req);
     let result = match route_of(spec, &req) {
         Err(e) => Err(e),
-        Ok(route) if route_signs(route) && auth.tokens().issuer().is_none() => {
-            // Nothing that signs runs (nor writes) before the issuer is known.
+        Ok(_) if spec.keys == Keys::SignAndVerify && auth.tokens().issuer().is_none() => {
+            // Nothing in a function that signs runs (nor writes) before the issuer is known.
             tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
             Err(AuthError::Internal)
         }
@@ -105,20 +105,6 @@ fn route_of(spec: &FunctionSpec, req: &Request) -> Result<Route, AuthError> {
         _ => return Err(AuthError::NotFound),
     };
     spec.route(method, resource).ok_or(AuthError::NotFound)
-}
-
-/// Routes that sign tokens (and write): they wait until the issuer is known.
-fn route_signs(route: Route) -> bool {
-    matches!(
-        route,
-        Route::Public(PublicRoute::Register | PublicRoute::Login | PublicRoute::Refresh)
-            | Route::Authenticated(
-                AuthenticatedRoute::ChangePassword
-                    | AuthenticatedRoute::DeleteAccount
-                    | AuthenticatedRoute::ListSessions
-                    | AuthenticatedRoute::EndSession
-            )
-    )
 }
 
 /// Where the issuer is the API's own URL, the request says which API that is.

@@ -9,7 +9,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use super::*;
-use crate::config::{Argon2Config, TokenConfig};
+use crate::config::{ApiConfig, Argon2Config, TokenConfig};
 use crate::password::PasswordHasher;
 use crate::spec::{self, FunctionSpec};
 use crate::store::DynamoStore;
@@ -32,6 +32,10 @@ fn browser() -> Browser {
 
 /// Use cases over a store nobody listens to: every test here must answer before a store call.
 fn auth() -> Auth {
+    auth_over(tokens("https://auth.example.com", ApiConfig::default()))
+}
+
+fn auth_over(tokens: TokenService) -> Auth {
     let sdk = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
@@ -39,8 +43,13 @@ fn auth() -> Auth {
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(sdk), "users", "revoked", "sessions");
+    let passwords = PasswordHasher::new(Argon2Config::default()).expect("argon2 parameters");
+    Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+}
+
+fn tokens(issuer: &str, api: ApiConfig) -> TokenService {
     let config = TokenConfig {
-        issuer: "https://auth.example.com".into(),
+        issuer: issuer.into(),
         audience: "example-api".into(),
         algorithm: jsonwebtoken::Algorithm::HS256,
         key_id: "k1".into(),
@@ -48,15 +57,17 @@ fn auth() -> Auth {
         refresh_ttl_seconds: 86_400,
         leeway_seconds: 5,
     };
-    let tokens = TokenService::from_secret(config, b"fixture-test-secret-0123456789abcdef");
-    let passwords = PasswordHasher::new(Argon2Config::default()).expect("argon2 parameters");
-    Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+    TokenService::from_secret(config, b"fixture-test-secret-0123456789abcdef").for_api(api)
 }
 
 async fn serve(spec: &'static FunctionSpec, event: &Value) -> Response<Body> {
-    let (browser, auth) = (browser(), auth());
+    serve_with(spec, &auth(), event).await
+}
+
+async fn serve_with(spec: &'static FunctionSpec, auth: &Auth, event: &Value) -> Response<Body> {
+    let browser = browser();
     let spec::Event::Http(function) = spec.event else { panic!("{} is not an HTTP function", spec.name) };
-    handle_any(spec, function, &auth, &browser, request(event)).await
+    handle_any(spec, function, auth, &browser, request(event)).await
 }
 
 fn json(res: &Response<Body>) -> Value {
@@ -190,6 +201,27 @@ async fn a_route_the_function_does_not_serve_is_404() {
             e["requestContext"]["resourcePath"]
         );
     }
+}
+
+#[tokio::test]
+async fn a_function_that_signs_waits_for_the_issuer_and_one_that_does_not_answers() {
+    // JWT_ISSUER empty: the issuer is the API's URL, learnt from a request of API_STAGE.
+    // The events' stage is v1; expecting another, nothing is learnt and nothing signs.
+    let us_east_1 = |stage: &str| ApiConfig { region: "us-east-1".into(), stage: Some(stage.into()) };
+    let waiting = auth_over(tokens("", us_east_1("prod")));
+    for (name, spec) in [("login", &spec::LOGIN), ("register", &spec::REGISTER), ("refresh", &spec::REFRESH)] {
+        let res = serve_with(spec, &waiting, &event(name)).await;
+        assert_eq!(error_code(&res), (500, "server_error".into()), "{name}");
+    }
+    assert_eq!(waiting.tokens().issuer(), None);
+    assert_eq!(serve_with(&spec::DISCOVERY, &waiting, &event("discovery")).await.status(), 200);
+
+    // A request of its own stage teaches it; then the handler answers (here: the missing body).
+    let learning = auth_over(tokens("", us_east_1("v1")));
+    let mut no_body = event("login");
+    no_body["body"] = Value::Null;
+    assert_eq!(error_code(&serve_with(&spec::LOGIN, &learning, &no_body).await).0, 400);
+    assert_eq!(learning.tokens().issuer(), Some("https://abc123.execute-api.us-east-1.amazonaws.com/v1"));
 }
 
 #[tokio::test]

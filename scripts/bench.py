@@ -31,7 +31,7 @@ from devtools.rie import Runtime, check, inherited_env
 
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
 WARM = int(os.environ.get("BENCH_WARM", "30"))
-# The functions measured (a choice: the request path of issue 5); what they are (which hash
+# The functions measured (a choice: the request path); what they are (which hash
 # passwords) comes from shared/functions.json.
 FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer"]
 # BENCH_ONLY=login,register: just those functions' rows (no Python, no criterion), for
@@ -212,7 +212,7 @@ def report(r, ns, pyjwt_us):
     print(f"  argon2id verify                  {us.get('argon2id/argon2id_verify at 3', float('nan')) / 1000:>10.2f} ms   at \"s\": {us.get('argon2id/argon2id_verify', float('nan')) / 1000:.2f} ms")
     print()
     rss_light = max(r[f]["rss"] for f in FUNCTIONS if f not in HASHING)
-    print("Targets (issue 5):")
+    print("Targets (docs/performance.md):")
     print(f"  authorizer cold init <= 15 ms median: {rust['init']:.2f} ms")
     print(f"  authorizer cold init >= 25x faster than Python: {py['init'] / rust['init']:.1f}x")
     print(f"  authorizer DynamoDB round trips == 1: {len(rust['calls'])}")

@@ -1,4 +1,4 @@
-"""`make bench`, second part: the cold answer as a deployed function meets it (issue 15).
+"""`make bench`, second part: the cold answer as a deployed function meets it.
 
 Runs inside scripts/with_dynamodb.py, after `cargo build --release` (and after bench.py):
 
@@ -45,7 +45,7 @@ invocation, so this is process start + init + invocation: what the caller waits)
   BENCH_RS256=0                 skip the second configuration (RS256, keys from Secrets Manager)
   BENCH_TRUST=test              trust the test root alone (what the system's roots cost is the difference)
   BENCH_INIT_BOOST=1            init without the quota, the invocation under it, for every function. By
-                                default the quota holds from exec to answer (the issue's method) and the
+                                default the quota holds from exec to answer (the method of the targets in docs/performance.md) and the
                                 authorizer gets one more row, "authorizer, init boost", measured this way:
                                 on-demand Lambda runs init on a full, unthrottled vCPU for up to 10 s, and
                                 provisioned concurrency gets no such burst ("Effectively running Java on
@@ -59,7 +59,7 @@ invocation, so this is process start + init + invocation: what the caller waits)
                                 a command put before each function, inside its cgroup (to profile a
                                 cold start; its own cost is then on the clock and the CPU account)
 
-Figures, not assertions: the issue's target is printed beside them.
+Figures, not assertions: the targets (docs/performance.md) are printed beside them.
 """
 
 import hashlib
@@ -92,7 +92,7 @@ RS256 = os.environ.get("BENCH_RS256", "1") not in ("0", "false", "no", "off")
 # BENCH_INIT_BOOST=1: init without the quota, the invocation under it, for every function.
 # On-demand Lambda runs init on a full vCPU (AWS's own guide, see the docstring), but the
 # Lambda Developer Guide does not say so, so the table keeps the quota on by default (the
-# issue's method) and only the authorizer gets a second row the other way (BOOSTED).
+# targets' method) and only the authorizer gets a second row the other way (BOOSTED).
 INIT_BOOST = os.environ.get("BENCH_INIT_BOOST", "0") not in ("0", "false", "no", "off", "")
 BOOSTED = "authorizer, init boost"
 BOOSTED_ROW = not INIT_BOOST
@@ -399,7 +399,7 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
         return dict(base, AWS_LAMBDA_FUNCTION_NAME=name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(sizes[name]))
 
     load = os.getloadavg()
-    header = [] if RUNS >= 7 else [f"BENCH_COLD_RUNS={RUNS}: fewer than the issue's 7 runs per figure"]
+    header = [] if RUNS >= 7 else [f"BENCH_COLD_RUNS={RUNS}: fewer than the targets' 7 runs per figure"]
     if WRAP:
         header.append(f"BENCH_COLD_WRAP: every function ran under {shlex.join(WRAP)}: its cost is in these figures")
     if LAMBDA_DIR:
@@ -498,7 +498,7 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
     if versions:
         print(f"  negotiated: {'; '.join(versions)}")
     print()
-    print("Target (issue 15; this machine, medians):")
+    print("Target (docs/performance.md; this machine, medians):")
     hs = results[next(iter(results))]
     if "authorizer" in hs:
         wall = med([r["wall"] for r in hs["authorizer"]["runs"]])

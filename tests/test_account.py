@@ -163,6 +163,14 @@ def test_a_password_change_in_cookie_mode_sets_the_new_refresh_cookie(api, user)
     assert "httponly" in attributes
 
 
+def test_a_session_id_that_is_not_a_uuid_is_not_found_before_any_store_call(api, user):
+    token = user["access_token"]
+    # An over-long id would exceed DynamoDB's key size: a store fault (500) before.
+    for bad in ["x" * 1100, "not-a-session", "019a9c4e00007000800000000000000z"]:
+        assert_error(end_session(api, token, bad), 404, "not_found")
+    assert api.me(token).status == 200, "the caller's own session is untouched"
+
+
 def test_deleting_the_account_ends_everything_and_frees_the_name(api, user):
     other, other_refresh = tokens_of(api.login(user["username"]))
     assert api.login(user["username"], "not the password").status == 401

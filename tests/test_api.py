@@ -987,6 +987,34 @@ def test_roles_added_and_removed_by_an_admin_take_effect_at_once(api, admin, use
     assert api.call("GET", f"/admin/users/{user['username']}", token=admin).json()["roles"] == ["user"]
 
 
+def test_an_admin_cannot_lock_itself_out_of_administration(api, admin):
+    name = new_name()
+    assert api.register(name).status == 201
+    grant_role(name, "admin")
+    own, _ = tokens_of(api.login(name))
+    assert_error(api.call("POST", f"/admin/users/{name}/disable", token=own), 409, "invalid_request")
+    assert_error(api.call("POST", f"/admin/users/{name}/roles", token=own, json_body={"remove": ["admin"]}), 409, "invalid_request")
+    view = api.call("GET", f"/admin/users/{name}", token=own).json()
+    assert (view["disabled"], "admin" in view["roles"]) == (False, True), view
+    # Another administrator may; and an administrator may still change its other roles.
+    res = api.call("POST", f"/admin/users/{name}/roles", token=own, json_body={"add": ["support"]})
+    assert res.status == 200 and res.json()["roles"] == ["admin", "support", "user"], res
+    res = api.call("POST", f"/admin/users/{name}/roles", token=admin, json_body={"remove": ["admin"]})
+    assert res.status == 200 and res.json()["roles"] == ["support", "user"], res
+    assert api.call("POST", f"/admin/users/{name}/disable", token=admin).status == 204
+
+
+def test_a_user_holds_at_most_20_roles(api, admin, user):
+    roles = f"/admin/users/{user['username']}/roles"
+    res = api.call("POST", roles, token=admin, json_body={"add": [f"role-{i:02}" for i in range(19)]})
+    assert res.status == 200 and len(res.json()["roles"]) == 20, res
+    assert_error(api.call("POST", roles, token=admin, json_body={"add": ["one-more"]}), 400, "invalid_request")
+    assert len(api.call("GET", f"/admin/users/{user['username']}", token=admin).json()["roles"]) == 20
+    # Tokens of a user with the most roles still verify.
+    access, _ = tokens_of(api.login(user["username"]))
+    assert api.me(access).status == 200
+
+
 def test_a_disabled_user_is_out_at_once_and_back_in_only_with_a_new_login(api, admin, user):
     access, refresh = tokens_of(api.login(user["username"]))
     assert api.call("POST", f"/admin/users/{user['username']}/disable", token=admin).status == 204

@@ -369,6 +369,23 @@ def test_a_slow_store_within_the_timeouts_still_works(proxied_api):
     assert api.refresh(refresh).status == 200
 
 
+def test_a_malformed_session_id_never_reaches_the_store(proxied_api):
+    api, proxy = proxied_api
+    access, _ = signed_up(api)
+    seen = []
+
+    def record(operation, request):
+        seen.append(request)
+        return "pass"
+
+    proxy.set_mode("scripted", record)
+    bad = "x" * 1100  # over DynamoDB's key size: a store fault (500) if it were sent
+    res = api.call("DELETE", f"/auth/sessions/{bad}", token=access)
+    assert res.status == 404 and res.json()["error"] == "not_found", res
+    assert seen, "the authorizer's read went through the proxy"
+    assert not any(bad.encode() in r for r in seen), "the malformed session id reached DynamoDB"
+
+
 # --- Writes whose answer is lost, transactions that conflict ---------------------------
 
 

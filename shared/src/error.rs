@@ -30,6 +30,10 @@ pub enum AuthError {
     /// allowed (CONTRACT.md, "Cookie mode"): refused before anything changes.
     #[error("cross-site request refused (csrf): send X-Requested-With from an allowed origin")]
     CsrfRejected,
+    /// A change the service refuses in the state it would leave (an administrator locking
+    /// itself out of administration).
+    #[error("{0}")]
+    Conflict(String),
     /// No such thing for this caller (an unknown user, for an administrator).
     #[error("not found")]
     NotFound,
@@ -72,6 +76,7 @@ impl AuthError {
             AuthError::InvalidToken => (401, "invalid_token"),
             AuthError::InsufficientScope => (403, "insufficient_scope"),
             AuthError::CsrfRejected => (403, "invalid_request"),
+            AuthError::Conflict(_) => (409, "invalid_request"),
             AuthError::NotFound => (404, "not_found"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
             AuthError::Internal | AuthError::Store(StoreError::Internal(_)) => (500, "server_error"),
@@ -149,6 +154,7 @@ mod tests {
             (AuthError::InvalidToken, 401, "invalid_token"),
             (AuthError::InsufficientScope, 403, "insufficient_scope"),
             (AuthError::CsrfRejected, 403, "invalid_request"),
+            (AuthError::Conflict("x".into()), 409, "invalid_request"),
             (AuthError::NotFound, 404, "not_found"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
             (AuthError::Internal, 500, "server_error"),

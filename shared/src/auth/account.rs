@@ -128,6 +128,11 @@ impl Auth {
     /// Ends one of the caller's live sessions ("log out that device"): its tokens stop at
     /// once. Anything that is not one of them is `NotFound`, whoever's it is.
     pub async fn end_session(&self, caller: &Principal, session_id: &str) -> Result<(), AuthError> {
+        // Session ids are UUIDs: anything else names no session, and never reaches the
+        // store (an over-long key would be a store fault, not a 404).
+        if uuid::Uuid::try_parse(session_id).is_err() {
+            return Err(AuthError::NotFound);
+        }
         let user = self.caller(caller).await?;
         let listed = self.store.session(&user.user_id, session_id).await?;
         if !listed.is_some_and(|l| self.is_live(&l, &user, now_ms() / 1000)) {

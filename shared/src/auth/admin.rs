@@ -39,6 +39,12 @@ impl From<UserRecord> for AdminView {
     }
 }
 
+/// At most this many roles a user: each travels in every token, and tokens have a size limit.
+pub const MAX_ROLES: usize = 20;
+
+/// The role that opens the administration routes.
+const ADMIN_ROLE: &str = "admin";
+
 /// Role changes race each other; a compare-and-set that lost is tried again this often.
 const ROLE_CHANGE_TRIES: usize = 5;
 
@@ -69,10 +75,17 @@ impl Auth {
         }
         for _ in 0..ROLE_CHANGE_TRIES {
             let mut user = self.existing_user(username).await?;
+            if user.user_id == admin.user_id && remove.iter().any(|r| r == ADMIN_ROLE) {
+                // Else the last administrator could leave nobody able to administer.
+                return Err(AuthError::Conflict("an administrator cannot remove its own admin role".into()));
+            }
             let mut roles: Vec<String> = user.roles.iter().filter(|r| !remove.contains(r)).cloned().collect();
             roles.extend(add.iter().filter(|r| !user.roles.contains(r)).cloned());
             roles.sort();
             roles.dedup();
+            if roles.len() > MAX_ROLES {
+                return Err(AuthError::InvalidRequest(format!("a user has at most {MAX_ROLES} roles")));
+            }
             if self.store.replace_roles(&user.username, &user.roles, &roles).await? {
                 let reason = format!("by={} roles={}", admin.username, roles.join(","));
                 events::record(
@@ -90,6 +103,9 @@ impl Auth {
     /// does) until enabled; enabling lets the user log in again (old sessions stay dead).
     pub async fn admin_set_disabled(&self, admin: &Principal, username: &str, disabled: bool) -> Result<(), AuthError> {
         let user = self.existing_user(username).await?;
+        if disabled && user.user_id == admin.user_id {
+            return Err(AuthError::Conflict("an administrator cannot disable itself".into()));
+        }
         if !self.store.set_disabled(&user.username, disabled, now_ms()).await? {
             return Err(AuthError::NotFound);
         }

@@ -33,7 +33,7 @@ requiring the given roles (the tests use it for a role-protected route).
 --example-port (default: EXAMPLE_PORT, else the API's port + 1) serves the browser sample
 app, examples/browser/, on http://127.0.0.1:N/, a second origin, so that CORS and cookie
 mode are real; its config.js is generated with the API's URL. ALLOWED_ORIGINS defaults to
-that origin then. 0 serves no sample app: the local API then replaces this process (the
+the API's own origin (for /docs) and that one. 0 serves no sample app: the local API then replaces this process (the
 tests start it so). COOKIE_PATH defaults to /auth (the local API has no stage prefix).
 """
 
@@ -191,7 +191,9 @@ def main():
     env = dict(os.environ)
     if example_port:
         if "ALLOWED_ORIGINS" not in env:
-            env["ALLOWED_ORIGINS"] = example_origin
+            # The API's own origin too: /docs (Swagger UI) calls the API from it, and the
+            # sign-in routes refuse an Origin that is not allowed.
+            env["ALLOWED_ORIGINS"] = f"{example_origin},http://127.0.0.1:{args.port}"
         elif example_origin not in [o.strip() for o in env["ALLOWED_ORIGINS"].split(",")]:
             print(
                 f"note: ALLOWED_ORIGINS does not include {example_origin}: the sample app cannot read the API's answers",

@@ -745,6 +745,28 @@ def test_allowed_origins_get_cors_headers_on_every_function_answer_and_others_ne
             assert_no_cors(res)
 
 
+def test_the_sign_in_routes_refuse_a_page_of_another_origin_before_doing_anything(api, user):
+    name = new_name()
+    for origin in (EVIL_ORIGIN, "null", APP_ORIGIN + ".evil.test"):
+        headers = {"Origin": origin}
+        # Register: refused, and the name is still free.
+        res = api.call("POST", "/auth/register", json_body={"username": name, "password": PASSWORD}, headers=headers)
+        assert_error(res, 403, "invalid_request")
+        assert_no_cors(res)
+        # Login, as a forged form post would send it: refused whether the password is right
+        # or wrong, and no failed attempt is counted.
+        for password in ("not the password",) * 6 + (PASSWORD,):
+            form = {"grant_type": "password", "username": user["username"], "password": password}
+            assert_error(api.call("POST", "/auth/login", form=form, headers=headers), 403, "invalid_request")
+        assert_error(api.call("POST", "/auth/refresh", json_body={"refresh_token": user["refresh_token"]}, headers=headers), 403, "invalid_request")
+    assert api.register(name).status == 201, "nothing was written for the refused registration"
+    assert api.login(user["username"]).status == 200, "the refused logins counted no failure"
+    assert api.refresh(user["refresh_token"]).status == 200, "the refused refresh spent nothing"
+    # An allowed origin, and a client that sends no Origin, are served as before.
+    res = api.call("POST", "/auth/login", json_body={"username": name, "password": PASSWORD}, headers={"Origin": APP_ORIGIN})
+    assert res.status == 200, res
+
+
 def test_preflight_on_every_route_answers_204_without_the_authorizer(api):
     paths = template_paths()
     assert {"/auth/login", "/auth/me", "/auth/logout"} <= set(paths)

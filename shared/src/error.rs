@@ -30,6 +30,12 @@ pub enum AuthError {
     /// allowed (CONTRACT.md, "Cookie mode"): refused before anything changes.
     #[error("cross-site request refused (csrf): send X-Requested-With from an allowed origin")]
     CsrfRejected,
+    /// A sign-in route called by a page of an origin that is not allowed (CONTRACT.md,
+    /// "Failed-login throttle"): a web page cannot make its visitors' browsers post
+    /// credentials for it. Refused before anything else; clients that send no `Origin` are
+    /// not concerned.
+    #[error("cross-site request refused (csrf): this origin is not one of the allowed origins")]
+    OriginRefused,
     /// A change the service refuses in the state it would leave (an administrator locking
     /// itself out of administration).
     #[error("{0}")]
@@ -75,7 +81,7 @@ impl AuthError {
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
             AuthError::InvalidToken => (401, "invalid_token"),
             AuthError::InsufficientScope => (403, "insufficient_scope"),
-            AuthError::CsrfRejected => (403, "invalid_request"),
+            AuthError::CsrfRejected | AuthError::OriginRefused => (403, "invalid_request"),
             AuthError::Conflict(_) => (409, "invalid_request"),
             AuthError::NotFound => (404, "not_found"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
@@ -154,6 +160,7 @@ mod tests {
             (AuthError::InvalidToken, 401, "invalid_token"),
             (AuthError::InsufficientScope, 403, "insufficient_scope"),
             (AuthError::CsrfRejected, 403, "invalid_request"),
+            (AuthError::OriginRefused, 403, "invalid_request"),
             (AuthError::Conflict("x".into()), 409, "invalid_request"),
             (AuthError::NotFound, 404, "not_found"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),

@@ -9,6 +9,7 @@ use crate::error::AuthError;
 use crate::http::{self, Browser, browser};
 
 pub(super) async fn register(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     let body = http::parse_register(req)?;
     let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
@@ -28,6 +29,7 @@ pub(super) async fn register(auth: &Auth, browser: &Browser, req: &Request) -> R
 }
 
 pub(super) async fn login(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     let body = http::parse_login(req)?;
     let pair = auth.login(&body.username, &body.password, source_ip(req)).await?;
@@ -37,6 +39,7 @@ pub(super) async fn login(auth: &Auth, browser: &Browser, req: &Request) -> Resu
 /// In cookie mode a refresh with no body authenticates with the cookie (after the CSRF
 /// check), and a refused cookie is cleared.
 pub(super) async fn refresh(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     if cookie && !http::has_body(req) {
         let token = browser::refresh_cookie_of(req);

@@ -156,6 +156,17 @@ impl Browser {
         self.cookie("", 0)
     }
 
+    /// The public sign-in routes (register, login, refresh) refuse a request whose `Origin`
+    /// is present and not an allowed one, before any other work: otherwise any page could
+    /// make its visitors' browsers post credentials (a form post needs no CORS), and so
+    /// fill a chosen user's failed-login counters from many addresses.
+    pub fn check_origin(&self, request_headers: &HeaderMap) -> Result<(), AuthError> {
+        match self.origin_of(request_headers) {
+            Some(_) if self.allowed_origin(request_headers).is_none() => Err(AuthError::OriginRefused),
+            _ => Ok(()),
+        }
+    }
+
     /// A request that authenticates with the cookie must carry `X-Requested-With` and, if
     /// it has an `Origin`, an allowed one: a cross-site form can do neither. Checked
     /// before anything else, so a refused request changes nothing.

@@ -4,13 +4,17 @@ them and refresh or login. Runs inside scripts/with_dynamodb.py, like test_api.p
 client helpers and fixtures it shares."""
 
 import os
+import tempfile
 
 import boto3
+import pytest
 from boto3.dynamodb.conditions import Key
 
-from support import new_name
+from support import Api, new_name, start_local_api, stop
 from test_api import (  # noqa: F401  (fixtures are used by name)
+    ISSUER,
     PASSWORD,
+    SECRET,
     XRW,
     admin,
     api,
@@ -169,6 +173,35 @@ def test_a_session_id_that_is_not_a_uuid_is_not_found_before_any_store_call(api,
     for bad in ["x" * 1100, "not-a-session", "019a9c4e00007000800000000000000z"]:
         assert_error(end_session(api, token, bad), 404, "not_found")
     assert api.me(token).status == 200, "the caller's own session is untouched"
+
+
+@pytest.fixture(scope="module")
+def low_ceiling_api():
+    """The local API with the lowest name-wide ceiling (5 failures from all addresses)."""
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=SECRET, JWT_ISSUER=ISSUER, LOGIN_NAME_MAX_FAILURES="5")
+    port, proc = start_local_api(env, logs)
+    yield Api(port, PASSWORD)
+    assert stop(proc) == 0
+
+
+def test_a_name_locked_for_everyone_still_lets_its_signed_in_owner_change_the_password_and_delete(low_ceiling_api):
+    api = low_ceiling_api
+    name = new_name()
+    res = api.register(name)
+    assert res.status == 201, res
+    access = res.json()["access_token"]
+    # Five addresses, one guess each: no pair is near its lock, the name is at its ceiling.
+    for i in range(1, 6):
+        assert_error(api.from_address(f"127.0.1.{i}").login(name, "not the password"), 401, "invalid_grant")
+    assert_error(api.login(name), 429, "too_many_attempts")
+    # The owner, signed in, re-checks the password on its own pair only: a wrong one is
+    # refused as such, the right one goes through.
+    assert_error(change_password(api, access, "not the password"), 401, "invalid_grant")
+    res = change_password(api, access, PASSWORD)
+    assert res.status == 200, res
+    access = res.json()["access_token"]
+    assert delete_account(api, access, NEW_PASSWORD).status == 204
 
 
 def test_deleting_the_account_ends_everything_and_frees_the_name(api, user):

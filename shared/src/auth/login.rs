@@ -83,14 +83,24 @@ impl Auth {
         let client = throttle::client_key(client_ip);
         let now = now_ms();
         let state = self.store.login_state(name, &client).await?;
+        // A caller re-checking its own password holds a live session already: only its
+        // (name, client) pair counts. The name-wide ceiling, which refuses everyone, the
+        // owner included, would let anyone keep the owner from changing the password or
+        // deleting the account exactly while the name is under attack.
+        let name_wide = reauth.expected_user_id.is_none();
         // A name whose window is used up is refused before anything is counted (so the
         // owner's own pair is not run down while the name is locked).
-        if let Some(until) = throttle::name_full(&self.throttle, state.name_failures.as_ref(), now) {
+        if let Some(until) =
+            throttle::name_full(&self.throttle, state.name_failures.as_ref(), now).filter(|_| name_wide)
+        {
             return Err(locked("name")(too_many(until, now)));
         }
         let client_key = ThrottleKey::Client { username: name.to_string(), client };
         self.reserve_attempt(&client_key, state.client_failures, now).await.map_err(locked("client"))?;
-        let name_window = self.reserve_name_attempt(name, now).await.map_err(locked("name"))?;
+        let name_window = match name_wide {
+            true => Some(self.reserve_name_attempt(name, now).await.map_err(locked("name"))?),
+            false => None,
+        };
 
         let phc = state.user.as_ref().map(|u| u.password_hash.clone());
         let verified = self.verify(password.to_string(), phc).await?;
@@ -99,7 +109,9 @@ impl Auth {
                 if !user.disabled && reauth.expected_user_id.is_none_or(|id| id == user.user_id) =>
             {
                 self.forget_failures(&client_key).await;
-                self.give_back_name_attempt(name, name_window).await;
+                if let Some(window) = name_window {
+                    self.give_back_name_attempt(name, window).await;
+                }
                 Ok((user, needs_rehash))
             }
             _ => {

@@ -45,6 +45,11 @@ fn body_kind(req: &Request, allow_form: bool) -> Result<BodyKind, AuthError> {
     }
 }
 
+/// Refuses a body over the contract's limit, on any route (one that reads no body too).
+pub fn check_body_size(req: &Request) -> Result<(), AuthError> {
+    limited_body(req).map(|_| ())
+}
+
 fn limited_body(req: &Request) -> Result<&[u8], AuthError> {
     let bytes = body_bytes(req.body());
     if bytes.len() > MAX_BODY_BYTES {
@@ -86,8 +91,12 @@ fn typed<T: DeserializeOwned>(object: JsonObject) -> Result<T, AuthError> {
     })
 }
 
-/// Parses `application/x-www-form-urlencoded`. A parameter given twice is refused
-/// (RFC 6749 §3.1), as is anything that is not valid UTF-8 after percent-decoding.
+/// The token request parameters this service reads: each may appear once (RFC 6749 §3.1).
+const OAUTH_PARAMETERS: [&str; 4] = ["grant_type", "username", "password", "refresh_token"];
+
+/// Parses `application/x-www-form-urlencoded`. A parameter the service reads given twice
+/// is refused (RFC 6749 §3.1), as is anything that is not valid UTF-8 after
+/// percent-decoding; other parameters are ignored, repeated or not, like unknown JSON fields.
 fn parse_form(bytes: &[u8]) -> Result<HashMap<String, String>, AuthError> {
     let text = std::str::from_utf8(bytes).map_err(|_| AuthError::InvalidRequest("body is not valid UTF-8".into()))?;
     let mut out = HashMap::new();
@@ -97,7 +106,11 @@ fn parse_form(bytes: &[u8]) -> Result<HashMap<String, String>, AuthError> {
             let plus = s.replace('+', " ");
             percent_decode(&plus).ok_or_else(|| AuthError::InvalidRequest("body is not valid form encoding".into()))
         };
-        if out.insert(decode(k)?, decode(v)?).is_some() {
+        let (k, v) = (decode(k)?, decode(v)?);
+        if !OAUTH_PARAMETERS.contains(&k.as_str()) {
+            continue;
+        }
+        if out.insert(k, v).is_some() {
             return Err(AuthError::InvalidRequest("a form parameter is repeated".into()));
         }
     }

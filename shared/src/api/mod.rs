@@ -104,7 +104,10 @@ fn route_of(spec: &FunctionSpec, req: &Request) -> Result<Route, AuthError> {
         }
         _ => return Err(AuthError::NotFound),
     };
-    spec.route(method, resource).ok_or(AuthError::NotFound)
+    let route = spec.route(method, resource).ok_or(AuthError::NotFound)?;
+    // The contract's body limit holds on every route, those that read no body too.
+    http::check_body_size(req)?;
+    Ok(route)
 }
 
 /// Where the issuer is the API's own URL, the request says which API that is.

@@ -72,6 +72,29 @@ fn malformed_bodies_are_invalid_request_without_echoing_values() {
 }
 
 #[test]
+fn only_the_parameters_read_must_be_unique_in_a_form() {
+    let form = Some("application/x-www-form-urlencoded");
+    let ok = parse_login(&req(form, "x=1&x=2&scope=a&scope=b&grant_type=password&username=alice&password=pw")).unwrap();
+    assert_eq!((ok.username.as_str(), ok.password.as_str()), ("alice", "pw"));
+    for repeated in [
+        "grant_type=password&username=a&username=b&password=c",
+        "grant_type=password&grant_type=password&username=a&password=b",
+    ] {
+        let e = parse_login(&req(form, repeated)).err().unwrap();
+        assert!(e.to_string().contains("repeated"), "{repeated}: {e}");
+    }
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_on_any_route() {
+    assert!(check_body_size(&req(None, &"x".repeat(MAX_BODY_BYTES))).is_ok());
+    assert_eq!(
+        check_body_size(&req(None, &"x".repeat(MAX_BODY_BYTES + 1))).unwrap_err(),
+        AuthError::PayloadTooLarge(MAX_BODY_BYTES)
+    );
+}
+
+#[test]
 fn deeply_nested_json_is_refused_not_a_stack_overflow() {
     let body = format!(r#"{{"username":"a","password":"b","x":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
     let body = if body.len() > MAX_BODY_BYTES { body[..MAX_BODY_BYTES].to_string() } else { body };

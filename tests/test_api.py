@@ -35,7 +35,7 @@ PASSWORD = f"e2e pass {secrets.token_urlsafe(12)}"
 ADMIN_ROUTE = "/admin/whoami"
 # Browser origins the API allows (CORS, cookie mode); the first is the one API Gateway's own
 # error answers can name (a gateway response has one fixed value).
-APP_ORIGIN = "http://app.example.test:8080"
+APP_ORIGIN = "https://app.example.test:8080"
 SECOND_ORIGIN = "https://admin.example.test"
 EVIL_ORIGIN = "https://evil.example.test"
 CONTRACT_ERROR_KEYS = {"error", "error_description"}

@@ -242,12 +242,13 @@ def test_the_signing_secret_can_come_from_secrets_manager():
     assert value not in logs and SECRET not in logs
 
 
-def failed_cold_start(fn):
-    """Invokes `fn`, whose initialisation must fail, and returns what it logged. The
-    emulator answers 502 when the function's init fails (Lambda: Runtime.ExitError)."""
+def failed_cold_start(fn, ev=None):
+    """Invokes `fn` (with `ev`, else an authorizer event), whose initialisation must fail,
+    and returns what it logged. The emulator answers 502 when the function's init fails
+    (Lambda: Runtime.ExitError)."""
     try:
         with pytest.raises(urllib.error.HTTPError) as failed:
-            fn.invoke(authorizer_event("anything"))
+            fn.invoke(ev if ev is not None else authorizer_event("anything"))
     finally:
         logs = fn.stop()
     assert failed.value.code == 502
@@ -260,6 +261,18 @@ def test_a_missing_secret_fails_the_cold_start_without_leaking():
     fn = Function("authorizer", {"JWT_SECRET": "", "JWT_SECRET_ARN": arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint})
     logs = failed_cold_start(fn)
     assert "could not read the signing secret from Secrets Manager (ResourceNotFoundException)" in logs, logs[-2000:]
+
+
+def test_a_plain_http_origin_off_loopback_fails_the_cold_start_naming_the_variable():
+    # A network attacker can speak for a plain-HTTP origin: it never gets credentialed CORS.
+    fn = Function("me", {"ALLOWED_ORIGINS": "https://app.example.com,http://app.example.com"})
+    logs = failed_cold_start(fn, event("me"))
+    assert "ALLOWED_ORIGINS" in logs and "http://app.example.com" in logs, logs[-2000:]
+    ok = Function("me", {"ALLOWED_ORIGINS": "https://app.example.com,http://127.0.0.1:3001"})
+    try:
+        assert ok.invoke(event("me"))["statusCode"] == 200
+    finally:
+        ok.stop()
 
 
 def test_logout_never_reads_the_signing_key(functions, user):

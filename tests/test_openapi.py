@@ -53,7 +53,7 @@ CONTRACT_CODES = {
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # The one browser origin the local API allows here, so that answers carry CORS headers.
-APP_ORIGIN = "http://app.openapi.test:8080"
+APP_ORIGIN = "https://app.openapi.test:8080"
 PASSWORD = f"openapi pass {secrets.token_urlsafe(12)}"
 # schemathesis's checks that every answer must pass.
 CHECKS = [

@@ -670,6 +670,27 @@ def test_reserved_concurrency_defaults_to_not_reserved():
     assert "ReservedConcurrentExecutions" not in TEMPLATE["Globals"]["Function"]
 
 
+def origin_cases():
+    """The origins shared/src/http/browser.rs's unit test checks the code against, with
+    whether the code accepts each: one list for both sides."""
+    source = (ROOT / "shared" / "src" / "http" / "browser.rs").read_text()
+    block = source.split("ORIGIN_CASES", 1)[1].split("];", 1)[0]
+    cases = re.findall(r'\("([^"]*)", (true|false)\)', block)
+    assert len(cases) >= 10, "cannot read ORIGIN_CASES"
+    return [(origin, ok == "true") for origin, ok in cases]
+
+
+def test_allowed_origins_admits_exactly_what_the_functions_accept():
+    # Anything else would pass `sam deploy` and then fail every cold start, or be refused
+    # by the template although the code takes it.
+    pattern = re.compile(TEMPLATE["Parameters"]["AllowedOrigins"]["AllowedPattern"])
+    for origin, accepted in origin_cases():
+        assert bool(pattern.fullmatch(origin)) == accepted, origin
+    accepted = [origin for origin, ok in origin_cases() if ok]
+    assert pattern.fullmatch(",".join(accepted)) and pattern.fullmatch("")
+    assert not pattern.fullmatch(",".join(accepted + ["http://app.example.com"]))
+
+
 def test_every_function_is_told_where_its_metrics_go():
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}

@@ -49,13 +49,35 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { variable, problem: problem.into() }
 }
 
-/// `scheme://host[:port]` exactly as a browser sends it in `Origin`: no path, no
-/// wildcard (credentials cannot be shared with `*`), nothing after the authority.
+/// `scheme://host[:port]` exactly as a browser sends it in `Origin` (lower case): no
+/// path, no wildcard (credentials cannot be shared with `*`), nothing after the authority.
+/// `https` only, but for loopback: a plain-HTTP origin elsewhere is one a network attacker
+/// can speak for, and would get credentialed CORS. The template's `AllowedOrigins` pattern
+/// admits the same (tests/test_template.py holds it to these cases).
 fn valid_origin(origin: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else { return false };
-    matches!(scheme, "https" | "http")
-        && !authority.is_empty()
-        && authority.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, port)) => (&authority[..inner.len() + 2], port),
+            None => return false,
+        },
+        None => authority.split_once(':').map_or((authority, ""), |(h, p)| (h, &authority[h.len()..][..p.len() + 1])),
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ipv6) => !ipv6.is_empty() && ipv6.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'a'..=b'f' | b':')),
+        None => {
+            !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        }
+    };
+    let scheme_ok = match scheme {
+        "https" => true,
+        "http" => matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+        _ => false,
+    };
+    scheme_ok && host_ok && port_ok
 }
 
 impl Browser {
@@ -74,7 +96,10 @@ impl Browser {
             if !valid_origin(origin) {
                 return Err(bad(
                     ENV_ALLOWED_ORIGINS,
-                    format!("{origin:?} is not an origin; want scheme://host[:port], no path, no wildcard"),
+                    format!(
+                        "{origin:?} is not an allowed origin; want https://host[:port] in lower case (http:// on \
+                         loopback only), no path, no wildcard"
+                    ),
                 ));
             }
             allowed_origins.push(origin.to_string());
@@ -227,12 +252,43 @@ mod tests {
         assert!(none.headers().keys().all(|k| !k.as_str().starts_with("access-control") && k != "vary"));
     }
 
+    /// The cases tests/test_template.py holds the template's `AllowedOrigins` pattern to.
+    pub(crate) const ORIGIN_CASES: [(&str, bool); 18] = [
+        ("https://app.example.com", true),
+        ("https://app.example.com:8443", true),
+        ("https://[2001:db8::1]", true),
+        ("http://127.0.0.1:3001", true),
+        ("http://localhost:8080", true),
+        ("http://[::1]:3001", true),
+        ("http://localhost", true),
+        ("http://app.example.com", false),
+        ("http://127.0.0.2:3001", false),
+        ("HTTPS://APP.EXAMPLE.COM", false),
+        ("https://App.example.com", false),
+        ("*", false),
+        ("https://*.example.com", false),
+        ("https://app.example.com/", false),
+        ("https://a.example.com/path", false),
+        ("app.example.com", false),
+        ("ftp://x", false),
+        ("https://app.example.com:123456", false),
+    ];
+
+    #[test]
+    fn origins_are_https_or_loopback_http_in_lower_case() {
+        for (origin, ok) in ORIGIN_CASES {
+            assert_eq!(valid_origin(origin), ok, "{origin}");
+        }
+    }
+
     #[test]
     fn origins_are_validated_at_start() {
         for bad in ["*", "https://app.example.com/", "app.example.com", "https://a.example.com/path", "ftp://x"] {
             let e = Browser::from_values(Some(bad.into()), None, None).unwrap_err();
             assert_eq!(e.variable, ENV_ALLOWED_ORIGINS, "{bad}");
         }
+        let e = Browser::from_values(Some("http://app.example.com".into()), None, None).unwrap_err();
+        assert!(e.problem.contains("https"), "{}", e.problem);
         assert!(Browser::from_values(Some("http://[::1]:3001,https://a.example".into()), None, None).is_ok());
         assert_eq!(Browser::from_values(None, Some("Lax".into()), None).unwrap_err().variable, ENV_COOKIE_SAME_SITE);
         assert_eq!(Browser::from_values(None, None, Some("auth".into())).unwrap_err().variable, ENV_COOKIE_PATH);

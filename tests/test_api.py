@@ -1095,6 +1095,20 @@ def test_disable_racing_refreshes_leaves_no_usable_token(api, admin, user):
     assert_invalid_token(api.me(access))
 
 
+def test_the_grant_script_enables_a_disabled_user(api, admin, user):
+    assert api.call("POST", f"/admin/users/{user['username']}/disable", token=admin).status == 204
+    assert_error(api.login(user["username"]), 401, "invalid_grant")
+    grant = [sys.executable, str(ROOT / "scripts" / "grant_role.py"), "--table", os.environ["USERS_TABLE"]]
+    wrong = subprocess.run(grant + ["--enable", user["username"], "admin"], capture_output=True, text=True)
+    assert wrong.returncode == 2, wrong
+    missing = subprocess.run(grant + ["--enable", new_name()], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no user" in missing.stderr, missing
+    enabled = subprocess.run(grant + ["--enable", user["username"].upper()], capture_output=True, text=True)
+    assert enabled.returncode == 0 and enabled.stdout.strip() == f"{user['username']}: enabled", enabled
+    assert api.login(user["username"]).status == 200
+    assert_invalid_token(api.me(user["access_token"]))  # its old sessions stay dead
+
+
 def test_make_dev_seeds_the_first_admin_and_the_grant_script_makes_more():
     name, password = new_name(), f"seed {secrets.token_urlsafe(12)}"
     logs = tempfile.TemporaryFile()

@@ -41,7 +41,7 @@ class Function:
         env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
         env.update(
             JWT_SECRET=SECRET,
-            JWT_ISSUER="jwt-auth",
+            JWT_ISSUER="https://jwt-auth.rie.test",
             JWT_AUDIENCE="jwt-auth-api",
             ROUTE_ROLES=json.dumps(ROUTE_ROLES),
             AWS_LAMBDA_FUNCTION_NAME=name,
@@ -273,6 +273,13 @@ def test_a_plain_http_origin_off_loopback_fails_the_cold_start_naming_the_variab
         assert ok.invoke(event("me"))["statusCode"] == 200
     finally:
         ok.stop()
+
+
+def test_an_issuer_that_is_not_an_https_url_fails_the_cold_start_naming_the_variable():
+    # Discovery answers under the issuer: with a bare name it used to build the URLs from
+    # the request's Host, in an answer cached publicly.
+    logs = failed_cold_start(Function("discovery", {"JWT_ISSUER": "jwt-auth"}), event("discovery"))
+    assert "JWT_ISSUER" in logs and "https://" in logs, logs[-2000:]
 
 
 def test_logout_never_reads_the_signing_key(functions, user):

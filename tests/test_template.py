@@ -680,6 +680,15 @@ def origin_cases():
     return [(origin, ok == "true") for origin, ok in cases]
 
 
+def test_the_issuer_is_empty_or_an_https_url():
+    # What config.rs accepts of a deployment (it also takes http:// on loopback, for local runs).
+    pattern = re.compile(TEMPLATE["Parameters"]["JwtIssuer"]["AllowedPattern"])
+    for ok in ["", "https://auth.example.com", "https://api.example.com/v1"]:
+        assert pattern.fullmatch(ok), ok
+    for bad in ["jwt-auth", "http://auth.example.com", "https://", "https://a b"]:
+        assert not pattern.fullmatch(bad), bad
+
+
 def test_allowed_origins_admits_exactly_what_the_functions_accept():
     # Anything else would pass `sam deploy` and then fail every cold start, or be refused
     # by the template although the code takes it.

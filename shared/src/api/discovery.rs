@@ -2,8 +2,7 @@
 //! token endpoint are). Only public material: with HMAC the key set is empty.
 
 use lambda_http::http::{HeaderValue, header};
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Response};
 use serde_json::json;
 
 use crate::auth::Auth;
@@ -15,15 +14,21 @@ use crate::spec::PublicRoute;
 /// rotation's new key is fetched well before it signs anything that matters.
 const DISCOVERY_MAX_AGE_SECONDS: u32 = 300;
 
-pub(super) async fn handle(route: PublicRoute, auth: &Auth, req: &Request) -> Result<Response<Body>, AuthError> {
+pub(super) async fn handle(route: PublicRoute, auth: &Auth) -> Result<Response<Body>, AuthError> {
     // A warm instance serves a rotation's keys within KEY_MAX_AGE.
     auth.tokens().keep_fresh().await;
     let body = match route {
         PublicRoute::Jwks => serde_json::to_value(auth.tokens().jwks()).map_err(|_| AuthError::Internal)?,
         PublicRoute::OpenidConfiguration => {
             let config = auth.tokens().config();
-            let issuer = auth.tokens().issuer().unwrap_or_default();
-            let base = public_base_url(issuer, req);
+            // The issuer is a URL (configured, or the API's own, learnt from a request of
+            // its stage); the metadata hangs under it. Never a URL from the request's Host:
+            // the answer is cached publicly.
+            let Some(issuer) = auth.tokens().issuer() else {
+                tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
+                return Err(AuthError::Internal);
+            };
+            let base = issuer.trim_end_matches('/');
             let algorithm = format!("{:?}", config.algorithm);
             json!({
                 "issuer": issuer,
@@ -43,30 +48,4 @@ pub(super) async fn handle(route: PublicRoute, auth: &Auth, req: &Request) -> Re
     let cache = format!("public, max-age={DISCOVERY_MAX_AGE_SECONDS}");
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache).map_err(|_| AuthError::Internal)?);
     Ok(res)
-}
-
-/// Where the API is, as clients reach it: the issuer when it is a URL (the deployed
-/// case, OpenID's rule that the metadata lives under the issuer), else the request's own
-/// host and stage (`http` on loopback, `https` anywhere else).
-fn public_base_url(issuer: &str, req: &Request) -> String {
-    if issuer.starts_with("https://") || issuer.starts_with("http://") {
-        return issuer.trim_end_matches('/').to_string();
-    }
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
-        "http"
-    } else {
-        "https"
-    };
-    // The stage (or base path) prefix: the path API Gateway saw, less the resource the
-    // route matched (both routes here have no path parameters).
-    let prefix = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            let full = ctx.path.clone().unwrap_or_default();
-            let resource = ctx.resource_path.clone().unwrap_or_default();
-            full.strip_suffix(resource.as_str()).map(str::to_string).unwrap_or_default()
-        }
-        _ => String::new(),
-    };
-    format!("{scheme}://{host}{prefix}")
 }

@@ -137,7 +137,7 @@ async fn public(
         (F::Register, P::Register) => tokens::register(auth, browser, req).await,
         (F::Login, P::Login) => tokens::login(auth, browser, req).await,
         (F::Refresh, P::Refresh) => tokens::refresh(auth, browser, req).await,
-        (F::Discovery, route) => discovery::handle(route, auth, req).await,
+        (F::Discovery, route) => discovery::handle(route, auth).await,
         _ => Err(AuthError::NotFound),
     }
 }

@@ -142,12 +142,16 @@ async fn discovery_serves_the_key_set_and_the_metadata() {
     e["path"] = "/.well-known/openid-configuration".into();
     e["requestContext"]["resourcePath"] = "/.well-known/openid-configuration".into();
     e["requestContext"]["path"] = "/v1/.well-known/openid-configuration".into();
+    // A forged Host names nothing in the answer (which is cached publicly).
+    e["headers"]["Host"] = "evil.example".into();
+    e["multiValueHeaders"]["Host"] = serde_json::json!(["evil.example"]);
     let res = serve(&spec::DISCOVERY, &e).await;
     assert_eq!(res.status(), 200);
     let body = json(&res);
     assert_eq!(body["issuer"], "https://auth.example.com");
     assert_eq!(body["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
     assert_eq!(body["id_token_signing_alg_values_supported"], serde_json::json!(["HS256"]));
+    assert!(!body.to_string().contains("evil.example"), "{body}");
 }
 
 fn cookie_mode(mut e: Value, extra_headers: &[(&str, &str)]) -> Value {

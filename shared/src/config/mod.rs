@@ -337,7 +337,7 @@ impl Config {
                 // template cannot pass it: the API refers to the functions).
                 issuer: match r.0.get(ENV_ISSUER) {
                     Some(v) if v.trim().is_empty() => String::new(),
-                    _ => r.required(ENV_ISSUER)?,
+                    _ => issuer_url(r.required(ENV_ISSUER)?)?,
                 },
                 audience: r.required(ENV_AUDIENCE)?,
                 algorithm,
@@ -383,6 +383,20 @@ impl Config {
             api: ApiConfig::from_source(source),
         })
     }
+}
+
+/// The issuer is a URL: discovery names where the keys are under it (OpenID's rule), and
+/// nothing is ever built from a request's `Host`. `https://`, or `http://` on loopback for
+/// local runs.
+fn issuer_url(issuer: String) -> Result<String, ConfigError> {
+    let https = issuer.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|base| {
+        issuer.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'))
+    });
+    if (https || loopback) && !issuer.contains(char::is_whitespace) {
+        return Ok(issuer);
+    }
+    Err(err(ENV_ISSUER, "must be empty (the API's own URL) or an https:// URL (http:// on loopback only)"))
 }
 
 /// Checks a signing secret wherever it came from (environment or Secrets Manager).
@@ -468,6 +482,16 @@ mod tests {
         // default, which cannot name the API the functions belong to).
         let blank = with(&[(ENV_ISSUER, Some("  "))]).unwrap();
         assert_eq!(blank.tokens.issuer, "");
+    }
+
+    #[test]
+    fn the_issuer_is_an_https_url_or_loopback() {
+        for ok in ["https://auth.example.com", "https://auth.example.com/v1", "http://127.0.0.1:3000", "http://localhost"] {
+            assert_eq!(with(&[(ENV_ISSUER, Some(ok))]).unwrap().tokens.issuer, ok);
+        }
+        for bad in ["jwt-auth", "http://auth.example.com", "https://", "ftp://x", "http://127.0.0.1.evil.example"] {
+            assert_eq!(with(&[(ENV_ISSUER, Some(bad))]).unwrap_err().variable, ENV_ISSUER, "{bad}");
+        }
     }
 
     #[test]

@@ -195,7 +195,26 @@ pub fn secretsmanager_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Clie
 
 #[cfg(test)]
 mod tests {
-    use super::{AMAZON_ROOTS, endpoint_url_from, parse_roots, trust_store};
+    use super::{AMAZON_ROOTS, WARM_UP_BUDGET, endpoint_url_from, parse_roots, trust_store, warm_up};
+
+    /// Against a store that accepts the connection and never answers, the warm-up gives up
+    /// after its budget, on tokio's clock (paused: it advances only when every task waits,
+    /// so the figure is exact and the machine's load cannot move it), not after the SDK's
+    /// 2 s attempt.
+    #[tokio::test(start_paused = true)]
+    async fn the_warm_up_waits_its_budget_and_no_longer_for_a_silent_store() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never accepts
+        // The functions' own HTTP client, timeouts and retries.
+        let base = super::load_sdk_config().await.unwrap();
+        let sdk = aws_sdk_dynamodb::config::Builder::from(&base)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://{}", silent.local_addr().unwrap()))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        let started = tokio::time::Instant::now();
+        warm_up(&aws_sdk_dynamodb::Client::from_conf(sdk)).await;
+        assert_eq!(started.elapsed(), WARM_UP_BUDGET);
+    }
 
     #[test]
     fn the_built_in_roots_are_amazons_five() {

@@ -816,10 +816,16 @@ def test_preflight_on_every_route_answers_204_without_the_authorizer(api):
         assert 0 < int(res.header("Access-Control-Max-Age")) <= 7200
 
 
-def test_the_gateways_own_answers_carry_cors_for_the_first_allowed_origin(api):
+def test_the_gateways_own_answers_carry_cors_for_the_first_allowed_origin(api, user):
     # API Gateway's 401/403/404 are fixed per type: they can name one origin, the first.
-    for res in (api.call("GET", "/auth/me", headers={"Origin": APP_ORIGIN}), api.call("GET", "/no/such", headers={"Origin": APP_ORIGIN})):
-        assert res.status in (401, 404)
+    answers = {
+        401: api.call("GET", "/auth/me", headers={"Origin": APP_ORIGIN}),
+        404: api.call("GET", "/no/such", headers={"Origin": APP_ORIGIN}),
+        # The authorizer's deny for a role the token lacks: the gateway's ACCESS_DENIED.
+        403: api.call("GET", ADMIN_ROUTE, token=user["access_token"], headers={"Origin": APP_ORIGIN}),
+    }
+    for status, res in answers.items():
+        assert res.status == status, res
         assert_cors_for(res, APP_ORIGIN)
     # Another origin never gets its own name back from the gateway: its browser cannot read.
     res = api.call("GET", "/auth/me", headers={"Origin": EVIL_ORIGIN})

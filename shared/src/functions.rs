@@ -19,8 +19,7 @@ use crate::bootstrap::{auth_from_env_with, init_logging};
 use crate::config::{BrowserConfig, MetricsConfig, RotationConfig, RouteRoles};
 use crate::http::Browser;
 use crate::metrics;
-use crate::spec::Keys;
-use crate::spec::{self, Event, FunctionSpec, HttpFunction, StatelessFunction, UseCaseFunction};
+use crate::spec::{self, Event, FunctionSpec, HttpFunction, Keys, StatelessFunction, UseCaseFunction};
 
 type Error = lambda_http::Error;
 

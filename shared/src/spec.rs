@@ -163,10 +163,7 @@ impl FunctionSpec {
         if let [only] = self.routes {
             return Some(only.route);
         }
-        self.routes
-            .iter()
-            .find(|r| r.method.eq_ignore_ascii_case(method) && (r.path == "*" || r.path == resource))
-            .map(|r| r.route)
+        self.routes.iter().find(|r| r.method.eq_ignore_ascii_case(method) && r.path == resource).map(|r| r.route)
     }
 }
 

@@ -5,6 +5,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
 use super::request::path_parameter;
+use crate::auth::admin::ADMIN_ROLE;
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http;
@@ -25,7 +26,7 @@ pub(super) async fn handle(
     req: &Request,
 ) -> Result<Response<Body>, AuthError> {
     // The authorizer required the role already; checked again where it matters.
-    if !admin.roles.iter().any(|r| r == "admin") {
+    if !admin.roles.iter().any(|r| r == ADMIN_ROLE) {
         return Err(AuthError::InsufficientScope);
     }
     let username = path_parameter(req, "username")?;

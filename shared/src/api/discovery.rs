@@ -24,10 +24,7 @@ pub(super) async fn handle(route: PublicRoute, auth: &Auth) -> Result<Response<B
             // The issuer is a URL (configured, or the API's own, learnt from a request of
             // its stage); the metadata hangs under it. Never a URL from the request's Host:
             // the answer is cached publicly.
-            let Some(issuer) = auth.tokens().issuer() else {
-                tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
-                return Err(AuthError::Internal);
-            };
+            let issuer = auth.tokens().issuer().ok_or_else(super::issuer_unknown)?;
             let base = issuer.trim_end_matches('/');
             let algorithm = format!("{:?}", config.algorithm);
             json!({

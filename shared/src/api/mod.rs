@@ -1,7 +1,7 @@
 //! The HTTP handlers behind API Gateway: request in, use case, contract response out.
 //!
 //! The router finds the route API Gateway matched (method and resource path) in the
-//! function's row of the table (`functions::spec`): a public route's handler gets the
+//! function's row of the table (`spec`): a public route's handler gets the
 //! request, an authenticated route's handler also gets the caller the authorizer let
 //! through, and cannot be called without one. Handlers return `Result<Response, AuthError>`;
 //! errors become the contract's body, and CORS headers are added, in one place: here.
@@ -39,11 +39,8 @@ pub async fn handle(
     learn_issuer(auth, &req);
     let result = match route_of(spec, &req) {
         Err(e) => Err(e),
-        Ok(_) if spec.keys == Keys::SignAndVerify && auth.tokens().issuer().is_none() => {
-            // Nothing in a function that signs runs (nor writes) before the issuer is known.
-            tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
-            Err(AuthError::Internal)
-        }
+        // Nothing in a function that signs runs (nor writes) before the issuer is known.
+        Ok(_) if spec.keys == Keys::SignAndVerify && auth.tokens().issuer().is_none() => Err(issuer_unknown()),
         Ok(Route::Public(route)) => public(function, route, auth, browser, &req).await,
         Ok(Route::Authenticated(route)) => match caller(&req) {
             Ok(caller) => authenticated(function, route, auth, browser, caller, &req).await,
@@ -61,16 +58,13 @@ pub async fn handle_stateless(
     req: Request,
 ) -> Response<Body> {
     let request_headers = req.headers().clone();
-    let result = route_of(spec, &req).and_then(|_| match function {
-        // The preflight's headers are its whole answer: no CORS headers added after it.
-        StatelessFunction::Preflight => Ok(None),
-        StatelessFunction::Me => caller(&req).map(|caller| Some(me(&caller))),
-    });
-    match result {
-        Ok(None) => browser.preflight(&request_headers),
-        Ok(Some(response)) => browser.with_cors(&request_headers, response),
-        Err(e) => browser.with_cors(&request_headers, respond(Err(e))),
-    }
+    let result = match route_of(spec, &req) {
+        // The preflight answer carries its own CORS headers.
+        Ok(_) if function == StatelessFunction::Preflight => return browser.preflight(&request_headers),
+        Ok(_) => caller(&req).map(|caller| me(&caller)),
+        Err(e) => Err(e),
+    };
+    browser.with_cors(&request_headers, respond(result))
 }
 
 /// Answers `req` for any HTTP function, given the use cases (the local API has them all).
@@ -108,6 +102,13 @@ fn route_of(spec: &FunctionSpec, req: &Request) -> Result<Route, AuthError> {
     // The contract's body limit holds on every route, those that read no body too.
     http::check_body_size(req)?;
     Ok(route)
+}
+
+/// The issuer is the API's own URL (JWT_ISSUER empty) and no request of its stage came yet:
+/// nothing that names the issuer can answer.
+fn issuer_unknown() -> AuthError {
+    tracing::error!("the issuer is not known yet: JWT_ISSUER is empty and no request of API_STAGE came");
+    AuthError::Internal
 }
 
 /// Where the issuer is the API's own URL, the request says which API that is.

@@ -43,7 +43,7 @@ impl From<UserRecord> for AdminView {
 pub const MAX_ROLES: usize = 20;
 
 /// The role that opens the administration routes.
-const ADMIN_ROLE: &str = "admin";
+pub const ADMIN_ROLE: &str = "admin";
 
 /// Role changes race each other; a compare-and-set that lost is tried again this often.
 const ROLE_CHANGE_TRIES: usize = 5;

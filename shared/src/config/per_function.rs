@@ -114,12 +114,7 @@ impl RotationConfig {
         let r = Reader(source);
         let algorithm = r
             .optional(ENV_ALGORITHM)
-            .and_then(|name| match name.as_str() {
-                "RS256" => Some(Algorithm::RS256),
-                "ES256" => Some(Algorithm::ES256),
-                "EdDSA" => Some(Algorithm::EdDSA),
-                _ => None,
-            })
+            .and_then(|name| asymmetric_algorithm(&name))
             .ok_or_else(|| err(ENV_ALGORITHM, "must be RS256, ES256 or EdDSA for key rotation"))?;
         let public_keys_secret = r
             .optional(ENV_PUBLIC_KEYS_ARN)
@@ -128,6 +123,17 @@ impl RotationConfig {
             .optional(ENV_PRIVATE_KEY_ARN)
             .ok_or_else(|| err(ENV_PRIVATE_KEY_ARN, "is required: the one secret this function rotates"))?;
         Ok(RotationConfig { algorithm, private_key_secret, public_keys_secret })
+    }
+}
+
+/// The asymmetric algorithms (the ones with key pairs to rotate and publish), by their JOSE
+/// names.
+pub fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
     }
 }
 

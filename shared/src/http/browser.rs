@@ -186,23 +186,22 @@ impl Browser {
     /// make its visitors' browsers post credentials (a form post needs no CORS), and so
     /// fill a chosen user's failed-login counters from many addresses.
     pub fn check_origin(&self, request_headers: &HeaderMap) -> Result<(), AuthError> {
-        match self.origin_of(request_headers) {
-            Some(_) if self.allowed_origin(request_headers).is_none() => Err(AuthError::OriginRefused),
-            _ => Ok(()),
-        }
+        if self.foreign_origin(request_headers) { Err(AuthError::OriginRefused) } else { Ok(()) }
+    }
+
+    /// The request has an `Origin`, and it is not an allowed one.
+    fn foreign_origin(&self, request_headers: &HeaderMap) -> bool {
+        self.origin_of(request_headers).is_some() && self.allowed_origin(request_headers).is_none()
     }
 
     /// A request that authenticates with the cookie must carry `X-Requested-With` and, if
     /// it has an `Origin`, an allowed one: a cross-site form can do neither. Checked
     /// before anything else, so a refused request changes nothing.
     pub fn check_csrf(&self, request_headers: &HeaderMap) -> Result<(), AuthError> {
-        if !request_headers.contains_key(CSRF_HEADER) {
+        if !request_headers.contains_key(CSRF_HEADER) || self.foreign_origin(request_headers) {
             return Err(AuthError::CsrfRejected);
         }
-        match self.origin_of(request_headers) {
-            Some(_) if self.allowed_origin(request_headers).is_none() => Err(AuthError::CsrfRejected),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 }
 

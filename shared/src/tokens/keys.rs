@@ -32,12 +32,7 @@ pub const RSA_BITS: usize = 2048;
 
 /// The asymmetric algorithms, by their JOSE names.
 pub fn algorithm_of(name: &str) -> Result<Algorithm, KeyError> {
-    match name {
-        "RS256" => Ok(Algorithm::RS256),
-        "ES256" => Ok(Algorithm::ES256),
-        "EdDSA" => Ok(Algorithm::EdDSA),
-        other => Err(KeyError::Algorithm(other.to_string())),
-    }
+    crate::config::per_function::asymmetric_algorithm(name).ok_or_else(|| KeyError::Algorithm(name.to_string()))
 }
 
 fn algorithm_name(algorithm: Algorithm) -> &'static str {

@@ -14,6 +14,20 @@ pub(super) fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's outcome: `true` if it was applied, `false` if its condition did
+/// not hold (an answer), a `StoreError` for anything else.
+pub(super) fn condition_held<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(classify(e)),
+    }
+}
+
 /// The operations whose failed condition can return the item as it is
 /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`).
 pub(super) trait ConditionFailure {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
 
-use super::errors::{build_err, classify, is_condition_failure};
+use super::errors::{build_err, classify, condition_held};
 use super::item::{Item, get_s, get_u64, n, s};
 use super::{BATCH_RETRIES, DynamoStore, backoff, session_key};
 use crate::store::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore, StoreError};
@@ -107,11 +107,8 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":exp", n(expires_at))
             .send()
             .await;
-        match result {
-            // Not listed (forgotten by a deletion meanwhile): it stays so.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(classify),
-        }
+        // Not listed (forgotten by a deletion meanwhile: condition failed): it stays so.
+        condition_held(result).map(|_| ())
     }
 
     /// One consistent query (newest first, paged up to the cap), then one consistent batch

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::errors::{build_err, classify, failed_condition, is_condition_failure};
+use super::errors::{build_err, classify, condition_held, failed_condition};
 use super::item::{Item, get_s, get_u64, n, s};
 use super::users::user_from_item;
 use super::{DynamoStore, throttle_key};
@@ -190,11 +190,8 @@ impl ThrottleStore for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
-        match result {
-            // Another window by now, or nothing to give back: nothing to do.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(classify),
-        }
+        // Another window by now, or nothing to give back (condition failed): nothing to do.
+        condition_held(result).map(|_| ())
     }
 
     async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {

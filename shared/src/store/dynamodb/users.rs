@@ -3,12 +3,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
-use super::errors::{build_err, classify, is_condition_failure};
+use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
     Item, get_roles, get_s, get_u64, is_disabled, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
@@ -138,12 +136,8 @@ impl UserStore for DynamoStore {
             .expression_attribute_values(":old", s(old_hash))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Changed meanwhile: the newer hash wins, nothing to do.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(classify(e)),
-        }
+        // Changed meanwhile (condition failed): the newer hash wins, nothing to do.
+        condition_held(result).map(|_| ())
     }
 
     async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError> {
@@ -158,12 +152,8 @@ impl UserStore for DynamoStore {
             .expression_attribute_values(":t", ms_to_seconds_attr(at_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already later (a concurrent "log out everywhere"), or no such user: done.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(classify(e)),
-        }
+        // Already later (a concurrent "log out everywhere"), or no such user: done.
+        condition_held(result).map(|_| ())
     }
 
     async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {
@@ -183,11 +173,7 @@ impl UserStore for DynamoStore {
                 .expression_attribute_values(":old", set),
             None => update.condition_expression("attribute_exists(username) AND attribute_not_exists(#roles)"),
         };
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(classify(e)),
-        }
+        condition_held(update.send().await)
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError> {
@@ -198,14 +184,9 @@ impl UserStore for DynamoStore {
                 .key("username", s(username))
                 .expression_attribute_names("#dis", "disabled")
         };
-        let outcome = |result: Result<_, SdkError<UpdateItemError, _>>| match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(classify(e)),
-        };
         if !disabled {
             let enable = update().update_expression("REMOVE #dis").condition_expression("attribute_exists(username)");
-            return outcome(enable.send().await);
+            return condition_held(enable.send().await);
         }
         // Disabled and every session cut off, in one write...
         let with_cutoff = update()
@@ -214,7 +195,7 @@ impl UserStore for DynamoStore {
             .expression_attribute_names("#after", "sessions_valid_after")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":t", ms_to_seconds_attr(at_ms));
-        if outcome(with_cutoff.send().await)? {
+        if condition_held(with_cutoff.send().await)? {
             return Ok(true);
         }
         // ...unless a later cutoff is already there (or there is no such user).
@@ -222,7 +203,7 @@ impl UserStore for DynamoStore {
             .update_expression("SET #dis = :true")
             .condition_expression("attribute_exists(username)")
             .expression_attribute_values(":true", AttributeValue::Bool(true));
-        outcome(alone.send().await)
+        condition_held(alone.send().await)
     }
 
     async fn change_password(

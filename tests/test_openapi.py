@@ -51,6 +51,20 @@ CONTRACT_CODES = {
     "insufficient_scope",
     "not_found",
 }
+# Codes ../shared/CONTRACT.md names for what is not built yet, each with its part. A code
+# moves to CONTRACT_CODES (and openapi.yaml) when the code answers it; the test below fails
+# if the service answers one of these, or the contract names a code in neither list.
+UNBUILT_CONTRACT_CODES = {
+    "method_not_allowed": "Round 3 amendments (HTTP conformance)",
+    "invalid_email": "Part 3, email and recovery",
+    "email_taken": "Part 3, email and recovery",
+    "email_not_verified": "Part 3, email and recovery",
+    "not_configured": "Part 3, email and recovery",
+    "mfa_required": "Part 3, multi-factor",
+    "mfa_already_enabled": "Part 3, multi-factor",
+    "mfa_token": "Part 3, multi-factor (a field of the mfa_required answer, named beside its 403)",
+    "insufficient_user_authentication": "Part 3, multi-factor",
+}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # The one browser origin the local API allows here, so that answers carry CORS headers.
 APP_ORIGIN = "https://app.openapi.test:8080"
@@ -201,7 +215,11 @@ def test_every_error_code_of_the_contract_is_documented():
         if found:
             named |= set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", line[found.start() :]))
         named |= set(re.findall(r'"error": "([a-z_]+)"', line))
-    assert named == CONTRACT_CODES, "CONTRACT.md's error codes changed: update CONTRACT_CODES and openapi.yaml"
+    assert named == CONTRACT_CODES | set(UNBUILT_CONTRACT_CODES), (
+        "CONTRACT.md's error codes changed: update CONTRACT_CODES (and openapi.yaml) or UNBUILT_CONTRACT_CODES"
+    )
+    answered = {code for _, code in code_errors()}
+    assert not answered & set(UNBUILT_CONTRACT_CODES), "built now: move these to CONTRACT_CODES"
 
 
 # --- The local API against the document ------------------------------------------------------

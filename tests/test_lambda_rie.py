@@ -197,15 +197,31 @@ def test_me_returns_the_authorizer_context(functions, user):
     }
 
 
-def test_refresh_rotates_and_refuses_reuse(functions, user):
+def from_address(ev, source_ip):
+    """`ev` as API Gateway gives it for a request from `source_ip`."""
+    context = ev["requestContext"]
+    return {**ev, "requestContext": {**context, "identity": {**context["identity"], "sourceIp": source_ip}}}
+
+
+def test_refresh_rotates_answers_its_clients_retry_again_and_refuses_reuse_from_elsewhere(functions, user):
     refresh = functions("refresh")
     login = functions("login").invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
     token = json.loads(login["body"])["refresh_token"]
     first = refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))
     assert first["statusCode"] == 200, first
-    again = refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))
-    assert again["statusCode"] == 401
-    assert json.loads(again["body"])["error"] == "invalid_grant"
+    # The same client again, within the grace window (REFRESH_REUSE_GRACE_SECONDS, 10 in
+    # events/env.json): the same pair.
+    retried = refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))
+    assert retried["statusCode"] == 200, retried
+    pair = json.loads(first["body"])
+    again = json.loads(retried["body"])
+    for kind in ("access_token", "refresh_token"):
+        assert claims_of(again[kind]) == claims_of(pair[kind])
+    # Another address: reuse, the session is revoked.
+    stolen = refresh.invoke(from_address(event("refresh", body=json.dumps({"refresh_token": token})), "198.51.100.7"))
+    assert stolen["statusCode"] == 401
+    assert json.loads(stolen["body"])["error"] == "invalid_grant"
+    assert refresh.invoke(event("refresh", body=json.dumps({"refresh_token": pair["refresh_token"]})))["statusCode"] == 401
 
 
 def test_logout_revokes_the_session_at_once(functions, user):
@@ -559,7 +575,8 @@ def test_metrics_count_logins_refreshes_and_store_calls_one_line_per_invocation(
         assert bad["statusCode"] == 401, bad
         token = json.loads(ok["body"])["refresh_token"]
         assert refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))["statusCode"] == 200
-        assert refresh.invoke(event("refresh", body=json.dumps({"refresh_token": token})))["statusCode"] == 401
+        stolen = from_address(event("refresh", body=json.dumps({"refresh_token": token})), "198.51.100.7")
+        assert refresh.invoke(stolen)["statusCode"] == 401
     finally:
         login_logs, refresh_logs = login.stop(), refresh.stop()
     first, second = emf_lines(login_logs)

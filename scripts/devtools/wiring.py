@@ -16,6 +16,7 @@ PARAMETER_ENV = {
     "AccessTokenTtlSeconds": "ACCESS_TOKEN_TTL_SECONDS",
     "RefreshTokenTtlSeconds": "REFRESH_TOKEN_TTL_SECONDS",
     "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
+    "RefreshReuseGraceSeconds": "REFRESH_REUSE_GRACE_SECONDS",
     "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
     "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
     "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",

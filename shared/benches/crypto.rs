@@ -55,7 +55,7 @@ impl RevocationStore for InstantStore {
     async fn revoke_session(&self, _: &str, _: u64) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn spend_refresh_token(&self, _: &str, _: u64, _: &str) -> Result<SpendOutcome, StoreError> {
+    async fn spend_refresh_token(&self, _: &str, _: u64, _: &shared::store::Spend) -> Result<SpendOutcome, StoreError> {
         unreachable!()
     }
 }

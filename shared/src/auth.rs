@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::config::{DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
+use crate::config::{DEFAULT_REFRESH_REUSE_GRACE_SECONDS, DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
 use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, UserRecord};
@@ -138,6 +138,7 @@ pub struct Auth {
     passwords: Arc<PasswordHasher>,
     throttle: LoginThrottleConfig,
     session_max_lifetime_seconds: u64,
+    refresh_reuse_grace_seconds: u64,
 }
 
 impl Auth {
@@ -148,6 +149,7 @@ impl Auth {
             passwords,
             throttle: LoginThrottleConfig::default(),
             session_max_lifetime_seconds: DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
+            refresh_reuse_grace_seconds: DEFAULT_REFRESH_REUSE_GRACE_SECONDS,
         }
     }
 
@@ -159,6 +161,13 @@ impl Auth {
     /// Sessions end this long after they started, however often they are refreshed.
     pub fn with_session_max_lifetime(mut self, seconds: u64) -> Self {
         self.session_max_lifetime_seconds = seconds;
+        self
+    }
+
+    /// A spent refresh token presented again by the client that spent it, this soon after,
+    /// gets the same successor pair instead of ending the session (0: never).
+    pub fn with_refresh_reuse_grace(mut self, seconds: u64) -> Self {
+        self.refresh_reuse_grace_seconds = seconds;
         self
     }
 

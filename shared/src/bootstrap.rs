@@ -232,7 +232,8 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     let store = DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
         .with_login_throttle(config.login_throttle)
-        .with_session_max_lifetime(config.session_max_lifetime_seconds))
+        .with_session_max_lifetime(config.session_max_lifetime_seconds)
+        .with_refresh_reuse_grace(config.refresh_reuse_grace_seconds))
 }
 
 #[cfg(test)]

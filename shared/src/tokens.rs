@@ -16,13 +16,13 @@ use crate::config::{ApiConfig, TokenConfig};
 
 mod claims;
 mod crypto;
-mod keyset;
 pub mod keys;
+mod keyset;
 
-pub use claims::{AccessClaims, IssuedPair, RefreshClaims, Subject, TokenError, TokenUse};
+pub use claims::{AccessClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};
+pub use keys::{Jwks, KeyError, PrivateKey, PublicJwk};
 use keyset::VerifyingKey;
 pub use keyset::{KeySet, SigningKey};
-pub use keys::{Jwks, KeyError, PrivateKey, PublicJwk};
 
 /// Tokens longer than this are refused before any parsing; ours are well under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -329,6 +329,19 @@ impl TokenService {
         if not_after <= now {
             return Err(TokenError::Expired);
         }
+        let ids = PairIds {
+            access_jti: Uuid::new_v4().to_string(),
+            refresh_jti: Uuid::new_v4().to_string(),
+            iat: now,
+            access_exp: (now + self.config.access_ttl_seconds).min(not_after),
+            refresh_exp: (now + self.config.refresh_ttl_seconds).min(not_after),
+        };
+        self.sign_pair(subject, sid, &ids)
+    }
+
+    /// Signs the pair of these ids and times for `subject` in session `sid`: a new pair,
+    /// or again one handed out before (a refresh retried within the grace window).
+    pub fn sign_pair(&self, subject: Subject<'_>, sid: &str, ids: &PairIds) -> Result<IssuedPair, TokenError> {
         // Nothing is signed before the issuer is known.
         let issuer = self.issuer().ok_or(TokenError::Invalid)?.to_string();
         let access = AccessClaims {
@@ -337,21 +350,21 @@ impl TokenService {
             sub: subject.user_id.to_string(),
             username: subject.username.to_string(),
             roles: subject.roles.to_vec(),
-            iat: now,
-            nbf: now,
-            exp: (now + self.config.access_ttl_seconds).min(not_after),
-            jti: Uuid::new_v4().to_string(),
+            iat: ids.iat,
+            nbf: ids.iat,
+            exp: ids.access_exp,
+            jti: ids.access_jti.clone(),
             sid: sid.to_string(),
             token_use: TokenUse::Access,
         };
         let refresh = RefreshClaims {
-            iss: issuer.clone(),
+            iss: issuer,
             aud: self.config.audience.clone(),
             sub: subject.user_id.to_string(),
-            iat: now,
-            nbf: now,
-            exp: (now + self.config.refresh_ttl_seconds).min(not_after),
-            jti: Uuid::new_v4().to_string(),
+            iat: ids.iat,
+            nbf: ids.iat,
+            exp: ids.refresh_exp,
+            jti: ids.refresh_jti.clone(),
             sid: sid.to_string(),
             token_use: TokenUse::Refresh,
         };

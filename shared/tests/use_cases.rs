@@ -8,7 +8,7 @@ use shared::auth::Principal;
 use shared::config::Argon2Config;
 use shared::error::AuthError;
 use shared::password::PasswordHasher;
-use shared::store::{FailedLogins, ThrottleKey, ThrottleStore, UserStore};
+use shared::store::{FailedLogins, RevocationStore, Spend, Successor, ThrottleKey, ThrottleStore, UserStore};
 
 const PASSWORD: &str = "correct horse battery";
 /// The caller's address, as API Gateway's `sourceIp` gives it.
@@ -206,6 +206,95 @@ async fn ten_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
         }
     }
     assert_eq!(ok, 1, "exactly one refresh spends the token");
+}
+
+/// The ids and times of a pair: what "the same pair" means (signatures may differ).
+fn ids(pair: &shared::tokens::IssuedPair) -> (shared::tokens::AccessClaims, shared::tokens::RefreshClaims) {
+    (pair.access.clone(), pair.refresh.clone())
+}
+
+#[tokio::test]
+async fn a_refresh_repeated_by_its_client_within_the_grace_gets_the_same_pair_and_keeps_the_session() {
+    let Some(env) = common::env().await else { return };
+    let auth = env.auth().with_refresh_reuse_grace(10);
+    let (_, r) = registered(&auth, "retry").await;
+    let first = auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap();
+    // The answer was lost; the client sends the same token again.
+    let again = auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap();
+    assert_eq!(ids(&again), ids(&first), "the same claims and ids, signed again");
+    assert!(auth.tokens().verify_access(&again.access_token).is_ok());
+    // The session lives on: both copies of the pair work, and the chain goes on from it.
+    assert!(auth.authorize(&again.access_token, &[]).await.is_ok());
+    assert!(auth.authorize(&r.tokens.access_token, &[]).await.is_ok());
+    let next = auth.refresh(&again.refresh_token, CLIENT).await.unwrap();
+    assert!(auth.authorize(&next.access_token, &[]).await.is_ok());
+    assert!(env.revoked_item(&format!("session#{}", r.tokens.access.sid)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_spent_refresh_token_from_another_address_within_the_grace_revokes_the_session() {
+    let Some(env) = common::env().await else { return };
+    let auth = env.auth().with_refresh_reuse_grace(10);
+    let (_, r) = registered(&auth, "elsewhere").await;
+    let first = auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap();
+    let err = auth.refresh(&r.tokens.refresh_token, Some("198.51.100.7")).await.unwrap_err();
+    assert_eq!(err, AuthError::InvalidGrant);
+    assert_eq!(auth.authorize(&first.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    // And an unknown address is never the spender's.
+    let (_, r) = registered(&auth, "noaddr").await;
+    auth.refresh(&r.tokens.refresh_token, None).await.unwrap();
+    assert_eq!(auth.refresh(&r.tokens.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+}
+
+#[tokio::test]
+async fn a_spent_refresh_token_after_the_grace_or_with_no_grace_revokes_the_session() {
+    let Some(env) = common::env().await else { return };
+    let auth = env.auth().with_refresh_reuse_grace(10);
+    let (_, r) = registered(&auth, "late").await;
+    // Spent eleven seconds ago by this very client (the marker written as a spend would).
+    let eleven_seconds_ago = shared::auth::now_ms() - 11_000;
+    let spend = Spend {
+        spender: "an-earlier-request".into(),
+        client: "192.0.2.1".into(),
+        at_ms: eleven_seconds_ago,
+        successor: Successor {
+            access_jti: "a".into(),
+            refresh_jti: "b".into(),
+            iat: eleven_seconds_ago / 1000,
+            access_exp: eleven_seconds_ago / 1000 + 900,
+            refresh_exp: eleven_seconds_ago / 1000 + 86_400,
+            roles: vec!["user".into()],
+        },
+    };
+    env.store().spend_refresh_token(&r.tokens.refresh.jti, r.tokens.refresh.exp + LEEWAY, &spend).await.unwrap();
+    assert_eq!(auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.authorize(&r.tokens.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+
+    let auth = env.auth().with_refresh_reuse_grace(0);
+    let (_, r) = registered(&auth, "nograce").await;
+    let first = auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap();
+    assert_eq!(auth.refresh(&r.tokens.refresh_token, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+    assert_eq!(auth.authorize(&first.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tabs_refreshing_one_token_together_all_get_the_same_pair() {
+    let Some(env) = common::env().await else { return };
+    let auth = env.auth().with_refresh_reuse_grace(10);
+    let (_, r) = registered(&auth, "tabs").await;
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), r.tokens.refresh_token.clone());
+            tokio::spawn(async move { auth.refresh(&token, CLIENT).await.unwrap() })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for h in handles {
+        pairs.push(ids(&h.await.unwrap()));
+    }
+    assert!(pairs.iter().all(|p| *p == pairs[0]), "one successor pair for every tab");
+    assert_ne!(pairs[0].1.jti, r.tokens.refresh.jti);
+    assert!(env.revoked_item(&format!("session#{}", r.tokens.access.sid)).await.is_none(), "session live");
 }
 
 #[tokio::test]

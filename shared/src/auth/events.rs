@@ -21,6 +21,9 @@ pub enum Kind {
     LoginLocked,
     /// A spent refresh token came back: its session was revoked as stolen.
     RefreshReuseDetected,
+    /// A spent refresh token came back from the client that spent it, within the grace
+    /// window: answered with the same successor pair, the session kept.
+    RefreshRetry,
     /// The password was changed (every earlier session revoked; `session_id`: the new one).
     PasswordChanged,
     /// A password change refused: wrong current password.
@@ -47,6 +50,7 @@ impl Kind {
             Kind::LoginFailed => "login_failed",
             Kind::LoginLocked => "login_locked",
             Kind::RefreshReuseDetected => "refresh_reuse_detected",
+            Kind::RefreshRetry => "refresh_retry",
             Kind::PasswordChanged => "password_changed",
             Kind::PasswordChangeFailed => "password_change_failed",
             Kind::AccountDeleted => "account_deleted",
@@ -74,6 +78,7 @@ impl Kind {
     fn outcome(self) -> &'static str {
         match self {
             Kind::LoginSucceeded
+            | Kind::RefreshRetry
             | Kind::PasswordChanged
             | Kind::AccountDeleted
             | Kind::SessionEnded

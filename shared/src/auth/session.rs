@@ -4,11 +4,35 @@
 use uuid::Uuid;
 
 use super::events::{self, Event, Kind};
+use super::throttle;
 use super::{Auth, Principal, now_ms};
 use crate::error::AuthError;
 use crate::metrics::{self, Metric};
-use crate::store::{AccessState, SpendOutcome, UserAccess};
-use crate::tokens::{IssuedPair, TokenError};
+use crate::store::{AccessState, Spend, SpendOutcome, Successor, UserAccess};
+use crate::tokens::{IssuedPair, PairIds, Subject, TokenError};
+
+/// What a spent marker records of the pair a refresh handed out.
+fn successor_of(pair: &IssuedPair) -> Successor {
+    let ids = pair.ids();
+    Successor {
+        access_jti: ids.access_jti,
+        refresh_jti: ids.refresh_jti,
+        iat: ids.iat,
+        access_exp: ids.access_exp,
+        refresh_exp: ids.refresh_exp,
+        roles: pair.access.roles.clone(),
+    }
+}
+
+fn ids_of(next: &Successor) -> PairIds {
+    PairIds {
+        access_jti: next.access_jti.clone(),
+        refresh_jti: next.refresh_jti.clone(),
+        iat: next.iat,
+        access_exp: next.access_exp,
+        refresh_exp: next.refresh_exp,
+    }
+}
 
 /// When the session started (epoch ms). Session ids are UUIDv7: their embedded creation
 /// time is what "log out everywhere" and the absolute lifetime are measured from.
@@ -43,11 +67,13 @@ impl Auth {
         Some(session_started_ms(sid)? / 1000 + self.session_max_lifetime_seconds)
     }
 
-    /// Rotation: the presented refresh token is spent by one conditional write and a new
-    /// pair is minted in the same session. A token that was spent before is treated as
-    /// stolen: its whole session is revoked, including the newest pair. A session past its
-    /// absolute lifetime is over, whatever the token's own `exp`. `client_ip` (the caller's
-    /// address, where known) goes into the theft's security event.
+    /// Rotation: the presented refresh token is spent by one conditional write that also
+    /// records the pair it is exchanged for, and that pair is handed out. A token spent
+    /// before is treated as stolen (its whole session is revoked, the newest pair
+    /// included) unless it comes back from the client that spent it within the grace
+    /// window: a retry after a lost answer, or tabs refreshing together, which get that
+    /// same pair again. A session past its absolute lifetime is over, whatever the token's
+    /// own `exp`. `client_ip` is API Gateway's `sourceIp`, where known.
     pub async fn refresh(&self, refresh_token: &str, client_ip: Option<&str>) -> Result<IssuedPair, AuthError> {
         let claims = self.tokens.verify_refresh_reloading(refresh_token).await.map_err(|e| {
             tracing::info!(reason = %e, "refresh token refused");
@@ -64,23 +90,54 @@ impl Auth {
         let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
             return Err(AuthError::InvalidGrant);
         };
+        // Roles come from the store, not the old token: role changes apply at refresh.
+        let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid).await?;
+        let client = throttle::client_key(client_ip);
+        let spend = Spend {
+            spender: Uuid::new_v4().to_string(),
+            client: client.clone(),
+            at_ms: now_ms(),
+            successor: successor_of(&pair),
+        };
         // The conditional write is the one authority on "spent": no read decides it. The
         // marker lasts as long as the token could still verify (exp plus the leeway).
         let marker_expiry = claims.exp + self.tokens.config().leeway_seconds;
-        let spender = Uuid::new_v4().to_string();
-        match self.store.spend_refresh_token(&claims.jti, marker_expiry, &spender).await? {
-            SpendOutcome::AlreadySpent => {
-                self.revoke_stolen_session(&claims.sid, &claims.sub, client_ip.unwrap_or_default()).await?;
-                Err(AuthError::InvalidGrant)
-            }
-            // Roles come from the store, not the old token: role changes apply at refresh.
+        match self.store.spend_refresh_token(&claims.jti, marker_expiry, &spend).await? {
             SpendOutcome::Spent => {
-                let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid).await?;
                 self.touch_session(&claims.sub, &claims.sid, &pair).await;
                 metrics::count(Metric::RefreshSucceeded);
                 Ok(pair)
             }
+            SpendOutcome::AlreadySpent(Some(earlier)) if self.is_retry(&earlier, &client, spend.at_ms) => {
+                let next = &earlier.successor;
+                let subject = Subject { user_id: &claims.sub, username: &username, roles: &next.roles };
+                let again =
+                    self.tokens.sign_pair(subject, &claims.sid, &ids_of(next)).map_err(|_| AuthError::Internal)?;
+                let event = Event {
+                    user_id: &claims.sub,
+                    username: &username,
+                    client_ip: client_ip.unwrap_or_default(),
+                    session_id: &claims.sid,
+                    reason: "spent_within_grace_by_same_client",
+                };
+                events::record(Kind::RefreshRetry, event);
+                Ok(again)
+            }
+            SpendOutcome::AlreadySpent(_) => {
+                self.revoke_stolen_session(&claims.sid, &claims.sub, client_ip.unwrap_or_default()).await?;
+                Err(AuthError::InvalidGrant)
+            }
         }
+    }
+
+    /// Whether a spent token presented again by `client` at `now_ms` is the spender's own
+    /// retry: within the grace window, from the same known client.
+    fn is_retry(&self, earlier: &Spend, client: &str, now_ms: u64) -> bool {
+        let grace_ms = self.refresh_reuse_grace_seconds * 1000;
+        grace_ms > 0
+            && client != throttle::UNKNOWN_CLIENT
+            && earlier.client == client
+            && now_ms.saturating_sub(earlier.at_ms) <= grace_ms
     }
 
     /// Best effort, after the spend: the listing's "last used" moves on, and the row lives

@@ -46,9 +46,12 @@ pub fn client_key(source_ip: Option<&str>) -> String {
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
-        None => "unknown".to_string(),
+        None => UNKNOWN_CLIENT.to_string(),
     }
 }
+
+/// The client key of every caller whose address is absent or unparseable.
+pub const UNKNOWN_CLIENT: &str = "unknown";
 
 /// A record that has not expired yet; an expired one counts as none, whether or not
 /// DynamoDB's TTL (which lags by up to days) has deleted it.

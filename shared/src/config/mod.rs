@@ -117,6 +117,11 @@ impl Default for LoginThrottleConfig {
 /// started it, however often it is refreshed.
 pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
 
+/// How long after a refresh token is spent the same client may present it again and get
+/// the same successor pair (a retry after a lost answer, tabs refreshing together); 0: never.
+pub const DEFAULT_REFRESH_REUSE_GRACE_SECONDS: u64 = 10;
+pub const MAX_REFRESH_REUSE_GRACE_SECONDS: u64 = 60;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     /// The `iss` of tokens; empty: the API's own URL, `https://{api-id}.execute-api.
@@ -145,6 +150,8 @@ pub struct Config {
     /// After this long (from the session's start), refresh fails whatever the refresh
     /// token's own `exp`; no token of the session is issued to outlive it.
     pub session_max_lifetime_seconds: u64,
+    /// See [`DEFAULT_REFRESH_REUSE_GRACE_SECONDS`].
+    pub refresh_reuse_grace_seconds: u64,
     /// The deployed API (region, stage) an issuer left to the API is learnt from.
     pub api: ApiConfig,
 }
@@ -233,9 +240,10 @@ pub const ENV_LOGIN_LOCK_SECONDS: &str = "LOGIN_LOCK_SECONDS";
 pub const ENV_LOGIN_NAME_MAX_FAILURES: &str = "LOGIN_NAME_MAX_FAILURES";
 pub const ENV_LOGIN_NAME_WINDOW_SECONDS: &str = "LOGIN_NAME_WINDOW_SECONDS";
 pub const ENV_SESSION_MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECONDS";
+pub const ENV_REFRESH_REUSE_GRACE: &str = "REFRESH_REUSE_GRACE_SECONDS";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 23] = [
+pub const CONFIG_VARIABLES: [&str; 24] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -259,6 +267,7 @@ pub const CONFIG_VARIABLES: [&str; 23] = [
     ENV_LOGIN_NAME_MAX_FAILURES,
     ENV_LOGIN_NAME_WINDOW_SECONDS,
     ENV_SESSION_MAX_LIFETIME,
+    ENV_REFRESH_REUSE_GRACE,
 ];
 
 impl Config {
@@ -380,6 +389,12 @@ impl Config {
                 300,
                 5 * 365 * 86_400,
             )?,
+            refresh_reuse_grace_seconds: r.number(
+                ENV_REFRESH_REUSE_GRACE,
+                DEFAULT_REFRESH_REUSE_GRACE_SECONDS,
+                0,
+                MAX_REFRESH_REUSE_GRACE_SECONDS,
+            )?,
             api: ApiConfig::from_source(source),
         })
     }
@@ -468,6 +483,10 @@ mod tests {
             ENV_LOGIN_NAME_MAX_FAILURES
         );
         assert_eq!(with(&[(ENV_SESSION_MAX_LIFETIME, Some("0"))]).unwrap_err().variable, ENV_SESSION_MAX_LIFETIME);
+        // The refresh grace: 10 s unless set, 0 turns it off, at most a minute.
+        assert_eq!(with(&[]).unwrap().refresh_reuse_grace_seconds, 10);
+        assert_eq!(with(&[(ENV_REFRESH_REUSE_GRACE, Some("0"))]).unwrap().refresh_reuse_grace_seconds, 0);
+        assert_eq!(with(&[(ENV_REFRESH_REUSE_GRACE, Some("61"))]).unwrap_err().variable, ENV_REFRESH_REUSE_GRACE);
     }
 
     #[test]
@@ -486,7 +505,9 @@ mod tests {
 
     #[test]
     fn the_issuer_is_an_https_url_or_loopback() {
-        for ok in ["https://auth.example.com", "https://auth.example.com/v1", "http://127.0.0.1:3000", "http://localhost"] {
+        for ok in
+            ["https://auth.example.com", "https://auth.example.com/v1", "http://127.0.0.1:3000", "http://localhost"]
+        {
             assert_eq!(with(&[(ENV_ISSUER, Some(ok))]).unwrap().tokens.issuer, ok);
         }
         for bad in ["jwt-auth", "http://auth.example.com", "https://", "ftp://x", "http://127.0.0.1.evil.example"] {

@@ -19,7 +19,7 @@ mod throttle;
 mod users;
 
 pub use dynamodb::DynamoStore;
-pub use revocations::{AccessState, RevocationStore, SpendOutcome};
+pub use revocations::{AccessState, RevocationStore, Spend, SpendOutcome, Successor};
 pub use sessions::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore};
 pub use throttle::{FailedLogins, LoginState, NameAttempt, Swapped, ThrottleKey, ThrottleStore};
 pub use users::{CreateOutcome, PasswordChange, UserAccess, UserRecord, UserStore};

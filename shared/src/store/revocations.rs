@@ -15,12 +15,41 @@ pub struct AccessState {
     pub user: Option<UserAccess>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The spending of a refresh token, as its marker records it: enough to answer the same
+/// client's retry with the very pair the spend was given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spend {
+    /// The spending request's unique id: a retried write that had already been applied
+    /// answers `Spent`, not `AlreadySpent` (which would be taken for theft).
+    pub spender: String,
+    /// The spending client's key (`auth::throttle::client_key`).
+    pub client: String,
+    /// Epoch milliseconds.
+    pub at_ms: u64,
+    /// The pair the spend handed out.
+    pub successor: Successor,
+}
+
+/// What a pair is besides its subject and session: its ids, times and roles.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Successor {
+    pub access_jti: String,
+    pub refresh_jti: String,
+    /// Epoch seconds.
+    pub iat: u64,
+    pub access_exp: u64,
+    pub refresh_exp: u64,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpendOutcome {
     /// This call spent the token: the caller may mint the next pair.
     Spent,
-    /// The token had been spent (or revoked) before: reuse.
-    AlreadySpent,
+    /// The token had been spent (or revoked) before: reuse, unless it is the same client
+    /// retrying within the grace window. The earlier spend as recorded, if it is one
+    /// (`None`: a marker that records no spend).
+    AlreadySpent(Option<Spend>),
 }
 
 #[async_trait]
@@ -35,8 +64,7 @@ pub trait RevocationStore: Send + Sync {
     /// Also reads the user aggregate (the user's access fields, in the same read).
     async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError>;
 
-    /// Marks a refresh token spent with one conditional write. `spender` is this request's
-    /// unique id: a retried write that had already been applied answers `Spent`, not
-    /// `AlreadySpent` (which would be taken for theft).
-    async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spender: &str) -> Result<SpendOutcome, StoreError>;
+    /// Marks a refresh token spent, recording `spend`, with one conditional write; the
+    /// marker may be forgotten at `expires_at` (epoch seconds).
+    async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spend: &Spend) -> Result<SpendOutcome, StoreError>;
 }

@@ -61,6 +61,29 @@ pub struct IssuedPair {
     pub refresh: RefreshClaims,
 }
 
+/// What tells one pair from another of the same subject and session: its ids and times
+/// (epoch seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairIds {
+    pub access_jti: String,
+    pub refresh_jti: String,
+    pub iat: u64,
+    pub access_exp: u64,
+    pub refresh_exp: u64,
+}
+
+impl IssuedPair {
+    pub fn ids(&self) -> PairIds {
+        PairIds {
+            access_jti: self.access.jti.clone(),
+            refresh_jti: self.refresh.jti.clone(),
+            iat: self.access.iat,
+            access_exp: self.access.exp,
+            refresh_exp: self.refresh.exp,
+        }
+    }
+}
+
 /// Who a token is about.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {

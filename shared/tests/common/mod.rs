@@ -102,6 +102,16 @@ impl Env {
         self.raw_item(&self.revoked_table, "jti", key).await
     }
 
+    /// Writes an item of the revoked-tokens table as another writer (or an older version)
+    /// would have: key `jti`, string attributes.
+    pub async fn put_revoked_item(&self, jti: &str, attributes: &[(&str, &str)]) {
+        let mut put = self.client.put_item().table_name(&self.revoked_table).item("jti", AttributeValue::S(jti.into()));
+        for (name, value) in attributes {
+            put = put.item(*name, AttributeValue::S(value.to_string()));
+        }
+        put.send().await.unwrap();
+    }
+
     pub async fn user_item(&self, username: &str) -> Option<Item> {
         self.raw_item(&self.users_table, "username", username).await
     }

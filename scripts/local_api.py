@@ -34,7 +34,7 @@ requiring the given roles (the tests use it for a role-protected route).
 app, examples/browser/, on http://127.0.0.1:N/, a second origin, so that CORS and cookie
 mode are real; its config.js is generated with the API's URL. ALLOWED_ORIGINS defaults to
 the API's own origin (for /docs) and that one. 0 serves no sample app: the local API then replaces this process (the
-tests start it so). COOKIE_PATH defaults to /auth (the local API has no stage prefix).
+tests start it so).
 """
 
 import argparse
@@ -199,8 +199,6 @@ def main():
                 f"note: ALLOWED_ORIGINS does not include {example_origin}: the sample app cannot read the API's answers",
                 file=sys.stderr,
             )
-    # Cookie mode's Path: the local API serves /auth/... without the stage in front.
-    env.setdefault("COOKIE_PATH", "/auth")
     env.setdefault("OPENAPI_FILE", str(OPENAPI))
     env.setdefault("DOCS_ASSETS_DIR", str(docs_assets.DEST))
     if not (pathlib.Path(env["DOCS_ASSETS_DIR"]) / "swagger-ui-bundle.js").is_file():

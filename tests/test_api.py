@@ -859,12 +859,12 @@ def refresh_cookie_of(res):
     assert cookie, res.headers
     name_value, *attributes = [part.strip() for part in cookie.split(";")]
     name, value = name_value.split("=", 1)
-    assert name == "refresh_token"
+    assert name == "__Host-refresh_token"
     return value, {a.split("=", 1)[0].lower(): (a.split("=", 1) + [""])[1] for a in attributes}
 
 
 def cookie_refresh(api, cookie, headers=None):
-    headers = {"Cookie": f"refresh_token={cookie}", "X-Requested-With": "fetch", **(headers or {})}
+    headers = {"Cookie": f"__Host-refresh_token={cookie}", "X-Requested-With": "fetch", **(headers or {})}
     return api.call("POST", "/auth/refresh?cookie=true", headers=headers)
 
 
@@ -876,7 +876,7 @@ def test_cookie_mode_keeps_the_refresh_token_out_of_the_body(api, user):
     value, attrs = refresh_cookie_of(res)
     assert value.count(".") == 2, "a JWT"
     assert {"httponly", "secure"} <= set(attrs), attrs
-    assert attrs["path"] == "/auth" and attrs["samesite"] == "Strict", attrs
+    assert attrs["path"] == "/" and "domain" not in attrs and attrs["samesite"] == "Strict", attrs
     assert 0 < int(attrs["max-age"]) <= body["refresh_expires_in"]
     # Registration too.
     reg = api.call("POST", "/auth/register?cookie=true", json_body={"username": new_name(), "password": PASSWORD}, headers=XRW)
@@ -909,15 +909,35 @@ def test_a_cookie_refresh_rotates_the_cookie_and_reuse_of_an_old_one_is_theft(ap
     assert_error(api.call("POST", "/auth/refresh?cookie=true", headers={"X-Requested-With": "fetch"}), 401, "invalid_grant")
 
 
+def test_a_refresh_carrying_the_cookie_twice_is_refused_and_cleared_and_spends_nothing(api, user):
+    # A sibling subdomain cannot set a __Host- cookie, but a request that carries two (one
+    # planted by any means beside ours) trusts neither: which comes first says nothing.
+    res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD}, headers=XRW)
+    mine, _ = refresh_cookie_of(res)
+    planted, _ = refresh_cookie_of(
+        api.call("POST", "/auth/register?cookie=true", json_body={"username": new_name(), "password": PASSWORD}, headers=XRW)
+    )
+    for cookie in [f"__Host-refresh_token={planted}; __Host-refresh_token={mine}", f"__Host-refresh_token={mine}; __Host-refresh_token="]:
+        res = api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": cookie, **XRW})
+        assert_error(res, 401, "invalid_grant")
+        value, attrs = refresh_cookie_of(res)
+        assert value == "" and attrs["max-age"] == "0" and attrs["path"] == "/"
+    # Neither was spent: each still refreshes on its own.
+    assert cookie_refresh(api, mine).status == 200
+    assert cookie_refresh(api, planted).status == 200
+    # A cookie of the old name (or any other) is not ours and is not read.
+    assert_error(api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": f"refresh_token={mine}", **XRW}), 401, "invalid_grant")
+
+
 def test_a_cookie_authenticated_request_without_the_csrf_header_or_from_another_origin_changes_nothing(api, user):
     res = api.call("POST", "/auth/login?cookie=true", json_body={"username": user["username"], "password": PASSWORD}, headers=XRW)
     cookie, _ = refresh_cookie_of(res)
     forged = [
-        api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": f"refresh_token={cookie}"}),
+        api.call("POST", "/auth/refresh?cookie=true", headers={"Cookie": f"__Host-refresh_token={cookie}"}),
         api.call(
             "POST",
             "/auth/refresh?cookie=true",
-            headers={"Cookie": f"refresh_token={cookie}", "Origin": APP_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
+            headers={"Cookie": f"__Host-refresh_token={cookie}", "Origin": APP_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
         ),
         cookie_refresh(api, cookie, {"Origin": EVIL_ORIGIN}),
     ]
@@ -947,7 +967,7 @@ def test_logout_clears_the_cookie(api, user):
     assert res.status == 204, res
     assert_cors_for(res, APP_ORIGIN)
     value, attrs = refresh_cookie_of(res)
-    assert value == "" and attrs["max-age"] == "0" and attrs["path"] == "/auth"
+    assert value == "" and attrs["max-age"] == "0" and attrs["path"] == "/"
 
 
 # --- Security events ------------------------------------------------------------------

@@ -74,7 +74,7 @@ def site():
     with the defaults (no ALLOWED_ORIGINS, COOKIE_* set: the sample app's origin, /auth,
     Strict)."""
     env = dict(os.environ, JWT_SECRET=SECRET)
-    for variable in ("ALLOWED_ORIGINS", "COOKIE_PATH", "COOKIE_SAME_SITE", "EXAMPLE_PORT"):
+    for variable in ("ALLOWED_ORIGINS", "COOKIE_SAME_SITE", "EXAMPLE_PORT"):
         env.pop(variable, None)
     example_port = free_port()
     with tempfile.TemporaryFile() as logs:
@@ -205,7 +205,7 @@ def error_shown(page, text):
 
 
 def refresh_cookie(context, site):
-    cookies = [c for c in context.cookies([f"{site.api}/auth/refresh"]) if c["name"] == "refresh_token"]
+    cookies = [c for c in context.cookies([f"{site.api}/auth/refresh"]) if c["name"] == "__Host-refresh_token"]
     assert len(cookies) <= 1, cookies
     return cookies[0] if cookies else None
 
@@ -359,7 +359,8 @@ def test_the_refresh_cookie_is_httponly_and_invisible_to_document_cookie(context
     cookie = refresh_cookie(context, site)
     assert cookie, "the browser keeps the refresh cookie"
     assert cookie["httpOnly"] and cookie["secure"], cookie
-    assert cookie["path"] == "/auth" and cookie["sameSite"] == "Strict", cookie
+    assert cookie["path"] == "/" and cookie["sameSite"] == "Strict", cookie
+    assert cookie["domain"] == "127.0.0.1", "host-only: no Domain attribute"
     assert "refresh_token" not in page.evaluate("document.cookie")
     # Not even a page of the API's own origin, under the cookie's path, can read it.
     api_page = context.new_page()

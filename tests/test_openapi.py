@@ -349,9 +349,9 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     call("POST", "/auth/refresh", 200, body=refresh, media_type=form)
     call("POST", "/auth/refresh", 401, body={"refresh_token": tokens["access_token"]})
     call("POST", "/auth/refresh", 400, body={"refresh_token": 42})
-    res = call("POST", "/auth/refresh", 200, query=cookie_mode, headers=csrf, cookies={"refresh_token": cookie})
+    res = call("POST", "/auth/refresh", 200, query=cookie_mode, headers=csrf, cookies={"__Host-refresh_token": cookie})
     assert cookie_of(res) != cookie
-    res = call("POST", "/auth/refresh", 401, query=cookie_mode, headers=csrf, cookies={"refresh_token": "not-a-token"})
+    res = call("POST", "/auth/refresh", 401, query=cookie_mode, headers=csrf, cookies={"__Host-refresh_token": "not-a-token"})
     assert "Max-Age=0" in header(res, "set-cookie")
 
     # The caller, its sessions.

@@ -366,13 +366,13 @@ def test_logout_and_ending_a_session_write_only_session_revocations(name):
     assert puts[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}
 
 
-def test_the_cookie_path_is_the_stage_auth_path_unless_configured():
-    value = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["COOKIE_PATH"]
-    conditions = TEMPLATE["Conditions"]
-    default = template.parameter_values(TEMPLATE)
-    assert template.evaluate(value, default, conditions) == "/" + str(default["StageName"]) + "/auth"
-    custom = template.parameter_values(TEMPLATE, {"CookiePath": "/auth"})
-    assert template.evaluate(value, custom, conditions) == "/auth"
+def test_the_cookies_path_is_not_configurable():
+    # The __Host- prefix makes a browser keep the cookie only with Path=/ (and no Domain),
+    # whatever the stage or custom domain: nothing may set another path.
+    assert "CookiePath" not in TEMPLATE["Parameters"]
+    for name in EXPECTED:
+        everything, _ = environment(name)
+        assert "COOKIE_PATH" not in everything, name
 
 
 # ---------------------------------------------------------------------------------------

@@ -316,7 +316,6 @@ pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
         vars.extend([
             per_function::ENV_ALLOWED_ORIGINS,
             per_function::ENV_COOKIE_SAME_SITE,
-            per_function::ENV_COOKIE_PATH,
         ]);
     }
     let use_cases = matches!(function.event, Event::Http(HttpFunction::UseCases(_)) | Event::Authorizer);

@@ -27,7 +27,7 @@ fn request(event: &Value) -> Request {
 }
 
 fn browser() -> Browser {
-    Browser::from_values(Some(ORIGIN.into()), None, None).expect("browser config")
+    Browser::from_values(Some(ORIGIN.into()), None).expect("browser config")
 }
 
 /// Use cases over a store nobody listens to: every test here must answer before a store call.

@@ -42,10 +42,10 @@ pub(super) async fn refresh(auth: &Auth, browser: &Browser, req: &Request) -> Re
     browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     if cookie && !http::has_body(req) {
-        let token = browser::refresh_cookie_of(req);
-        let refreshed = match token {
-            Some(token) => auth.refresh(&token, source_ip(req)).await,
-            None => Err(AuthError::InvalidGrant),
+        // No cookie, or more than one (one planted beside ours): refused, and cleared.
+        let refreshed = match browser::cookie_of(req, browser::REFRESH_COOKIE) {
+            Ok(Some(token)) => auth.refresh(&token, source_ip(req)).await,
+            Ok(None) | Err(browser::RepeatedCookie) => Err(AuthError::InvalidGrant),
         };
         return match refreshed {
             Ok(pair) => Ok(tokens_response(200, &pair, cookie, browser)),

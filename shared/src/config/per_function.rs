@@ -13,7 +13,6 @@ pub const ENV_API_STAGE: &str = "API_STAGE";
 pub const ENV_REGION: &str = "AWS_REGION";
 pub const ENV_ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
 pub const ENV_COOKIE_SAME_SITE: &str = "COOKIE_SAME_SITE";
-pub const ENV_COOKIE_PATH: &str = "COOKIE_PATH";
 pub const ENV_METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 pub const ENV_METRICS_SERVICE: &str = "METRICS_SERVICE";
 pub const ENV_ROUTE_ROLES: &str = "ROUTE_ROLES";
@@ -48,7 +47,6 @@ impl ApiConfig {
 pub struct BrowserConfig {
     pub allowed_origins: Option<String>,
     pub cookie_same_site: Option<String>,
-    pub cookie_path: Option<String>,
 }
 
 impl BrowserConfig {
@@ -57,7 +55,6 @@ impl BrowserConfig {
         BrowserConfig {
             allowed_origins: r.optional(ENV_ALLOWED_ORIGINS),
             cookie_same_site: r.optional(ENV_COOKIE_SAME_SITE),
-            cookie_path: r.optional(ENV_COOKIE_PATH),
         }
     }
 }

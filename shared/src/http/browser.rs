@@ -4,8 +4,11 @@
 //!
 //! Read from the environment once per cold start: `ALLOWED_ORIGINS` (comma-separated
 //! `scheme://host[:port]`; empty: no CORS headers at all), `COOKIE_SAME_SITE` (`Strict`,
-//! the default, or `None` for an API on another site than the page), `COOKIE_PATH` (the
-//! auth routes' path as the browser sees it: `/<stage>/auth` deployed, `/auth` locally).
+//! the default, or `None` for an API on another site than the page).
+//!
+//! The cookies carry the `__Host-` prefix: the browser keeps them only if they are
+//! `Secure`, `Path=/` and name no `Domain`, so a sibling subdomain cannot plant one that
+//! shadows ours (cookie tossing).
 
 use lambda_http::http::{HeaderMap, HeaderValue, header};
 use lambda_http::{Body, Request, Response};
@@ -13,8 +16,10 @@ use lambda_http::{Body, Request, Response};
 use crate::config::{BrowserConfig, ConfigError};
 use crate::error::AuthError;
 
-pub use crate::config::per_function::{ENV_ALLOWED_ORIGINS, ENV_COOKIE_PATH, ENV_COOKIE_SAME_SITE};
-pub const REFRESH_COOKIE: &str = "refresh_token";
+pub use crate::config::per_function::{ENV_ALLOWED_ORIGINS, ENV_COOKIE_SAME_SITE};
+pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
+/// The known-device credential (login's `device_token`), always `SameSite=Strict`.
+pub const DEVICE_COOKIE: &str = "__Host-device";
 /// The header a cookie-authenticated request must carry: a cross-site form cannot set it,
 /// and a cross-origin script can only after a preflight the origin list allows.
 pub const CSRF_HEADER: &str = "x-requested-with";
@@ -35,13 +40,12 @@ pub enum SameSite {
 pub struct Browser {
     allowed_origins: Vec<String>,
     same_site: SameSite,
-    cookie_path: String,
 }
 
 impl Default for Browser {
-    /// No CORS; a `Strict` cookie on `/auth`.
+    /// No CORS; a `Strict` refresh cookie.
     fn default() -> Self {
-        Browser { allowed_origins: Vec::new(), same_site: SameSite::Strict, cookie_path: "/auth".into() }
+        Browser { allowed_origins: Vec::new(), same_site: SameSite::Strict }
     }
 }
 
@@ -83,14 +87,10 @@ fn valid_origin(origin: &str) -> bool {
 impl Browser {
     /// Checks `config`; an error names the variable at fault.
     pub fn new(config: BrowserConfig) -> Result<Self, ConfigError> {
-        Self::from_values(config.allowed_origins, config.cookie_same_site, config.cookie_path)
+        Self::from_values(config.allowed_origins, config.cookie_same_site)
     }
 
-    pub fn from_values(
-        origins: Option<String>,
-        same_site: Option<String>,
-        cookie_path: Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_values(origins: Option<String>, same_site: Option<String>) -> Result<Self, ConfigError> {
         let mut allowed_origins = Vec::new();
         for origin in origins.unwrap_or_default().split(',').map(str::trim).filter(|o| !o.is_empty()) {
             if !valid_origin(origin) {
@@ -109,12 +109,7 @@ impl Browser {
             Some("None") => SameSite::None,
             Some(other) => return Err(bad(ENV_COOKIE_SAME_SITE, format!("must be Strict or None, got {other:?}"))),
         };
-        let cookie_path = cookie_path.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
-        let cookie_path = cookie_path.unwrap_or_else(|| "/auth".into());
-        if !cookie_path.starts_with('/') || !cookie_path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
-            return Err(bad(ENV_COOKIE_PATH, "must be a path such as /v1/auth"));
-        }
-        Ok(Browser { allowed_origins, same_site, cookie_path })
+        Ok(Browser { allowed_origins, same_site })
     }
 
     fn origin_of<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
@@ -158,27 +153,35 @@ impl Browser {
         self.with_cors(request_headers, res)
     }
 
-    fn cookie(&self, value: &str, max_age: u64) -> HeaderValue {
-        let same_site = match self.same_site {
+    /// `Set-Cookie` for `name` (one of ours, `__Host-`: Secure, Path=/, no Domain).
+    fn cookie(name: &'static str, value: &str, max_age: u64, same_site: SameSite) -> HeaderValue {
+        let same_site = match same_site {
             SameSite::Strict => "Strict",
             SameSite::None => "None",
         };
-        let text = format!(
-            "{REFRESH_COOKIE}={value}; HttpOnly; Secure; Path={}; Max-Age={max_age}; SameSite={same_site}",
-            self.cookie_path
-        );
-        // A JWT and a validated path are always valid header text.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("refresh_token=; Max-Age=0"))
+        let text = format!("{name}={value}; HttpOnly; Secure; Path=/; Max-Age={max_age}; SameSite={same_site}");
+        // A JWT is always valid header text; anything else is not sent.
+        HeaderValue::from_str(&text).unwrap_or_else(|_| {
+            HeaderValue::from_str(&format!("{name}=; HttpOnly; Secure; Path=/; Max-Age=0"))
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
+        })
     }
 
     /// `Set-Cookie` carrying a refresh token for `max_age` seconds.
     pub fn refresh_cookie(&self, token: &str, max_age: u64) -> HeaderValue {
-        self.cookie(token, max_age)
+        Self::cookie(REFRESH_COOKIE, token, max_age, self.same_site)
     }
 
     /// `Set-Cookie` that deletes the refresh cookie (same name, path and attributes).
     pub fn clearing_cookie(&self) -> HeaderValue {
-        self.cookie("", 0)
+        Self::cookie(REFRESH_COOKIE, "", 0, self.same_site)
+    }
+
+    /// `Set-Cookie` carrying a known-device credential for `max_age` seconds: `Strict`
+    /// whatever the refresh cookie's setting, since only a login made from the API's own
+    /// site (or a JSON client's `device_token`) needs it.
+    pub fn device_cookie(&self, token: &str, max_age: u64) -> HeaderValue {
+        Self::cookie(DEVICE_COOKIE, token, max_age, SameSite::Strict)
     }
 
     /// The public sign-in routes (register, login, refresh) refuse a request whose `Origin`
@@ -205,16 +208,28 @@ impl Browser {
     }
 }
 
-/// The refresh token in the request's `Cookie` header(s), if any.
-pub fn refresh_cookie_of(req: &Request) -> Option<String> {
-    req.headers()
+/// A cookie that came more than once: one was planted beside ours (a cookie of another
+/// path or domain), and which one the browser sent first says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedCookie;
+
+/// The value of cookie `name` in the request's `Cookie` header(s): `None` if absent (or
+/// empty), refused if it appears more than once.
+pub fn cookie_of(req: &Request, name: &str) -> Result<Option<String>, RepeatedCookie> {
+    let mut values = req
+        .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == REFRESH_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_string())
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(RepeatedCookie);
+    }
+    Ok(first.filter(|v| !v.is_empty()).map(str::to_string))
 }
 
 #[cfg(test)]
@@ -222,7 +237,7 @@ mod tests {
     use super::*;
 
     fn browser(origins: &str) -> Browser {
-        Browser::from_values(Some(origins.into()), None, Some("/v1/auth".into())).unwrap()
+        Browser::from_values(Some(origins.into()), None).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -283,14 +298,13 @@ mod tests {
     #[test]
     fn origins_are_validated_at_start() {
         for bad in ["*", "https://app.example.com/", "app.example.com", "https://a.example.com/path", "ftp://x"] {
-            let e = Browser::from_values(Some(bad.into()), None, None).unwrap_err();
+            let e = Browser::from_values(Some(bad.into()), None).unwrap_err();
             assert_eq!(e.variable, ENV_ALLOWED_ORIGINS, "{bad}");
         }
-        let e = Browser::from_values(Some("http://app.example.com".into()), None, None).unwrap_err();
+        let e = Browser::from_values(Some("http://app.example.com".into()), None).unwrap_err();
         assert!(e.problem.contains("https"), "{}", e.problem);
-        assert!(Browser::from_values(Some("http://[::1]:3001,https://a.example".into()), None, None).is_ok());
-        assert_eq!(Browser::from_values(None, Some("Lax".into()), None).unwrap_err().variable, ENV_COOKIE_SAME_SITE);
-        assert_eq!(Browser::from_values(None, None, Some("auth".into())).unwrap_err().variable, ENV_COOKIE_PATH);
+        assert!(Browser::from_values(Some("http://[::1]:3001,https://a.example".into()), None).is_ok());
+        assert_eq!(Browser::from_values(None, Some("Lax".into())).unwrap_err().variable, ENV_COOKIE_SAME_SITE);
     }
 
     #[test]
@@ -310,15 +324,20 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_out_of_scripts_reach_and_scoped_to_the_auth_path() {
-        let b = Browser::from_values(None, Some("None".into()), Some("/v1/auth".into())).unwrap();
+    fn the_cookies_are_out_of_scripts_reach_and_host_only() {
+        let b = Browser::from_values(None, Some("None".into())).unwrap();
         assert_eq!(
             b.refresh_cookie("abc.def.ghi", 3600),
-            "refresh_token=abc.def.ghi; HttpOnly; Secure; Path=/v1/auth; Max-Age=3600; SameSite=None"
+            "__Host-refresh_token=abc.def.ghi; HttpOnly; Secure; Path=/; Max-Age=3600; SameSite=None"
         );
         assert_eq!(
             Browser::default().clearing_cookie(),
-            "refresh_token=; HttpOnly; Secure; Path=/auth; Max-Age=0; SameSite=Strict"
+            "__Host-refresh_token=; HttpOnly; Secure; Path=/; Max-Age=0; SameSite=Strict"
+        );
+        // The device cookie is Strict even where the refresh cookie is not.
+        assert_eq!(
+            b.device_cookie("d.e.v", 86_400),
+            "__Host-device=d.e.v; HttpOnly; Secure; Path=/; Max-Age=86400; SameSite=Strict"
         );
     }
 
@@ -343,8 +362,12 @@ mod tests {
         let req = |cookie: &str| {
             lambda_http::http::Request::builder().header("cookie", cookie).body(Body::Empty).map(Request::from).unwrap()
         };
-        assert_eq!(refresh_cookie_of(&req("a=1; refresh_token=tok; b=2")).as_deref(), Some("tok"));
-        assert_eq!(refresh_cookie_of(&req("refresh_token=")), None);
-        assert_eq!(refresh_cookie_of(&req("xrefresh_token=tok")), None);
+        let of = |cookie: &str| cookie_of(&req(cookie), REFRESH_COOKIE);
+        assert_eq!(of("a=1; __Host-refresh_token=tok; b=2"), Ok(Some("tok".into())));
+        assert_eq!(of("__Host-refresh_token="), Ok(None));
+        assert_eq!(of("x__Host-refresh_token=tok; refresh_token=old"), Ok(None), "other names are not ours");
+        // Two of them (one planted with another Path or Domain): neither is trusted.
+        assert_eq!(of("__Host-refresh_token=mine; __Host-refresh_token=planted"), Err(RepeatedCookie));
+        assert_eq!(of("__Host-refresh_token=mine; __Host-refresh_token="), Err(RepeatedCookie));
     }
 }

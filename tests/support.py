@@ -16,8 +16,22 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 class Response:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, raw_headers=()):
         self.status, self.headers, self.body = status, headers, body
+        # Every header as sent, repeats included (`headers` keeps one value a name).
+        self.raw_headers = list(raw_headers)
+
+    def set_cookies(self):
+        """Each `Set-Cookie` by cookie name: (value, {attribute in lower case: value})."""
+        cookies = {}
+        for name, header in self.raw_headers:
+            if name.lower() != "set-cookie":
+                continue
+            name_value, *attributes = [part.strip() for part in header.split(";")]
+            cookie, value = name_value.split("=", 1)
+            assert cookie not in cookies, f"{cookie} set twice: {self.raw_headers}"
+            cookies[cookie] = (value, {a.split("=", 1)[0].lower(): (a.split("=", 1) + [""])[1] for a in attributes})
+        return cookies
 
     def json(self):
         return json.loads(self.body)
@@ -58,7 +72,8 @@ class Api:
         try:
             conn.request(method, path, body=body, headers=headers)
             res = conn.getresponse()
-            return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
+            raw = res.getheaders()
+            return Response(res.status, {k.lower(): v for k, v in raw}, res.read(), raw)
         finally:
             conn.close()
 

@@ -243,7 +243,7 @@ def test_register_login_me_refresh_logout(api):
 
     res = api.login(username)
     login = res.json()
-    assert set(login) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
+    assert set(login) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "device_token"}
     assert (login["token_type"], login["expires_in"], login["refresh_expires_in"]) == ("Bearer", 900, 2592000)
     assert res.header("Cache-Control") == "no-store"
     access, refresh = tokens_of(res)
@@ -433,6 +433,52 @@ def test_a_guesser_locked_on_one_address_does_not_lock_out_the_owner_on_another(
     assert owner.login(user["username"]).status == 200
     assert owner.login(user["username"]).status == 200
     assert_error(attacker.login(user["username"]), 429, "too_many_attempts")
+
+
+def test_a_login_hands_out_a_known_device_credential_as_a_strict_host_only_cookie_and_in_the_body(api, user):
+    for query, headers in [("", {}), ("?cookie=true", XRW)]:
+        res = api.call("POST", "/auth/login" + query, json_body={"username": user["username"], "password": PASSWORD}, headers=headers)
+        assert res.status == 200, res
+        value, attrs = res.set_cookies()["__Host-device"]
+        assert value == res.json()["device_token"]
+        assert {"httponly", "secure"} <= set(attrs) and "domain" not in attrs, attrs
+        assert attrs["path"] == "/" and attrs["samesite"] == "Strict" and int(attrs["max-age"]) >= 30 * 86400, attrs
+        # It is no token for anything else.
+        assert_invalid_token(api.me(value))
+        assert_error(api.refresh(value), 401, "invalid_grant")
+    # Registration and refresh hand out none.
+    assert "__Host-device" not in api.register().set_cookies()
+    assert "device_token" not in api.refresh(user["refresh_token"]).json()
+
+
+def test_a_known_device_signs_in_while_guessing_from_many_addresses_locks_the_name(api):
+    name, _ = new_name(), None
+    assert api.register(name).status == 201
+    device = api.login(name).json()["device_token"]
+    other = api.register().json()
+    other_device = api.login(other["user"]["username"]).json()["device_token"]
+    # Ten addresses, five guesses each: the name's ceiling (50) is full, no pair is the owner's.
+    for i in range(10):
+        guesser = api.from_address(f"127.0.3.{i + 1}")
+        for _ in range(5):
+            assert_error(guesser.login(name, "not the password"), 401, "invalid_grant")
+    owner = api.from_address("127.0.3.100")
+    assert_error(owner.login(name), 429, "too_many_attempts")
+    login = {"username": name, "password": PASSWORD}
+    # Another user's device credential, a forged one: counted for nothing.
+    for presented in [other_device, device[:-2] + "xx"]:
+        assert_error(owner.call("POST", "/auth/login", json_body={**login, "device_token": presented}), 429, "too_many_attempts")
+    # The owner's device, in the JSON body, the form, or the cookie: in.
+    res = owner.call("POST", "/auth/login", json_body={**login, "device_token": device})
+    assert res.status == 200, res
+    assert api.me(res.json()["access_token"]).status == 200
+    form = {"grant_type": "password", **login, "device_token": res.json()["device_token"]}
+    res = owner.call("POST", "/auth/login", form=form)
+    assert res.status == 200, res
+    res = owner.call("POST", "/auth/login", json_body=login, headers={"Cookie": f"__Host-device={res.json()['device_token']}"})
+    assert res.status == 200, res
+    # Everyone else is still refused.
+    assert_error(api.from_address("127.0.3.101").login(name), 429, "too_many_attempts")
 
 
 def test_login_is_case_insensitive_on_the_username(api, user):
@@ -855,12 +901,9 @@ XRW = {"X-Requested-With": "fetch"}
 
 
 def refresh_cookie_of(res):
-    cookie = res.header("Set-Cookie")
-    assert cookie, res.headers
-    name_value, *attributes = [part.strip() for part in cookie.split(";")]
-    name, value = name_value.split("=", 1)
-    assert name == "__Host-refresh_token"
-    return value, {a.split("=", 1)[0].lower(): (a.split("=", 1) + [""])[1] for a in attributes}
+    cookies = res.set_cookies()
+    assert "__Host-refresh_token" in cookies, res.raw_headers
+    return cookies["__Host-refresh_token"]
 
 
 def cookie_refresh(api, cookie, headers=None):

@@ -369,6 +369,22 @@ def test_the_refresh_cookie_is_httponly_and_invisible_to_document_cookie(context
     assert cookie["value"] not in api_page.evaluate("document.cookie")
 
 
+def test_a_login_leaves_a_strict_httponly_known_device_cookie(context, site):
+    page = open_app(context, site)
+    username = name()
+    register(page, username)
+    page.locator("#logout-button").click()
+    signed_out(page)
+    login(page, username)
+    signed_in(page, username)
+    devices = [c for c in context.cookies([f"{site.api}/auth/login"]) if c["name"] == "__Host-device"]
+    assert len(devices) == 1, context.cookies()
+    device = devices[0]
+    assert device["httpOnly"] and device["secure"] and device["sameSite"] == "Strict", device
+    assert device["path"] == "/" and device["domain"] == "127.0.0.1", device
+    assert "__Host-device" not in page.evaluate("document.cookie")
+
+
 # ---- (d) other origins cannot read answers ----
 
 # Runs in a page and reports, per request, whether the page could read the answer.

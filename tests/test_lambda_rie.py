@@ -140,7 +140,10 @@ def test_login_answers_200_and_401_identically_for_unknown_users(functions, user
     login = functions("login")
     ok = login.invoke(event("login", body=json.dumps({"username": user["username"], "password": "correct horse battery"})))
     assert ok["statusCode"] == 200, ok
-    assert set(json.loads(ok["body"])) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
+    assert set(json.loads(ok["body"])) == {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "device_token"}
+    # API Gateway sends every Set-Cookie of multiValueHeaders: here the known-device one.
+    set_cookies = {k.lower(): v for k, v in ok["multiValueHeaders"].items()}["set-cookie"]
+    assert [c.split("=", 1)[0] for c in set_cookies] == ["__Host-device"], set_cookies
     wrong = login.invoke(event("login", body=json.dumps({"username": user["username"], "password": "wrong password"})))
     unknown = login.invoke(event("login", body=json.dumps({"username": "nobody-" + user["username"], "password": "x" * 10})))
     assert wrong["statusCode"] == unknown["statusCode"] == 401

@@ -315,10 +315,11 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
         (value,) = next(v for k, v in response.headers.items() if k.lower() == name)
         return value
 
-    def cookie_of(response):
-        value = header(response, "set-cookie").split(";")[0].partition("=")[2]
-        assert value, header(response, "set-cookie")
-        return value
+    def cookie_of(response, name="__Host-refresh_token"):
+        values = next(v for k, v in response.headers.items() if k.lower() == "set-cookie")
+        found = dict(value.split(";")[0].split("=", 1) for value in values)
+        assert found.get(name), values
+        return found[name]
 
     # Registration: JSON and cookie mode; refusals.
     name, other = new_name(), new_name()
@@ -332,6 +333,8 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
 
     # Login: JSON, the OAuth form, cookie mode; refusals; the failed-login throttle.
     tokens = call("POST", "/auth/login", 200, body={"username": name, "password": PASSWORD}).json()
+    device = {"username": name, "password": PASSWORD, "device_token": tokens["device_token"]}
+    assert cookie_of(call("POST", "/auth/login", 200, body=device), "__Host-device")
     login = {"grant_type": "password", "username": name, "password": PASSWORD}
     second = call("POST", "/auth/login", 200, body=login, media_type=form).json()
     cookie = cookie_of(call("POST", "/auth/login", 200, query=cookie_mode, headers=csrf, body=login, media_type=form))

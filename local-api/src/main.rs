@@ -142,7 +142,7 @@ fn to_http(answer: Answer) -> hyper::Response<Full<Bytes>> {
     *res.status_mut() = hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in answer.headers {
         if let (Ok(k), Ok(v)) = (hyper::header::HeaderName::try_from(k), hyper::header::HeaderValue::try_from(v)) {
-            res.headers_mut().insert(k, v);
+            res.headers_mut().append(k, v);
         }
     }
     res

@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod events;
 mod login;
+pub use login::SignedIn;
 mod session;
 pub mod throttle;
 

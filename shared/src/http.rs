@@ -92,7 +92,7 @@ fn typed<T: DeserializeOwned>(object: JsonObject) -> Result<T, AuthError> {
 }
 
 /// The token request parameters this service reads: each may appear once (RFC 6749 §3.1).
-const OAUTH_PARAMETERS: [&str; 4] = ["grant_type", "username", "password", "refresh_token"];
+const OAUTH_PARAMETERS: [&str; 5] = ["grant_type", "username", "password", "refresh_token", "device_token"];
 
 /// Parses `application/x-www-form-urlencoded`. A parameter the service reads given twice
 /// is refused (RFC 6749 §3.1), as is anything that is not valid UTF-8 after
@@ -168,6 +168,10 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// A known-device credential from an earlier login (JSON clients; browsers send the
+    /// `__Host-device` cookie).
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -242,6 +246,9 @@ pub struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<&'a str>,
     pub refresh_expires_in: u64,
+    /// Login only: the known-device credential, also set as the `__Host-device` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<&'a str>,
 }
 
 impl<'a> TokenBody<'a> {
@@ -252,7 +259,13 @@ impl<'a> TokenBody<'a> {
             expires_in: pair.access.exp - pair.access.iat,
             refresh_token: Some(&pair.refresh_token),
             refresh_expires_in: pair.refresh.exp - pair.refresh.iat,
+            device_token: None,
         }
+    }
+
+    pub fn with_device_token(mut self, token: &'a str) -> Self {
+        self.device_token = Some(token);
+        self
     }
 
     /// The body of cookie mode: everything but the refresh token.

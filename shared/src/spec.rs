@@ -313,10 +313,7 @@ pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
 pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
     let mut vars = vec![per_function::ENV_METRICS_NAMESPACE, per_function::ENV_METRICS_SERVICE];
     if let Event::Http(_) = function.event {
-        vars.extend([
-            per_function::ENV_ALLOWED_ORIGINS,
-            per_function::ENV_COOKIE_SAME_SITE,
-        ]);
+        vars.extend([per_function::ENV_ALLOWED_ORIGINS, per_function::ENV_COOKIE_SAME_SITE]);
     }
     let use_cases = matches!(function.event, Event::Http(HttpFunction::UseCases(_)) | Event::Authorizer);
     if use_cases {

@@ -19,7 +19,12 @@ mod crypto;
 pub mod keys;
 mod keyset;
 
-pub use claims::{AccessClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};
+pub use claims::{AccessClaims, DeviceClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};
+
+/// How long a known-device credential lives (each login renews it). It verifies only as
+/// long as the key that signed it is published, which a rotation schedule keeps at least
+/// as long as a refresh token.
+pub const DEVICE_TTL_SECONDS: u64 = 30 * 86_400;
 pub use keys::{Jwks, KeyError, PrivateKey, PublicJwk};
 use keyset::VerifyingKey;
 pub use keyset::{KeySet, SigningKey};
@@ -382,6 +387,27 @@ impl TokenService {
             tracing::error!(kind = ?e.kind(), "token signing failed");
             TokenError::Invalid
         })
+    }
+
+    /// A known-device credential for `subject`, device `device_id`, from `now` (epoch
+    /// seconds) for [`DEVICE_TTL_SECONDS`].
+    pub fn issue_device(&self, subject: Subject<'_>, device_id: &str, now: u64) -> Result<String, TokenError> {
+        let claims = DeviceClaims {
+            iss: self.issuer().ok_or(TokenError::Invalid)?.to_string(),
+            aud: self.config.audience.clone(),
+            sub: subject.user_id.to_string(),
+            username: subject.username.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + DEVICE_TTL_SECONDS,
+            jti: device_id.to_string(),
+            token_use: TokenUse::Device,
+        };
+        self.sign(&claims)
+    }
+
+    pub fn verify_device(&self, token: &str) -> Result<DeviceClaims, TokenError> {
+        self.verify(token, TokenUse::Device)
     }
 
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {

@@ -615,6 +615,71 @@ async fn guessing_spread_over_many_addresses_locks_the_name_for_everyone() {
     assert!(auth.login(&other, PASSWORD, Some("198.51.100.1")).await.is_ok());
 }
 
+/// Fills the name-wide ceiling of `name` (six attempts) from three addresses, none of
+/// which reaches its own pair's lock.
+async fn fill_the_names_ceiling(auth: &shared::Auth, name: &str) {
+    for i in 1..=3 {
+        let ip = format!("198.51.100.{i}");
+        for _ in 0..2 {
+            assert_eq!(auth.login(name, "guess", Some(&ip)).await.unwrap_err(), AuthError::InvalidGrant);
+        }
+    }
+    assert!(matches!(auth.login(name, PASSWORD, CLIENT).await, Err(AuthError::TooManyAttempts { .. })));
+}
+
+#[tokio::test]
+async fn a_known_device_of_the_user_signs_in_while_the_name_is_locked_for_everyone_else() {
+    let Some(env) = common::env().await else { return };
+    let throttle = shared::config::LoginThrottleConfig { name_max_failures: 6, ..Default::default() };
+    let auth = env.auth().with_login_throttle(throttle);
+    let (name, _) = registered(&auth, "device").await;
+    let (other, _) = registered(&auth, "device-other").await;
+    let device = auth.login_with_device(&name, PASSWORD, CLIENT, None).await.unwrap();
+    let other_device = auth.login_with_device(&other, PASSWORD, CLIENT, None).await.unwrap();
+    let claims = auth.tokens().verify_device(&device.device_token).unwrap();
+    assert!(device.device_expires_in >= 30 * 86_400);
+    // Not a token for anything else.
+    assert!(auth.authorize(&device.device_token, &[]).await.is_err());
+    assert!(auth.refresh(&device.device_token, CLIENT).await.is_err());
+
+    fill_the_names_ceiling(&auth, &name).await;
+    // Another user's device, a forged one, or none: refused by the ceiling like everyone.
+    let forged = format!("{}x", device.device_token);
+    for presented in [Some(other_device.device_token.as_str()), Some(forged.as_str()), Some("garbage"), None] {
+        let refused = auth.login_with_device(&name, PASSWORD, CLIENT, presented).await.unwrap_err();
+        assert!(matches!(refused, AuthError::TooManyAttempts { .. }), "{refused:?}");
+    }
+    // The owner's own device: in, from any address, and its credential renewed with the
+    // same device id.
+    let renewed =
+        auth.login_with_device(&name, PASSWORD, Some("203.0.113.50"), Some(&device.device_token)).await.unwrap();
+    assert!(auth.authorize(&renewed.tokens.access_token, &[]).await.is_ok());
+    assert_eq!(auth.tokens().verify_device(&renewed.device_token).unwrap().jti, claims.jti);
+    // A wrong password from the device is still a failure.
+    let wrong = auth.login_with_device(&name, "guess", CLIENT, Some(&device.device_token)).await.unwrap_err();
+    assert_eq!(wrong, AuthError::InvalidGrant);
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_from_a_known_device_lock_that_device_wherever_it_connects_from() {
+    let Some(env) = common::env().await else { return };
+    let throttle = shared::config::LoginThrottleConfig { name_max_failures: 6, ..Default::default() };
+    let auth = env.auth().with_login_throttle(throttle);
+    let (name, _) = registered(&auth, "stolen-device").await;
+    let device = auth.login_with_device(&name, PASSWORD, CLIENT, None).await.unwrap().device_token;
+    fill_the_names_ceiling(&auth, &name).await;
+    // A stolen device credential guessing from a new address each time: five, then locked.
+    let hashes_before = auth.passwords().verifications();
+    for i in 0..5 {
+        let ip = format!("203.0.113.{}", 100 + i);
+        let wrong = auth.login_with_device(&name, "guess", Some(&ip), Some(&device)).await.unwrap_err();
+        assert_eq!(wrong, AuthError::InvalidGrant);
+    }
+    let locked = auth.login_with_device(&name, PASSWORD, Some("203.0.113.200"), Some(&device)).await.unwrap_err();
+    assert!(matches!(locked, AuthError::TooManyAttempts { .. }), "{locked:?}");
+    assert_eq!(auth.passwords().verifications(), hashes_before + 5, "the locked device spent no hash");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simultaneous_guesses_from_many_addresses_get_no_more_than_the_names_ceiling_verified() {
     let Some(env) = common::env().await else { return };

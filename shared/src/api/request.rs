@@ -69,10 +69,16 @@ pub(super) fn set_cookie(mut res: Response<Body>, cookie: HeaderValue) -> Respon
 /// A token response: in cookie mode the refresh token goes into the cookie, for as long as
 /// it lives, and not into the body.
 pub(super) fn tokens_response(status: u16, pair: &IssuedPair, cookie: bool, browser: &Browser) -> Response<Body> {
-    let body = http::TokenBody::new(pair);
-    if !cookie {
-        return http::json(status, &body);
+    body_response(status, http::TokenBody::new(pair), cookie, browser)
+}
+
+/// `tokens_response` of a body that says more than the pair (login's `device_token`).
+pub(super) fn body_response(status: u16, body: http::TokenBody<'_>, cookie: bool, browser: &Browser) -> Response<Body> {
+    match (cookie, body.refresh_token) {
+        (true, Some(token)) => {
+            let set = browser.refresh_cookie(token, body.refresh_expires_in);
+            set_cookie(http::json(status, &body.without_refresh_token()), set)
+        }
+        _ => http::json(status, &body),
     }
-    let max_age = body.refresh_expires_in;
-    set_cookie(http::json(status, &body.without_refresh_token()), browser.refresh_cookie(&pair.refresh_token, max_age))
 }

@@ -3,7 +3,7 @@
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-use super::request::{cookie_mode, flag, set_cookie, source_ip, tokens_response};
+use super::request::{body_response, cookie_mode, flag, set_cookie, source_ip, tokens_response};
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http::{self, Browser, browser};
@@ -32,8 +32,13 @@ pub(super) async fn login(auth: &Auth, browser: &Browser, req: &Request) -> Resu
     browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     let body = http::parse_login(req)?;
-    let pair = auth.login(&body.username, &body.password, source_ip(req)).await?;
-    Ok(tokens_response(200, &pair, cookie, browser))
+    // A known-device credential from the body (JSON clients) or else the cookie; a cookie
+    // that came twice is not trusted (it then only counts for nothing, as a forged one).
+    let device = body.device_token.or_else(|| browser::cookie_of(req, browser::DEVICE_COOKIE).ok().flatten());
+    let signed_in = auth.login_with_device(&body.username, &body.password, source_ip(req), device.as_deref()).await?;
+    let answer = http::TokenBody::new(&signed_in.tokens).with_device_token(&signed_in.device_token);
+    let res = body_response(200, answer, cookie, browser);
+    Ok(set_cookie(res, browser.device_cookie(&signed_in.device_token, signed_in.device_expires_in)))
 }
 
 /// In cookie mode a refresh with no body authenticates with the cookie (after the CSRF

@@ -41,7 +41,7 @@ impl Auth {
         client_ip: Option<&str>,
     ) -> Result<IssuedPair, AuthError> {
         validate_new_password(new_password, &caller.username)?;
-        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::PasswordChangeFailed };
+        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::PasswordChangeFailed, device: None };
         let (user, _) = self.check_password(&caller.username, current_password, client_ip, reauth).await?;
         let new_hash = self.hash(new_password.to_string()).await?;
         let cutoff = now_ms();
@@ -81,7 +81,7 @@ impl Auth {
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<(), AuthError> {
-        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::AccountDeletionFailed };
+        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::AccountDeletionFailed, device: None };
         let (user, _) = self.check_password(&caller.username, password, client_ip, reauth).await?;
         let counters = [
             ThrottleKey::Name { username: user.username.clone() },

@@ -8,7 +8,23 @@ use super::{Auth, new_session_id, normalize_username, now_ms};
 use crate::error::AuthError;
 use crate::password::Verification;
 use crate::store::{FailedLogins, NameAttempt, Swapped, ThrottleKey, UserRecord};
-use crate::tokens::IssuedPair;
+use crate::tokens::{DEVICE_TTL_SECONDS, DeviceClaims, IssuedPair, Subject};
+
+/// A successful login: the session's first pair, and the device's renewed known-device
+/// credential (`device_token`).
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub tokens: IssuedPair,
+    pub device_token: String,
+    /// Seconds the device credential lives.
+    pub device_expires_in: u64,
+}
+
+/// The client part of the throttle key of a known device: its own (username, device)
+/// counter, so five wrong passwords lock that device wherever it connects from.
+fn device_client(device: &DeviceClaims) -> String {
+    format!("device:{}", device.jti)
+}
 
 /// Who `check_password` checks for: anyone (login), or the authenticated caller (the
 /// account routes), and the event a refusal is logged as.
@@ -16,6 +32,8 @@ use crate::tokens::IssuedPair;
 pub(super) struct Reauth<'a> {
     pub expected_user_id: Option<&'a str>,
     pub failure: Kind,
+    /// A verified known-device credential presented with a login (never with a re-check).
+    pub device: Option<&'a DeviceClaims>,
 }
 
 fn too_many(until_ms: u64, now_ms: u64) -> AuthError {
@@ -33,6 +51,21 @@ impl Auth {
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<IssuedPair, AuthError> {
+        Ok(self.login_with_device(username, password, client_ip, None).await?.tokens)
+    }
+
+    /// `login`, from a device that may present a known-device credential (`device_token`,
+    /// or the `__Host-device` cookie). A valid one of this user lets the login past the
+    /// name-wide ceiling, which anyone can fill for any name; the device's own counter
+    /// and the (name, IP) pair still count. A forged, expired or another user's credential
+    /// counts for nothing. Every success renews the device's credential.
+    pub async fn login_with_device(
+        &self,
+        username: &str,
+        password: &str,
+        client_ip: Option<&str>,
+        device_token: Option<&str>,
+    ) -> Result<SignedIn, AuthError> {
         // The session id, and with it the session's start, is taken before anything is
         // read: a password change, deletion or disable that lands while this login checks
         // the old password revokes the session it is about to open.
@@ -47,15 +80,30 @@ impl Auth {
             );
             return Err(AuthError::InvalidGrant);
         };
-        let checked = Reauth { expected_user_id: None, failure: Kind::LoginFailed };
+        let device = device_token.and_then(|token| match self.tokens.verify_device(token) {
+            Ok(claims) if claims.username == name => Some(claims),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(reason = %e, "device credential refused");
+                None
+            }
+        });
+        let checked = Reauth { expected_user_id: None, failure: Kind::LoginFailed, device: device.as_ref() };
         let (user, needs_rehash) = self.check_password(&name, password, client_ip, checked).await?;
         if needs_rehash {
             self.upgrade_hash(&user, password).await;
         }
         let pair = self.open_session(&user, &sid).await?;
-        let event = Event { user_id: &user.user_id, username: &name, client_ip: ip, session_id: &sid, reason: "" };
+        let known = device.filter(|d| d.sub == user.user_id);
+        let reason = if known.is_some() { "known_device" } else { "" };
+        let event = Event { user_id: &user.user_id, username: &name, client_ip: ip, session_id: &sid, reason };
         events::record(Kind::LoginSucceeded, event);
-        Ok(pair)
+        // The same device keeps its id (and with it its counter) across renewals.
+        let device_id = known.map_or_else(|| Uuid::new_v4().to_string(), |d| d.jti);
+        let subject = Subject { user_id: &user.user_id, username: &user.username, roles: &[] };
+        let device_token =
+            self.tokens.issue_device(subject, &device_id, now_ms() / 1000).map_err(|_| AuthError::Internal)?;
+        Ok(SignedIn { tokens: pair, device_token, device_expires_in: DEVICE_TTL_SECONDS })
     }
 
     /// The password check behind the failed-login throttle, for login and for the account
@@ -83,11 +131,15 @@ impl Auth {
         let client = throttle::client_key(client_ip);
         let now = now_ms();
         let state = self.store.login_state(name, &client).await?;
-        // A caller re-checking its own password holds a live session already: only its
-        // (name, client) pair counts. The name-wide ceiling, which refuses everyone, the
-        // owner included, would let anyone keep the owner from changing the password or
-        // deleting the account exactly while the name is under attack.
-        let name_wide = reauth.expected_user_id.is_none();
+        // A known device of this very user (the credential names the user's id: a name
+        // deleted and taken again by someone else does not inherit it).
+        let device = reauth.device.filter(|d| state.user.as_ref().is_some_and(|u| u.user_id == d.sub));
+        // A caller re-checking its own password holds a live session already, and a known
+        // device has signed in as this user before: only their own counters count. The
+        // name-wide ceiling, which refuses everyone, the owner included, would let anyone
+        // keep the owner from signing in, changing the password or deleting the account
+        // exactly while the name is under attack.
+        let name_wide = reauth.expected_user_id.is_none() && device.is_none();
         // A name whose window is used up is refused before anything is counted (so the
         // owner's own pair is not run down while the name is locked).
         if let Some(until) =
@@ -97,6 +149,11 @@ impl Auth {
         }
         let client_key = ThrottleKey::Client { username: name.to_string(), client };
         self.reserve_attempt(&client_key, state.client_failures, now).await.map_err(locked("client"))?;
+        // The device's own counter, read by its first compare-and-set (not in `login_state`).
+        let device_key = device.map(|d| ThrottleKey::Client { username: name.to_string(), client: device_client(d) });
+        if let Some(key) = &device_key {
+            self.reserve_attempt(key, None, now).await.map_err(locked("device"))?;
+        }
         let name_window = match name_wide {
             true => Some(self.reserve_name_attempt(name, now).await.map_err(locked("name"))?),
             false => None,
@@ -109,6 +166,9 @@ impl Auth {
                 if !user.disabled && reauth.expected_user_id.is_none_or(|id| id == user.user_id) =>
             {
                 self.forget_failures(&client_key).await;
+                if let Some(key) = &device_key {
+                    self.forget_failures(key).await;
+                }
                 if let Some(window) = name_window {
                     self.give_back_name_attempt(name, window).await;
                 }

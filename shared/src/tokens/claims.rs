@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum TokenUse {
     Access,
     Refresh,
+    /// A known-device credential (login's `device_token`): never accepted as either of
+    /// the others.
+    Device,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,24 @@ pub struct IssuedPair {
     pub access: AccessClaims,
     pub refresh_token: String,
     pub refresh: RefreshClaims,
+}
+
+/// A known-device credential: this device signed in as this user before. It grants
+/// nothing by itself; it only lets that user's logins from this device past the
+/// failed-login throttle's name-wide ceiling.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    pub username: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    /// The device's id: the same across the renewals of its credential.
+    pub jti: String,
+    pub token_use: TokenUse,
 }
 
 /// What tells one pair from another of the same subject and session: its ids and times

@@ -168,7 +168,7 @@ def template_routes():
 
 def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_says():
     routes = template_routes()
-    assert {r: protected for r, protected in routes.items() if not r.startswith("OPTIONS ")} == {
+    assert {r: protected for r, protected in routes.items() if not r.startswith("ANY ")} == {
         "POST /auth/register": False,
         "POST /auth/login": False,
         "POST /auth/refresh": False,
@@ -185,9 +185,10 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /admin/users/{username}/disable": True,
         "POST /admin/users/{username}/enable": True,
     }
-    # Every path answers the CORS preflight, never behind the authorizer.
-    assert {r: protected for r, protected in routes.items() if r.startswith("OPTIONS ")} == {
-        f"OPTIONS {path}": False for path in template_paths()
+    # Every path answers the CORS preflight and 405 for the other methods (one ANY route),
+    # never behind the authorizer.
+    assert {r: protected for r, protected in routes.items() if r.startswith("ANY ")} == {
+        f"ANY {path}": False for path in template_paths()
     }
 
 
@@ -220,8 +221,29 @@ def test_gateway_answers_carry_the_template_bodies(api):
     assert json.loads(res.body) == json.loads(
         responses["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"]
     )
-    # A known path with another method is no route either, as in API Gateway.
-    assert_error(api.call("GET", "/auth/login"), 404, "not_found")
+
+
+def test_a_method_a_path_does_not_take_is_405_with_allow_and_an_unknown_path_stays_404(api, user):
+    for method, path, allow in [
+        ("GET", "/auth/login", "OPTIONS, POST"),
+        ("PUT", "/auth/refresh", "OPTIONS, POST"),
+        ("DELETE", "/auth/me", "GET, OPTIONS"),
+        ("POST", "/auth/sessions", "GET, OPTIONS"),
+        ("PATCH", f"/auth/sessions/{uuid.uuid4()}", "DELETE, OPTIONS"),
+        ("DELETE", "/.well-known/jwks.json", "GET, OPTIONS"),
+        ("PUT", f"/admin/users/{user['username']}", "GET, OPTIONS"),
+    ]:
+        # No credentials needed to learn the methods (as an OPTIONS), and none are checked.
+        res = api.call(method, path, headers={"Origin": APP_ORIGIN})
+        assert_error(res, 405, "method_not_allowed")
+        assert res.header("Allow") == allow, (method, path, res.headers)
+        assert_cors_for(res, APP_ORIGIN)
+    # A path that is no route is 404 whatever the method.
+    for method in ["GET", "POST", "DELETE"]:
+        assert_error(api.call(method, "/auth/nothing"), 404, "not_found")
+    # The routes themselves still answer as before.
+    assert api.call("OPTIONS", "/auth/login", headers={"Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST"}).status == 204
+    assert api.me(user["access_token"]).status == 200
 
 
 # --- The happy path -------------------------------------------------------------------

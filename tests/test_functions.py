@@ -14,8 +14,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = template.load()
 TABLE = functions.load()
 HTTP = [f for f in TABLE if f.event == "http"]
-# The preflight function answers OPTIONS on every path (its one route in the table, "*").
-PREFLIGHT = [f for f in HTTP if [(r.method, r.path) for r in f.routes] == [("OPTIONS", "*")]]
+# The preflight function takes every method no other function takes, on every path (its one
+# route in the table, "ANY *"): OPTIONS, and the rest for a 405.
+PREFLIGHT = [f for f in HTTP if [(r.method, r.path) for r in f.routes] == [("ANY", "*")]]
 
 
 def template_functions():
@@ -74,12 +75,12 @@ def test_an_http_functions_routes_are_its_template_api_events(name):
     assert len({(r.method, r.path) for r in f.routes}) == len(f.routes), "a route twice"
 
 
-def test_preflight_answers_options_on_every_path_of_the_other_http_functions():
-    assert len(PREFLIGHT) == 1, "exactly one function has the route OPTIONS *"
+def test_preflight_takes_any_other_method_on_every_path_of_the_other_http_functions():
+    assert len(PREFLIGHT) == 1, "exactly one function has the route ANY *"
     (preflight,) = PREFLIGHT
     paths = {r.path for f in HTTP if f is not preflight for r in f.routes}
-    assert set(api_events(preflight.logical_id)) == {("OPTIONS", path) for path in paths}
-    assert not any(route.method == "OPTIONS" for f in HTTP if f is not preflight for route in f.routes)
+    assert set(api_events(preflight.logical_id)) == {("ANY", path) for path in paths}
+    assert not any(route.method in {"OPTIONS", "ANY"} for f in HTTP if f is not preflight for route in f.routes)
 
 
 @pytest.mark.parametrize("name", sorted(f.name for f in TABLE if f.event != "http"))

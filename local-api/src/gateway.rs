@@ -104,12 +104,15 @@ impl Gateway {
     }
 
     pub async fn handle(&self, call: Call) -> Answer {
-        let found = self
-            .wiring
-            .routes
-            .iter()
-            .filter(|r| r.method == call.method)
-            .find_map(|r| match_path(&r.path, &call.path).map(|params| (r, params)));
+        // As API Gateway: the route of this method on the path, else the path's ANY route.
+        let on_path = |method: &str| {
+            self.wiring
+                .routes
+                .iter()
+                .filter(|r| r.method == method)
+                .find_map(|r| match_path(&r.path, &call.path).map(|params| (r, params)))
+        };
+        let found = on_path(&call.method).or_else(|| on_path("ANY"));
         let Some((route, path_parameters)) = found else {
             // API Gateway's answer for an unknown method or path.
             return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", 403);
@@ -188,7 +191,8 @@ impl Gateway {
             "apiId": API_ID,
             "stage": self.stage(),
             "resourcePath": route.path,
-            "httpMethod": route.method,
+            // The request's method, also where the route is `ANY`.
+            "httpMethod": call.method,
             // The path the client asked for: the local API serves without the stage in
             // front (as a custom domain does), so there is no stage prefix to report.
             "path": call.path,
@@ -203,7 +207,7 @@ impl Gateway {
         let event = json!({
             "resource": route.path,
             "path": call.path,
-            "httpMethod": route.method,
+            "httpMethod": call.method,
             "headers": last_values(&call.headers),
             "multiValueHeaders": multi_headers,
             "queryStringParameters": if query.is_empty() { Value::Null } else { json!(single_query) },

@@ -43,6 +43,10 @@ pub enum AuthError {
     /// No such thing for this caller (an unknown user, for an administrator).
     #[error("not found")]
     NotFound,
+    /// The path exists, the method does not: `allow` lists the path's methods (the `Allow`
+    /// header, RFC 9110 §15.5.6).
+    #[error("this route does not take that method; it takes {allow}")]
+    MethodNotAllowed { allow: String },
     /// The store is down, slow or throttling: fail closed and ask the client to retry.
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable { retry_after_seconds: u64 },
@@ -84,6 +88,7 @@ impl AuthError {
             AuthError::CsrfRejected | AuthError::OriginRefused => (403, "invalid_request"),
             AuthError::Conflict(_) => (409, "invalid_request"),
             AuthError::NotFound => (404, "not_found"),
+            AuthError::MethodNotAllowed { .. } => (405, "method_not_allowed"),
             AuthError::Unavailable { .. } => (503, "temporarily_unavailable"),
             AuthError::Internal | AuthError::Store(StoreError::Internal(_)) => (500, "server_error"),
             AuthError::Store(StoreError::Unavailable(_)) => (503, "temporarily_unavailable"),
@@ -163,6 +168,7 @@ mod tests {
             (AuthError::OriginRefused, 403, "invalid_request"),
             (AuthError::Conflict("x".into()), 409, "invalid_request"),
             (AuthError::NotFound, 404, "not_found"),
+            (AuthError::MethodNotAllowed { allow: "GET, OPTIONS".into() }, 405, "method_not_allowed"),
             (AuthError::Unavailable { retry_after_seconds: 1 }, 503, "temporarily_unavailable"),
             (AuthError::Internal, 500, "server_error"),
             (AuthError::Store(StoreError::Unavailable("timeout to 10.0.0.1".into())), 503, "temporarily_unavailable"),

@@ -224,10 +224,16 @@ pub fn no_content() -> Response<Body> {
     res
 }
 
-/// The contract's error response, with `Retry-After` and `WWW-Authenticate` where due.
+/// The contract's error response, with `Retry-After`, `WWW-Authenticate` and `Allow`
+/// where due.
 pub fn error(e: &AuthError) -> Response<Body> {
     let (status, _) = e.status_and_code();
     let mut res = json(status, &e.body());
+    if let AuthError::MethodNotAllowed { allow } = e
+        && let Ok(value) = HeaderValue::from_str(allow)
+    {
+        res.headers_mut().insert(header::ALLOW, value);
+    }
     if let Some(secs) = e.retry_after() {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }

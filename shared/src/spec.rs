@@ -275,7 +275,9 @@ pub static PREFLIGHT: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::Stateless(StatelessFunction::Preflight)),
     keys: Keys::None,
     hashes_passwords: false,
-    routes: &[public("OPTIONS", "*", P::Preflight)],
+    // Wired as `ANY` on every path: API Gateway sends it the methods no other function
+    // takes there, OPTIONS (the CORS preflight) and the rest (405 with `Allow`).
+    routes: &[public("ANY", "*", P::Preflight)],
 };
 
 /// The REST API's REQUEST authorizer: verifies, reads the store once, never signs.
@@ -301,6 +303,21 @@ pub static ROTATION: FunctionSpec = FunctionSpec {
 /// Every function, in the order the docs list them.
 pub static FUNCTIONS: [&FunctionSpec; 11] =
     [&REGISTER, &LOGIN, &REFRESH, &LOGOUT, &ME, &ACCOUNT, &DISCOVERY, &ADMIN, &PREFLIGHT, &AUTHORIZER, &ROTATION];
+
+/// The methods the API takes on `path` (a resource path such as `/auth/sessions/{id}`),
+/// `OPTIONS` (the preflight, on every path) included: an `Allow` header's value. `None`
+/// for a path that is no route.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let mut methods: Vec<&str> =
+        FUNCTIONS.iter().flat_map(|f| f.routes).filter(|r| r.path == path).map(|r| r.method).collect();
+    if methods.is_empty() {
+        return None;
+    }
+    methods.push("OPTIONS");
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
+}
 
 /// The function named `name` (a binary's name), if there is one.
 pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {

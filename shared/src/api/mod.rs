@@ -15,6 +15,7 @@ mod discovery;
 mod request;
 mod tokens;
 
+use lambda_http::http::Method;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -22,7 +23,7 @@ use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http::{self, Browser};
 use crate::spec::{
-    AuthenticatedRoute, FunctionSpec, HttpFunction, Keys, PublicRoute, Route, StatelessFunction, UseCaseFunction,
+    self, AuthenticatedRoute, FunctionSpec, HttpFunction, Keys, PublicRoute, Route, StatelessFunction, UseCaseFunction,
 };
 
 pub use request::caller;
@@ -60,7 +61,10 @@ pub async fn handle_stateless(
     let request_headers = req.headers().clone();
     let result = match route_of(spec, &req) {
         // The preflight answer carries its own CORS headers.
-        Ok(_) if function == StatelessFunction::Preflight => return browser.preflight(&request_headers),
+        Ok(_) if function == StatelessFunction::Preflight && req.method() == Method::OPTIONS => {
+            return browser.preflight(&request_headers);
+        }
+        Ok(_) if function == StatelessFunction::Preflight => Err(method_not_allowed(&req)),
         Ok(_) => caller(&req).map(|caller| me(&caller)),
         Err(e) => Err(e),
     };
@@ -91,6 +95,19 @@ fn respond(result: Result<Response<Body>, AuthError>) -> Response<Body> {
 }
 
 /// The route API Gateway matched, if this function serves it.
+/// A method no function takes on the request's path reached the preflight function (wired
+/// as `ANY` there): 405 with the path's methods.
+fn method_not_allowed(req: &Request) -> AuthError {
+    let resource = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.resource_path.as_deref().unwrap_or_default(),
+        _ => "",
+    };
+    match spec::allowed_methods(resource) {
+        Some(allow) => AuthError::MethodNotAllowed { allow },
+        None => AuthError::NotFound,
+    }
+}
+
 fn route_of(spec: &FunctionSpec, req: &Request) -> Result<Route, AuthError> {
     let (method, resource) = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) => {

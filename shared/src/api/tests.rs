@@ -131,6 +131,28 @@ async fn the_preflight_answers_allowed_origins_only() {
 }
 
 #[tokio::test]
+async fn a_method_the_path_does_not_take_is_405_with_the_paths_methods() {
+    for (method, path, allow) in [
+        ("GET", "/auth/login", "OPTIONS, POST"),
+        ("DELETE", "/auth/me", "GET, OPTIONS"),
+        ("PATCH", "/auth/sessions/{id}", "DELETE, OPTIONS"),
+        ("POST", "/admin/users/{username}", "GET, OPTIONS"),
+        ("HEAD", "/.well-known/jwks.json", "GET, OPTIONS"),
+    ] {
+        let mut e = event("preflight");
+        e["httpMethod"] = method.into();
+        e["requestContext"]["httpMethod"] = method.into();
+        e["resource"] = path.into();
+        e["requestContext"]["resourcePath"] = path.into();
+        let res = serve(&spec::PREFLIGHT, &e).await;
+        assert_eq!(error_code(&res), (405, "method_not_allowed".into()), "{method} {path}");
+        assert_eq!(header(&res, "allow"), Some(allow), "{method} {path}");
+        // A browser reads it: CORS as on every answer.
+        assert_eq!(header(&res, "access-control-allow-origin"), Some(ORIGIN));
+    }
+}
+
+#[tokio::test]
 async fn discovery_serves_the_key_set_and_the_metadata() {
     let res = serve(&spec::DISCOVERY, &event("discovery")).await;
     assert_eq!(res.status(), 200);

@@ -17,7 +17,7 @@ pub enum Kind {
     /// Wrong password, unknown or malformed username (not told apart, as in the answer).
     LoginFailed,
     /// A login, or a password check of the account routes, refused by the failed-login
-    /// throttle (`reason`: `client` or `name`).
+    /// throttle (`reason`: `client`, `name` or `device`: which lock).
     LoginLocked,
     /// A spent refresh token came back: its session was revoked as stolen.
     RefreshReuseDetected,

@@ -7,6 +7,7 @@ package in the project's virtualenv.
 """
 
 import base64
+import hashlib
 import json
 import os
 import pathlib
@@ -436,6 +437,13 @@ def public_jwk_of(private_document):
     return {"kid": doc["kid"], "kty": "EC", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
 
 
+def thumbprint(jwk):
+    """RFC 7638: SHA-256 of the required members, sorted, no whitespace; base64url."""
+    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 ROTATION_STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
 
 
@@ -463,8 +471,12 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
                 res = rotation.invoke({"Step": step, "SecretId": private_arn, "ClientRequestToken": token})
                 assert res is None or "errorType" not in res, (step, res)
                 if step == "setSecret":
-                    # Published before it signs anything: the pending key is in the set.
-                    assert f"k-{token.replace('-', '')[:16]}" in [k["kid"] for k in published()]
+                    # Published before it signs anything: the pending key is in the set,
+                    # under its RFC 7638 thumbprint (never a name taken from the request).
+                    pending = sm.get_secret_value(SecretId=private_arn, VersionStage="AWSPENDING")["SecretString"]
+                    jwk = public_jwk_of(pending)
+                    assert jwk["kid"] == thumbprint(jwk) and token.replace("-", "")[:8] not in jwk["kid"]
+                    assert jwk in published()
 
         # Pointed at another secret, it refuses (it would publish that secret's key).
         stranger = sm.create_secret(Name=f"other-{suffix}", SecretString="{}")["ARN"]

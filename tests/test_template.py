@@ -366,6 +366,18 @@ def test_logout_and_ending_a_session_write_only_session_revocations(name):
     assert puts[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}
 
 
+def test_the_default_key_rotation_outlasts_a_refresh_token_and_the_functions_are_told_it():
+    # The functions refuse to start when KEY_ROTATION_DAYS x 86400 is below the refresh
+    # lifetime plus the leeway (shared/src/config); the defaults must pass.
+    default = template.parameter_values(TEMPLATE)
+    assert int(default["KeyRotationDays"]) * 86400 >= int(default["RefreshTokenTtlSeconds"]) + 5
+    value = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["KEY_ROTATION_DAYS"]
+    conditions = TEMPLATE["Conditions"]
+    assert template.evaluate(value, default, conditions) == default["KeyRotationDays"]
+    hmac = template.parameter_values(TEMPLATE, {"SigningAlgorithm": "HS256"})
+    assert template.evaluate(value, hmac, conditions) == ""
+
+
 def test_the_cookies_path_is_not_configurable():
     # The __Host- prefix makes a browser keep the cookie only with Path=/ (and no Domain),
     # whatever the stage or custom domain: nothing may set another path.

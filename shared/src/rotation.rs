@@ -118,8 +118,11 @@ impl Rotation {
             Err(e) if e.code() == Some("ResourceNotFoundException") => {}
             Err(e) => return Err(store_error(e)),
         }
-        let kid = key_id(&event.token);
-        let key = PrivateKey::generate(&kid, self.algorithm).map_err(|e| RotationError::Key(e.to_string()))?;
+        // Named by its thumbprint, not by anything in the request (a caller allowed to
+        // rotate could otherwise make the new kid collide with the current key's).
+        let key =
+            PrivateKey::generate_with_thumbprint_kid(self.algorithm).map_err(|e| RotationError::Key(e.to_string()))?;
+        let kid = key.kid().to_string();
         self.client
             .put_secret_value()
             .secret_id(&event.secret_id)
@@ -209,7 +212,7 @@ impl Rotation {
             update.send().await.map_err(store_error)?;
         }
         self.publish(&event.secret_id, None).await?;
-        tracing::info!(kid = key_id(&event.token), "rotation: new signing key current");
+        tracing::info!(version = %event.token, "rotation: new signing key current");
         Ok(())
     }
 }
@@ -220,24 +223,26 @@ enum Version<'a> {
     Pending(&'a str),
 }
 
-/// A key's id: derived from the rotation's version id, so a retried createSecret makes the
-/// same `kid`.
-fn key_id(token: &str) -> String {
-    let clean: String = token.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
-    format!("k-{clean}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn key_ids_come_from_the_version_and_are_valid_kids() {
-        let kid = key_id("3f1c9b7d-ceea-467f-a0e6-8e2a3f1c9b7d");
-        assert_eq!(kid, "k-3f1c9b7dceea467f");
-        assert!(PrivateKey::generate(&kid, Algorithm::ES256).is_ok());
+    fn a_new_keys_id_is_its_thumbprint_whatever_the_request() {
+        for algorithm in [Algorithm::ES256, Algorithm::EdDSA] {
+            let key = PrivateKey::generate_with_thumbprint_kid(algorithm).unwrap();
+            let jwk = key.public_jwk().unwrap();
+            assert_eq!(key.kid(), jwk.thumbprint());
+            assert_eq!(key.kid().len(), 43);
+            // It loads back under that id (a valid kid).
+            assert_eq!(PrivateKey::from_json(&key.to_json()).unwrap().kid(), key.kid());
+        }
         let event: RotationEvent =
-            serde_json::from_str(r#"{"Step": "createSecret", "SecretId": "arn:x", "ClientRequestToken": "t"}"#).unwrap();
-        assert_eq!((event.step.as_str(), event.secret_id.as_str(), event.token.as_str()), ("createSecret", "arn:x", "t"));
+            serde_json::from_str(r#"{"Step": "createSecret", "SecretId": "arn:x", "ClientRequestToken": "t"}"#)
+                .unwrap();
+        assert_eq!(
+            (event.step.as_str(), event.secret_id.as_str(), event.token.as_str()),
+            ("createSecret", "arn:x", "t")
+        );
     }
 }

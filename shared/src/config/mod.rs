@@ -241,9 +241,10 @@ pub const ENV_LOGIN_NAME_MAX_FAILURES: &str = "LOGIN_NAME_MAX_FAILURES";
 pub const ENV_LOGIN_NAME_WINDOW_SECONDS: &str = "LOGIN_NAME_WINDOW_SECONDS";
 pub const ENV_SESSION_MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECONDS";
 pub const ENV_REFRESH_REUSE_GRACE: &str = "REFRESH_REUSE_GRACE_SECONDS";
+pub const ENV_KEY_ROTATION_DAYS: &str = "KEY_ROTATION_DAYS";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 24] = [
+pub const CONFIG_VARIABLES: [&str; 25] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -268,6 +269,7 @@ pub const CONFIG_VARIABLES: [&str; 24] = [
     ENV_LOGIN_NAME_WINDOW_SECONDS,
     ENV_SESSION_MAX_LIFETIME,
     ENV_REFRESH_REUSE_GRACE,
+    ENV_KEY_ROTATION_DAYS,
 ];
 
 impl Config {
@@ -336,6 +338,22 @@ impl Config {
         if refresh_ttl_seconds <= access_ttl_seconds {
             return Err(err(ENV_REFRESH_TTL, format!("must be longer than {ENV_ACCESS_TTL}")));
         }
+        let leeway_seconds = r.number(ENV_LEEWAY, 5, 0, MAX_LEEWAY_SECONDS)?;
+        // The published set keeps the current and the previous key: a refresh token must
+        // expire before its key is rotated out, two rotations after it was signed.
+        // (CloudFormation cannot compare numbers, so the template cannot refuse this.)
+        if let Some(days) = r.optional(ENV_KEY_ROTATION_DAYS).filter(|_| !hmac) {
+            let days: u64 = days.trim().parse().map_err(|_| err(ENV_KEY_ROTATION_DAYS, "must be a number of days"))?;
+            if days.saturating_mul(86_400) < refresh_ttl_seconds + leeway_seconds {
+                return Err(err(
+                    ENV_KEY_ROTATION_DAYS,
+                    format!(
+                        "{days} days is shorter than the refresh token lifetime plus the leeway \
+                         ({refresh_ttl_seconds} + {leeway_seconds} s): tokens would outlive their key"
+                    ),
+                ));
+            }
+        }
 
         Ok(Config {
             users_table: r.required(ENV_USERS_TABLE)?,
@@ -353,7 +371,7 @@ impl Config {
                 key_id,
                 access_ttl_seconds,
                 refresh_ttl_seconds,
-                leeway_seconds: r.number(ENV_LEEWAY, 5, 0, MAX_LEEWAY_SECONDS)?,
+                leeway_seconds,
             },
             signing_key,
             asymmetric,
@@ -483,6 +501,20 @@ mod tests {
             ENV_LOGIN_NAME_MAX_FAILURES
         );
         assert_eq!(with(&[(ENV_SESSION_MAX_LIFETIME, Some("0"))]).unwrap_err().variable, ENV_SESSION_MAX_LIFETIME);
+        // The key rotation period must outlast a refresh token (asymmetric keys only).
+        let rs256 = [
+            (ENV_ALGORITHM, Some("RS256")),
+            (ENV_PRIVATE_KEY_ARN, Some("arn:k")),
+            (ENV_PUBLIC_KEYS_ARN, Some("arn:p")),
+        ];
+        let rotation = |days: &'static str| with(&[rs256.as_slice(), &[(ENV_KEY_ROTATION_DAYS, Some(days))]].concat());
+        // The defaults: refresh tokens of 30 days, a leeway of 5 s.
+        assert!(rotation("31").is_ok());
+        assert_eq!(rotation("30").unwrap_err().variable, ENV_KEY_ROTATION_DAYS, "5 s short");
+        assert_eq!(rotation("29").unwrap_err().variable, ENV_KEY_ROTATION_DAYS);
+        assert_eq!(rotation("x").unwrap_err().variable, ENV_KEY_ROTATION_DAYS);
+        // HMAC keys do not rotate: the setting is not read.
+        assert!(with(&[(ENV_KEY_ROTATION_DAYS, Some("1"))]).is_ok());
         // The refresh grace: 10 s unless set, 0 turns it off, at most a minute.
         assert_eq!(with(&[]).unwrap().refresh_reuse_grace_seconds, 10);
         assert_eq!(with(&[(ENV_REFRESH_REUSE_GRACE, Some("0"))]).unwrap().refresh_reuse_grace_seconds, 0);

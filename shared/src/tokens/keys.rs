@@ -109,6 +109,15 @@ impl PrivateKey {
         Ok(key)
     }
 
+    /// A new key whose `kid` is its public key's RFC 7638 thumbprint: nobody chooses it,
+    /// so no one can make a new key collide with a key in use (which would drop that key
+    /// from the published set), and the same key always has the same id.
+    pub fn generate_with_thumbprint_kid(algorithm: Algorithm) -> Result<Self, KeyError> {
+        let mut key = Self::generate("pending", algorithm)?;
+        key.kid = key.public_jwk()?.thumbprint();
+        Ok(key)
+    }
+
     /// The JSON it is stored as (a secret: only for the store that keeps it).
     pub fn to_json(&self) -> Zeroizing<String> {
         let doc = Document {
@@ -178,6 +187,21 @@ impl PrivateKey {
             }
         }
         Ok(jwk)
+    }
+}
+
+impl PublicJwk {
+    /// The RFC 7638 thumbprint: SHA-256 over the key's required members, in lexicographic
+    /// order and without whitespace, base64url without padding (43 characters).
+    pub fn thumbprint(&self) -> String {
+        let member = |name: &str, value: &Option<String>| format!(r#""{name}":"{}""#, value.as_deref().unwrap_or(""));
+        let kty = format!(r#""kty":"{}""#, self.kty);
+        let members = match self.kty.as_str() {
+            "RSA" => [member("e", &self.e), kty, member("n", &self.n)].join(","),
+            "EC" => [member("crv", &self.crv), kty, member("x", &self.x), member("y", &self.y)].join(","),
+            _ => [member("crv", &self.crv), kty, member("x", &self.x)].join(","),
+        };
+        URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, format!("{{{members}}}").as_bytes()))
     }
 }
 

@@ -595,3 +595,31 @@ fn an_issuer_is_learnt_only_from_the_deployed_stage() {
     learning.learn_issuer("abc123", learning.region(), "v1");
     assert_eq!(learning.issuer(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/v1"));
 }
+
+#[test]
+fn jwk_thumbprints_are_rfc_7638s() {
+    // RFC 7638 §3.1's example key and thumbprint.
+    let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3\
+             oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6\
+             qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJ\
+             zKnqDKgw";
+    let rsa = PublicJwk {
+        kid: "2011-04-29".into(),
+        kty: "RSA".into(),
+        alg: "RS256".into(),
+        use_: "sig".into(),
+        crv: None,
+        x: None,
+        y: None,
+        n: Some(n.into()),
+        e: Some("AQAB".into()),
+    };
+    assert_eq!(rsa.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    // The id, algorithm and use are not part of it: the key alone is.
+    let renamed = PublicJwk { kid: "other".into(), alg: "PS256".into(), ..rsa.clone() };
+    assert_eq!(renamed.thumbprint(), rsa.thumbprint());
+    // Different keys, different thumbprints.
+    let a = PrivateKey::generate("a", Algorithm::ES256).unwrap().public_jwk().unwrap();
+    let b = PrivateKey::generate("b", Algorithm::ES256).unwrap().public_jwk().unwrap();
+    assert_ne!(a.thumbprint(), b.thumbprint());
+}

@@ -355,6 +355,56 @@ def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, a
     assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
 
 
+def test_register_writes_only_user_and_alias_items():
+    puts = [
+        s
+        for s in statements(functions()["RegisterFunction"])
+        if "dynamodb:PutItem" in as_list(s["Action"]) and table_of(s["Resource"]) == "users"
+    ]
+    assert len(puts) == 1
+    condition = puts[0]["Condition"]
+    # The attributes shared::store::dynamodb::users::create_user writes, and what an
+    # existing user item holds besides (returned by a failed condition, ALL_OLD).
+    source = (ROOT / "shared/src/store/dynamodb/users.rs").read_text()
+    create = source[source.index("async fn create_user") :]
+    create = create[: create.index("let put = ")]
+    written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
+    assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
+    attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    assert attributes == written | {"sessions_valid_after", "disabled"}
+    assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
+    assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
+
+
+def test_the_authorizer_reads_only_session_revocations_and_users():
+    reads = [s for s in statements(functions()["AuthorizerFunction"]) if "dynamodb:BatchGetItem" in as_list(s["Action"])]
+    by_table = {table_of(s["Resource"]): s.get("Condition") for s in reads}
+    assert by_table == {"users": None, "revoked": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}}
+
+
+def test_the_admin_function_reads_users_without_their_password_hash():
+    # shared::store::UserStore::user_profile: a projection of exactly these attributes.
+    reads = [
+        s
+        for s in statements(functions()["AdminFunction"])
+        if "dynamodb:GetItem" in as_list(s["Action"]) and table_of(s["Resource"]) == "users"
+    ]
+    assert len(reads) == 1 and as_list(reads[0]["Action"]) == ["dynamodb:GetItem"]
+    condition = reads[0]["Condition"]
+    attributes = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert sorted(attributes) == ["created_at", "disabled", "roles", "user_id", "username"]
+    assert "password_hash" not in attributes and "email" not in attributes
+    # Without a projection a GetItem asks for every attribute (Select ALL_ATTRIBUTES): refused.
+    assert condition["StringEqualsIfExists"] == {"dynamodb:Select": ["SPECIFIC_ATTRIBUTES"]}
+    assert condition["ForAllValues:StringNotLike"] == USER_ITEM_ONLY["ForAllValues:StringNotLike"]
+    # And the code's projection names the same attributes.
+    source = (ROOT / "shared/src/store/dynamodb/users.rs").read_text()
+    profile = source[source.index("async fn user_profile") :]
+    profile = profile[: profile.index("Ok(Some(UserProfile")]
+    named = set(re.findall(r'expression_attribute_names\("#\w+", "(\w+)"\)', profile))
+    assert named == set(attributes)
+
+
 @pytest.mark.parametrize("name", ["LogoutFunction", "AccountFunction"])
 def test_logout_and_ending_a_session_write_only_session_revocations(name):
     puts = [

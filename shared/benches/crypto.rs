@@ -40,9 +40,8 @@ struct InstantStore;
 
 #[async_trait]
 impl RevocationStore for InstantStore {
-    async fn access_state(&self, _: &str, _: &str, _: &str) -> Result<AccessState, StoreError> {
+    async fn access_state(&self, _: &str, _: &str) -> Result<AccessState, StoreError> {
         Ok(AccessState {
-            token_revoked: false,
             session_revoked: false,
             user: Some(UserAccess {
                 user_id: USER_ID.into(),
@@ -66,6 +65,9 @@ impl UserStore for InstantStore {
         unreachable!("the authorizer never writes")
     }
     async fn get_user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
+        unreachable!()
+    }
+    async fn user_profile(&self, _: &str) -> Result<Option<shared::store::UserProfile>, StoreError> {
         unreachable!()
     }
     async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {

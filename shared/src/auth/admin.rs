@@ -6,7 +6,7 @@
 use super::events::{self, Event, Kind};
 use super::{Auth, Principal, normalize_username, now_ms};
 use crate::error::AuthError;
-use crate::store::UserRecord;
+use crate::store::UserProfile;
 
 /// A role name: `^[a-z][a-z0-9_-]{0,31}$`.
 pub fn validate_role(role: &str) -> Result<(), AuthError> {
@@ -27,8 +27,8 @@ pub struct AdminView {
     pub created_at: u64,
 }
 
-impl From<UserRecord> for AdminView {
-    fn from(u: UserRecord) -> Self {
+impl From<UserProfile> for AdminView {
+    fn from(u: UserProfile) -> Self {
         AdminView {
             id: u.user_id,
             username: u.username,
@@ -49,10 +49,12 @@ pub const ADMIN_ROLE: &str = "admin";
 const ROLE_CHANGE_TRIES: usize = 5;
 
 impl Auth {
-    async fn existing_user(&self, username: &str) -> Result<UserRecord, AuthError> {
+    /// Read without the password hash: the admin function may not read it (its IAM
+    /// policy holds its reads to these attributes).
+    async fn existing_user(&self, username: &str) -> Result<UserProfile, AuthError> {
         // A name that cannot exist is simply not found.
         let name = normalize_username(username).map_err(|_| AuthError::NotFound)?;
-        self.store.get_user(&name).await?.ok_or(AuthError::NotFound)
+        self.store.user_profile(&name).await?.ok_or(AuthError::NotFound)
     }
 
     pub async fn admin_get_user(&self, username: &str) -> Result<AdminView, AuthError> {

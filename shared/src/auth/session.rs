@@ -86,7 +86,7 @@ impl Auth {
         let Some(username) = self.store.username_for_id(&claims.sub).await? else {
             return Err(AuthError::InvalidGrant);
         };
-        let state = self.store.access_state(&claims.jti, &claims.sid, &username).await?;
+        let state = self.store.access_state(&claims.sid, &username).await?;
         let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
             return Err(AuthError::InvalidGrant);
         };
@@ -213,12 +213,10 @@ impl Auth {
             tracing::info!(reason = %e, "access token refused");
             AuthError::InvalidToken
         })?;
-        let state = self.store.access_state(&claims.jti, &claims.sid, &claims.username).await?;
-        let user = match state.token_revoked {
-            true => None,
-            false => live_session_user(state, &claims.sub, &claims.sid),
+        let state = self.store.access_state(&claims.sid, &claims.username).await?;
+        let Some(user) = live_session_user(state, &claims.sub, &claims.sid) else {
+            return Err(AuthError::InvalidToken);
         };
-        let Some(user) = user else { return Err(AuthError::InvalidToken) };
         // Roles take effect at once: a role counts only while the token carries it and the
         // user still holds it (read in the same round trip), so removing one needs no wait
         // for the token to expire. Routes behind the authorizer see the same set.

@@ -6,10 +6,11 @@ use async_trait::async_trait;
 
 use super::{StoreError, UserAccess};
 
-/// The answer of one consistent read over a token id, its session and its user.
+/// The answer of one consistent read over a session and its user. (No single token is
+/// revoked on its own: logout, theft and every cutoff end sessions, and a spent refresh
+/// token is told by its spend's conditional write, so no token id is read.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessState {
-    pub token_revoked: bool,
     pub session_revoked: bool,
     /// `None`: no such user (deleted, or never existed).
     pub user: Option<UserAccess>,
@@ -58,11 +59,11 @@ pub trait RevocationStore: Send + Sync {
     /// safe to retry; the record may be forgotten at `expires_at` (epoch seconds).
     async fn revoke_session(&self, sid: &str, expires_at: u64) -> Result<(), StoreError>;
 
-    /// One round trip, strongly consistent: is the token id revoked, is the session
-    /// revoked, and the user's current state.
+    /// One round trip, strongly consistent: is the session revoked, and the user's
+    /// current state.
     ///
     /// Also reads the user aggregate (the user's access fields, in the same read).
-    async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError>;
+    async fn access_state(&self, sid: &str, username: &str) -> Result<AccessState, StoreError>;
 
     /// Marks a refresh token spent, recording `spend`, with one conditional write; the
     /// marker may be forgotten at `expires_at` (epoch seconds).

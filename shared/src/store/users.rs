@@ -5,6 +5,17 @@ use async_trait::async_trait;
 
 use super::{StoreError, ThrottleKey};
 
+/// A user as administration reads it: never the password hash (nor the email).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    pub user_id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    /// Epoch seconds.
+    pub created_at: u64,
+    pub disabled: bool,
+}
+
 /// A user as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -69,6 +80,10 @@ pub trait UserStore: Send + Sync {
 
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// A user without its password hash or email, read consistently with a projection:
+    /// what administration may read (its IAM policy allows no other attribute).
+    async fn user_profile(&self, username: &str) -> Result<Option<UserProfile>, StoreError>;
 
     /// The username that belongs to an immutable user id (refresh tokens carry only `sub`).
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;

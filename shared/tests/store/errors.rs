@@ -11,7 +11,7 @@ async fn an_unreachable_store_is_reported_as_unavailable() {
     let Some(env) = common::env().await else { return };
     let store = env.unreachable_store().await;
     assert!(matches!(store.get_user("alice").await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.access_state("j", "s", "alice").await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.access_state("s", "alice").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.spend_refresh_token("j", 1, &Default::default()).await, Err(StoreError::Unavailable(_))));
 }
 

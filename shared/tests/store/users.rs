@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use shared::store::{
-    CreateOutcome, FailedLogins, PasswordChange, RevocationStore, ThrottleKey, ThrottleStore, UserStore,
+    CreateOutcome, FailedLogins, PasswordChange, RevocationStore, ThrottleKey, ThrottleStore, UserProfile, UserStore,
 };
 
 use crate::{common, user};
@@ -19,6 +19,24 @@ async fn a_created_user_reads_back_whole() {
     assert_eq!(store.username_for_id(&u.user_id).await.unwrap(), Some(u.username.clone()));
     assert_eq!(store.get_user(&common::unique_username("nobody")).await.unwrap(), None);
     assert_eq!(store.username_for_id(&uuid::Uuid::new_v4().to_string()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_users_profile_is_read_without_its_hash() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let mut u = user(&common::unique_username("profile"));
+    u.roles = vec!["admin".into(), "user".into()];
+    store.create_user(&u).await.unwrap();
+    let profile = UserProfile {
+        user_id: u.user_id.clone(),
+        username: u.username.clone(),
+        roles: u.roles.clone(),
+        created_at: u.created_at,
+        disabled: false,
+    };
+    assert_eq!(store.user_profile(&u.username).await.unwrap(), Some(profile));
+    assert_eq!(store.user_profile(&common::unique_username("nobody")).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -69,7 +87,7 @@ async fn sessions_valid_after_only_moves_forward_and_never_creates_users() {
     store.revoke_sessions_before(&u.username, 1_763_800_000_100).await.unwrap();
     let got = store.get_user(&u.username).await.unwrap().unwrap();
     assert_eq!(got.sessions_valid_after_ms, Some(1_763_800_000_250));
-    let state = store.access_state("j", "s", &u.username).await.unwrap();
+    let state = store.access_state("s", &u.username).await.unwrap();
     assert_eq!(state.user.unwrap().sessions_valid_after_ms, Some(1_763_800_000_250));
 
     let ghost = common::unique_username("ghost");
@@ -106,7 +124,7 @@ async fn roles_change_only_over_the_roles_read_and_disabling_cuts_every_session_
     let got = store.get_user(&u.username).await.unwrap().unwrap();
     assert!(got.disabled);
     assert_eq!(got.sessions_valid_after_ms, Some(1_763_800_000_500));
-    let access = store.access_state("j", "s", &u.username).await.unwrap().user.unwrap();
+    let access = store.access_state("s", &u.username).await.unwrap().user.unwrap();
     assert!(access.disabled);
     // A later "log out everywhere" is never moved back by a disable.
     store.revoke_sessions_before(&u.username, 1_763_900_000_000).await.unwrap();

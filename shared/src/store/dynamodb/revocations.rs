@@ -69,10 +69,9 @@ impl RevocationStore for DynamoStore {
             .map_err(classify)
     }
 
-    async fn access_state(&self, jti: &str, sid: &str, username: &str) -> Result<AccessState, StoreError> {
+    async fn access_state(&self, sid: &str, username: &str) -> Result<AccessState, StoreError> {
         let session = session_key(sid);
         let revoked_keys = KeysAndAttributes::builder()
-            .keys(HashMap::from([("jti".to_string(), s(jti))]))
             .keys(HashMap::from([("jti".to_string(), s(&session))]))
             .projection_expression("jti")
             .consistent_read(true)
@@ -103,11 +102,7 @@ impl RevocationStore for DynamoStore {
             sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
             disabled: is_disabled(item),
         });
-        Ok(AccessState {
-            token_revoked: found_revoked.iter().any(|k| k == jti),
-            session_revoked: found_revoked.contains(&session),
-            user,
-        })
+        Ok(AccessState { session_revoked: found_revoked.contains(&session), user })
     }
 
     async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spend: &Spend) -> Result<SpendOutcome, StoreError> {

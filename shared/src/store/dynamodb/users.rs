@@ -11,7 +11,7 @@ use super::item::{
     Item, get_roles, get_s, get_u64, is_disabled, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
 use super::{CONFLICT_RETRIES, DynamoStore, backoff, throttle_key, user_id_key};
-use crate::store::{CreateOutcome, PasswordChange, StoreError, ThrottleKey, UserRecord, UserStore};
+use crate::store::{CreateOutcome, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserStore};
 
 pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
     let field = |k: &str| get_s(item, k).ok_or_else(|| StoreError::Internal(format!("user item lacks {k}")));
@@ -109,6 +109,33 @@ impl UserStore for DynamoStore {
             .await
             .map_err(classify)?;
         out.item().map(user_from_item).transpose()
+    }
+
+    async fn user_profile(&self, username: &str) -> Result<Option<UserProfile>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .projection_expression("#n, #id, #roles, #created, #dis")
+            .expression_attribute_names("#n", "username")
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_names("#roles", "roles")
+            .expression_attribute_names("#created", "created_at")
+            .expression_attribute_names("#dis", "disabled")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let field = |k: &str| get_s(item, k).ok_or_else(|| StoreError::Internal(format!("user item lacks {k}")));
+        Ok(Some(UserProfile {
+            user_id: field("user_id")?,
+            username: field("username")?,
+            roles: get_roles(item),
+            created_at: get_u64(item, "created_at").unwrap_or(0),
+            disabled: is_disabled(item),
+        }))
     }
 
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {

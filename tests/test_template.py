@@ -428,6 +428,28 @@ def test_the_default_key_rotation_outlasts_a_refresh_token_and_the_functions_are
     assert template.evaluate(value, hmac, conditions) == ""
 
 
+def test_every_gateway_answer_carries_cors_for_the_first_allowed_origin_and_none_without_origins():
+    # API Gateway's own 401/403/404/429/5xx (and the rest) must be readable by the page: a
+    # browser hides an answer without Access-Control-Allow-Origin, however it failed.
+    responses = TEMPLATE["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
+    assert {"UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    conditions = TEMPLATE["Conditions"]
+    two = template.parameter_values(TEMPLATE, {"AllowedOrigins": "https://a.example,https://b.example"})
+    none = template.parameter_values(TEMPLATE, {"AllowedOrigins": ""})
+    for name, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        given = {k: template.evaluate(v, two, conditions) for k, v in headers.items()}
+        assert given["Access-Control-Allow-Origin"] == "'https://a.example'", name
+        assert given["Access-Control-Allow-Credentials"] == "'true'", name
+        assert given["Vary"] == "'Origin'", name
+        assert "Retry-After" in given["Access-Control-Expose-Headers"], name
+        bare = {k: template.evaluate(v, none, conditions) for k, v in headers.items()}
+        assert {k for k, v in bare.items() if v is not template.NO_VALUE and k.startswith("Access-Control")} == set(), name
+    # 429 tells the client when to come back.
+    assert responses["THROTTLED"]["StatusCode"] == 429
+    assert responses["THROTTLED"]["ResponseParameters"]["Headers"]["Retry-After"] == "'1'"
+
+
 def test_the_cookies_path_is_not_configurable():
     # The __Host- prefix makes a browser keep the cookie only with Path=/ (and no Domain),
     # whatever the stage or custom domain: nothing may set another path.

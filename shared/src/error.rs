@@ -16,6 +16,8 @@ pub enum AuthError {
     InvalidPassword(String),
     #[error("username is already taken")]
     UsernameTaken,
+    #[error("{0}")]
+    InvalidEmail(String),
     /// Login or refresh refused. One message for every cause, so a caller cannot tell an
     /// unknown user from a wrong password, or a spent refresh token from a forged one.
     #[error("the credentials are invalid")]
@@ -81,6 +83,7 @@ impl AuthError {
             AuthError::InvalidUsername(_) => (400, "invalid_username"),
             AuthError::InvalidPassword(_) => (400, "invalid_password"),
             AuthError::UsernameTaken => (409, "username_taken"),
+            AuthError::InvalidEmail(_) => (400, "invalid_email"),
             AuthError::InvalidGrant => (401, "invalid_grant"),
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
             AuthError::InvalidToken => (401, "invalid_token"),
@@ -160,6 +163,7 @@ mod tests {
             (AuthError::InvalidUsername("x".into()), 400, "invalid_username"),
             (AuthError::InvalidPassword("x".into()), 400, "invalid_password"),
             (AuthError::UsernameTaken, 409, "username_taken"),
+            (AuthError::InvalidEmail("x".into()), 400, "invalid_email"),
             (AuthError::InvalidGrant, 401, "invalid_grant"),
             (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
             (AuthError::InvalidToken, 401, "invalid_token"),

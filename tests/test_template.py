@@ -376,8 +376,9 @@ def test_register_writes_only_user_and_alias_items():
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 
 
-def test_the_authorizer_reads_only_session_revocations_and_users():
-    reads = [s for s in statements(functions()["AuthorizerFunction"]) if "dynamodb:BatchGetItem" in as_list(s["Action"])]
+@pytest.mark.parametrize("name", ["AuthorizerFunction", "RefreshFunction"])
+def test_the_authorizer_and_refresh_read_only_session_revocations_and_users(name):
+    reads = [s for s in statements(functions()[name]) if "dynamodb:BatchGetItem" in as_list(s["Action"])]
     by_table = {table_of(s["Resource"]): s.get("Condition") for s in reads}
     assert by_table == {"users": None, "revoked": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["session#*"]}}}
 

@@ -1,5 +1,5 @@
-//! The revocations aggregate on the revoked tokens table: token ids, spent refresh token
-//! ids and `session#<sid>` items.
+//! The revocations aggregate on the revoked tokens table: spent refresh token ids (with
+//! their spend) and `session#<sid>` items.
 
 use std::collections::HashMap;
 

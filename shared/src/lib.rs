@@ -5,6 +5,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod store;

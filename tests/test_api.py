@@ -430,8 +430,10 @@ def test_simultaneous_wrong_passwords_from_one_client_get_at_most_five_verified(
     client = strict_api.from_address("127.0.0.4")
     results = concurrently([lambda: client.login(user["username"], "not the password")] * 20)
     statuses = sorted(r.status for r in results)
-    assert set(statuses) <= {401, 429}, statuses
-    assert statuses.count(401) <= 5, statuses
+    # Exactly five: each of the first five takes its count by compare-and-set and is
+    # verified (a wrong password, 401); the fifth sets the lock, so the other fifteen are
+    # refused unverified (429), however they interleave.
+    assert statuses == [401] * 5 + [429] * 15, statuses
     for r in results:
         assert_error(r, r.status, "invalid_grant" if r.status == 401 else "too_many_attempts")
     assert_error(client.login(user["username"]), 429, "too_many_attempts")
@@ -661,6 +663,43 @@ def test_a_role_taken_away_stops_working_at_once_though_the_token_still_carries_
     assert me.status == 200 and me.json()["roles"] == ["user"], me
 
 
+@pytest.mark.parametrize("by", ["another admin", "the operator"])
+def test_a_removed_admin_role_stops_working_on_the_real_admin_routes_at_once(api, admin, user, by):
+    # The test above uses a route of the tests' own (ADMIN_ROUTE); these are the template's
+    # administration routes, behind the same authorizer with the role the template requires.
+    name = new_name()
+    assert api.register(name).status == 201
+    grant_role(name, "admin")
+    demoted, _ = tokens_of(api.login(name))
+    target = f"/admin/users/{user['username']}"
+    res = api.call("GET", target, token=demoted)
+    assert res.status == 200 and res.json()["username"] == user["username"], res
+    if by == "another admin":
+        res = api.call("POST", f"/admin/users/{name}/roles", token=admin, json_body={"remove": ["admin"]})
+        assert res.status == 200 and res.json()["roles"] == ["user"], res
+    else:  # scripts/grant_role.py --remove: the user item changed in the table
+        grant_role(name, "admin", remove=True)
+    # The very same token, unexpired, still says admin...
+    _, claims = decode(demoted)
+    assert "admin" in claims["roles"] and claims["exp"] > time.time() + 60, claims
+    # ...and is refused on every administration route at once, itself included.
+    assert_error(api.call("GET", target, token=demoted), 403, "insufficient_scope")
+    for path, body in [
+        (f"{target}/roles", {"add": ["admin"]}),
+        (f"{target}/disable", None),
+        (f"{target}/enable", None),
+        (f"/admin/users/{name}/roles", {"add": ["admin"]}),
+    ]:
+        assert_error(api.call("POST", path, token=demoted, json_body=body), 403, "insufficient_scope")
+    # Nothing was done: the target is a plain enabled user, the demoted one no admin again.
+    view = api.call("GET", target, token=admin).json()
+    assert (view["roles"], view["disabled"]) == (["user"], False), view
+    assert api.call("GET", f"/admin/users/{name}", token=admin).json()["roles"] == ["user"]
+    # The token still works where no role is needed, and says only what the user holds.
+    me = api.me(demoted)
+    assert me.status == 200 and me.json()["roles"] == ["user"], me
+
+
 # --- Attacks on the token: every one is a 401 at the authorizer -----------------------
 
 
@@ -775,7 +814,9 @@ def test_ten_simultaneous_refreshes_of_one_token_from_ten_addresses_have_exactly
     results = concurrently([lambda c=c: c.refresh(user["refresh_token"]) for c in clients])
     winners = [r for r in results if r.status == 200]
     assert len(winners) == 1, [r.status for r in results]
-    assert all(r.status == 401 for r in results if r.status != 200)
+    for res in results:
+        if res is not winners[0]:
+            assert_error(res, 401, "invalid_grant")
     # The losers presented a spent token from other addresses: theft detection killed the
     # session, winner included.
     assert_invalid_token(api.me(winners[0].json()["access_token"]))
@@ -785,6 +826,25 @@ def test_ten_simultaneous_refreshes_of_one_token_from_ten_addresses_have_exactly
 def same_pair(a, b):
     """Two answers carry the same pair: the same claims, ids and times (re-signed)."""
     return all(decode(a.json()[k])[1] == decode(b.json()[k])[1] for k in ("access_token", "refresh_token"))
+
+
+def assert_refreshes_lost_or_minted_a_dead_pair(api, results):
+    """Refreshes of one token by one client that raced something ending its session (a
+    logout, a disable, a password change): each is exactly one of the two documented
+    outcomes. Lost (it read the session once it was over): 401 invalid_grant. Won (it read
+    the session before): 200, every winner with the one pair the spend recorded (the
+    others are the spender's own retries, within the grace), and that pair died with the
+    session. Returns the winners."""
+    winners = [r for r in results if r.status == 200]
+    for res in results:
+        if res.status != 200:
+            assert_error(res, 401, "invalid_grant")
+    if winners:
+        assert all(same_pair(r, winners[0]) for r in winners), winners
+        new_access, new_refresh = tokens_of(winners[0])
+        assert_invalid_token(api.me(new_access))
+        assert_error(api.refresh(new_refresh), 401, "invalid_grant")
+    return winners
 
 
 def test_tabs_refreshing_one_token_together_all_get_the_same_pair_and_stay_signed_in(api, user):
@@ -809,16 +869,18 @@ def test_ten_simultaneous_registrations_of_one_name_have_exactly_one_winner(api)
 
 @pytest.mark.parametrize("everywhere", [False, True])
 def test_logout_racing_refreshes_leaves_no_usable_token_of_the_session(api, user, everywhere):
+    # Real concurrency, a smoke test: whether a refresh reads the session before the logout
+    # lands is the scheduler's choice. test_faults.py's
+    # test_a_refresh_that_found_its_session_live_while_a_logout_lands_mints_a_dead_pair
+    # forces that interleaving (a refresh that won minted a pair in the session that died
+    # with it).
     access, refresh = tokens_of(api.login(user["username"]))
     query = "?all=true" if everywhere else ""
     results = concurrently([lambda: api.logout(access, query)] + [lambda: api.refresh(refresh)] * 3)
     assert results[0].status == 204, results[0]
-    for res in results[1:]:
-        if res.status == 200:  # a refresh that won the race minted a pair in the session...
-            new_access, new_refresh = tokens_of(res)
-            assert_invalid_token(api.me(new_access))  # ...that died with it
-            assert_error(api.refresh(new_refresh), 401, "invalid_grant")
+    assert_refreshes_lost_or_minted_a_dead_pair(api, results[1:])
     assert_invalid_token(api.me(access))
+    assert_error(api.from_address("127.0.0.60").refresh(refresh), 401, "invalid_grant")
 
 
 # --- Browsers: CORS, cookie mode, CSRF -------------------------------------------------
@@ -914,9 +976,11 @@ def test_the_gateways_own_answers_carry_cors_for_the_first_allowed_origin(api, u
     for status, res in answers.items():
         assert res.status == status, res
         assert_cors_for(res, APP_ORIGIN)
-    # Another origin never gets its own name back from the gateway: its browser cannot read.
+    # Another origin never gets its own name back from the gateway (the header is fixed:
+    # the first allowed origin, whoever asks), so its browser cannot read the answer.
     res = api.call("GET", "/auth/me", headers={"Origin": EVIL_ORIGIN})
-    assert res.header("Access-Control-Allow-Origin") in (None, APP_ORIGIN)
+    assert res.status == 401, res
+    assert res.header("Access-Control-Allow-Origin") == APP_ORIGIN, res.headers
 
 
 XRW = {"X-Requested-With": "fetch"}
@@ -1203,15 +1267,15 @@ def test_a_disabled_user_is_out_at_once_and_back_in_only_with_a_new_login(api, a
 
 
 def test_disable_racing_refreshes_leaves_no_usable_token(api, admin, user):
+    # Real concurrency, a smoke test: whether a refresh reads the user before the disable
+    # lands is the scheduler's choice. test_faults.py's
+    # test_a_refresh_that_found_the_user_enabled_while_a_disable_lands_mints_a_dead_pair
+    # forces that interleaving.
     access, refresh = tokens_of(api.login(user["username"]))
     disable = lambda: api.call("POST", f"/admin/users/{user['username']}/disable", token=admin)  # noqa: E731
     results = concurrently([disable] + [lambda: api.refresh(refresh)] * 3)
     assert results[0].status == 204, results[0]
-    for res in results[1:]:
-        if res.status == 200:
-            new_access, new_refresh = tokens_of(res)
-            assert_invalid_token(api.me(new_access))
-            assert_error(api.refresh(new_refresh), 401, "invalid_grant")
+    assert_refreshes_lost_or_minted_a_dead_pair(api, results[1:])
     assert_invalid_token(api.me(access))
 
 

@@ -8,7 +8,11 @@ Three ways, all through the local API over real HTTP:
 - the same proxy, reading each DynamoDB request, forwards a write but drops its answer
   (the SDK retries a write that was applied), or answers as DynamoDB does for a
   transaction that conflicted: none of it may look like theft, a taken name, a double
-  count or a half-done logout.
+  count or a half-done logout;
+- the same proxy holds one request until a competing operation has run to its end, which
+  forces the races that real concurrency only sometimes produces: a login against a
+  password change or a deletion, a refresh against a logout, a disable or a password
+  change. Each test checks that the race happened and that its outcome is safe.
 """
 
 import hashlib
@@ -24,8 +28,10 @@ import time
 
 import pytest
 
+from devtools import roles
 from devtools.moto import create_tables, start_moto
 from support import Api, new_name, start_local_api, stop
+from test_api import assert_error, assert_invalid_token, decode
 
 PASSWORD = f"fault pass {secrets.token_urlsafe(12)}"
 # What a 503 may say: the contract's words, nothing about hosts, ports or the SDK.
@@ -509,18 +515,32 @@ def is_account_deletion(operation, body):
 
 
 class Hold:
-    """A rule: the first request that `matches(operation, body)` is held back until
-    `release` is set; everything else goes through."""
+    """A rule: the first request that `matches(operation, body)`, and the SDK's retries of
+    it, are held back until `release` is set (or `timeout` seconds pass: a test that never
+    releases does not hang the proxy); everything else goes through. `released_in_time`
+    says which it was, so a test can tell that the interleaving it forced really happened."""
 
-    def __init__(self, matches):
+    def __init__(self, matches, timeout=5):
         self.matches = matches
+        self.timeout = timeout
         self.held, self.release = threading.Event(), threading.Event()
+        self.released_in_time = None
+        self.body = None
+        self.lock = threading.Lock()
 
     def __call__(self, operation, request):
         body = request.split(b"\r\n\r\n", 1)[1]
-        if not self.held.is_set() and self.matches(operation, body):
-            self.held.set()
-            self.release.wait(timeout=5)
+        with self.lock:
+            first = not self.held.is_set() and self.matches(operation, body)
+            if first:
+                self.held.set()
+                self.body = body
+        if first:
+            self.released_in_time = self.release.wait(timeout=self.timeout)
+        elif body == self.body:
+            # The SDK's retry of the held request (its attempt timed out: 2 s): held too,
+            # or it would land while the competing operation is still under way.
+            self.release.wait(timeout=self.timeout)
         return "pass"
 
 
@@ -565,6 +585,7 @@ def test_a_login_that_checks_the_old_password_while_the_change_lands_opens_no_la
     login = api.from_address("127.0.0.51").login(api.username)
     rule.release.set()
     res = changed()
+    assert rule.released_in_time, "the change's write was held until the login had answered"
     assert res.status == 200, res
     assert login.status == 200, login
     proxy.set_mode("pass")
@@ -583,11 +604,116 @@ def test_a_login_that_reads_the_user_while_its_deletion_lands_gets_tokens_of_nob
     login = api.from_address("127.0.0.52").login(api.username)
     rule.release.set()
     assert deleted().status == 204
+    assert rule.released_in_time, "the deletion was held until the login had answered"
     assert login.status == 200, login  # it read the user before the deletion landed
     proxy.set_mode("pass")
     assert api.me(login.json()["access_token"]).status == 401
     assert api.refresh(login.json()["refresh_token"]).status == 401
     assert api.login(api.username).status == 401
+
+
+# --- A refresh whose spend is slow to land, and a logout, disable or change in between ---
+#
+# A refresh reads its session and user (one BatchGetItem), finds them live, mints the next
+# pair and spends the token (a conditional PutItem of a "spent" marker). Held at that spend,
+# it has decided "live" and not yet answered: whatever ends the session meanwhile must still
+# end the pair it then hands out. The unforced versions in test_api.py and test_account.py
+# (real concurrency) only sometimes interleave so; these always do, and say so.
+
+
+def assert_dead(api, access, refresh):
+    assert_invalid_token(api.me(access))
+    assert_error(api.refresh(refresh), 401, "invalid_grant")
+
+
+def made_admin(api):
+    """An access token of a new user with the role `admin`, granted as an operator does
+    (scripts/grant_role.py's change of the user item, straight to the emulator)."""
+    name = new_name()
+    assert api.register(name).status == 201
+    roles.change_role(os.environ["USERS_TABLE"], name, "admin", endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    res = api.login(name)
+    assert res.status == 200, res
+    return res.json()["access_token"]
+
+
+def held_refresh(api, proxy, refresh):
+    """Starts a refresh of `refresh` and returns once it has found the session live and its
+    spend is held at the proxy: a function that releases the spend and gives the refresh's
+    answer, having checked that the spend was held until then."""
+    # Held long enough for any competing operation here (a password change hashes twice).
+    rule = Hold(is_spend, timeout=20)
+    proxy.set_mode("scripted", rule)
+    refreshed = in_background(lambda: api.refresh(refresh))
+    assert rule.held.wait(timeout=20), "the refresh's spend never came"
+
+    def release():
+        rule.release.set()
+        res = refreshed()
+        assert rule.released_in_time, "the hold gave up before the competing operation ended: nothing was forced"
+        return res
+
+    return release
+
+
+@pytest.mark.parametrize("everywhere", [False, True])
+def test_a_refresh_that_found_its_session_live_while_a_logout_lands_mints_a_dead_pair(proxied_api, everywhere):
+    api, proxy = proxied_api
+    access, refresh = signed_up(api)
+    release = held_refresh(api, proxy, refresh)
+    # The logout (of this session, or of every session) runs to its end meanwhile.
+    assert api.logout(access, "?all=true" if everywhere else "").status == 204
+    res = release()
+    # The race happened: the refresh decided before the logout, and answered after it...
+    assert res.status == 200, res
+    new_access, new_refresh = res.json()["access_token"], res.json()["refresh_token"]
+    assert decode(new_access)[1]["sid"] == decode(access)[1]["sid"], "a pair of the session logged out"
+    proxy.set_mode("pass")
+    # ...with a pair that died with the session.
+    assert_dead(api, new_access, new_refresh)
+    assert_dead(api, access, refresh)
+
+
+def test_a_refresh_that_found_the_user_enabled_while_a_disable_lands_mints_a_dead_pair(proxied_api):
+    api, proxy = proxied_api
+    admin = made_admin(api)
+    access, refresh = signed_up(api)
+    release = held_refresh(api, proxy, refresh)
+    disabled = api.call("POST", f"/admin/users/{api.username}/disable", token=admin)
+    assert disabled.status == 204, disabled
+    res = release()
+    assert res.status == 200, res  # decided before the disable, answered after it
+    new_access, new_refresh = res.json()["access_token"], res.json()["refresh_token"]
+    proxy.set_mode("pass")
+    assert_dead(api, new_access, new_refresh)
+    assert_dead(api, access, refresh)
+    # Enabled again, the pair stays dead: the disable cut off every session begun before it.
+    assert api.call("POST", f"/admin/users/{api.username}/enable", token=admin).status == 204
+    assert_dead(api, new_access, new_refresh)
+    assert api.login(api.username).status == 200
+
+
+def test_a_refresh_of_another_session_found_live_while_a_password_change_lands_mints_a_dead_pair(proxied_api):
+    api, proxy = proxied_api
+    access, _ = signed_up(api)
+    other = api.login(api.username)
+    assert other.status == 200, other
+    other_access, other_refresh = other.json()["access_token"], other.json()["refresh_token"]
+    release = held_refresh(api, proxy, other_refresh)
+    body = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    changed = api.call("POST", "/auth/password", token=access, json_body=body)
+    assert changed.status == 200, changed
+    res = release()
+    assert res.status == 200, res  # decided before the change, answered after it
+    new_access, new_refresh = res.json()["access_token"], res.json()["refresh_token"]
+    proxy.set_mode("pass")
+    assert_dead(api, new_access, new_refresh)
+    assert_dead(api, other_access, other_refresh)
+    # Only the change's own pair goes on.
+    assert api.me(changed.json()["access_token"]).status == 200
+    rotated = api.refresh(changed.json()["refresh_token"])
+    assert rotated.status == 200, rotated
+    assert api.me(rotated.json()["access_token"]).status == 200
 
 
 def test_a_password_change_whose_write_was_applied_but_whose_answer_was_lost_succeeds(proxied_api):

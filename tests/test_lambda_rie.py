@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 import samcli
-from devtools import cargo_target, keys
+from devtools import cargo_target, keys, roles
 from devtools.invocations import authorizer_event, claims_of, event
 from devtools.net import free_port
 
@@ -32,6 +32,12 @@ EVENTS = ROOT / "events"
 RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
 SECRET = secrets.token_urlsafe(48)
 ROUTE_ROLES = json.loads(json.loads((EVENTS / "env.json").read_text())["AuthorizerFunction"]["ROUTE_ROLES"])
+# The call events/authorizer.json asks about (GET /auth/me), and its API and stage.
+METHOD_ARN = json.loads((EVENTS / "authorizer.json").read_text())["methodArn"]
+API_STAGE_ARN = "/".join(METHOD_ARN.split("/")[:2])
+# What the authorizer answers when the store cannot tell it (shared/src/authorizer.rs):
+# not "Unauthorized" (401), a failure API Gateway refuses the call on.
+UNAVAILABLE = "authorizer temporarily unavailable"
 
 
 class Function:
@@ -151,31 +157,86 @@ def test_login_answers_200_and_401_identically_for_unknown_users(functions, user
     assert wrong["body"] == unknown["body"]
 
 
-def test_the_sample_event_itself_is_accepted_by_login(functions):
-    # events/login.json as shipped: a well-formed request (the demo user may not exist).
+def test_the_sample_events_register_the_demo_user_and_sign_it_in(functions):
+    # events/register.json and events/login.json as shipped: one demo user and password.
+    # The user exists already only if an earlier run against the same tables made it.
+    import boto3
+
+    users = boto3.resource("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"]).Table(os.environ["USERS_TABLE"])
+    name = json.loads(event("login")["body"])["username"]
+    existed = "Item" in users.get_item(Key={"username": name}, ConsistentRead=True)
+    res = functions("register").invoke(event("register"))
+    assert res["statusCode"] == (409 if existed else 201), res
     res = functions("login").invoke(event("login"))
-    assert res["statusCode"] in (200, 401), res
+    assert res["statusCode"] == 200, res
+    assert claims_of(json.loads(res["body"])["access_token"])["username"] == name
+
+
+def route_arn(route):
+    """A route's method ARN pattern in the API and stage of METHOD_ARN, path parameters as
+    wildcards (API Gateway's method ARN carries the actual path)."""
+    method, path = route.split(" ", 1)
+    path = "/".join("*" if s.startswith("{") else s for s in path.split("/"))
+    return f"{API_STAGE_ARN}/{method}{path}"
+
+
+def expected_policy(held):
+    """The policy the authorizer builds for a principal holding the roles `held`, whatever
+    route is called (API Gateway may cache it for any): one Allow of every protected route
+    whose roles it holds, one Deny of the rest; a statement with no route is left out."""
+    allowed = sorted(route_arn(r) for r, need in ROUTE_ROLES.items() if set(need) <= set(held))
+    denied = sorted(route_arn(r) for r, need in ROUTE_ROLES.items() if not set(need) <= set(held))
+    statements = [
+        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resources}
+        for effect, resources in (("Allow", allowed), ("Deny", denied))
+        if resources
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def assert_allows(res, held=("user",), principal=None):
+    """The authorizer's answer is a policy that lets the call through: statement by
+    statement the one expected for the roles `held` (a policy that is merely present, or
+    that denies everything, is no allow), with the event's own method ARN among the Allow's."""
+    assert "policyDocument" in res and "errorMessage" not in res, res
+    policy = res["policyDocument"]
+    got = {**policy, "Statement": [{**s, "Resource": sorted(s["Resource"])} for s in policy["Statement"]]}
+    assert got == expected_policy(held), policy
+    assert METHOD_ARN in policy["Statement"][0]["Resource"], policy
+    if principal is not None:
+        assert res["principalId"] == principal, res
 
 
 def test_authorizer_allows_a_valid_token_with_the_contract_context(functions, user):
     res = functions("authorizer").invoke(authorizer_event(user["access_token"]))
-    assert res["principalId"] == user["user"]["id"], res
-    statements = res["policyDocument"]["Statement"]
-    assert statements[0]["Effect"] == "Allow"
-    base = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
-    # Every route whose roles the user holds, path parameters as wildcards; the others denied.
-    def arn(route):
-        method, path = route.split(" ", 1)
-        path = "/".join("*" if s.startswith("{") else s for s in path.split("/"))
-        return f"{base}/{method}{path}"
-
-    allowed = sorted(arn(r) for r, roles in ROUTE_ROLES.items() if set(roles) <= {"user"})
-    denied = sorted(arn(r) for r, roles in ROUTE_ROLES.items() if not set(roles) <= {"user"})
-    assert sorted(statements[0]["Resource"]) == allowed
-    assert denied and [(s["Effect"], sorted(s["Resource"])) for s in statements[1:]] == [("Deny", denied)]
+    # Every route whose roles the user holds, path parameters as wildcards; the others
+    # (the administration routes) denied.
+    assert_allows(res, ("user",), principal=user["user"]["id"])
+    assert [s["Effect"] for s in res["policyDocument"]["Statement"]] == ["Allow", "Deny"]
+    assert route_arn("GET /admin/users/{username}") in res["policyDocument"]["Statement"][1]["Resource"]
     ctx = res["context"]
     assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp"}
     assert (ctx["username"], ctx["roles"]) == (user["username"], "user")
+
+
+def test_authorizer_policy_follows_the_roles_the_user_holds_now(functions):
+    username = f"rie-{uuid.uuid4().hex[:12]}"
+    body = json.dumps({"username": username, "password": "correct horse battery"})
+    assert functions("register").invoke(event("register", body=body))["statusCode"] == 201
+    grant = lambda remove=False: roles.change_role(  # noqa: E731
+        os.environ["USERS_TABLE"], username, "admin", remove=remove, endpoint=os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    )
+    grant()
+    res = functions("login").invoke(event("login", body=body))
+    assert res["statusCode"] == 200, res
+    access = json.loads(res["body"])["access_token"]
+    # An admin may call every protected route: one Allow, no Deny.
+    allowed = functions("authorizer").invoke(authorizer_event(access))
+    assert_allows(allowed, ("admin", "user"))
+    assert [s["Effect"] for s in allowed["policyDocument"]["Statement"]] == ["Allow"]
+    # The role taken away: the same token's policy denies the administration routes again.
+    grant(remove=True)
+    assert_allows(functions("authorizer").invoke(authorizer_event(access)), ("user",))
 
 
 def test_authorizer_answers_unauthorized_for_bad_tokens(functions, user):
@@ -255,7 +316,7 @@ def test_the_signing_secret_can_come_from_secrets_manager():
         res = register.invoke(event("register", body=json.dumps(body)))
         assert res["statusCode"] == 201, res
         token = json.loads(res["body"])["access_token"]
-        assert authorizer.invoke(authorizer_event(token))["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        assert_allows(authorizer.invoke(authorizer_event(token)))
         assert plain.invoke(authorizer_event(token)).get("errorMessage") == "Unauthorized"
     finally:
         logs = register.stop() + authorizer.stop() + plain.stop()
@@ -386,8 +447,7 @@ def test_account_lists_sessions_and_changes_the_password(functions):
     fresh = json.loads(res["body"])
     # The old session is over; the new pair works at the authorizer.
     assert functions("authorizer").invoke(authorizer_event(user["access_token"])).get("errorMessage") == "Unauthorized"
-    allowed = functions("authorizer").invoke(authorizer_event(fresh["access_token"]))
-    assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+    assert_allows(functions("authorizer").invoke(authorizer_event(fresh["access_token"])))
 
 
 def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():
@@ -405,8 +465,7 @@ def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_publ
     authorizer = Function("authorizer", {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS": jwks})
     discovery = Function("discovery", {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEYS": jwks})
     try:
-        allowed = authorizer.invoke(authorizer_event(access))
-        assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+        assert_allows(authorizer.invoke(authorizer_event(access)))
         res = discovery.invoke(event("discovery"))
         assert res["statusCode"] == 200, res
         assert json.loads(res["body"]) == json.loads(jwks)
@@ -499,8 +558,8 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
         before = sign_up()
         authorizer = Function("authorizer", env)
         started.append(authorizer)
-        allow = lambda token: authorizer.invoke(authorizer_event(token)).get("policyDocument", {}).get("Statement", [{}])[0].get("Effect")  # noqa: E731
-        assert allow(before) == "Allow"
+        decide = lambda token: authorizer.invoke(authorizer_event(token))  # noqa: E731
+        assert_allows(decide(before))
 
         rotate(str(uuid.uuid4()))
         second = current()
@@ -509,8 +568,8 @@ def test_a_rotation_publishes_the_new_key_first_and_running_verifiers_learn_it_o
         after = sign_up()  # a new signer: the new key
         assert json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"] == second["kid"]
         # The authorizer started before the rotation: the new kid makes it read the set once.
-        assert allow(after) == "Allow"
-        assert allow(before) == "Allow", "the previous key still verifies"
+        assert_allows(decide(after))
+        assert_allows(decide(before))  # the previous key still verifies
         header, claims, signature = after.split(".")
         for i in range(20):
             forged = base64.urlsafe_b64encode(json.dumps({"alg": "ES256", "typ": "JWT", "kid": f"forged-{i}"}).encode()).rstrip(b"=").decode()
@@ -538,8 +597,7 @@ def test_without_a_configured_issuer_the_tokens_name_the_apis_own_url():
         access = json.loads(res["body"])["access_token"]
         claims = json.loads(base64.urlsafe_b64decode(access.split(".")[1] + "=="))
         assert claims["iss"] == f"https://abc123.execute-api.{region}.amazonaws.com/v1"
-        allowed = authorizer.invoke(authorizer_event(access))
-        assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow", allowed
+        assert_allows(authorizer.invoke(authorizer_event(access)))
     finally:
         register.stop()
         authorizer.stop()
@@ -613,10 +671,10 @@ def test_metrics_tell_authorizer_allowed_denied_and_unavailable(user):
     # A store that refuses connections: the authorizer cannot decide.
     unreachable = Function("authorizer", {**METRICS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}"})
     try:
-        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert_allows(authorizer.invoke(authorizer_event(user["access_token"])))
         assert authorizer.invoke(authorizer_event("garbage")).get("errorMessage") == "Unauthorized"
         down = unreachable.invoke(authorizer_event(user["access_token"]))
-        assert down.get("errorMessage") not in (None, "Unauthorized"), down
+        assert down.get("errorMessage") == UNAVAILABLE and "policyDocument" not in down, down
     finally:
         logs, down_logs = authorizer.stop(), unreachable.stop()
     allowed, denied = emf_lines(logs)
@@ -697,8 +755,8 @@ def test_the_cold_start_opens_the_stores_connection_for_the_first_request(user):
     recorder = KeepAliveRecorder(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     authorizer = Function("authorizer", {**METRICS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": recorder.endpoint})
     try:
-        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
-        assert authorizer.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert_allows(authorizer.invoke(authorizer_event(user["access_token"])))
+        assert_allows(authorizer.invoke(authorizer_event(user["access_token"])))
     finally:
         logs = authorizer.stop()
     (only,) = recorder.requests()
@@ -722,7 +780,7 @@ def test_a_store_that_never_answers_does_not_hold_the_cold_start(user):
     finally:
         logs = authorizer.stop()
         silent.close()
-    assert down.get("errorMessage") not in (None, "Unauthorized") and "policyDocument" not in down, down
+    assert down.get("errorMessage") == UNAVAILABLE and "policyDocument" not in down, down
     # The cold start finished and served the invocation (one init, then the invocation's
     # own failure). How long the warm-up waits is shared::aws's unit test, on tokio's paused
     # clock: a wall-clock bound here would measure the machine's load as much as the code.
@@ -779,14 +837,14 @@ def test_over_https_the_functions_trust_amazons_roots_and_aws_ca_bundle_only(use
         refused = system_only.invoke(authorizer_event(user["access_token"]))
     finally:
         system_only.stop()
-    assert refused.get("errorMessage") not in (None, "Unauthorized"), refused
+    assert refused.get("errorMessage") == UNAVAILABLE and "policyDocument" not in refused, refused
     assert all(not c for c in front.requests()), "no request crossed an untrusted connection"
 
     before = len(front.requests())
     trusted = Function("authorizer", {**https, "AWS_CA_BUNDLE": private_ca["ca"]})
     try:
-        assert trusted.invoke(authorizer_event(user["access_token"]))["policyDocument"]
-        assert trusted.invoke(authorizer_event(user["access_token"]))["policyDocument"]
+        assert_allows(trusted.invoke(authorizer_event(user["access_token"])))
+        assert_allows(trusted.invoke(authorizer_event(user["access_token"])))
     finally:
         trusted.stop()
     (only,) = front.requests()[before:]

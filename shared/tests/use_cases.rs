@@ -90,7 +90,7 @@ async fn bad_registration_input_is_refused_and_changes_nothing() {
         (name.as_str(), name.as_str(), None, "invalid_password"),
         ("ｆｕｌｌｗｉｄｔｈ", PASSWORD, None, "invalid_username"),
         ("x", PASSWORD, None, "invalid_username"),
-        (name.as_str(), PASSWORD, Some("not-an-email"), "invalid_request"),
+        (name.as_str(), PASSWORD, Some("not-an-email"), "invalid_email"),
     ];
     for (u, p, e, code) in cases {
         assert_eq!(auth.register(u, p, e).await.unwrap_err().status_and_code().1, code, "{u} {p}");
@@ -903,12 +903,55 @@ async fn logins_racing_a_deletion_leave_no_usable_token() {
         })
         .collect();
     auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap();
+    // Real concurrency: whether any login read the user before the deletion landed is up
+    // to the scheduler. `a_login_that_read_the_user_before_its_deletion_landed_gets_tokens_of_nobody`
+    // forces that interleaving; here each login is one of the two outcomes, exactly.
     for login in logins {
-        if let Ok(pair) = login.await.unwrap() {
-            assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
-            assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+        match login.await.unwrap() {
+            Ok(pair) => {
+                assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+                assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+            }
+            Err(e) => assert_eq!(e, AuthError::InvalidGrant),
         }
     }
+}
+
+/// The racing login stopped right after its one read of the user (`login_state`), with
+/// the password still the one it presents: whatever lands meanwhile is what it races.
+const RACER: &str = "192.0.2.77";
+
+fn held_login(
+    auth: &shared::Auth,
+    name: &str,
+) -> tokio::task::JoinHandle<Result<shared::tokens::IssuedPair, AuthError>> {
+    let (auth, name) = (auth.clone(), name.to_string());
+    tokio::spawn(async move { auth.login(&name, PASSWORD, Some(RACER)).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_that_read_the_user_before_its_deletion_landed_gets_tokens_of_nobody() {
+    let Some(env) = common::env().await else { return };
+    let (auth, hold) = env.held_auth(common::HoldPoint::LoginState { client: RACER.into() });
+    let (name, r) = registered(&auth, "eraseheld").await;
+    let caller = principal(&auth, &r.tokens.access_token);
+    let login = held_login(&auth, &name);
+    hold.reached().await;
+    // The login has read the user and its hash; the deletion runs to its end meanwhile.
+    auth.delete_account(&caller, PASSWORD, CLIENT).await.unwrap();
+    assert!(env.user_item(&name).await.is_none(), "the deletion landed while the login was held");
+    hold.release();
+    // The race happened: the login verified the password against the user it had read.
+    let pair = login.await.unwrap().expect("the held login succeeds with what it read");
+    assert_eq!(pair.access.sub, r.user.id);
+    // And it got tokens of nobody.
+    assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+    // Nor do they come alive for whoever takes the name next.
+    let newcomer = auth.register(&name, "the newcomer's password", None).await.unwrap();
+    assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&newcomer.tokens.access_token, &[]).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -927,6 +970,10 @@ async fn logins_with_the_old_password_racing_a_password_change_leave_no_usable_t
         })
         .collect();
     let fresh = auth.change_password(&caller, PASSWORD, "a brand new password", CLIENT).await.unwrap();
+    // Real concurrency: whether any login checked the old password before the change
+    // landed is up to the scheduler.
+    // `a_login_that_read_the_old_password_before_the_change_landed_opens_no_lasting_session`
+    // forces that interleaving; here each login is one of the two outcomes, exactly.
     for login in logins {
         match login.await.unwrap() {
             Ok(pair) => {
@@ -937,4 +984,61 @@ async fn logins_with_the_old_password_racing_a_password_change_leave_no_usable_t
         }
     }
     assert!(auth.authorize(&fresh.access_token, &[]).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_that_read_the_old_password_before_the_change_landed_opens_no_lasting_session() {
+    let Some(env) = common::env().await else { return };
+    let (auth, hold) = env.held_auth(common::HoldPoint::LoginState { client: RACER.into() });
+    let (name, r) = registered(&auth, "pwheld").await;
+    let caller = principal(&auth, &r.tokens.access_token);
+    let old_hash = env.user_item(&name).await.unwrap()["password_hash"].clone();
+    let login = held_login(&auth, &name);
+    hold.reached().await;
+    // The login holds the old hash, which the old password verifies against; the change
+    // runs to its end meanwhile.
+    let fresh = auth.change_password(&caller, PASSWORD, "a brand new password", CLIENT).await.unwrap();
+    assert_ne!(env.user_item(&name).await.unwrap()["password_hash"], old_hash, "the change landed while held");
+    hold.release();
+    // The race happened: the old password was accepted after the change had landed...
+    let pair = login.await.unwrap().expect("the held login succeeds with the hash it read");
+    // ...and the session it opened is over: it started before the change's cutoff.
+    assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+    assert!(auth.authorize(&fresh.access_token, &[]).await.is_ok());
+    assert!(auth.refresh(&fresh.refresh_token, None).await.is_ok());
+    assert_eq!(auth.login(&name, PASSWORD, CLIENT).await.unwrap_err(), AuthError::InvalidGrant);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_that_minted_its_pair_before_a_disable_landed_hands_out_dead_tokens() {
+    let Some(env) = common::env().await else { return };
+    let (auth, hold) = env.held_auth(common::HoldPoint::RecordSession);
+    // Registered through a store without the hold: registration lists its session too,
+    // and would be the call held.
+    let (name, _) = registered(&env.auth(), "disableheld").await;
+    let admin = Principal {
+        user_id: "admin-id".into(),
+        username: "some-admin".into(),
+        roles: vec!["admin".into()],
+        sid: "s".into(),
+        jti: "j".into(),
+        exp: 0,
+    };
+    let login = held_login(&auth, &name);
+    hold.reached().await;
+    // The login verified the password of a user that was not disabled, and minted its
+    // pair; the disable lands before the pair is handed out.
+    auth.admin_set_disabled(&admin, &name, true).await.unwrap();
+    assert!(auth.admin_get_user(&name).await.unwrap().disabled, "the disable landed while the login was held");
+    hold.release();
+    // The race happened: the login hands out the pair it minted before the disable...
+    let pair = login.await.unwrap().expect("the held login had verified the password");
+    // ...and that pair is dead.
+    assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
+    // Enabled again, the pair stays dead: the disable's cutoff came after its session began.
+    auth.admin_set_disabled(&admin, &name, false).await.unwrap();
+    assert_eq!(auth.authorize(&pair.access_token, &[]).await.unwrap_err(), AuthError::InvalidToken);
+    assert_eq!(auth.refresh(&pair.refresh_token, None).await.unwrap_err(), AuthError::InvalidGrant);
 }

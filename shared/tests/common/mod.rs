@@ -4,14 +4,22 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use jsonwebtoken::Algorithm;
 use shared::Auth;
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
-use shared::store::DynamoStore;
+use shared::store::{
+    AccessState, CreateOutcome, DynamoStore, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange,
+    RevocationStore, SessionRecord, SessionStore, Spend, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
+    ThrottleStore, UserProfile, UserRecord, UserStore,
+};
 use shared::tokens::TokenService;
+use tokio::sync::Notify;
 
 pub const SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
 
@@ -97,6 +105,14 @@ impl Env {
         auth_over(self.store())
     }
 
+    /// The use cases over the real store, with one call held at `point` (see [`Hold`]):
+    /// the auth, and the hold to wait on and release.
+    pub fn held_auth(&self, point: HoldPoint) -> (Auth, Arc<Hold>) {
+        let hold = Arc::new(Hold::new(point));
+        let store = HeldStore { inner: self.store(), hold: hold.clone() };
+        (auth_over_store(Arc::new(store)), hold)
+    }
+
     /// The raw item of the revoked-tokens table under `key`, to check what was written.
     pub async fn revoked_item(&self, key: &str) -> Option<Item> {
         self.raw_item(&self.revoked_table, "jti", key).await
@@ -141,9 +157,15 @@ type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// The use cases over `store`, with the test token config and production argon2 parameters.
 pub fn auth_over(store: DynamoStore) -> Auth {
+    auth_over_store(Arc::new(store))
+}
+
+/// The use cases over any `Store` (the tests' only one besides DynamoStore is
+/// [`HeldStore`], which is DynamoStore with one call held).
+pub fn auth_over_store(store: Arc<dyn Store>) -> Auth {
     let tokens = TokenService::from_secret(token_config(), SECRET);
     let passwords = PasswordHasher::new(Argon2Config::default()).unwrap();
-    Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+    Auth::new(store, Arc::new(tokens), Arc::new(passwords))
 }
 
 pub fn token_config() -> TokenConfig {
@@ -165,4 +187,191 @@ pub fn unique_username(prefix: &str) -> String {
 
 pub fn number(item: &Item, key: &str) -> u64 {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} missing"))
+}
+
+// --- Forcing an interleaving ----------------------------------------------------------------
+
+/// Which store call a [`Hold`] holds: the first one that matches, once DynamoDB has
+/// answered it (so what it read or wrote is real, and the caller has not seen it yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// `login_state` for this client key (`auth::throttle::client_key`: an IPv4 address
+    /// as written): a login that has read the user, its hash and its counters, and has
+    /// verified nothing yet.
+    LoginState { client: String },
+    /// `record_session`: a login that verified the password and minted its first pair,
+    /// whose session row has just been written.
+    RecordSession,
+}
+
+/// One held call: the test waits until it is `reached`, does the competing operation to
+/// the end, then `release`s it. Held once; every other call goes straight through.
+pub struct Hold {
+    point: HoldPoint,
+    armed: AtomicBool,
+    reached: Notify,
+    released: Notify,
+}
+
+/// How long a test waits for the held call to come: a call that never comes is a test
+/// that forced nothing, and fails rather than hangs.
+const HOLD_WAIT: Duration = Duration::from_secs(30);
+
+impl Hold {
+    fn new(point: HoldPoint) -> Self {
+        Hold { point, armed: AtomicBool::new(true), reached: Notify::new(), released: Notify::new() }
+    }
+
+    /// Waits until the held call has been made and answered (and is now waiting).
+    pub async fn reached(&self) {
+        tokio::time::timeout(HOLD_WAIT, self.reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("the held call ({:?}) never came", self.point));
+    }
+
+    /// Lets the held call return its answer.
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+
+    /// Called by the store after DynamoDB answered a call at `at`: holds it if it is the
+    /// first one at the chosen point. (`Notify` keeps one permit, so neither side can miss
+    /// the other's signal.)
+    async fn pass(&self, at: HoldPoint) {
+        if at == self.point && self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.released.notified().await;
+        }
+    }
+}
+
+/// The real DynamoDB store, every call delegated to it, with one call held (see
+/// [`Hold`]): what a slow network or a descheduled Lambda does to one request, at the
+/// one point where it matters. No storage of its own.
+pub struct HeldStore {
+    inner: DynamoStore,
+    hold: Arc<Hold>,
+}
+
+#[async_trait]
+impl UserStore for HeldStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.get_user(username).await
+    }
+    async fn user_profile(&self, username: &str) -> Result<Option<UserProfile>, StoreError> {
+        self.inner.user_profile(username).await
+    }
+    async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.username_for_id(user_id).await
+    }
+    async fn replace_password_hash(&self, username: &str, old_hash: &str, new_hash: &str) -> Result<(), StoreError> {
+        self.inner.replace_password_hash(username, old_hash, new_hash).await
+    }
+    async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.inner.revoke_sessions_before(username, at_ms).await
+    }
+    async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {
+        self.inner.replace_roles(username, old, new).await
+    }
+    async fn set_disabled(&self, username: &str, disabled: bool, at_ms: u64) -> Result<bool, StoreError> {
+        self.inner.set_disabled(username, disabled, at_ms).await
+    }
+    async fn change_password(
+        &self,
+        username: &str,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        cutoff_ms: u64,
+    ) -> Result<PasswordChange, StoreError> {
+        self.inner.change_password(username, user_id, old_hash, new_hash, cutoff_ms).await
+    }
+    async fn delete_user(
+        &self,
+        username: &str,
+        user_id: &str,
+        password_hash: &str,
+        counters: &[ThrottleKey],
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_user(username, user_id, password_hash, counters).await
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for HeldStore {
+    async fn login_state(&self, username: &str, client: &str) -> Result<LoginState, StoreError> {
+        let state = self.inner.login_state(username, client).await;
+        self.hold.pass(HoldPoint::LoginState { client: client.to_string() }).await;
+        state
+    }
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        seen: Option<&str>,
+        next: &FailedLogins,
+    ) -> Result<Swapped, StoreError> {
+        self.inner.swap_login_failures(key, seen, next).await
+    }
+    async fn reserve_name_attempt(
+        &self,
+        key: &ThrottleKey,
+        fresh: &FailedLogins,
+        max: u32,
+        now_ms: u64,
+        attempt: &str,
+    ) -> Result<NameAttempt, StoreError> {
+        self.inner.reserve_name_attempt(key, fresh, max, now_ms, attempt).await
+    }
+    async fn release_name_attempt(&self, key: &ThrottleKey, window_expires_at: u64) -> Result<(), StoreError> {
+        self.inner.release_name_attempt(key, window_expires_at).await
+    }
+    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {
+        self.inner.clear_login_failures(key).await
+    }
+}
+
+#[async_trait]
+impl RevocationStore for HeldStore {
+    async fn revoke_session(&self, sid: &str, expires_at: u64) -> Result<(), StoreError> {
+        self.inner.revoke_session(sid, expires_at).await
+    }
+    async fn access_state(&self, sid: &str, username: &str) -> Result<AccessState, StoreError> {
+        self.inner.access_state(sid, username).await
+    }
+    async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spend: &Spend) -> Result<SpendOutcome, StoreError> {
+        self.inner.spend_refresh_token(jti, expires_at, spend).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for HeldStore {
+    async fn record_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let recorded = self.inner.record_session(session).await;
+        self.hold.pass(HoldPoint::RecordSession).await;
+        recorded
+    }
+    async fn touch_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        last_used_at: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.touch_session(user_id, session_id, last_used_at, expires_at).await
+    }
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<ListedSession>, StoreError> {
+        self.inner.list_sessions(user_id).await
+    }
+    async fn session(&self, user_id: &str, session_id: &str) -> Result<Option<ListedSession>, StoreError> {
+        self.inner.session(user_id, session_id).await
+    }
+    async fn forget_session(&self, user_id: &str, session_id: &str) -> Result<(), StoreError> {
+        self.inner.forget_session(user_id, session_id).await
+    }
+    async fn forget_sessions(&self, user_id: &str) -> Result<(), StoreError> {
+        self.inner.forget_sessions(user_id).await
+    }
 }

@@ -22,6 +22,8 @@ ENV_FOR_TABLE = {
     "UsersTable": "USERS_TABLE",
     "RevokedTokensTable": "REVOKED_TOKENS_TABLE",
     "SessionsTable": "SESSIONS_TABLE",
+    "OneTimeTokensTable": "TOKENS_TABLE",
+    "OutboxTable": "OUTBOX_TABLE",
 }
 
 
@@ -51,6 +53,8 @@ def create(ddb, prefix):
             "KeySchema": props["KeySchema"],
             "BillingMode": props["BillingMode"],
         }
+        if "StreamSpecification" in props:
+            args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         if "SSESpecification" in props:
             args["SSESpecification"] = {"Enabled": bool(props["SSESpecification"]["SSEEnabled"])}
         try:
@@ -99,6 +103,11 @@ def check(ddb, prefix):
         )
         expect(f"{logical_id} billing mode", desc.get("BillingModeSummary", {}).get("BillingMode"), props["BillingMode"])
         expect(f"{logical_id} server-side encryption", desc.get("SSEDescription", {}).get("Status"), "ENABLED")
+        expect(
+            f"{logical_id} stream",
+            desc.get("StreamSpecification", {}).get("StreamViewType"),
+            props.get("StreamSpecification", {}).get("StreamViewType"),
+        )
         ttl = props.get("TimeToLiveSpecification")
         live_ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         expect(

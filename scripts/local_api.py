@@ -189,6 +189,10 @@ def main():
     example_origin = f"http://127.0.0.1:{example_port}"
 
     env = dict(os.environ)
+    # Mail goes to the local mailbox (GET /local/mail); its links open the sample app (or,
+    # without one, the API's own origin).
+    env.setdefault("EMAIL_FROM", "no-reply@localhost")
+    env.setdefault("APP_URL", example_origin if example_port else f"http://127.0.0.1:{args.port}")
     if example_port:
         if "ALLOWED_ORIGINS" not in env:
             # The API's own origin too: /docs (Swagger UI) calls the API from it, and the

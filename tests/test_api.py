@@ -172,6 +172,7 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/register": False,
         "POST /auth/login": False,
         "POST /auth/refresh": False,
+        "POST /auth/email/verify": False,
         "GET /.well-known/jwks.json": False,
         "GET /.well-known/openid-configuration": False,
         "POST /auth/logout": True,
@@ -289,6 +290,8 @@ def test_register_login_me_refresh_logout(api):
         "roles": ["user"],
         "session_id": claims["sid"],
         "expires_at": claims["exp"],
+        "email": "someone@example.com",
+        "email_verified": False,
     }
 
     access2, refresh2 = tokens_of(api.refresh(refresh))
@@ -1201,7 +1204,15 @@ def test_an_admin_reads_a_user_without_its_secrets_and_404s_for_nobody(api, admi
     res = api.call("GET", f"/admin/users/{user['username'].upper()}", token=admin)
     assert res.status == 200, res
     body = res.json()
-    assert body == {"id": user["user"]["id"], "username": user["username"], "roles": ["user"], "disabled": False, "created_at": body["created_at"]}
+    assert body == {
+        "id": user["user"]["id"],
+        "username": user["username"],
+        "roles": ["user"],
+        "email": None,
+        "email_verified": False,
+        "disabled": False,
+        "created_at": body["created_at"],
+    }
     assert abs(body["created_at"] - time.time()) < 600
     assert_error(api.call("GET", f"/admin/users/{new_name()}", token=admin), 404, "not_found")
     assert_error(api.call("GET", "/admin/users/no%20such", token=admin), 404, "not_found")

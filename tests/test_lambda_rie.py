@@ -215,7 +215,8 @@ def test_authorizer_allows_a_valid_token_with_the_contract_context(functions, us
     assert [s["Effect"] for s in res["policyDocument"]["Statement"]] == ["Allow", "Deny"]
     assert route_arn("GET /admin/users/{username}") in res["policyDocument"]["Statement"][1]["Resource"]
     ctx = res["context"]
-    assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp"}
+    assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp", "email", "email_verified"}
+    assert (ctx["email"], ctx["email_verified"]) == (user["user"]["email"], "false")
     assert (ctx["username"], ctx["roles"]) == (user["username"], "user")
 
 
@@ -259,6 +260,8 @@ def test_me_returns_the_authorizer_context(functions, user):
         "roles": ["user"],
         "session_id": ctx["sid"],
         "expires_at": int(ctx["exp"]),
+        "email": user["user"]["email"],
+        "email_verified": False,
     }
 
 

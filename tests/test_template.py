@@ -21,7 +21,13 @@ TEMPLATE = template.load()
 # shared/functions.json, by logical id: which keys each function holds.
 TABLE = by_logical_id()
 ENV_JSON = json.loads((ROOT / "events" / "env.json").read_text())
-TABLES = {"users": "UsersTable", "revoked": "RevokedTokensTable", "sessions": "SessionsTable"}
+TABLES = {
+    "users": "UsersTable",
+    "revoked": "RevokedTokensTable",
+    "sessions": "SessionsTable",
+    "tokens": "OneTimeTokensTable",
+    "outbox": "OutboxTable",
+}
 
 # Which secrets a function may read, per SigningAlgorithm: one that signs reads the HMAC
 # secret, or the private key and the public key set; one that verifies, the HMAC secret or
@@ -39,7 +45,8 @@ READS = {"sign": SIGNS, "verify": VERIFIES, "publish": PUBLISHES, "rotate": NOTH
 # TransactWriteItems needs the action of each of its items (register's two Puts: PutItem).
 # Exact: an unused grant fails too.
 GRANTS = {
-    "RegisterFunction": {"PutItem users", "PutItem sessions"},
+    # With mail, the registration's transaction also writes the verification token and its mail.
+    "RegisterFunction": {"PutItem users", "PutItem sessions", "PutItem tokens", "PutItem outbox"},
     "LoginFunction": {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"},
     "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     "LogoutFunction": {"UpdateItem users", "PutItem revoked"},
@@ -47,6 +54,8 @@ GRANTS = {
     "DiscoveryFunction": set(),
     "PreflightFunction": set(),
     "AdminFunction": {"GetItem users", "UpdateItem users"},
+    # A verification: the token read and used up, the address claimed, the user marked.
+    "EmailFunction": {"GetItem tokens", "DeleteItem tokens", "PutItem users", "UpdateItem users"},
     "AccountFunction": {
         "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
         "BatchGetItem revoked", "PutItem revoked",
@@ -125,7 +134,9 @@ MAX_LEEWAY_SECONDS = 30
 
 # Declared by the template only as blanks, so that events/env.json can set them for
 # `sam local invoke`: a deployed function must never get a value for either.
-LOCAL_ONLY = {"JWT_SECRET", "AWS_ENDPOINT_URL_DYNAMODB"}
+# Declared blank so `sam local invoke` can set them; the mail sender and the application URL
+# stay blank until the mailer that sends through SES is deployed.
+LOCAL_ONLY = {"JWT_SECRET", "AWS_ENDPOINT_URL_DYNAMODB", "EMAIL_FROM", "APP_URL"}
 
 SECRET_POLICY = "AWSSecretsManagerGetSecretValuePolicy"
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
@@ -371,7 +382,7 @@ def test_register_writes_only_user_and_alias_items():
     written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
     assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
     attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
-    assert attributes == written | {"sessions_valid_after", "disabled"}
+    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified"}
     assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 
@@ -393,8 +404,8 @@ def test_the_admin_function_reads_users_without_their_password_hash():
     assert len(reads) == 1 and as_list(reads[0]["Action"]) == ["dynamodb:GetItem"]
     condition = reads[0]["Condition"]
     attributes = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
-    assert sorted(attributes) == ["created_at", "disabled", "roles", "user_id", "username"]
-    assert "password_hash" not in attributes and "email" not in attributes
+    assert sorted(attributes) == ["created_at", "disabled", "email", "email_verified", "roles", "user_id", "username"]
+    assert "password_hash" not in attributes
     # Without a projection a GetItem asks for every attribute (Select ALL_ATTRIBUTES): refused.
     assert condition["StringEqualsIfExists"] == {"dynamodb:Select": ["SPECIFIC_ATTRIBUTES"]}
     assert condition["ForAllValues:StringNotLike"] == USER_ITEM_ONLY["ForAllValues:StringNotLike"]

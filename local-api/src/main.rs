@@ -5,11 +5,12 @@
 //! Started by `make dev` through `scripts/local_api.py`, which reads the wiring from
 //! template.yaml (`LOCAL_API_WIRING`, `ROUTE_ROLES`) and provides the DynamoDB endpoint and
 //! the signing secret. It reads the same variables as the functions (`shared::config`).
-//! Besides the template's routes it serves the API's documentation (`docs.rs`), which
-//! exists only here.
+//! Besides the template's routes it serves the API's documentation (`docs.rs`) and, with
+//! mail configured, the local mailbox (`mail.rs`), which exist only here.
 
 mod docs;
 mod gateway;
+mod mail;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::docs::Docs;
 use crate::gateway::{Answer, Call, Gateway, MAX_PAYLOAD_BYTES, Wiring};
+use crate::mail::LocalMail;
 
 const WIRING_ENV: &str = "LOCAL_API_WIRING";
 
@@ -51,6 +53,8 @@ async fn run() -> Result<(), String> {
     };
     // Cold start, once, as in each function.
     let auth = shared::bootstrap::auth_from_env().await.map_err(|e| e.to_string())?;
+    let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
+    let mail = Arc::new(LocalMail::start(&config).await?);
     let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
     let browser = shared::http::Browser::new(shared::config::BrowserConfig::from_env()).map_err(|e| e.to_string())?;
     let docs = Docs::from_env(wiring.routes.iter().map(|r| r.path.as_str()))?;
@@ -61,7 +65,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}; set PORT to use another port"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    announce(addr, gateway.stage(), docs.is_some());
+    announce(addr, gateway.stage(), docs.is_some(), mail.is_some());
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -70,11 +74,14 @@ async fn run() -> Result<(), String> {
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
-                let (gateway, docs) = (gateway.clone(), docs.clone());
+                let (gateway, docs, mail) = (gateway.clone(), docs.clone(), mail.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (gateway, docs) = (gateway.clone(), docs.clone());
-                        async move { Ok::<_, Infallible>(serve(&gateway, docs.as_ref().as_ref(), req, peer).await) }
+                        let (gateway, docs, mail) = (gateway.clone(), docs.clone(), mail.clone());
+                        async move {
+                            let local = Local { docs: docs.as_ref().as_ref(), mail: mail.as_ref().as_ref() };
+                            Ok::<_, Infallible>(serve(&gateway, local, req, peer).await)
+                        }
                     });
                     // A client that goes away mid-request is not an error worth reporting.
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -84,10 +91,20 @@ async fn run() -> Result<(), String> {
     }
 }
 
-fn announce(addr: SocketAddr, stage: &str, docs: bool) {
+/// What the local API serves besides the template's routes.
+#[derive(Clone, Copy)]
+struct Local<'a> {
+    docs: Option<&'a Docs>,
+    mail: Option<&'a LocalMail>,
+}
+
+fn announce(addr: SocketAddr, stage: &str, docs: bool, mail: bool) {
     println!("Local API (stage {stage}) listening on http://{addr}  (Ctrl-C stops it)");
     if docs {
         println!("API docs: http://{addr}/docs  (the OpenAPI document: http://{addr}/openapi.yaml)");
+    }
+    if mail {
+        println!("Mail the service sends: http://{addr}{}", mail::MAIL_PATH);
     }
     println!("Try:");
     println!(
@@ -100,7 +117,7 @@ fn announce(addr: SocketAddr, stage: &str, docs: bool) {
 
 async fn serve(
     gateway: &Gateway,
-    docs: Option<&Docs>,
+    local: Local<'_>,
     req: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
@@ -124,10 +141,11 @@ async fn serve(
     };
     let (method, path) = (call.method.clone(), call.path.clone());
     let started = std::time::Instant::now();
-    let documentation = match docs {
+    let documentation = match local.docs {
         Some(docs) => docs.answer(&method, &path).await,
         None => None,
     };
+    let documentation = documentation.or_else(|| local.mail.and_then(|mail| mail.answer(&method, &path)));
     let answer = match documentation {
         Some(answer) => answer,
         None => gateway.handle(call).await,

@@ -48,6 +48,8 @@ impl RevocationStore for InstantStore {
                 roles: vec!["user".into()],
                 sessions_valid_after_ms: None,
                 disabled: false,
+                email: None,
+                email_verified: false,
             }),
         })
     }
@@ -60,8 +62,38 @@ impl RevocationStore for InstantStore {
 }
 
 #[async_trait]
+impl shared::store::OneTimeTokenStore for InstantStore {
+    async fn issue_token(&self, _: &shared::store::Mailed) -> Result<(), StoreError> {
+        unreachable!("the authorizer sends no mail")
+    }
+    async fn one_time_token(&self, _: &str) -> Result<Option<shared::store::OneTimeToken>, StoreError> {
+        unreachable!()
+    }
+    async fn verify_email(&self, _: &shared::store::OneTimeToken) -> Result<shared::store::VerifyOutcome, StoreError> {
+        unreachable!()
+    }
+}
+
+#[async_trait]
+impl shared::store::OutboxStore for InstantStore {
+    async fn queue_mail(&self, _: &shared::store::QueuedMail) -> Result<(), StoreError> {
+        unreachable!("the authorizer sends no mail")
+    }
+    async fn queued_mails(&self, _: usize) -> Result<Vec<shared::store::QueuedMail>, StoreError> {
+        unreachable!()
+    }
+    async fn forget_mail(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+}
+
+#[async_trait]
 impl UserStore for InstantStore {
-    async fn create_user(&self, _: &UserRecord) -> Result<CreateOutcome, StoreError> {
+    async fn create_user_mailed(
+        &self,
+        _: &UserRecord,
+        _: Option<&shared::store::Mailed>,
+    ) -> Result<CreateOutcome, StoreError> {
         unreachable!("the authorizer never writes")
     }
     async fn get_user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod email;
 pub mod events;
 mod login;
 pub use login::SignedIn;
@@ -87,6 +88,8 @@ pub struct PublicUser {
     pub id: String,
     pub username: String,
     pub roles: Vec<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,15 +107,27 @@ pub struct Principal {
     pub sid: String,
     pub jti: String,
     pub exp: u64,
+    /// The user's address and whether it is verified, as the authorizer read them.
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 impl Principal {
     pub fn from_claims(c: AccessClaims) -> Self {
-        Principal { user_id: c.sub, username: c.username, roles: c.roles, sid: c.sid, jti: c.jti, exp: c.exp }
+        Principal {
+            user_id: c.sub,
+            username: c.username,
+            roles: c.roles,
+            sid: c.sid,
+            jti: c.jti,
+            exp: c.exp,
+            email: None,
+            email_verified: false,
+        }
     }
 
     /// The authorizer context of the contract: `sub`, `username`, `roles` (comma-joined),
-    /// `sid`, `jti`, `exp`.
+    /// `sid`, `jti`, `exp`; and `email` (empty for none) and `email_verified`.
     pub fn to_context(&self) -> HashMap<String, String> {
         HashMap::from([
             ("sub".into(), self.user_id.clone()),
@@ -121,6 +136,8 @@ impl Principal {
             ("sid".into(), self.sid.clone()),
             ("jti".into(), self.jti.clone()),
             ("exp".into(), self.exp.to_string()),
+            ("email".into(), self.email.clone().unwrap_or_default()),
+            ("email_verified".into(), self.email_verified.to_string()),
         ])
     }
 
@@ -133,6 +150,8 @@ impl Principal {
             sid: get("sid")?,
             jti: get("jti")?,
             exp: get("exp")?.parse().ok()?,
+            email: get("email").filter(|e| !e.is_empty()),
+            email_verified: get("email_verified").as_deref() == Some("true"),
         })
     }
 }
@@ -145,6 +164,8 @@ pub struct Auth {
     throttle: LoginThrottleConfig,
     session_max_lifetime_seconds: u64,
     refresh_reuse_grace_seconds: u64,
+    /// Mail is configured (a sender, the tables): the routes that send mail work.
+    mail_enabled: bool,
 }
 
 impl Auth {
@@ -156,6 +177,7 @@ impl Auth {
             throttle: LoginThrottleConfig::default(),
             session_max_lifetime_seconds: DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
             refresh_reuse_grace_seconds: DEFAULT_REFRESH_REUSE_GRACE_SECONDS,
+            mail_enabled: false,
         }
     }
 
@@ -174,6 +196,13 @@ impl Auth {
     /// gets the same successor pair instead of ending the session (0: never).
     pub fn with_refresh_reuse_grace(mut self, seconds: u64) -> Self {
         self.refresh_reuse_grace_seconds = seconds;
+        self
+    }
+
+    /// Mail is configured: registration with an address queues its verification mail, and
+    /// the email routes work (else they answer 501 `not_configured`).
+    pub fn with_mail(mut self, enabled: bool) -> Self {
+        self.mail_enabled = enabled;
         self
     }
 
@@ -252,11 +281,17 @@ impl Auth {
             password_hash,
             roles: vec![DEFAULT_ROLE.to_string()],
             email,
+            email_verified: false,
             created_at: now_ms() / 1000,
             sessions_valid_after_ms: None,
             disabled: false,
         };
-        match self.store.create_user(&user).await? {
+        // With mail, the address's verification mail is queued in the same write.
+        let mailed = match (&user.email, self.mail_enabled) {
+            (Some(email), true) => Some(self.verification(&user, email)?),
+            _ => None,
+        };
+        match self.store.create_user_mailed(&user, mailed.as_ref()).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
             CreateOutcome::Created => {
                 // The user exists now: a lost session row must not turn a retried sign-up
@@ -268,7 +303,13 @@ impl Auth {
                     tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
                 }
                 Ok(Registered {
-                    user: PublicUser { id: user.user_id, username: user.username, roles: user.roles },
+                    user: PublicUser {
+                        id: user.user_id,
+                        username: user.username,
+                        roles: user.roles,
+                        email: user.email,
+                        email_verified: user.email_verified,
+                    },
                     tokens,
                 })
             }
@@ -345,6 +386,8 @@ mod tests {
             sid: "s".into(),
             jti: "j".into(),
             exp: 42,
+            email: Some("alice@example.com".into()),
+            email_verified: true,
         };
         let ctx = p.to_context();
         assert_eq!(ctx["roles"], "user,admin");

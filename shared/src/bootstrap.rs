@@ -229,8 +229,12 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     let (tokens, ()) = tokio::join!(tokens, warm_up);
     let tokens = tokens?.for_api(config.api.clone());
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
-    let store = DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
+    let mut store = DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
+    if let Some(mail) = &config.mail {
+        store = store.with_mail_tables(&mail.tokens_table, &mail.outbox_table);
+    }
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+        .with_mail(config.mail.is_some())
         .with_login_throttle(config.login_throttle)
         .with_session_max_lifetime(config.session_max_lifetime_seconds)
         .with_refresh_reuse_grace(config.refresh_reuse_grace_seconds))

@@ -18,6 +18,16 @@ pub enum AuthError {
     UsernameTaken,
     #[error("{0}")]
     InvalidEmail(String),
+    /// A verified address another account holds.
+    #[error("another account has verified this email address")]
+    EmailTaken,
+    /// An emailed one-time token that is unknown, expired, used or of another purpose:
+    /// one answer for all, 400 (it is a bad request body, not a failed sign-in).
+    #[error("the token is invalid, expired or already used")]
+    OneTimeTokenRefused,
+    /// A route that must send mail, where no sender is configured.
+    #[error("email is not configured for this service")]
+    NotConfigured,
     /// Login or refresh refused. One message for every cause, so a caller cannot tell an
     /// unknown user from a wrong password, or a spent refresh token from a forged one.
     #[error("the credentials are invalid")]
@@ -84,6 +94,9 @@ impl AuthError {
             AuthError::InvalidPassword(_) => (400, "invalid_password"),
             AuthError::UsernameTaken => (409, "username_taken"),
             AuthError::InvalidEmail(_) => (400, "invalid_email"),
+            AuthError::EmailTaken => (409, "email_taken"),
+            AuthError::OneTimeTokenRefused => (400, "invalid_grant"),
+            AuthError::NotConfigured => (501, "not_configured"),
             AuthError::InvalidGrant => (401, "invalid_grant"),
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
             AuthError::InvalidToken => (401, "invalid_token"),
@@ -164,6 +177,9 @@ mod tests {
             (AuthError::InvalidPassword("x".into()), 400, "invalid_password"),
             (AuthError::UsernameTaken, 409, "username_taken"),
             (AuthError::InvalidEmail("x".into()), 400, "invalid_email"),
+            (AuthError::EmailTaken, 409, "email_taken"),
+            (AuthError::OneTimeTokenRefused, 400, "invalid_grant"),
+            (AuthError::NotConfigured, 501, "not_configured"),
             (AuthError::InvalidGrant, 401, "invalid_grant"),
             (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
             (AuthError::InvalidToken, 401, "invalid_token"),

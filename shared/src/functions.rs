@@ -149,6 +149,11 @@ pub fn login() -> ExitCode {
     serve(&spec::LOGIN)
 }
 
+/// The public email routes (`/auth/email/verify`).
+pub fn email() -> ExitCode {
+    serve(&spec::EMAIL)
+}
+
 /// POST /auth/refresh.
 pub fn refresh() -> ExitCode {
     serve(&spec::REFRESH)

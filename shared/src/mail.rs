@@ -1,7 +1,7 @@
 //! Mail: what the service sends (address verification, password reset, notices), rendered
 //! from the templates in `mail/templates/` (plain text and HTML), and how it is delivered.
 //!
-//! No request waits on a mail service: a request queues a [`Queued`] mail in the outbox
+//! No request waits on a mail service: a request queues a [`QueuedMail`] in the outbox
 //! (with the state change it belongs to, where there is one) and answers. A deliverer
 //! renders it with [`render`] and hands it to a [`Transport`]: Amazon SES deployed, the
 //! local API's [`Mailbox`] under `make dev`. Links are built from the configured
@@ -10,90 +10,44 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// What a mail is for; each has its template pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MailKind {
-    /// "Confirm this address": a link with a verification token.
-    VerifyEmail,
-    /// "Choose a new password": a link with a reset token.
-    ResetPassword,
-    /// Notice: the password was changed or reset.
-    PasswordChanged,
-    /// Notice to the old address: a change to another address was asked for.
-    EmailChangeRequested,
-}
+pub use crate::store::{MailKind, QueuedMail};
 
-impl MailKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MailKind::VerifyEmail => "verify_email",
-            MailKind::ResetPassword => "reset_password",
-            MailKind::PasswordChanged => "password_changed",
-            MailKind::EmailChangeRequested => "email_change_requested",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged, MailKind::EmailChangeRequested]
-            .into_iter()
-            .find(|k| k.name() == name)
-    }
-
-    fn subject(self) -> &'static str {
-        match self {
-            MailKind::VerifyEmail => "Confirm your email address",
-            MailKind::ResetPassword => "Reset your password",
-            MailKind::PasswordChanged => "Your password was changed",
-            MailKind::EmailChangeRequested => "A change of your email address was requested",
-        }
-    }
-
-    fn templates(self) -> (&'static str, &'static str) {
-        match self {
-            MailKind::VerifyEmail => {
-                (include_str!("mail/templates/verify_email.txt"), include_str!("mail/templates/verify_email.html"))
-            }
-            MailKind::ResetPassword => {
-                (include_str!("mail/templates/reset_password.txt"), include_str!("mail/templates/reset_password.html"))
-            }
-            MailKind::PasswordChanged => (
-                include_str!("mail/templates/password_changed.txt"),
-                include_str!("mail/templates/password_changed.html"),
-            ),
-            MailKind::EmailChangeRequested => (
-                include_str!("mail/templates/email_change_requested.txt"),
-                include_str!("mail/templates/email_change_requested.html"),
-            ),
-        }
-    }
-
-    /// The application page a link of this kind opens, if it has one.
-    fn page(self) -> Option<&'static str> {
-        match self {
-            MailKind::VerifyEmail => Some("/verify-email"),
-            MailKind::ResetPassword => Some("/reset-password"),
-            MailKind::PasswordChanged | MailKind::EmailChangeRequested => None,
-        }
+fn subject(kind: MailKind) -> &'static str {
+    match kind {
+        MailKind::VerifyEmail => "Confirm your email address",
+        MailKind::ResetPassword => "Reset your password",
+        MailKind::PasswordChanged => "Your password was changed",
+        MailKind::EmailChangeRequested => "A change of your email address was requested",
     }
 }
 
-/// A mail as the outbox holds it until it is delivered. `token` is the one-time token a
-/// link carries (the token store keeps only its hash); the outbox item is deleted once
-/// the mail is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queued {
-    pub id: String,
-    pub to: String,
-    pub kind: MailKind,
-    pub username: String,
-    /// The address a verification confirms, or the new address a notice names.
-    pub email: Option<String>,
-    pub token: Option<String>,
-    /// Epoch milliseconds.
-    pub queued_at_ms: u64,
+fn templates(kind: MailKind) -> (&'static str, &'static str) {
+    match kind {
+        MailKind::VerifyEmail => {
+            (include_str!("mail/templates/verify_email.txt"), include_str!("mail/templates/verify_email.html"))
+        }
+        MailKind::ResetPassword => {
+            (include_str!("mail/templates/reset_password.txt"), include_str!("mail/templates/reset_password.html"))
+        }
+        MailKind::PasswordChanged => {
+            (include_str!("mail/templates/password_changed.txt"), include_str!("mail/templates/password_changed.html"))
+        }
+        MailKind::EmailChangeRequested => (
+            include_str!("mail/templates/email_change_requested.txt"),
+            include_str!("mail/templates/email_change_requested.html"),
+        ),
+    }
+}
+
+/// The application page a link of this kind opens, if it has one.
+fn page(kind: MailKind) -> Option<&'static str> {
+    match kind {
+        MailKind::VerifyEmail => Some("/verify-email"),
+        MailKind::ResetPassword => Some("/reset-password"),
+        MailKind::PasswordChanged | MailKind::EmailChangeRequested => None,
+    }
 }
 
 /// What rendering needs besides the mail: where the application's pages are, and how long
@@ -125,8 +79,8 @@ fn fill(template: &str, values: &[(&str, &str)], escape: bool) -> String {
     })
 }
 
-pub fn render(mail: &Queued, settings: &MailSettings) -> Rendered {
-    let link = match (mail.kind.page(), &mail.token) {
+pub fn render(mail: &QueuedMail, settings: &MailSettings) -> Rendered {
+    let link = match (page(mail.kind), &mail.token) {
         (Some(page), Some(token)) => format!("{}{page}?token={token}", settings.app_url.trim_end_matches('/')),
         _ => String::new(),
     };
@@ -139,10 +93,10 @@ pub fn render(mail: &Queued, settings: &MailSettings) -> Rendered {
         ("link", link.as_str()),
         ("minutes", minutes.as_str()),
     ];
-    let (text, html) = mail.kind.templates();
+    let (text, html) = templates(mail.kind);
     Rendered {
         to: mail.to.clone(),
-        subject: mail.kind.subject().to_string(),
+        subject: subject(mail.kind).to_string(),
         text: fill(text, &values, false),
         html: fill(html, &values, true),
     }
@@ -198,12 +152,38 @@ impl Transport for Mailbox {
     }
 }
 
+/// Sends what the outbox holds, oldest first, at most `limit`: each is rendered, handed to
+/// `transport` and then forgotten. A mail that cannot be sent stays queued for the next
+/// round (and is given up only by the outbox's TTL). Returns how many were sent.
+pub async fn deliver_queued(
+    outbox: &dyn crate::store::OutboxStore,
+    transport: &dyn Transport,
+    settings: &MailSettings,
+    limit: usize,
+) -> Result<usize, crate::store::StoreError> {
+    let mut sent = 0;
+    for mail in outbox.queued_mails(limit).await? {
+        match transport.send(&render(&mail, settings)).await {
+            Ok(()) => {
+                // Forgotten after sending: a crash in between sends it twice, never not at all.
+                outbox.forget_mail(&mail.id).await?;
+                sent += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, mail_id = %mail.id, kind = mail.kind.name(), "mail not sent; it stays queued");
+                break;
+            }
+        }
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn queued(kind: MailKind) -> Queued {
-        Queued {
+    fn queued(kind: MailKind) -> QueuedMail {
+        QueuedMail {
             id: "m1".into(),
             to: "alice@example.com".into(),
             kind,

@@ -51,6 +51,7 @@ pub enum PublicRoute {
     Register,
     Login,
     Refresh,
+    VerifyEmail,
     Jwks,
     OpenidConfiguration,
     /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
@@ -129,6 +130,7 @@ pub enum UseCaseFunction {
     Account,
     Admin,
     Discovery,
+    Email,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +242,17 @@ pub static ACCOUNT: FunctionSpec = FunctionSpec {
     ],
 };
 
+/// The public email routes: proving an address (and, to come, password recovery). Holds
+/// no keys: it issues no tokens.
+pub static EMAIL: FunctionSpec = FunctionSpec {
+    name: "email",
+    logical_id: "EmailFunction",
+    event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Email)),
+    keys: Keys::None,
+    hashes_passwords: false,
+    routes: &[public("POST", "/auth/email/verify", P::VerifyEmail)],
+};
+
 /// Public keys only (none with HMAC).
 pub static DISCOVERY: FunctionSpec = FunctionSpec {
     name: "discovery",
@@ -301,8 +314,8 @@ pub static ROTATION: FunctionSpec = FunctionSpec {
 };
 
 /// Every function, in the order the docs list them.
-pub static FUNCTIONS: [&FunctionSpec; 11] =
-    [&REGISTER, &LOGIN, &REFRESH, &LOGOUT, &ME, &ACCOUNT, &DISCOVERY, &ADMIN, &PREFLIGHT, &AUTHORIZER, &ROTATION];
+pub static FUNCTIONS: [&FunctionSpec; 12] =
+    [&REGISTER, &LOGIN, &REFRESH, &LOGOUT, &ME, &ACCOUNT, &EMAIL, &DISCOVERY, &ADMIN, &PREFLIGHT, &AUTHORIZER, &ROTATION];
 
 /// The methods the API takes on `path` (a resource path such as `/auth/sessions/{id}`),
 /// `OPTIONS` (the preflight, on every path) included: an `Allow` header's value. `None`

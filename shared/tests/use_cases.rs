@@ -141,6 +141,7 @@ async fn login_upgrades_a_weak_hash() {
         password_hash: weak.hash(PASSWORD).unwrap(),
         roles: vec!["user".into()],
         email: None,
+        email_verified: false,
         created_at: 0,
         sessions_valid_after_ms: None,
         disabled: false,
@@ -734,6 +735,8 @@ async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_
         sid: "s".into(),
         jti: "j".into(),
         exp: 0,
+        email: None,
+        email_verified: false,
     };
     let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     auth.admin_set_disabled(&admin, &name, true).await.unwrap();
@@ -1024,6 +1027,8 @@ async fn a_login_that_minted_its_pair_before_a_disable_landed_hands_out_dead_tok
         sid: "s".into(),
         jti: "j".into(),
         exp: 0,
+        email: None,
+        email_verified: false,
     };
     let login = held_login(&auth, &name);
     hold.reached().await;

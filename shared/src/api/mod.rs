@@ -12,6 +12,7 @@
 mod account;
 mod admin;
 mod discovery;
+mod email;
 mod request;
 mod tokens;
 
@@ -155,6 +156,7 @@ async fn public(
         (F::Register, P::Register) => tokens::register(auth, browser, req).await,
         (F::Login, P::Login) => tokens::login(auth, browser, req).await,
         (F::Refresh, P::Refresh) => tokens::refresh(auth, browser, req).await,
+        (F::Email, route) => email::handle(route, auth, browser, req).await,
         (F::Discovery, route) => discovery::handle(route, auth).await,
         _ => Err(AuthError::NotFound),
     }
@@ -186,6 +188,8 @@ fn me(caller: &Principal) -> Response<Body> {
             "roles": caller.roles,
             "session_id": caller.sid,
             "expires_at": caller.exp,
+            "email": caller.email,
+            "email_verified": caller.email_verified,
         }),
     )
 }

@@ -23,6 +23,8 @@ pub struct AdminView {
     pub id: String,
     pub username: String,
     pub roles: Vec<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
     pub disabled: bool,
     pub created_at: u64,
 }
@@ -33,6 +35,8 @@ impl From<UserProfile> for AdminView {
             id: u.user_id,
             username: u.username,
             roles: u.roles,
+            email: u.email,
+            email_verified: u.email_verified,
             disabled: u.disabled,
             created_at: u.created_at,
         }

@@ -222,6 +222,8 @@ impl Auth {
         // for the token to expire. Routes behind the authorizer see the same set.
         let mut principal = Principal::from_claims(claims);
         principal.roles.retain(|r| user.roles.contains(r));
+        principal.email = user.email;
+        principal.email_verified = user.email_verified;
         if !required_roles.iter().all(|r| principal.roles.contains(r)) {
             return Err(AuthError::InsufficientScope);
         }

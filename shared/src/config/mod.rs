@@ -154,6 +154,20 @@ pub struct Config {
     pub refresh_reuse_grace_seconds: u64,
     /// The deployed API (region, stage) an issuer left to the API is learnt from.
     pub api: ApiConfig,
+    /// Mail (address verification, password reset): `None` without a sender address,
+    /// and the routes that must send mail answer 501 `not_configured`.
+    pub mail: Option<MailConfig>,
+}
+
+/// Where mail comes from and where its links lead, and the tables it goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    /// The sender: an SES identity (`EmailFrom`).
+    pub from: String,
+    /// The web application's base URL the links open (`AppUrl`): never the request's Host.
+    pub app_url: String,
+    pub tokens_table: String,
+    pub outbox_table: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,9 +256,13 @@ pub const ENV_LOGIN_NAME_WINDOW_SECONDS: &str = "LOGIN_NAME_WINDOW_SECONDS";
 pub const ENV_SESSION_MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECONDS";
 pub const ENV_REFRESH_REUSE_GRACE: &str = "REFRESH_REUSE_GRACE_SECONDS";
 pub const ENV_KEY_ROTATION_DAYS: &str = "KEY_ROTATION_DAYS";
+pub const ENV_EMAIL_FROM: &str = "EMAIL_FROM";
+pub const ENV_APP_URL: &str = "APP_URL";
+pub const ENV_TOKENS_TABLE: &str = "TOKENS_TABLE";
+pub const ENV_OUTBOX_TABLE: &str = "OUTBOX_TABLE";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 25] = [
+pub const CONFIG_VARIABLES: [&str; 29] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -270,6 +288,10 @@ pub const CONFIG_VARIABLES: [&str; 25] = [
     ENV_SESSION_MAX_LIFETIME,
     ENV_REFRESH_REUSE_GRACE,
     ENV_KEY_ROTATION_DAYS,
+    ENV_EMAIL_FROM,
+    ENV_APP_URL,
+    ENV_TOKENS_TABLE,
+    ENV_OUTBOX_TABLE,
 ];
 
 impl Config {
@@ -414,19 +436,44 @@ impl Config {
                 MAX_REFRESH_REUSE_GRACE_SECONDS,
             )?,
             api: ApiConfig::from_source(source),
+            mail: MailConfig::from_reader(&r)?,
         })
     }
+}
+
+impl MailConfig {
+    fn from_reader(r: &Reader<'_>) -> Result<Option<Self>, ConfigError> {
+        let Some(from) = r.optional(ENV_EMAIL_FROM) else { return Ok(None) };
+        if from.chars().any(|c| c.is_whitespace() || c.is_control()) || from.matches('@').count() != 1 {
+            return Err(err(ENV_EMAIL_FROM, "must be one address (an SES identity)"));
+        }
+        let app_url = r.required(ENV_APP_URL)?;
+        if !web_url(&app_url) {
+            return Err(err(ENV_APP_URL, "must be an https:// URL (http:// on loopback only)"));
+        }
+        Ok(Some(MailConfig {
+            from,
+            app_url,
+            tokens_table: r.required(ENV_TOKENS_TABLE)?,
+            outbox_table: r.required(ENV_OUTBOX_TABLE)?,
+        }))
+    }
+}
+
+/// `https://…`, or `http://` on loopback (local runs), with no whitespace.
+fn web_url(url: &str) -> bool {
+    let https = url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|base| {
+        url.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'))
+    });
+    (https || loopback) && !url.contains(char::is_whitespace)
 }
 
 /// The issuer is a URL: discovery names where the keys are under it (OpenID's rule), and
 /// nothing is ever built from a request's `Host`. `https://`, or `http://` on loopback for
 /// local runs.
 fn issuer_url(issuer: String) -> Result<String, ConfigError> {
-    let https = issuer.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|base| {
-        issuer.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'))
-    });
-    if (https || loopback) && !issuer.contains(char::is_whitespace) {
+    if web_url(&issuer) {
         return Ok(issuer);
     }
     Err(err(ENV_ISSUER, "must be empty (the API's own URL) or an https:// URL (http:// on loopback only)"))
@@ -515,6 +562,26 @@ mod tests {
         assert_eq!(rotation("x").unwrap_err().variable, ENV_KEY_ROTATION_DAYS);
         // HMAC keys do not rotate: the setting is not read.
         assert!(with(&[(ENV_KEY_ROTATION_DAYS, Some("1"))]).is_ok());
+        // Mail: off without a sender; with one, the app URL and the tables are required.
+        assert_eq!(with(&[]).unwrap().mail, None);
+        let mail = [
+            (ENV_EMAIL_FROM, Some("no-reply@example.com")),
+            (ENV_APP_URL, Some("https://app.example.com")),
+            (ENV_TOKENS_TABLE, Some("t")),
+            (ENV_OUTBOX_TABLE, Some("o")),
+        ];
+        assert_eq!(with(&mail).unwrap().mail.unwrap().app_url, "https://app.example.com");
+        let changed = |k: &'static str, v: Option<&'static str>| {
+            let mut m = mail.to_vec();
+            m.retain(|(name, _)| *name != k);
+            m.push((k, v));
+            with(&m)
+        };
+        assert_eq!(changed(ENV_APP_URL, None).unwrap_err().variable, ENV_APP_URL);
+        assert_eq!(changed(ENV_APP_URL, Some("http://app.example.com")).unwrap_err().variable, ENV_APP_URL);
+        assert!(changed(ENV_APP_URL, Some("http://127.0.0.1:3001")).is_ok());
+        assert_eq!(changed(ENV_EMAIL_FROM, Some("not an address")).unwrap_err().variable, ENV_EMAIL_FROM);
+        assert_eq!(changed(ENV_OUTBOX_TABLE, None).unwrap_err().variable, ENV_OUTBOX_TABLE);
         // The refresh grace: 10 s unless set, 0 turns it off, at most a minute.
         assert_eq!(with(&[]).unwrap().refresh_reuse_grace_seconds, 10);
         assert_eq!(with(&[(ENV_REFRESH_REUSE_GRACE, Some("0"))]).unwrap().refresh_reuse_grace_seconds, 0);

@@ -8,17 +8,22 @@
 //! (`Arc<dyn Store>`). The DynamoDB adapter is laid out the same way (`dynamodb/`, one
 //! `impl XStore for DynamoStore` per file).
 //!
-//! The aggregates still to come (one-time tokens, the mail outbox, second factors) get
+//! Part 3's aggregates: [`OneTimeTokenStore`] (`one_time.rs`, emailed tokens) and
+//! [`OutboxStore`] (`outbox.rs`, queued mail). Those still to come (second factors) get
 //! their own trait and file the same way, here and under `dynamodb/`, and join the
 //! supertraits of [`Store`] and its blanket impl.
 
 pub mod dynamodb;
+mod one_time;
+mod outbox;
 mod revocations;
 mod sessions;
 mod throttle;
 mod users;
 
 pub use dynamodb::DynamoStore;
+pub use one_time::{Mailed, OneTimeToken, OneTimeTokenStore, TokenPurpose, VerifyOutcome};
+pub use outbox::{MailKind, OutboxStore, QueuedMail};
 pub use revocations::{AccessState, RevocationStore, Spend, SpendOutcome, Successor};
 pub use sessions::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore};
 pub use throttle::{FailedLogins, LoginState, NameAttempt, Swapped, ThrottleKey, ThrottleStore};
@@ -37,6 +42,12 @@ pub enum StoreError {
 /// Every aggregate's store: what the use cases hold. Implemented by whatever implements
 /// all of the aggregate traits (blanket impl below); methods are called through it as
 /// through any of them.
-pub trait Store: UserStore + ThrottleStore + RevocationStore + SessionStore + Send + Sync {}
+pub trait Store:
+    UserStore + ThrottleStore + RevocationStore + SessionStore + OneTimeTokenStore + OutboxStore + Send + Sync
+{
+}
 
-impl<T: UserStore + ThrottleStore + RevocationStore + SessionStore + Send + Sync + ?Sized> Store for T {}
+impl<T> Store for T where
+    T: UserStore + ThrottleStore + RevocationStore + SessionStore + OneTimeTokenStore + OutboxStore + Send + Sync + ?Sized
+{
+}

@@ -3,14 +3,16 @@
 
 use async_trait::async_trait;
 
-use super::{StoreError, ThrottleKey};
+use super::{Mailed, StoreError, ThrottleKey};
 
-/// A user as administration reads it: never the password hash (nor the email).
+/// A user as administration reads it: never the password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserProfile {
     pub user_id: String,
     pub username: String,
     pub roles: Vec<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
     /// Epoch seconds.
     pub created_at: u64,
     pub disabled: bool,
@@ -27,6 +29,8 @@ pub struct UserRecord {
     pub password_hash: String,
     pub roles: Vec<String>,
     pub email: Option<String>,
+    /// The address was proven by a verification mail (and is then this account's alone).
+    pub email_verified: bool,
     pub created_at: u64,
     /// Sessions that started before this instant (epoch milliseconds) are revoked.
     pub sessions_valid_after_ms: Option<u64>,
@@ -56,6 +60,9 @@ pub struct UserAccess {
     pub roles: Vec<String>,
     pub sessions_valid_after_ms: Option<u64>,
     pub disabled: bool,
+    /// What `GET /auth/me` shows, read in the same round trip.
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 /// The answer of `change_password`.
@@ -76,7 +83,15 @@ pub enum CreateOutcome {
 pub trait UserStore: Send + Sync {
     /// Creates the user if the username is free. Race-free: exactly one of any number of
     /// concurrent creations of one username wins.
-    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError>;
+    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError> {
+        self.create_user_mailed(user, None).await
+    }
+
+    /// `create_user`, and in the same transaction a one-time token and its mail (the
+    /// address's verification): both or neither.
+    ///
+    /// Also writes the one-time tokens and the outbox.
+    async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError>;
 
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;

@@ -14,9 +14,10 @@ use shared::Auth;
 use shared::config::{Argon2Config, TokenConfig};
 use shared::password::PasswordHasher;
 use shared::store::{
-    AccessState, CreateOutcome, DynamoStore, FailedLogins, ListedSession, LoginState, NameAttempt, PasswordChange,
-    RevocationStore, SessionRecord, SessionStore, Spend, SpendOutcome, Store, StoreError, Swapped, ThrottleKey,
-    ThrottleStore, UserProfile, UserRecord, UserStore,
+    AccessState, CreateOutcome, DynamoStore, FailedLogins, ListedSession, LoginState, Mailed, NameAttempt,
+    OneTimeToken, OneTimeTokenStore, OutboxStore, PasswordChange, QueuedMail, RevocationStore, SessionRecord,
+    SessionStore, Spend, SpendOutcome, Store, StoreError, Swapped, ThrottleKey, ThrottleStore, UserProfile, UserRecord,
+    UserStore, VerifyOutcome,
 };
 use shared::tokens::TokenService;
 use tokio::sync::Notify;
@@ -57,6 +58,8 @@ pub struct Env {
     pub users_table: String,
     pub revoked_table: String,
     pub sessions_table: String,
+    pub tokens_table: String,
+    pub outbox_table: String,
 }
 
 /// The DynamoDB API and tables to test against. `None` when AWS_ENDPOINT_URL_DYNAMODB is
@@ -76,12 +79,15 @@ pub async fn env() -> Option<Env> {
         users_table: required("USERS_TABLE"),
         revoked_table: required("REVOKED_TOKENS_TABLE"),
         sessions_table: required("SESSIONS_TABLE"),
+        tokens_table: required("TOKENS_TABLE"),
+        outbox_table: required("OUTBOX_TABLE"),
     })
 }
 
 impl Env {
     pub fn store(&self) -> DynamoStore {
         DynamoStore::new(self.client.clone(), &self.users_table, &self.revoked_table, &self.sessions_table)
+            .with_mail_tables(&self.tokens_table, &self.outbox_table)
     }
 
     /// The same tables behind an endpoint nothing listens on: connections are refused,
@@ -255,8 +261,8 @@ pub struct HeldStore {
 
 #[async_trait]
 impl UserStore for HeldStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError> {
-        self.inner.create_user(user).await
+    async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError> {
+        self.inner.create_user_mailed(user, mailed).await
     }
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         self.inner.get_user(username).await
@@ -343,6 +349,32 @@ impl RevocationStore for HeldStore {
     }
     async fn spend_refresh_token(&self, jti: &str, expires_at: u64, spend: &Spend) -> Result<SpendOutcome, StoreError> {
         self.inner.spend_refresh_token(jti, expires_at, spend).await
+    }
+}
+
+#[async_trait]
+impl OneTimeTokenStore for HeldStore {
+    async fn issue_token(&self, mailed: &Mailed) -> Result<(), StoreError> {
+        self.inner.issue_token(mailed).await
+    }
+    async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError> {
+        self.inner.one_time_token(hash).await
+    }
+    async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError> {
+        self.inner.verify_email(token).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for HeldStore {
+    async fn queue_mail(&self, mail: &QueuedMail) -> Result<(), StoreError> {
+        self.inner.queue_mail(mail).await
+    }
+    async fn queued_mails(&self, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
+        self.inner.queued_mails(limit).await
+    }
+    async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.forget_mail(id).await
     }
 }
 

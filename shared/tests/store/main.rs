@@ -1,11 +1,12 @@
 //! The DynamoDB store against a real DynamoDB API server, one module per aggregate
-//! (`users`, `throttle`, `revocations`, `sessions`) and one for the adapter's error
+//! (`users`, `throttle`, `revocations`, `sessions`, `one_time` with the outbox) and one for the adapter's error
 //! classification (`errors`). One test binary: each costs a link.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod errors;
+mod one_time;
 mod revocations;
 mod sessions;
 mod throttle;
@@ -21,6 +22,7 @@ fn user(username: &str) -> UserRecord {
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
         roles: vec!["user".into()],
         email: Some("someone@example.com".into()),
+        email_verified: false,
         created_at: 1_763_800_000,
         sessions_valid_after_ms: None,
         disabled: false,

@@ -25,6 +25,8 @@ async fn a_revoked_session_is_seen_by_one_consistent_read_and_expires_when_told(
                 roles: u.roles.clone(),
                 sessions_valid_after_ms: None,
                 disabled: false,
+                email: u.email.clone(),
+                email_verified: false,
             })
         }
     );

@@ -32,6 +32,8 @@ async fn a_users_profile_is_read_without_its_hash() {
         user_id: u.user_id.clone(),
         username: u.username.clone(),
         roles: u.roles.clone(),
+        email: u.email.clone(),
+        email_verified: false,
         created_at: u.created_at,
         disabled: false,
     };

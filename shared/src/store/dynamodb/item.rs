@@ -42,7 +42,12 @@ pub(super) fn get_roles(item: &Item) -> Vec<String> {
 }
 
 pub(super) fn is_disabled(item: &Item) -> bool {
-    item.get("disabled").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+    is_true(item, "disabled")
+}
+
+/// A boolean attribute that is there and true.
+pub(super) fn is_true(item: &Item, key: &str) -> bool {
+    item.get(key).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
 }
 
 /// A string set, or `None` for the empty set (DynamoDB stores no empty sets).

@@ -18,6 +18,8 @@
 
 mod errors;
 mod item;
+mod one_time;
+mod outbox;
 mod revocations;
 mod sessions;
 mod throttle;
@@ -39,6 +41,7 @@ const BATCH_RETRIES: usize = 3;
 const SESSION_PREFIX: &str = "session#";
 const USER_ID_PREFIX: &str = "id#";
 const LOGIN_FAILURES_PREFIX: &str = "login#";
+const EMAIL_PREFIX: &str = "email#";
 /// Registrations that lost a transaction conflict (a concurrent transaction on the same
 /// name) are tried again this many times before the store reports itself unavailable.
 const CONFLICT_RETRIES: u32 = 3;
@@ -49,6 +52,11 @@ fn session_key(sid: &str) -> String {
 
 fn user_id_key(user_id: &str) -> String {
     format!("{USER_ID_PREFIX}{user_id}")
+}
+
+/// The item that claims a verified address for one user.
+fn email_key(address: &str) -> String {
+    format!("{EMAIL_PREFIX}{address}")
 }
 
 fn throttle_key(key: &ThrottleKey) -> String {
@@ -70,6 +78,9 @@ pub struct DynamoStore {
     users_table: String,
     revoked_table: String,
     sessions_table: String,
+    /// The mail tables: `None` where mail is not configured (a write to them is a fault).
+    tokens_table: Option<String>,
+    outbox_table: Option<String>,
 }
 
 impl DynamoStore {
@@ -84,7 +95,16 @@ impl DynamoStore {
             users_table: users_table.into(),
             revoked_table: revoked_table.into(),
             sessions_table: sessions_table.into(),
+            tokens_table: None,
+            outbox_table: None,
         }
+    }
+
+    /// The one-time tokens and outbox tables (email verification, password reset, mail).
+    pub fn with_mail_tables(mut self, tokens_table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
+        self.tokens_table = Some(tokens_table.into());
+        self.outbox_table = Some(outbox_table.into());
+        self
     }
 
     /// One `BatchGetItem` (plus retries of unprocessed keys): the items found, by table.

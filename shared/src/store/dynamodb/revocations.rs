@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
 
 use super::errors::{build_err, classify, failed_condition};
-use super::item::{Item, get_roles, get_s, get_u64, is_disabled, n, s, seconds_attr_to_ms};
+use super::item::{Item, get_roles, get_s, get_u64, is_disabled, is_true, n, s, seconds_attr_to_ms};
 use super::{DynamoStore, session_key};
 use crate::store::{AccessState, RevocationStore, Spend, SpendOutcome, StoreError, Successor, UserAccess};
 
@@ -79,11 +79,13 @@ impl RevocationStore for DynamoStore {
             .map_err(build_err)?;
         let user_keys = KeysAndAttributes::builder()
             .keys(HashMap::from([("username".to_string(), s(username))]))
-            .projection_expression("#id, #roles, #after, #dis")
+            .projection_expression("#id, #roles, #after, #dis, #email, #verified")
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_names("#after", "sessions_valid_after")
             .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_names("#email", "email")
+            .expression_attribute_names("#verified", "email_verified")
             .consistent_read(true)
             .build()
             .map_err(build_err)?;
@@ -101,6 +103,8 @@ impl RevocationStore for DynamoStore {
             roles: get_roles(item),
             sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
             disabled: is_disabled(item),
+            email: get_s(item, "email"),
+            email_verified: is_true(item, "email_verified"),
         });
         Ok(AccessState { session_revoked: found_revoked.contains(&session), user })
     }

@@ -8,10 +8,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckF
 
 use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
-    Item, get_roles, get_s, get_u64, is_disabled, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
+    Item, get_roles, get_s, get_u64, is_disabled, is_true, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
 use super::{CONFLICT_RETRIES, DynamoStore, backoff, throttle_key, user_id_key};
-use crate::store::{CreateOutcome, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserStore};
+use crate::store::{
+    CreateOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserStore,
+};
 
 pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
     let field = |k: &str| get_s(item, k).ok_or_else(|| StoreError::Internal(format!("user item lacks {k}")));
@@ -21,6 +23,7 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
         password_hash: field("password_hash")?,
         roles: get_roles(item),
         email: get_s(item, "email"),
+        email_verified: is_true(item, "email_verified"),
         created_at: get_u64(item, "created_at").unwrap_or(0),
         sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
         disabled: is_disabled(item),
@@ -29,7 +32,11 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
 
 #[async_trait]
 impl UserStore for DynamoStore {
-    async fn create_user(&self, user: &UserRecord) -> Result<CreateOutcome, StoreError> {
+    async fn create_user_mailed(
+        &self,
+        user: &UserRecord,
+        mailed: Option<&Mailed>,
+    ) -> Result<CreateOutcome, StoreError> {
         let mut item: Item = HashMap::from([
             ("username".into(), s(&user.username)),
             ("user_id".into(), s(&user.user_id)),
@@ -57,6 +64,10 @@ impl UserStore for DynamoStore {
                 .map_err(build_err)
         };
         let (item, id_item) = (put(item)?, put(id_item)?);
+        let mail = match mailed {
+            Some(mailed) => self.mailed_writes(mailed)?,
+            None => Vec::new(),
+        };
         for attempt in 0..=CONFLICT_RETRIES {
             // The token makes an SDK retry of an applied transaction a no-op on DynamoDB;
             // the user id (fresh per registration) tells our own write apart elsewhere.
@@ -64,8 +75,7 @@ impl UserStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .client_request_token(uuid::Uuid::new_v4().to_string())
-                .transact_items(item.clone())
-                .transact_items(id_item.clone())
+                .set_transact_items(Some([vec![item.clone(), id_item.clone()], mail.clone()].concat()))
                 .send()
                 .await;
             let e = match result {
@@ -117,12 +127,14 @@ impl UserStore for DynamoStore {
             .get_item()
             .table_name(&self.users_table)
             .key("username", s(username))
-            .projection_expression("#n, #id, #roles, #created, #dis")
+            .projection_expression("#n, #id, #roles, #created, #dis, #email, #verified")
             .expression_attribute_names("#n", "username")
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_names("#created", "created_at")
             .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_names("#email", "email")
+            .expression_attribute_names("#verified", "email_verified")
             .consistent_read(true)
             .send()
             .await
@@ -133,6 +145,8 @@ impl UserStore for DynamoStore {
             user_id: field("user_id")?,
             username: field("username")?,
             roles: get_roles(item),
+            email: get_s(item, "email"),
+            email_verified: is_true(item, "email_verified"),
             created_at: get_u64(item, "created_at").unwrap_or(0),
             disabled: is_disabled(item),
         }))

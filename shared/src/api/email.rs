@@ -1,0 +1,30 @@
+//! The public email routes (CONTRACT.md Part 3): proving an address. Each refuses a page
+//! of an origin that is not allowed before anything else, like the sign-in routes.
+
+use lambda_http::{Body, Request, Response};
+
+use crate::auth::Auth;
+use crate::error::AuthError;
+use crate::http::{self, Browser};
+use crate::spec::PublicRoute;
+
+#[derive(serde::Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+pub(super) async fn handle(
+    route: PublicRoute,
+    auth: &Auth,
+    browser: &Browser,
+    req: &Request,
+) -> Result<Response<Body>, AuthError> {
+    browser.check_origin(req.headers())?;
+    match route {
+        PublicRoute::VerifyEmail => {
+            let body: TokenBody = http::parse_json(req)?;
+            Ok(http::json(200, &auth.verify_email(&body.token).await?))
+        }
+        _ => Err(AuthError::NotFound),
+    }
+}

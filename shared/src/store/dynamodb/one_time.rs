@@ -1,0 +1,142 @@
+//! The one-time tokens table: partition key `token_hash` (hex SHA-256 of the token);
+//! `expires_at` is its TTL. A verification's address claim is an `email#<address>` item
+//! of the users table (`#` cannot occur in a username).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+
+use super::errors::{build_err, classify};
+use super::item::{Item, get_s, get_u64, n, s};
+use super::outbox::mail_item;
+use super::{DynamoStore, email_key};
+use crate::store::{Mailed, OneTimeToken, OneTimeTokenStore, StoreError, TokenPurpose, VerifyOutcome};
+
+fn token_item(token: &OneTimeToken) -> Item {
+    let mut item = HashMap::from([
+        ("token_hash".to_string(), s(&token.hash)),
+        ("purpose".to_string(), s(token.purpose.name())),
+        ("user_id".to_string(), s(&token.user_id)),
+        ("username".to_string(), s(&token.username)),
+        ("created_at_ms".to_string(), n(token.created_at_ms)),
+        ("expires_at".to_string(), n(token.expires_at)),
+    ]);
+    if let Some(email) = &token.email {
+        item.insert("email".into(), s(email));
+    }
+    item
+}
+
+fn token_from_item(item: &Item) -> Option<OneTimeToken> {
+    Some(OneTimeToken {
+        hash: get_s(item, "token_hash")?,
+        purpose: TokenPurpose::from_name(&get_s(item, "purpose")?)?,
+        user_id: get_s(item, "user_id")?,
+        username: get_s(item, "username")?,
+        email: get_s(item, "email"),
+        created_at_ms: get_u64(item, "created_at_ms")?,
+        expires_at: get_u64(item, "expires_at")?,
+    })
+}
+
+impl DynamoStore {
+    fn tokens_table(&self) -> Result<&str, StoreError> {
+        self.tokens_table.as_deref().ok_or_else(|| StoreError::Internal("no one-time tokens table configured".into()))
+    }
+
+    /// The writes that store `mailed`'s token and queue its mail (one transaction's items).
+    pub(super) fn mailed_writes(&self, mailed: &Mailed) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let token = Put::builder()
+            .table_name(self.tokens_table()?)
+            .set_item(Some(token_item(&mailed.token)))
+            .build()
+            .map_err(build_err)?;
+        let mail = Put::builder()
+            .table_name(self.outbox_table()?)
+            .set_item(Some(mail_item(&mailed.mail)))
+            .build()
+            .map_err(build_err)?;
+        Ok(vec![TransactWriteItem::builder().put(token).build(), TransactWriteItem::builder().put(mail).build()])
+    }
+}
+
+#[async_trait]
+impl OneTimeTokenStore for DynamoStore {
+    async fn issue_token(&self, mailed: &Mailed) -> Result<(), StoreError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(self.mailed_writes(mailed)?))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.tokens_table()?)
+            .key("token_hash", s(hash))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item().and_then(token_from_item))
+    }
+
+    async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError> {
+        let Some(email) = &token.email else { return Ok(VerifyOutcome::TokenGone) };
+        let spend = Delete::builder()
+            .table_name(self.tokens_table()?)
+            .key("token_hash", s(&token.hash))
+            .condition_expression("attribute_exists(token_hash)")
+            .build()
+            .map_err(build_err)?;
+        let claim = Put::builder()
+            .table_name(&self.users_table)
+            .item("username", s(email_key(email)))
+            .item("user_id", s(&token.user_id))
+            .condition_expression("attribute_not_exists(username) OR user_id = :id")
+            .expression_attribute_values(":id", s(&token.user_id))
+            .build()
+            .map_err(build_err)?;
+        let verified = Update::builder()
+            .table_name(&self.users_table)
+            .key("username", s(&token.username))
+            .update_expression("SET email = :email, email_verified = :yes")
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":email", s(email))
+            .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .expression_attribute_values(":id", s(&token.user_id))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(spend).build())
+            .transact_items(TransactWriteItem::builder().put(claim).build())
+            .transact_items(TransactWriteItem::builder().update(verified).build())
+            .send()
+            .await;
+        let e = match result {
+            Ok(_) => return Ok(VerifyOutcome::Verified),
+            Err(e) => e,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+            return Err(classify(e));
+        };
+        let failed =
+            |i: usize| tc.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        // The token first: a used token says nothing about the address.
+        if failed(0) || failed(2) {
+            Ok(VerifyOutcome::TokenGone)
+        } else if failed(1) {
+            Ok(VerifyOutcome::EmailTaken)
+        } else {
+            Err(classify(e))
+        }
+    }
+}

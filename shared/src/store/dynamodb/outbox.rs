@@ -1,0 +1,100 @@
+//! The outbox table: partition key `id`; one item per queued mail, deleted once sent;
+//! `expires_at` (TTL) forgets one that never could be. Its stream starts the mailer.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::DynamoStore;
+use super::errors::classify;
+use super::item::{Item, get_s, get_u64, n, s};
+use crate::store::{MailKind, OutboxStore, QueuedMail, StoreError};
+
+/// A queued mail not sent within this long is given up (TTL): its links have expired.
+pub(super) const OUTBOX_TTL_SECONDS: u64 = 3 * 86_400;
+
+pub(super) fn mail_item(mail: &QueuedMail) -> Item {
+    let mut item = HashMap::from([
+        ("id".to_string(), s(&mail.id)),
+        ("to".to_string(), s(&mail.to)),
+        ("kind".to_string(), s(mail.kind.name())),
+        ("username".to_string(), s(&mail.username)),
+        ("queued_at_ms".to_string(), n(mail.queued_at_ms)),
+        ("expires_at".to_string(), n(mail.queued_at_ms / 1000 + OUTBOX_TTL_SECONDS)),
+    ]);
+    if let Some(email) = &mail.email {
+        item.insert("email".into(), s(email));
+    }
+    if let Some(token) = &mail.token {
+        item.insert("token".into(), s(token));
+    }
+    item
+}
+
+/// The mail an outbox item holds; `None` for an item that is not one (skipped).
+pub fn mail_from_item(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Option<QueuedMail> {
+    Some(QueuedMail {
+        id: get_s(item, "id")?,
+        to: get_s(item, "to")?,
+        kind: MailKind::from_name(&get_s(item, "kind")?)?,
+        username: get_s(item, "username")?,
+        email: get_s(item, "email"),
+        token: get_s(item, "token"),
+        queued_at_ms: get_u64(item, "queued_at_ms")?,
+    })
+}
+
+impl DynamoStore {
+    pub(super) fn outbox_table(&self) -> Result<&str, StoreError> {
+        self.outbox_table.as_deref().ok_or_else(|| StoreError::Internal("no outbox table configured".into()))
+    }
+}
+
+#[async_trait]
+impl OutboxStore for DynamoStore {
+    async fn queue_mail(&self, mail: &QueuedMail) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(self.outbox_table()?)
+            .set_item(Some(mail_item(mail)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn queued_mails(&self, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
+        let mut mails = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(self.outbox_table()?)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            mails.extend(page.items().iter().filter_map(mail_from_item));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() || mails.len() >= limit {
+                break;
+            }
+        }
+        mails.sort_by_key(|m| m.queued_at_ms);
+        mails.truncate(limit);
+        Ok(mails)
+    }
+
+    async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(self.outbox_table()?)
+            .key("id", s(id))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}

@@ -1,0 +1,139 @@
+//! One-time tokens and the mail outbox: a token and its mail written together, a
+//! verification that uses the token, claims the address and marks the user at once, and
+//! the outbox's queue and forget.
+
+use std::sync::Arc;
+
+use shared::store::{
+    MailKind, Mailed, OneTimeToken, OneTimeTokenStore, OutboxStore, QueuedMail, TokenPurpose, UserStore, VerifyOutcome,
+};
+
+use crate::{common, user};
+
+fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
+    let hash = format!("{:064x}", uuid::Uuid::new_v4().as_u128());
+    Mailed {
+        token: OneTimeToken {
+            hash,
+            purpose: TokenPurpose::VerifyEmail,
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
+            email: Some(email.to_string()),
+            created_at_ms: 1_800_000_000_000,
+            expires_at: 1_900_000_000,
+        },
+        mail: QueuedMail {
+            id: uuid::Uuid::new_v4().to_string(),
+            to: email.to_string(),
+            kind: MailKind::VerifyEmail,
+            username: user.username.clone(),
+            email: Some(email.to_string()),
+            token: Some("the-raw-token".into()),
+            queued_at_ms: 1_800_000_000_000,
+        },
+    }
+}
+
+fn address() -> String {
+    format!("{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn a_token_and_its_mail_are_written_together_and_read_back_whole() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("otp"));
+    store.create_user(&u).await.unwrap();
+    let mailed = verification(&u, &address());
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.one_time_token(&mailed.token.hash).await.unwrap(), Some(mailed.token.clone()));
+    let queued = store.queued_mails(10_000).await.unwrap();
+    assert!(queued.contains(&mailed.mail), "the mail is queued with its token");
+    // Sent: forgotten, and forgetting again is fine.
+    store.forget_mail(&mailed.mail.id).await.unwrap();
+    store.forget_mail(&mailed.mail.id).await.unwrap();
+    assert!(!store.queued_mails(10_000).await.unwrap().iter().any(|m| m.id == mailed.mail.id));
+    assert_eq!(store.one_time_token("0".repeat(64).as_str()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_verification_uses_its_token_once_and_marks_the_user() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("verify"));
+    store.create_user(&u).await.unwrap();
+    let email = address();
+    let mailed = verification(&u, &email);
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.one_time_token(&mailed.token.hash).await.unwrap(), None, "used up");
+    let item = env.user_item(&u.username).await.unwrap();
+    assert_eq!(item["email"].as_s().unwrap(), &email);
+    assert_eq!(item["email_verified"].as_bool().unwrap(), &true);
+    // Again: the token is gone, nothing changes.
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::TokenGone);
+    // A second token of the same user for the same address: its own claim holds.
+    let again = verification(&u, &email);
+    store.issue_token(&again).await.unwrap();
+    assert_eq!(store.verify_email(&again.token).await.unwrap(), VerifyOutcome::Verified);
+}
+
+#[tokio::test]
+async fn a_verified_address_belongs_to_one_account_and_nothing_changes_for_the_other() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let (a, b) = (user(&common::unique_username("first")), user(&common::unique_username("second")));
+    store.create_user(&a).await.unwrap();
+    store.create_user(&b).await.unwrap();
+    let email = address();
+    let (for_a, for_b) = (verification(&a, &email), verification(&b, &email));
+    store.issue_token(&for_a).await.unwrap();
+    store.issue_token(&for_b).await.unwrap();
+    assert_eq!(store.verify_email(&for_a.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&for_b.token).await.unwrap(), VerifyOutcome::EmailTaken);
+    // The loser's token is not used up and its user is not marked.
+    assert!(store.one_time_token(&for_b.token.hash).await.unwrap().is_some());
+    assert!(env.user_item(&b.username).await.unwrap().get("email_verified").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_accounts_verifying_one_address_at_once_have_exactly_one_winner() {
+    let Some(env) = common::env().await else { return };
+    let store = Arc::new(env.store());
+    let email = address();
+    let mut tokens = Vec::new();
+    for i in 0..2 {
+        let u = user(&common::unique_username(&format!("race{i}")));
+        store.create_user(&u).await.unwrap();
+        let mailed = verification(&u, &email);
+        store.issue_token(&mailed).await.unwrap();
+        tokens.push(mailed.token);
+    }
+    let handles: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let store = store.clone();
+            tokio::spawn(async move { store.verify_email(&token).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [VerifyOutcome::EmailTaken, VerifyOutcome::Verified]);
+}
+
+#[tokio::test]
+async fn a_token_of_a_user_that_is_gone_verifies_nothing() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("gone"));
+    store.create_user(&u).await.unwrap();
+    let mut mailed = verification(&u, &address());
+    // The name now belongs to someone else (another id).
+    mailed.token.user_id = uuid::Uuid::new_v4().to_string();
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::TokenGone);
+    assert!(store.one_time_token(&mailed.token.hash).await.unwrap().is_some(), "nothing written");
+}

@@ -1,0 +1,168 @@
+"""Email addresses over HTTP through the local API, as `make dev` runs it (CONTRACT.md Part 3,
+"Email address and verification", "Mail delivery"): a registration with an address queues
+its verification mail, the local API's deliverer (the same code as deployed, with the local
+mailbox as its transport) puts it in `GET /local/mail`, and the link's token proves the
+address, once, for one account.
+"""
+
+import os
+import re
+import secrets
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support import Api, new_name, start_local_api, stop
+from test_api import assert_error
+
+PASSWORD = f"email pass {secrets.token_urlsafe(12)}"
+APP_ORIGIN = "https://app.email.test"
+
+
+@pytest.fixture(scope="module")
+def mail_api():
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=secrets.token_hex(32), APP_URL=APP_ORIGIN, ALLOWED_ORIGINS=APP_ORIGIN)
+    port, proc = start_local_api(env, logs)
+    api = Api(port, PASSWORD)
+    yield api, logs
+    assert stop(proc) == 0
+    logs.seek(0)
+    text = logs.read().decode(errors="replace")
+    assert PASSWORD not in text
+    # No one-time token (nor its link) ever reaches the logs.
+    assert "token=" not in text and "verify-email" not in text, text[-2000:]
+
+
+def address():
+    return f"{new_name()}@example.com"
+
+
+def mails_to(api, to, count=1, timeout=10):
+    """The mails the local mailbox holds for `to`, once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = api.call("GET", "/local/mail")
+        assert res.status == 200, res
+        mine = [m for m in res.json()["messages"] if to in m["to"]]
+        if len(mine) >= count or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.1)
+
+
+def token_of(mail):
+    links = re.findall(r"https?://\S+", mail["text"])
+    (link,) = [link for link in links if "/verify-email?" in link]
+    assert link.startswith(f"{APP_ORIGIN}/verify-email?token="), link
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+
+
+def registered(api, email):
+    res = api.register(new_name(), email=email)
+    assert res.status == 201, res
+    return res.json()
+
+
+def verify(api, token, **headers):
+    return api.call("POST", "/auth/email/verify", json_body={"token": token}, headers=headers)
+
+
+def test_a_registration_with_an_address_sends_its_verification_and_the_link_proves_it_once(mail_api):
+    api, _ = mail_api
+    email = address()
+    reg = registered(api, f"  {email.upper()} ")
+    # Stored trimmed and lower-cased, not verified yet.
+    assert (reg["user"]["email"], reg["user"]["email_verified"]) == (email, False)
+    me = api.me(reg["access_token"]).json()
+    assert (me["email"], me["email_verified"]) == (email, False)
+
+    (mail,) = mails_to(api, email)
+    assert mail["to"] == [email] and mail["subject"] == "Confirm your email address"
+    assert "24 hours" in mail["text"] and reg["user"]["username"] in mail["text"]
+    assert isinstance(mail["sent_at"], int)
+    token = token_of(mail)
+    assert len(token) >= 22, "at least 128 bits"
+
+    res = verify(api, token, Origin=APP_ORIGIN)
+    assert res.status == 200, res
+    assert res.json() == {"email": email, "email_verified": True}
+    assert res.header("Access-Control-Allow-Origin") == APP_ORIGIN
+    me = api.me(reg["access_token"]).json()
+    assert (me["email"], me["email_verified"]) == (email, True), "the authorizer reads it at once"
+    # Used up: the same link again is refused, and changes nothing.
+    assert_error(verify(api, token), 400, "invalid_grant")
+    assert api.me(reg["access_token"]).json()["email_verified"] is True
+
+
+def test_a_registration_without_an_address_sends_nothing(mail_api):
+    api, _ = mail_api
+    before = len(api.call("GET", "/local/mail").json()["messages"])
+    reg = api.register(new_name())
+    assert reg.status == 201 and reg.json()["user"]["email"] is None and reg.json()["user"]["email_verified"] is False
+    time.sleep(0.5)
+    assert len(api.call("GET", "/local/mail").json()["messages"]) == before
+
+
+def test_a_malformed_address_is_invalid_email_and_creates_nobody(mail_api):
+    api, _ = mail_api
+    name = new_name()
+    for bad in ["no-at-sign", "a b@example.com", "two@@example.com", "x@nodot", "a" * 243 + "@example.com"]:
+        assert_error(api.register(name, email=bad), 400, "invalid_email")
+    assert api.login(name).status == 401, "nobody was created"
+
+
+def test_unknown_forged_and_malformed_tokens_are_refused_alike(mail_api):
+    api, _ = mail_api
+    for token in ["", "x", secrets.token_urlsafe(32), "a" * 300]:
+        assert_error(verify(api, token), 400, "invalid_grant")
+    assert_error(api.call("POST", "/auth/email/verify", json_body={}), 400, "invalid_request")
+    assert_error(api.call("POST", "/auth/email/verify", json_body={"token": 42}), 400, "invalid_request")
+    # A page of another origin cannot post it (its visitors' browsers would).
+    assert_error(verify(api, secrets.token_urlsafe(32), Origin="https://evil.example"), 403, "invalid_request")
+
+
+def test_a_verified_address_belongs_to_one_account(mail_api):
+    api, _ = mail_api
+    email = address()
+    first, second = registered(api, email), registered(api, email)
+    mails = mails_to(api, email, count=2)
+    assert len(mails) == 2
+    tokens = {m["text"]: token_of(m) for m in mails}
+    by_user = {
+        reg["user"]["username"]: next(t for text, t in tokens.items() if reg["user"]["username"] in text)
+        for reg in (first, second)
+    }
+    assert verify(api, by_user[first["user"]["username"]]).status == 200
+    assert_error(verify(api, by_user[second["user"]["username"]]), 409, "email_taken")
+    assert api.me(second["access_token"]).json()["email_verified"] is False
+    assert api.me(first["access_token"]).json()["email_verified"] is True
+
+
+def test_two_accounts_verifying_one_address_at_once_have_exactly_one_winner(mail_api):
+    api, _ = mail_api
+    email = address()
+    regs = [registered(api, email) for _ in range(2)]
+    tokens = [token_of(m) for m in mails_to(api, email, count=2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda t: verify(api, t), tokens))
+    assert sorted(r.status for r in results) == [200, 409], results
+    assert_error(next(r for r in results if r.status == 409), 409, "email_taken")
+    verified = [api.me(r["access_token"]).json()["email_verified"] for r in regs]
+    assert sorted(verified) == [False, True]
+
+
+def test_without_a_sender_the_mail_routes_answer_501_and_registration_queues_nothing():
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=secrets.token_hex(32), EMAIL_FROM="")
+    port, proc = start_local_api(env, logs)
+    try:
+        api = Api(port, PASSWORD)
+        reg = api.register(new_name(), email=address())
+        assert reg.status == 201 and reg.json()["user"]["email_verified"] is False
+        assert_error(verify(api, secrets.token_urlsafe(32)), 501, "not_configured")
+        # No mailbox either: the local API has nothing to show.
+        assert_error(api.call("GET", "/local/mail"), 404, "not_found")
+    finally:
+        assert stop(proc) == 0

@@ -166,3 +166,17 @@ def test_without_a_sender_the_mail_routes_answer_501_and_registration_queues_not
         assert_error(api.call("GET", "/local/mail"), 404, "not_found")
     finally:
         assert stop(proc) == 0
+
+
+def test_a_deleted_account_frees_its_verified_address_for_another(mail_api):
+    api, _ = mail_api
+    email = address()
+    leaver = registered(api, email)
+    assert verify(api, token_of(mails_to(api, email)[0])).status == 200
+    res = api.call("DELETE", "/auth/account", token=leaver["access_token"], json_body={"password": PASSWORD})
+    assert res.status == 204, res
+    newcomer = registered(api, email)
+    mails = mails_to(api, email, count=2)
+    token = token_of(next(m for m in mails if newcomer["user"]["username"] in m["text"]))
+    assert verify(api, token).status == 200
+    assert api.me(newcomer["access_token"]).json()["email_verified"] is True

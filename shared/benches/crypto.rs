@@ -120,7 +120,7 @@ impl UserStore for InstantStore {
     async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
         unreachable!()
     }
-    async fn delete_user(&self, _: &str, _: &str, _: &str, _: &[ThrottleKey]) -> Result<bool, StoreError> {
+    async fn delete_user(&self, _: &str, _: &str, _: &str, _: Option<&str>, _: &[ThrottleKey]) -> Result<bool, StoreError> {
         unreachable!()
     }
 }

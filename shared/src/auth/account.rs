@@ -41,7 +41,8 @@ impl Auth {
         client_ip: Option<&str>,
     ) -> Result<IssuedPair, AuthError> {
         validate_new_password(new_password, &caller.username)?;
-        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::PasswordChangeFailed, device: None };
+        let reauth =
+            Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::PasswordChangeFailed, device: None };
         let (user, _) = self.check_password(&caller.username, current_password, client_ip, reauth).await?;
         let new_hash = self.hash(new_password.to_string()).await?;
         let cutoff = now_ms();
@@ -81,15 +82,22 @@ impl Auth {
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<(), AuthError> {
-        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::AccountDeletionFailed, device: None };
+        let reauth =
+            Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::AccountDeletionFailed, device: None };
         let (user, _) = self.check_password(&caller.username, password, client_ip, reauth).await?;
         let counters = [
             ThrottleKey::Name { username: user.username.clone() },
             ThrottleKey::Client { username: user.username.clone(), client: throttle::client_key(client_ip) },
         ];
-        if !self.store.delete_user(&user.username, &user.user_id, &user.password_hash, &counters).await? {
+        let verified_email = user.email.as_deref().filter(|_| user.email_verified);
+        if !self
+            .store
+            .delete_user(&user.username, &user.user_id, &user.password_hash, verified_email, &counters)
+            .await?
+        {
             // Changed since the password was checked: deleted already by a concurrent
-            // request, the password changed, or the user disabled. Nothing was deleted.
+            // request, the password changed, the user disabled, or its address verified or
+            // changed meanwhile. Nothing was deleted.
             return Err(AuthError::InvalidGrant);
         }
         if let Err(e) = self.store.forget_sessions(&user.user_id).await {

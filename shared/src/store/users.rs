@@ -135,9 +135,11 @@ pub trait UserStore: Send + Sync {
         cutoff_ms: u64,
     ) -> Result<PasswordChange, StoreError>;
 
-    /// Deletes a user at once: its item, its id item and the given failed-login counters,
-    /// atomically, only if the name still belongs to `user_id`, with the `password_hash`
-    /// that was verified, and is not disabled. `false`: it did not.
+    /// Deletes a user at once: its item, its id item, the claim of its verified address
+    /// (`verified_email`, as read with the user: the address is free again) and the given
+    /// failed-login counters, atomically, only if the name still belongs to `user_id`, with
+    /// the `password_hash` that was verified and that verified address, and is not
+    /// disabled. `false`: it did not.
     ///
     /// Also touches the throttle aggregate (the `counters`, in the same transaction); the
     /// user's listed sessions are the caller's to forget (`SessionStore::forget_sessions`).
@@ -146,6 +148,7 @@ pub trait UserStore: Send + Sync {
         username: &str,
         user_id: &str,
         password_hash: &str,
+        verified_email: Option<&str>,
         counters: &[ThrottleKey],
     ) -> Result<bool, StoreError>;
 }

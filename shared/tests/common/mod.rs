@@ -300,9 +300,10 @@ impl UserStore for HeldStore {
         username: &str,
         user_id: &str,
         password_hash: &str,
+        verified_email: Option<&str>,
         counters: &[ThrottleKey],
     ) -> Result<bool, StoreError> {
-        self.inner.delete_user(username, user_id, password_hash, counters).await
+        self.inner.delete_user(username, user_id, password_hash, verified_email, counters).await
     }
 }
 

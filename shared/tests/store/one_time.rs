@@ -137,3 +137,27 @@ async fn a_token_of_a_user_that_is_gone_verifies_nothing() {
     assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::TokenGone);
     assert!(store.one_time_token(&mailed.token.hash).await.unwrap().is_some(), "nothing written");
 }
+
+#[tokio::test]
+async fn deleting_a_user_frees_its_verified_address_and_only_with_the_address_as_read() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("leaver"));
+    store.create_user(&u).await.unwrap();
+    let email = address();
+    let mailed = verification(&u, &email);
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    let hash = u.password_hash.as_str();
+    // Read before the verification (no verified address): the user changed, nothing deleted.
+    assert!(!store.delete_user(&u.username, &u.user_id, hash, None, &[]).await.unwrap());
+    assert!(env.user_item(&format!("email#{email}")).await.is_some());
+    assert!(store.delete_user(&u.username, &u.user_id, hash, Some(&email), &[]).await.unwrap());
+    assert!(env.user_item(&format!("email#{email}")).await.is_none(), "the address is free");
+    // Someone else can now prove it.
+    let other = user(&common::unique_username("newcomer"));
+    store.create_user(&other).await.unwrap();
+    let theirs = verification(&other, &email);
+    store.issue_token(&theirs).await.unwrap();
+    assert_eq!(store.verify_email(&theirs.token).await.unwrap(), VerifyOutcome::Verified);
+}

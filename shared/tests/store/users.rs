@@ -192,21 +192,21 @@ async fn a_user_is_deleted_whole_and_only_by_its_own_id() {
             .unwrap();
     }
     let hash = &u.password_hash;
-    assert!(!store.delete_user(&u.username, &uuid::Uuid::new_v4().to_string(), hash, &counters).await.unwrap());
+    assert!(!store.delete_user(&u.username, &uuid::Uuid::new_v4().to_string(), hash, None, &counters).await.unwrap());
     assert!(store.get_user(&u.username).await.unwrap().is_some(), "another id deletes nothing");
     assert!(env.user_item(&format!("login#{}", u.username)).await.is_some(), "nothing at all");
-    assert!(!store.delete_user(&u.username, &u.user_id, "$argon2id$changed", &counters).await.unwrap());
+    assert!(!store.delete_user(&u.username, &u.user_id, "$argon2id$changed", None, &counters).await.unwrap());
     store.set_disabled(&u.username, true, 1).await.unwrap();
-    assert!(!store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap(), "disabled meanwhile");
+    assert!(!store.delete_user(&u.username, &u.user_id, hash, None, &counters).await.unwrap(), "disabled meanwhile");
     store.set_disabled(&u.username, false, 1).await.unwrap();
     assert!(store.get_user(&u.username).await.unwrap().is_some());
 
-    assert!(store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap());
+    assert!(store.delete_user(&u.username, &u.user_id, hash, None, &counters).await.unwrap());
     assert!(store.get_user(&u.username).await.unwrap().is_none());
     assert_eq!(store.username_for_id(&u.user_id).await.unwrap(), None);
     assert!(env.user_item(&format!("login#{}", u.username)).await.is_none());
     assert!(env.user_item(&format!("login#{}#192.0.2.1", u.username)).await.is_none());
-    assert!(!store.delete_user(&u.username, &u.user_id, hash, &counters).await.unwrap(), "gone already");
+    assert!(!store.delete_user(&u.username, &u.user_id, hash, None, &counters).await.unwrap(), "gone already");
     // The name is free again.
     assert_eq!(store.create_user(&user(&u.username)).await.unwrap(), CreateOutcome::Created);
 }

@@ -10,7 +10,7 @@ use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
     Item, get_roles, get_s, get_u64, is_disabled, is_true, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
-use super::{CONFLICT_RETRIES, DynamoStore, backoff, throttle_key, user_id_key};
+use super::{CONFLICT_RETRIES, DynamoStore, backoff, email_key, throttle_key, user_id_key};
 use crate::store::{
     CreateOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserStore,
 };
@@ -295,19 +295,40 @@ impl UserStore for DynamoStore {
         username: &str,
         user_id: &str,
         password_hash: &str,
+        verified_email: Option<&str>,
         counters: &[ThrottleKey],
     ) -> Result<bool, StoreError> {
         let delete = |key: String| {
             aws_sdk_dynamodb::types::Delete::builder().table_name(&self.users_table).key("username", s(key))
         };
         let user = delete(username.to_string())
-            .condition_expression("#id = :id AND #hash = :hash AND attribute_not_exists(#dis)")
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#hash", "password_hash")
             .expression_attribute_names("#dis", "disabled")
+            .expression_attribute_names("#verified", "email_verified")
             .expression_attribute_values(":id", s(user_id))
-            .expression_attribute_values(":hash", s(password_hash));
+            .expression_attribute_values(":hash", s(password_hash))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true));
+        // The verified address as read: its claim is released with the user.
+        let user = match verified_email {
+            Some(email) => user
+                .condition_expression(
+                    "#id = :id AND #hash = :hash AND attribute_not_exists(#dis) AND #verified = :yes AND #email = :email",
+                )
+                .expression_attribute_names("#email", "email")
+                .expression_attribute_values(":email", s(email)),
+            None => user.condition_expression(
+                "#id = :id AND #hash = :hash AND attribute_not_exists(#dis) AND (attribute_not_exists(#verified) OR #verified <> :yes)",
+            ),
+        };
         let mut items = vec![user, delete(user_id_key(user_id))];
+        if let Some(email) = verified_email {
+            items.push(
+                delete(email_key(email))
+                    .condition_expression("attribute_not_exists(username) OR user_id = :id")
+                    .expression_attribute_values(":id", s(user_id)),
+            );
+        }
         items.extend(counters.iter().map(|key| delete(throttle_key(key))));
         let items = items
             .into_iter()

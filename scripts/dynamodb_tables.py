@@ -53,6 +53,8 @@ def create(ddb, prefix):
             "KeySchema": props["KeySchema"],
             "BillingMode": props["BillingMode"],
         }
+        if "GlobalSecondaryIndexes" in props:
+            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         if "StreamSpecification" in props:
             args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         if "SSESpecification" in props:
@@ -103,6 +105,11 @@ def check(ddb, prefix):
         )
         expect(f"{logical_id} billing mode", desc.get("BillingModeSummary", {}).get("BillingMode"), props["BillingMode"])
         expect(f"{logical_id} server-side encryption", desc.get("SSEDescription", {}).get("Status"), "ENABLED")
+        expect(
+            f"{logical_id} indexes",
+            sorted(i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])),
+            sorted(i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])),
+        )
         expect(
             f"{logical_id} stream",
             desc.get("StreamSpecification", {}).get("StreamViewType"),

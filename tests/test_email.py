@@ -180,3 +180,41 @@ def test_a_deleted_account_frees_its_verified_address_for_another(mail_api):
     token = token_of(next(m for m in mails if newcomer["user"]["username"] in m["text"]))
     assert verify(api, token).status == 200
     assert api.me(newcomer["access_token"]).json()["email_verified"] is True
+
+
+def resend(api, email):
+    return api.call("POST", "/auth/email/resend", json_body={"email": email})
+
+
+def test_a_resend_answers_the_same_bytes_whoever_holds_the_address_and_mails_within_the_allowance(mail_api):
+    api, _ = mail_api
+    email = address()
+    reg = registered(api, email)
+    mails_to(api, email)
+    unknown = resend(api, address())
+    assert unknown.status == 202 and unknown.json() == {}, unknown
+    known = resend(api, email.upper())
+    assert (known.status, known.body) == (unknown.status, unknown.body), "nothing tells who has the address"
+    # A fresh verification, whose link works.
+    mails = mails_to(api, email, count=2)
+    assert len(mails) == 2
+    assert verify(api, token_of(mails[-1])).status == 200
+    assert api.me(reg["access_token"]).json()["email_verified"] is True
+    # Verified: nothing more is sent for it.
+    assert resend(api, email).status == 202
+    time.sleep(0.6)
+    assert len(mails_to(api, email, count=3, timeout=0)) == 2
+
+
+def test_a_resend_within_the_minute_still_answers_202_and_sends_nothing(mail_api):
+    api, _ = mail_api
+    email = address()
+    registered(api, email)
+    mails_to(api, email)
+    assert resend(api, email).status == 202
+    assert len(mails_to(api, email, count=2)) == 2
+    again = resend(api, email)
+    assert again.status == 202 and again.json() == {}
+    time.sleep(0.6)
+    assert len(mails_to(api, email, count=3, timeout=0)) == 2, "one a minute"
+    assert_error(resend(api, "not an address"), 400, "invalid_email")

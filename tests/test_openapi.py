@@ -386,6 +386,8 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     while mailed_token(address) == token and time.monotonic() < deadline:
         time.sleep(0.1)
     call("POST", "/auth/email/verify", 409, body={"token": mailed_token(address)})
+    call("POST", "/auth/email/resend", 202, body={"email": f"{new_name()}@example.com"})
+    call("POST", "/auth/email/resend", 400, body={"email": "not an address"})
 
     # The caller, its sessions.
     access = tokens["access_token"]

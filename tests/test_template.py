@@ -55,7 +55,11 @@ GRANTS = {
     "PreflightFunction": set(),
     "AdminFunction": {"GetItem users", "UpdateItem users"},
     # A verification: the token read and used up, the address claimed, the user marked.
-    "EmailFunction": {"GetItem tokens", "DeleteItem tokens", "PutItem users", "UpdateItem users"},
+    # A resend: the index of addresses queried, the allowance counted, a token and its mail.
+    "EmailFunction": {
+        "GetItem tokens", "DeleteItem tokens", "PutItem users", "UpdateItem users",
+        'Query {"Sub": "${UsersTable.Arn}/index/by-email"}', "PutItem tokens", "PutItem outbox",
+    },
     "AccountFunction": {
         "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
         "BatchGetItem revoked", "PutItem revoked",

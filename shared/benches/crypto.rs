@@ -85,6 +85,9 @@ impl shared::store::OutboxStore for InstantStore {
     async fn forget_mail(&self, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
+    async fn take_mail_allowance(&self, _: &str, _: u64, _: u64, _: u32) -> Result<bool, StoreError> {
+        unreachable!()
+    }
 }
 
 #[async_trait]
@@ -100,6 +103,9 @@ impl UserStore for InstantStore {
         unreachable!()
     }
     async fn user_profile(&self, _: &str) -> Result<Option<shared::store::UserProfile>, StoreError> {
+        unreachable!()
+    }
+    async fn users_with_unverified_email(&self, _: &str) -> Result<Vec<shared::store::UserRef>, StoreError> {
         unreachable!()
     }
     async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {

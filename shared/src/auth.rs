@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::config::{DEFAULT_REFRESH_REUSE_GRACE_SECONDS, DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, UserRecord, UserRef};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
@@ -288,7 +288,10 @@ impl Auth {
         };
         // With mail, the address's verification mail is queued in the same write.
         let mailed = match (&user.email, self.mail_enabled) {
-            (Some(email), true) => Some(self.verification(&user, email)?),
+            (Some(email), true) => {
+                let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
+                Some(self.verification(&who, email)?)
+            }
             _ => None,
         };
         match self.store.create_user_mailed(&user, mailed.as_ref()).await? {

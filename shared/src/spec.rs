@@ -52,6 +52,7 @@ pub enum PublicRoute {
     Login,
     Refresh,
     VerifyEmail,
+    ResendVerification,
     Jwks,
     OpenidConfiguration,
     /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
@@ -250,7 +251,10 @@ pub static EMAIL: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Email)),
     keys: Keys::None,
     hashes_passwords: false,
-    routes: &[public("POST", "/auth/email/verify", P::VerifyEmail)],
+    routes: &[
+        public("POST", "/auth/email/verify", P::VerifyEmail),
+        public("POST", "/auth/email/resend", P::ResendVerification),
+    ],
 };
 
 /// Public keys only (none with HMAC).

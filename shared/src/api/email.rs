@@ -1,4 +1,5 @@
-//! The public email routes (CONTRACT.md Part 3): proving an address. Each refuses a page
+//! The public email routes (CONTRACT.md Part 3): proving an address, and asking for
+//! another verification mail. Each refuses a page
 //! of an origin that is not allowed before anything else, like the sign-in routes.
 
 use lambda_http::{Body, Request, Response};
@@ -13,6 +14,11 @@ struct TokenBody {
     token: String,
 }
 
+#[derive(serde::Deserialize)]
+struct EmailBody {
+    email: String,
+}
+
 pub(super) async fn handle(
     route: PublicRoute,
     auth: &Auth,
@@ -24,6 +30,12 @@ pub(super) async fn handle(
         PublicRoute::VerifyEmail => {
             let body: TokenBody = http::parse_json(req)?;
             Ok(http::json(200, &auth.verify_email(&body.token).await?))
+        }
+        PublicRoute::ResendVerification => {
+            let body: EmailBody = http::parse_json(req)?;
+            auth.resend_verification(&body.email).await?;
+            // The same bytes whether or not an account holds the address.
+            Ok(http::json(202, &serde_json::json!({})))
         }
         _ => Err(AuthError::NotFound),
     }

@@ -9,10 +9,13 @@ use uuid::Uuid;
 
 use super::{Auth, now_ms};
 use crate::error::AuthError;
-use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRecord, VerifyOutcome};
+use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRef, VerifyOutcome};
 
 /// A verification link lives this long (the contract's 24 hours).
 pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
+/// A resent verification: at most one a minute and five a day per account.
+const RESEND_INTERVAL_MS: u64 = 60_000;
+const RESENDS_PER_DAY: u32 = 5;
 
 /// The address a verification proved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,7 +38,7 @@ pub(crate) fn token_hash(token: &str) -> String {
 
 impl Auth {
     /// A verification of `email` for `user`, and the mail that carries it.
-    pub(super) fn verification(&self, user: &UserRecord, email: &str) -> Result<Mailed, AuthError> {
+    pub(super) fn verification(&self, user: &UserRef, email: &str) -> Result<Mailed, AuthError> {
         let token = new_token()?;
         let now = now_ms();
         Ok(Mailed {
@@ -58,6 +61,26 @@ impl Auth {
                 queued_at_ms: now,
             },
         })
+    }
+
+    /// `POST /auth/email/resend`: a fresh verification mail to every account that holds
+    /// `email` unverified, each within its allowance (one a minute, five a day). The
+    /// answer is the same whether or not any account does (the route's caller learns
+    /// nothing about who has which address); a malformed address is 400 `invalid_email`.
+    pub async fn resend_verification(&self, email: &str) -> Result<(), AuthError> {
+        if !self.mail_enabled {
+            return Err(AuthError::NotConfigured);
+        }
+        let email = super::normalize_email(email)?;
+        for user in self.store.users_with_unverified_email(&email).await? {
+            let allowance = format!("verify#{}", user.user_id);
+            if !self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY).await? {
+                tracing::info!(user_id = %user.user_id, "verification not resent: the account's allowance is used up");
+                continue;
+            }
+            self.store.issue_token(&self.verification(&user, &email)?).await?;
+        }
+        Ok(())
     }
 
     /// `POST /auth/email/verify`: the token of a verification mail proves its address,

@@ -64,4 +64,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// Forgets a sent mail. Safe to repeat.
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Takes one mail of `key`'s allowance at `now_ms`, atomically: `false` (nothing
+    /// taken) within `min_interval_ms` of the last one, or once `per_day` were taken in
+    /// the day that started with the first of them.
+    async fn take_mail_allowance(
+        &self,
+        key: &str,
+        now_ms: u64,
+        min_interval_ms: u64,
+        per_day: u32,
+    ) -> Result<bool, StoreError>;
 }

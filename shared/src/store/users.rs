@@ -5,6 +5,13 @@ use async_trait::async_trait;
 
 use super::{Mailed, StoreError, ThrottleKey};
 
+/// Which user: its name (the key) and its immutable id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub username: String,
+    pub user_id: String,
+}
+
 /// A user as administration reads it: never the password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserProfile {
@@ -95,6 +102,10 @@ pub trait UserStore: Send + Sync {
 
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The accounts whose address is `email` and not verified (an eventually consistent
+    /// index: a resent verification may miss a registration of the last second).
+    async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<UserRef>, StoreError>;
 
     /// A user without its password hash or email, read consistently with a projection:
     /// what administration may read (its IAM policy allows no other attribute).

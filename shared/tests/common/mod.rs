@@ -261,6 +261,9 @@ pub struct HeldStore {
 
 #[async_trait]
 impl UserStore for HeldStore {
+    async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<shared::store::UserRef>, StoreError> {
+        self.inner.users_with_unverified_email(email).await
+    }
     async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError> {
         self.inner.create_user_mailed(user, mailed).await
     }
@@ -376,6 +379,15 @@ impl OutboxStore for HeldStore {
     }
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {
         self.inner.forget_mail(id).await
+    }
+    async fn take_mail_allowance(
+        &self,
+        key: &str,
+        now_ms: u64,
+        min_interval_ms: u64,
+        per_day: u32,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_mail_allowance(key, now_ms, min_interval_ms, per_day).await
     }
 }
 

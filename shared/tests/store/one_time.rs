@@ -161,3 +161,63 @@ async fn deleting_a_user_frees_its_verified_address_and_only_with_the_address_as
     store.issue_token(&theirs).await.unwrap();
     assert_eq!(store.verify_email(&theirs.token).await.unwrap(), VerifyOutcome::Verified);
 }
+
+#[tokio::test]
+async fn a_mail_allowance_is_one_a_minute_and_five_a_day_taken_atomically() {
+    let Some(env) = common::env().await else { return };
+    let store = Arc::new(env.store());
+    let key = format!("verify#{}", uuid::Uuid::new_v4());
+    let t0 = 1_800_000_000_000u64;
+    let take = |at: u64| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.take_mail_allowance(&key, at, 60_000, 5).await.unwrap() }
+    };
+    assert!(take(t0).await);
+    assert!(!take(t0 + 59_999).await, "within the minute");
+    for i in 1..5 {
+        assert!(take(t0 + i * 60_000).await, "mail {} of the day", i + 1);
+    }
+    assert!(!take(t0 + 10 * 60_000).await, "the sixth of the day");
+    assert!(take(t0 + 86_400_000 + 1).await, "a new day");
+    // Ten at once, a day later still: exactly one is taken.
+    let later = t0 + 3 * 86_400_000;
+    let handles: Vec<_> = (0..10).map(|_| tokio::spawn(take(later))).collect();
+    let mut taken = 0;
+    for h in handles {
+        taken += h.await.unwrap() as usize;
+    }
+    assert_eq!(taken, 1);
+}
+
+#[tokio::test]
+async fn the_accounts_holding_an_unverified_address_are_found_by_it() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let email = address();
+    let mut a = user(&common::unique_username("holder"));
+    a.email = Some(email.clone());
+    let mut b = user(&common::unique_username("holder"));
+    b.email = Some(email.clone());
+    store.create_user(&a).await.unwrap();
+    store.create_user(&b).await.unwrap();
+    // The index is eventually consistent: moto answers at once, DynamoDB within a second.
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        found = store.users_with_unverified_email(&email).await.unwrap();
+        if found.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut names: Vec<_> = found.iter().map(|u| u.username.clone()).collect();
+    names.sort();
+    let mut want = vec![a.username.clone(), b.username.clone()];
+    want.sort();
+    assert_eq!(names, want);
+    // Once one has verified it, only the other is found.
+    let mailed = verification(&a, &email);
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    let found = store.users_with_unverified_email(&email).await.unwrap();
+    assert_eq!(found.iter().map(|u| &u.username).collect::<Vec<_>>(), [&b.username]);
+}

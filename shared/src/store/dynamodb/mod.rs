@@ -42,6 +42,7 @@ const SESSION_PREFIX: &str = "session#";
 const USER_ID_PREFIX: &str = "id#";
 const LOGIN_FAILURES_PREFIX: &str = "login#";
 const EMAIL_PREFIX: &str = "email#";
+const MAIL_ALLOWANCE_PREFIX: &str = "mail#";
 /// Registrations that lost a transaction conflict (a concurrent transaction on the same
 /// name) are tried again this many times before the store reports itself unavailable.
 const CONFLICT_RETRIES: u32 = 3;
@@ -52,6 +53,11 @@ fn session_key(sid: &str) -> String {
 
 fn user_id_key(user_id: &str) -> String {
     format!("{USER_ID_PREFIX}{user_id}")
+}
+
+/// The item that counts the mails of one kind sent for one user (`key`), with TTL.
+fn mail_allowance_key(key: &str) -> String {
+    format!("{MAIL_ALLOWANCE_PREFIX}{key}")
 }
 
 /// The item that claims a verified address for one user.

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::DynamoStore;
-use super::errors::classify;
+use super::errors::{classify, condition_held};
 use super::item::{Item, get_s, get_u64, n, s};
+use super::{DynamoStore, mail_allowance_key};
 use crate::store::{MailKind, OutboxStore, QueuedMail, StoreError};
 
 /// A queued mail not sent within this long is given up (TTL): its links have expired.
@@ -85,6 +85,51 @@ impl OutboxStore for DynamoStore {
         mails.sort_by_key(|m| m.queued_at_ms);
         mails.truncate(limit);
         Ok(mails)
+    }
+
+    /// One conditional update on a `mail#…` item of the users table: the same day window
+    /// (count below the cap, the last one long enough ago), else a new window. Each write
+    /// is atomic; two that race both read the condition, and only one is applied.
+    async fn take_mail_allowance(
+        &self,
+        key: &str,
+        now_ms: u64,
+        min_interval_ms: u64,
+        per_day: u32,
+    ) -> Result<bool, StoreError> {
+        const DAY_MS: u64 = 86_400_000;
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.users_table)
+                .key("username", s(mail_allowance_key(key)))
+                .expression_attribute_names("#last", "last_ms")
+                .expression_attribute_names("#start", "day_start_ms")
+                .expression_attribute_names("#count", "day_count")
+                .expression_attribute_names("#exp", "expires_at")
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":exp", n(now_ms / 1000 + 86_400))
+        };
+        let same_day = update()
+            .update_expression("SET #last = :now, #count = #count + :one, #exp = :exp")
+            .condition_expression("#start > :day_ago AND #count < :max AND #last <= :recent")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(DAY_MS)))
+            .expression_attribute_values(":max", n(per_day))
+            .expression_attribute_values(":recent", n(now_ms.saturating_sub(min_interval_ms)))
+            .send()
+            .await;
+        if condition_held(same_day)? {
+            return Ok(true);
+        }
+        let new_day = update()
+            .update_expression("SET #last = :now, #start = :now, #count = :one, #exp = :exp")
+            .condition_expression("attribute_not_exists(#start) OR #start <= :day_ago")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(DAY_MS)))
+            .send()
+            .await;
+        condition_held(new_day)
     }
 
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {

@@ -12,8 +12,11 @@ use super::item::{
 };
 use super::{CONFLICT_RETRIES, DynamoStore, backoff, email_key, throttle_key, user_id_key};
 use crate::store::{
-    CreateOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserStore,
+    CreateOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserRef, UserStore,
 };
+
+/// The users table's index of addresses (`template.yaml`, `by-email`).
+const EMAIL_INDEX: &str = "by-email";
 
 pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
     let field = |k: &str| get_s(item, k).ok_or_else(|| StoreError::Internal(format!("user item lacks {k}")));
@@ -119,6 +122,27 @@ impl UserStore for DynamoStore {
             .await
             .map_err(classify)?;
         out.item().map(user_from_item).transpose()
+    }
+
+    async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<UserRef>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .index_name(EMAIL_INDEX)
+            .key_condition_expression("#email = :email")
+            .expression_attribute_names("#email", "email")
+            .expression_attribute_values(":email", s(email))
+            .limit(100)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter(|item| !is_true(item, "email_verified"))
+            .filter_map(|item| Some(UserRef { username: get_s(item, "username")?, user_id: get_s(item, "user_id")? }))
+            .collect())
     }
 
     async fn user_profile(&self, username: &str) -> Result<Option<UserProfile>, StoreError> {

@@ -140,6 +140,17 @@ def test_a_verified_address_belongs_to_one_account(mail_api):
     assert api.me(first["access_token"]).json()["email_verified"] is True
 
 
+def test_registering_an_address_another_account_has_verified_is_email_taken_and_creates_nobody(mail_api):
+    api, _ = mail_api
+    email = address()
+    registered(api, email)
+    assert verify(api, token_of(mails_to(api, email)[0])).status == 200
+    name = new_name()
+    assert_error(api.register(name, email=email.upper()), 409, "email_taken")
+    assert api.login(name).status == 401, "nobody was created"
+    assert len(mails_to(api, email, count=2, timeout=0.5)) == 1, "no mail for it"
+
+
 def test_two_accounts_verifying_one_address_at_once_have_exactly_one_winner(mail_api):
     api, _ = mail_api
     email = address()

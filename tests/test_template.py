@@ -46,7 +46,10 @@ READS = {"sign": SIGNS, "verify": VERIFIES, "publish": PUBLISHES, "rotate": NOTH
 # Exact: an unused grant fails too.
 GRANTS = {
     # With mail, the registration's transaction also writes the verification token and its mail.
-    "RegisterFunction": {"PutItem users", "PutItem sessions", "PutItem tokens", "PutItem outbox"},
+    # And checks that the address is no other account's verified one.
+    "RegisterFunction": {
+        "PutItem users", "PutItem sessions", "PutItem tokens", "PutItem outbox", "ConditionCheckItem users",
+    },
     "LoginFunction": {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"},
     "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     "LogoutFunction": {"UpdateItem users", "PutItem revoked"},

@@ -296,6 +296,7 @@ impl Auth {
         };
         match self.store.create_user_mailed(&user, mailed.as_ref()).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
+            CreateOutcome::EmailTaken => Err(AuthError::EmailTaken),
             CreateOutcome::Created => {
                 // The user exists now: a lost session row must not turn a retried sign-up
                 // into `username_taken`, so here the row is best effort (the session works,

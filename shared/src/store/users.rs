@@ -84,6 +84,9 @@ pub enum PasswordChange {
 pub enum CreateOutcome {
     Created,
     UsernameTaken,
+    /// The address is another account's verified address (checked in the same
+    /// transaction): nothing written.
+    EmailTaken,
 }
 
 #[async_trait]

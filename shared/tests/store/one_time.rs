@@ -221,3 +221,21 @@ async fn the_accounts_holding_an_unverified_address_are_found_by_it() {
     let found = store.users_with_unverified_email(&email).await.unwrap();
     assert_eq!(found.iter().map(|u| &u.username).collect::<Vec<_>>(), [&b.username]);
 }
+
+#[tokio::test]
+async fn creating_a_user_with_an_address_another_account_verified_is_refused_whole() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let owner = user(&common::unique_username("owner"));
+    store.create_user(&owner).await.unwrap();
+    let email = address();
+    let mailed = verification(&owner, &email);
+    store.issue_token(&mailed).await.unwrap();
+    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    let mut late = user(&common::unique_username("late"));
+    late.email = Some(email.clone());
+    let theirs = verification(&late, &email);
+    assert_eq!(store.create_user_mailed(&late, Some(&theirs)).await.unwrap(), shared::store::CreateOutcome::EmailTaken);
+    assert_eq!(store.get_user(&late.username).await.unwrap(), None);
+    assert_eq!(store.one_time_token(&theirs.token.hash).await.unwrap(), None, "nothing written");
+}

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
@@ -67,6 +69,23 @@ impl UserStore for DynamoStore {
                 .map_err(build_err)
         };
         let (item, id_item) = (put(item)?, put(id_item)?);
+        // An address another account has verified is refused in the same transaction: a
+        // check of its claim, never a read beforehand.
+        let email_free = match &user.email {
+            Some(email) => vec![
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.users_table)
+                            .key("username", s(email_key(email)))
+                            .condition_expression("attribute_not_exists(username)")
+                            .build()
+                            .map_err(build_err)?,
+                    )
+                    .build(),
+            ],
+            None => Vec::new(),
+        };
         let mail = match mailed {
             Some(mailed) => self.mailed_writes(mailed)?,
             None => Vec::new(),
@@ -78,7 +97,9 @@ impl UserStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .client_request_token(uuid::Uuid::new_v4().to_string())
-                .set_transact_items(Some([vec![item.clone(), id_item.clone()], mail.clone()].concat()))
+                .set_transact_items(Some(
+                    [vec![item.clone(), id_item.clone()], email_free.clone(), mail.clone()].concat(),
+                ))
                 .send()
                 .await;
             let e = match result {
@@ -98,6 +119,9 @@ impl UserStore for DynamoStore {
                 } else {
                     CreateOutcome::UsernameTaken
                 });
+            }
+            if !email_free.is_empty() && reasons.get(2).is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) {
+                return Ok(CreateOutcome::EmailTaken);
             }
             if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
                 return Err(classify(e));

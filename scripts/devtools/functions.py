@@ -12,7 +12,7 @@ from devtools import ROOT
 
 TABLE = ROOT / "shared" / "functions.json"
 
-EVENTS = ("http", "authorizer", "rotation")
+EVENTS = ("http", "authorizer", "rotation", "mailer")
 # sign: signs tokens (the private key, or the HMAC secret); verify: verifies them (public
 # keys, or the HMAC secret); publish: serves the public keys; rotate: rotates the private
 # key; none: no key material at all.

@@ -88,6 +88,12 @@ impl shared::store::OutboxStore for InstantStore {
     async fn take_mail_allowance(&self, _: &str, _: u64, _: u64, _: u32) -> Result<bool, StoreError> {
         unreachable!()
     }
+    async fn claim_mail(&self, _: &str, _: u64, _: u64) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn release_mail(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
 }
 
 #[async_trait]

@@ -193,6 +193,15 @@ pub fn secretsmanager_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Clie
     aws_sdk_secretsmanager::Client::from_conf(builder.build())
 }
 
+/// Amazon SES (API v2), for the mailer.
+pub fn sesv2_client(config: &SdkConfig) -> aws_sdk_sesv2::Client {
+    let mut builder = aws_sdk_sesv2::config::Builder::from(config);
+    if let Some(url) = endpoint_url("AWS_ENDPOINT_URL_SESV2") {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_sesv2::Client::from_conf(builder.build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{AMAZON_ROOTS, WARM_UP_BUDGET, endpoint_url_from, parse_roots, trust_store, warm_up};

@@ -67,6 +67,7 @@ fn serve(spec: &'static FunctionSpec) -> ExitCode {
         Event::Http(HttpFunction::Stateless(function)) => stateless_function(spec, function),
         Event::Authorizer => authorizer_function(spec),
         Event::Rotation => rotation_function(spec),
+        Event::Mailer => mailer_function(spec),
     }
 }
 
@@ -137,6 +138,43 @@ fn rotation_function(spec: &'static FunctionSpec) -> ExitCode {
         }))
         .await
     })
+}
+
+/// Delivers the outbox through Amazon SES, whatever started it (a stream batch, the
+/// schedule): everything queued, not only the batch's records, so a retry or a sweep sends
+/// what an earlier round could not. A mail service that is down fails the invocation: the
+/// stream's retries (and the next sweep) try again; nothing is lost.
+fn mailer_function(spec: &'static FunctionSpec) -> ExitCode {
+    run(spec.name, async {
+        let config = crate::config::per_function::MailerConfig::from_env()?;
+        let sdk = crate::aws::load_sdk_config().await?;
+        let store = crate::store::DynamoStore::for_outbox(crate::aws::dynamodb_client(&sdk), &config.mail.outbox_table);
+        let ses = crate::mail::Ses::new(crate::aws::sesv2_client(&sdk), &config.mail.from);
+        let settings = crate::mail::MailSettings {
+            app_url: config.mail.app_url.clone(),
+            reset_ttl_seconds: config.reset_ttl_seconds,
+        };
+        let mailer: &'static _ = Box::leak(Box::new((store, ses, settings)));
+        lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+            let _flush = metrics::FlushOnDrop;
+            let (store, ses, settings) = mailer;
+            let done = crate::mail::deliver_queued(store, ses, settings, MAILS_PER_ROUND).await.map_err(|e| {
+                tracing::error!(error = %e, "mail delivery stopped; what is left stays queued");
+                Error::from("mail delivery failed; retried")
+            })?;
+            tracing::info!(sent = done.sent, refused = done.refused, "mail delivered");
+            Ok::<_, Error>(serde_json::json!({ "sent": done.sent, "refused": done.refused }))
+        }))
+        .await
+    })
+}
+
+/// At most this many mails a round: well within the function's timeout.
+const MAILS_PER_ROUND: usize = 100;
+
+/// The mailer (the outbox's stream and a schedule).
+pub fn mailer() -> ExitCode {
+    serve(&spec::MAILER)
 }
 
 /// POST /auth/register.

@@ -152,30 +152,112 @@ impl Transport for Mailbox {
     }
 }
 
-/// Sends what the outbox holds, oldest first, at most `limit`: each is rendered, handed to
-/// `transport` and then forgotten. A mail that cannot be sent stays queued for the next
-/// round (and is given up only by the outbox's TTL). Returns how many were sent.
+/// A deliverer holds a mail this long while it sends it; one that stopped midway lets
+/// the next round take it.
+const CLAIM_LEASE_MS: u64 = 60_000;
+
+/// What a round of delivery did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: usize,
+    /// Refused for good by the mail service (a bad address): dropped, not retried.
+    pub refused: usize,
+}
+
+/// Why a round of delivery stopped early: the mails left stay queued for the next one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Mail(MailError),
+}
+
+/// Sends what the outbox holds, oldest first, at most `limit`: each is claimed (so that no
+/// other deliverer sends it too), rendered, handed to `transport` and then forgotten. A
+/// mail service that is down stops the round with an error and leaves the rest queued (to
+/// be given up only by the outbox's TTL); a mail it refuses for good is dropped.
 pub async fn deliver_queued(
     outbox: &dyn crate::store::OutboxStore,
     transport: &dyn Transport,
     settings: &MailSettings,
     limit: usize,
-) -> Result<usize, crate::store::StoreError> {
-    let mut sent = 0;
+) -> Result<Delivery, DeliveryError> {
+    let mut done = Delivery::default();
     for mail in outbox.queued_mails(limit).await? {
+        if !outbox.claim_mail(&mail.id, crate::auth::now_ms(), CLAIM_LEASE_MS).await? {
+            continue;
+        }
         match transport.send(&render(&mail, settings)).await {
-            Ok(()) => {
-                // Forgotten after sending: a crash in between sends it twice, never not at all.
-                outbox.forget_mail(&mail.id).await?;
-                sent += 1;
+            // Forgotten after sending: a crash in between sends it twice, never not at all.
+            Ok(()) => done.sent += 1,
+            Err(MailError::Refused(reason)) => {
+                tracing::warn!(%reason, mail_id = %mail.id, kind = mail.kind.name(), "mail refused by the mail service; dropped");
+                done.refused += 1;
             }
             Err(e) => {
                 tracing::warn!(error = %e, mail_id = %mail.id, kind = mail.kind.name(), "mail not sent; it stays queued");
-                break;
+                if let Err(release) = outbox.release_mail(&mail.id).await {
+                    tracing::warn!(error = %release, mail_id = %mail.id, "claim not given back; it lapses");
+                }
+                return Err(DeliveryError::Mail(e));
+            }
+        }
+        outbox.forget_mail(&mail.id).await?;
+    }
+    Ok(done)
+}
+
+/// Amazon SES (API v2): the deployed transport, from the configured sender.
+pub struct Ses {
+    client: aws_sdk_sesv2::Client,
+    from: String,
+}
+
+impl Ses {
+    pub fn new(client: aws_sdk_sesv2::Client, from: impl Into<String>) -> Self {
+        Ses { client, from: from.into() }
+    }
+}
+
+#[async_trait]
+impl Transport for Ses {
+    async fn send(&self, mail: &Rendered) -> Result<(), MailError> {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+        let content = |data: &str| Content::builder().data(data).charset("UTF-8").build();
+        let message = Message::builder()
+            .subject(content(&mail.subject).map_err(|e| MailError::Refused(e.to_string()))?)
+            .body(
+                Body::builder()
+                    .text(content(&mail.text).map_err(|e| MailError::Refused(e.to_string()))?)
+                    .html(content(&mail.html).map_err(|e| MailError::Refused(e.to_string()))?)
+                    .build(),
+            )
+            .build();
+        let result = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(Destination::builder().to_addresses(&mail.to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                use aws_sdk_sesv2::error::ProvideErrorMetadata;
+                // Refused for good: the message or the address (retrying changes nothing).
+                // Anything else (throttling, the service down, timeouts) is tried again.
+                let code = e.as_service_error().and_then(|se| se.code()).unwrap_or_default().to_string();
+                match code.as_str() {
+                    "MessageRejected" | "BadRequestException" | "MailFromDomainNotVerifiedException" => {
+                        Err(MailError::Refused(code))
+                    }
+                    _ => Err(MailError::Unavailable(aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string())),
+                }
             }
         }
     }
-    Ok(sent)
 }
 
 #[cfg(test)]

@@ -111,6 +111,8 @@ pub enum Event {
     Authorizer,
     /// Secrets Manager's rotation steps.
     Rotation,
+    /// The outbox table's stream, and a schedule: deliver what is queued.
+    Mailer,
 }
 
 /// The functions behind API Gateway's proxy integration, by what they need at cold start.
@@ -307,6 +309,17 @@ pub static AUTHORIZER: FunctionSpec = FunctionSpec {
     routes: &[],
 };
 
+/// Sends the queued mail through Amazon SES: started by the outbox's stream and by a
+/// schedule that sweeps what the stream's retries gave up on.
+pub static MAILER: FunctionSpec = FunctionSpec {
+    name: "mailer",
+    logical_id: "MailerFunction",
+    event: Event::Mailer,
+    keys: Keys::None,
+    hashes_passwords: false,
+    routes: &[],
+};
+
 /// The Secrets Manager rotation function of the private signing key.
 pub static ROTATION: FunctionSpec = FunctionSpec {
     name: "rotation",
@@ -318,8 +331,21 @@ pub static ROTATION: FunctionSpec = FunctionSpec {
 };
 
 /// Every function, in the order the docs list them.
-pub static FUNCTIONS: [&FunctionSpec; 12] =
-    [&REGISTER, &LOGIN, &REFRESH, &LOGOUT, &ME, &ACCOUNT, &EMAIL, &DISCOVERY, &ADMIN, &PREFLIGHT, &AUTHORIZER, &ROTATION];
+pub static FUNCTIONS: [&FunctionSpec; 13] = [
+    &REGISTER,
+    &LOGIN,
+    &REFRESH,
+    &LOGOUT,
+    &ME,
+    &ACCOUNT,
+    &EMAIL,
+    &DISCOVERY,
+    &ADMIN,
+    &PREFLIGHT,
+    &AUTHORIZER,
+    &ROTATION,
+    &MAILER,
+];
 
 /// The methods the API takes on `path` (a resource path such as `/auth/sessions/{id}`),
 /// `OPTIONS` (the preflight, on every path) included: an `Allow` header's value. `None`
@@ -360,7 +386,11 @@ pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
     if function.event == Event::Rotation {
         vars.extend([config::ENV_ALGORITHM, config::ENV_PRIVATE_KEY_ARN, config::ENV_PUBLIC_KEYS_ARN]);
     }
-    if use_cases || function.event == Event::Rotation {
+    if function.event == Event::Mailer {
+        vars.extend([config::ENV_EMAIL_FROM, config::ENV_APP_URL, config::ENV_TOKENS_TABLE, config::ENV_OUTBOX_TABLE]);
+        vars.push(per_function::ENV_ENDPOINT_SESV2);
+    }
+    if use_cases || matches!(function.event, Event::Rotation | Event::Mailer) {
         vars.push(per_function::ENV_CA_BUNDLE);
         vars.extend(per_function::AWS_ENDPOINT_VARIABLES);
     }
@@ -379,6 +409,7 @@ pub fn to_json() -> String {
                 Event::Http(_) => "http",
                 Event::Authorizer => "authorizer",
                 Event::Rotation => "rotation",
+                Event::Mailer => "mailer",
             };
             serde_json::json!({
                 "name": f.name,

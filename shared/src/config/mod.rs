@@ -442,7 +442,7 @@ impl Config {
 }
 
 impl MailConfig {
-    fn from_reader(r: &Reader<'_>) -> Result<Option<Self>, ConfigError> {
+    pub(crate) fn from_reader(r: &Reader<'_>) -> Result<Option<Self>, ConfigError> {
         let Some(from) = r.optional(ENV_EMAIL_FROM) else { return Ok(None) };
         if from.chars().any(|c| c.is_whitespace() || c.is_control()) || from.matches('@').count() != 1 {
             return Err(err(ENV_EMAIL_FROM, "must be one address (an SES identity)"));

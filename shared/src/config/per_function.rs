@@ -25,6 +25,8 @@ pub const AWS_ENDPOINT_VARIABLES: [&str; 4] = [
     "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 ];
+/// The mailer's own endpoint override (Amazon SES), besides the DynamoDB one.
+pub const ENV_ENDPOINT_SESV2: &str = "AWS_ENDPOINT_URL_SESV2";
 
 /// The deployed API: its region, and the stage an issuer left to the API is learnt from
 /// (never a console test invocation's stage).
@@ -100,6 +102,27 @@ pub struct RotationConfig {
     pub algorithm: Algorithm,
     pub private_key_secret: String,
     pub public_keys_secret: String,
+}
+
+/// The mailer: where mail comes from, where its links lead, the outbox it sends from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailerConfig {
+    pub mail: super::MailConfig,
+    /// How long a reset link lives, as the mail says.
+    pub reset_ttl_seconds: u64,
+}
+
+impl MailerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader(source);
+        let mail = super::MailConfig::from_reader(&r)?
+            .ok_or_else(|| err(super::ENV_EMAIL_FROM, "is required: the mailer sends from it"))?;
+        Ok(MailerConfig { mail, reset_ttl_seconds: 3600 })
+    }
 }
 
 impl RotationConfig {

@@ -62,6 +62,15 @@ pub trait OutboxStore: Send + Sync {
     /// local deliverer, and the sweep that retries what the stream's deliveries gave up on).
     async fn queued_mails(&self, limit: usize) -> Result<Vec<QueuedMail>, StoreError>;
 
+    /// Takes a queued mail for sending until `now_ms + lease_ms`, atomically: `false` if
+    /// another deliverer holds it (or it is gone), so that two deliverers at once (the
+    /// stream's and the sweep's) never both send it.
+    async fn claim_mail(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<bool, StoreError>;
+
+    /// Gives back a claim whose mail could not be sent, so the next round (a stream
+    /// retry, the sweep) sends it without waiting for the lease to run out. Best effort.
+    async fn release_mail(&self, id: &str) -> Result<(), StoreError>;
+
     /// Forgets a sent mail. Safe to repeat.
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError>;
 

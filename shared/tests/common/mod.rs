@@ -380,6 +380,12 @@ impl OutboxStore for HeldStore {
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {
         self.inner.forget_mail(id).await
     }
+    async fn claim_mail(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<bool, StoreError> {
+        self.inner.claim_mail(id, now_ms, lease_ms).await
+    }
+    async fn release_mail(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.release_mail(id).await
+    }
     async fn take_mail_allowance(
         &self,
         key: &str,

@@ -106,6 +106,18 @@ impl DynamoStore {
         }
     }
 
+    /// A store of the outbox alone (the mailer): every other aggregate's call is a fault.
+    pub fn for_outbox(client: Client, outbox_table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            users_table: String::new(),
+            revoked_table: String::new(),
+            sessions_table: String::new(),
+            tokens_table: None,
+            outbox_table: Some(outbox_table.into()),
+        }
+    }
+
     /// The one-time tokens and outbox tables (email verification, password reset, mail).
     pub fn with_mail_tables(mut self, tokens_table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
         self.tokens_table = Some(tokens_table.into());

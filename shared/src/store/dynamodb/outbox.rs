@@ -132,6 +132,36 @@ impl OutboxStore for DynamoStore {
         condition_held(new_day)
     }
 
+    async fn claim_mail(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.outbox_table()?)
+            .key("id", s(id))
+            .update_expression("SET #lease = :until")
+            .condition_expression("attribute_exists(id) AND (attribute_not_exists(#lease) OR #lease <= :now)")
+            .expression_attribute_names("#lease", "claimed_until_ms")
+            .expression_attribute_values(":until", n(now_ms + lease_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        condition_held(result)
+    }
+
+    async fn release_mail(&self, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.outbox_table()?)
+            .key("id", s(id))
+            .update_expression("REMOVE #lease")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_names("#lease", "claimed_until_ms")
+            .send()
+            .await;
+        condition_held(result).map(|_| ())
+    }
+
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()

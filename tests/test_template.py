@@ -853,6 +853,7 @@ def test_the_alarms_are_the_expected_ones_and_notify_the_topic_only_when_given()
     assert set(alarms()) == {
         "AuthorizerUnavailableAlarm", "RefreshReuseDetectedAlarm", "LoginLockedAlarm", "StoreFaultsAlarm",
         "ApiServerErrorsAlarm", "FunctionThrottlesAlarm", "KeyRotationErrorsAlarm",
+        "MailDeliveryFailuresAlarm", "MailerErrorsAlarm",
     }
     for name, alarm in alarms().items():
         props = alarm["Properties"]
@@ -864,6 +865,12 @@ def test_the_alarms_are_the_expected_ones_and_notify_the_topic_only_when_given()
         assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
         assert props["AlarmDescription"].strip() and "Operating it" in props["AlarmDescription"], name
     assert alarms()["KeyRotationErrorsAlarm"]["Condition"] == "IsAsymmetric"
+    # Mail's alarms exist where mail does: the dead-letter queue, and the mailer's errors.
+    for name in ("MailDeliveryFailuresAlarm", "MailerErrorsAlarm"):
+        assert alarms()[name]["Condition"] == "HasEmail", name
+    [(namespace, metric, dimensions)] = alarm_metrics(alarms()["MailDeliveryFailuresAlarm"])
+    assert (namespace, metric) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dimensions == [{"Name": "QueueName", "Value": {"GetAtt": "MailerDeadLetterQueue.QueueName"}}]
 
 
 def test_alarms_on_the_services_metrics_use_its_names_and_dimension():
@@ -877,7 +884,7 @@ def test_alarms_on_the_services_metrics_use_its_names_and_dimension():
     for name, alarm in alarms().items():
         for namespace, metric, dimensions in alarm_metrics(alarm):
             if namespace != {"Ref": "MetricsNamespace"}:
-                assert namespace in ("AWS/ApiGateway", "AWS/Lambda"), (name, namespace)
+                assert namespace in ("AWS/ApiGateway", "AWS/Lambda", "AWS/SQS"), (name, namespace)
                 continue
             assert metric in METRICS, (name, metric)
             assert dimensions == [{"Name": "Service", "Value": {"Ref": "AWS::StackName"}}], name

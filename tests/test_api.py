@@ -174,6 +174,8 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/refresh": False,
         "POST /auth/email/verify": False,
         "POST /auth/email/resend": False,
+        "POST /auth/password/forgot": False,
+        "POST /auth/password/reset": False,
         "GET /.well-known/jwks.json": False,
         "GET /.well-known/openid-configuration": False,
         "POST /auth/logout": True,

@@ -229,3 +229,112 @@ def test_a_resend_within_the_minute_still_answers_202_and_sends_nothing(mail_api
     time.sleep(0.6)
     assert len(mails_to(api, email, count=3, timeout=0)) == 2, "one a minute"
     assert_error(resend(api, "not an address"), 400, "invalid_email")
+
+
+# --- A forgotten password -------------------------------------------------------------
+
+
+def verified_user(api):
+    """A registered user whose address is verified: (registration, address)."""
+    email = address()
+    reg = registered(api, email)
+    assert verify(api, token_of(mails_to(api, email)[0])).status == 200
+    return reg, email
+
+
+def reset_token_of(mail):
+    (link,) = [link for link in re.findall(r"https?://\S+", mail["text"]) if "/reset-password?" in link]
+    assert link.startswith(f"{APP_ORIGIN}/reset-password?token="), link
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+
+
+def forgot(api, **body):
+    return api.call("POST", "/auth/password/forgot", json_body=body)
+
+
+def reset(api, token, new_password):
+    return api.call("POST", "/auth/password/reset", json_body={"token": token, "new_password": new_password})
+
+
+def reset_mails(api, email, count=1, timeout=10):
+    return [m for m in mails_to(api, email, count=count + 1, timeout=timeout) if m["subject"] == "Reset your password"]
+
+
+def test_a_forgotten_password_is_reset_through_the_mailed_link_and_every_session_ends(mail_api):
+    api, _ = mail_api
+    reg, email = verified_user(api)
+    name = reg["user"]["username"]
+    other_access, _ = api.login(name).json()["access_token"], None
+    unknown = forgot(api, email=address())
+    known = forgot(api, email=email.upper())
+    assert (known.status, known.body) == (unknown.status, unknown.body) == (202, b"{}"), (known, unknown)
+    (mail,) = reset_mails(api, email)
+    assert "60 minutes" in mail["text"] and "If you did not ask" in mail["text"]
+    token = reset_token_of(mail)
+    # The password rules are register's: refused, and the link still works.
+    assert_error(reset(api, token, "short"), 400, "invalid_password")
+    new_password = PASSWORD + " renewed"
+    res = reset(api, token, new_password)
+    assert res.status == 204, res
+    # Every session is over; no tokens were issued; the new password signs in, the old not.
+    for access in (reg["access_token"], other_access):
+        assert api.me(access).status == 401
+    assert_error(api.refresh(reg["refresh_token"]), 401, "invalid_grant")
+    assert api.login(name, new_password).status == 200
+    assert_error(api.login(name), 401, "invalid_grant")
+    # Used up.
+    assert_error(reset(api, token, PASSWORD + " again"), 400, "invalid_grant")
+    # And a notice went to the address.
+    notices = [m for m in mails_to(api, email, count=3) if m["subject"] == "Your password was changed"]
+    assert len(notices) == 1 and notices[0]["to"] == [email]
+
+
+def test_by_username_too_and_never_to_an_unverified_address(mail_api):
+    api, _ = mail_api
+    reg, email = verified_user(api)
+    assert forgot(api, username=reg["user"]["username"].upper()).status == 202
+    assert len(reset_mails(api, email)) == 1
+    # An address nobody verified gets nothing, and the answer is the same.
+    unverified = address()
+    other = registered(api, unverified)
+    for body in ({"email": unverified}, {"username": other["user"]["username"]}, {"username": "no such user!"}):
+        res = forgot(api, **body)
+        assert (res.status, res.body) == (202, b"{}"), res
+    time.sleep(0.6)
+    assert [m for m in mails_to(api, unverified, timeout=0) if m["subject"] == "Reset your password"] == []
+    assert_error(forgot(api), 400, "invalid_request")
+    assert_error(forgot(api, email="not an address"), 400, "invalid_email")
+
+
+def test_at_most_three_reset_mails_an_hour_and_a_newer_reset_kills_older_links(mail_api):
+    api, _ = mail_api
+    reg, email = verified_user(api)
+    for _ in range(4):
+        assert forgot(api, email=email).status == 202
+    mails = reset_mails(api, email, count=3)
+    time.sleep(0.6)
+    mails = reset_mails(api, email, count=4, timeout=0)
+    assert len(mails) == 3, "three an hour"
+    first, second = reset_token_of(mails[0]), reset_token_of(mails[1])
+    assert reset(api, second, PASSWORD + " one").status == 204
+    # The other links of that account died with the reset.
+    assert_error(reset(api, first, PASSWORD + " two"), 400, "invalid_grant")
+    # A forged token, or a verification token, is not a reset token.
+    assert_error(reset(api, secrets.token_urlsafe(32), PASSWORD + " three"), 400, "invalid_grant")
+
+
+def test_a_reset_lifts_the_names_failed_login_lock(mail_api):
+    api, _ = mail_api
+    reg, email = verified_user(api)
+    name = reg["user"]["username"]
+    # The name-wide ceiling (50 from all addresses) is what a reset lifts.
+    for i in range(10):
+        guesser = api.from_address(f"127.0.4.{i + 1}")
+        for _ in range(5):
+            assert_error(guesser.login(name, "not the password"), 401, "invalid_grant")
+    assert_error(api.from_address("127.0.4.100").login(name), 429, "too_many_attempts")
+    assert forgot(api, email=email).status == 202
+    token = reset_token_of(reset_mails(api, email)[0])
+    new_password = PASSWORD + " after the storm"
+    assert reset(api, token, new_password).status == 204
+    assert api.from_address("127.0.4.100").login(name, new_password).status == 200

@@ -390,6 +390,19 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     call("POST", "/auth/register", 409, body={"username": new_name(), "password": PASSWORD, "email": address})
     call("POST", "/auth/email/resend", 202, body={"email": f"{new_name()}@example.com"})
     call("POST", "/auth/email/resend", 400, body={"email": "not an address"})
+    # A forgotten password: the owner's verified address gets the link; it sets a new one.
+    call("POST", "/auth/password/forgot", 202, body={"email": address})
+    call("POST", "/auth/password/forgot", 400, body={})
+    deadline = time.monotonic() + 10
+    reset_token = None
+    while reset_token is None and time.monotonic() < deadline:
+        messages = [m for m in api.call("GET", "/local/mail").json()["messages"] if address in m["to"]]
+        links = [re.search(r"/reset-password\?token=([A-Za-z0-9_-]+)", m["text"]) for m in messages]
+        reset_token = next((link.group(1) for link in links if link), None)
+        time.sleep(0.1)
+    call("POST", "/auth/password/reset", 400, body={"token": reset_token, "new_password": "short"})
+    call("POST", "/auth/password/reset", 204, body={"token": reset_token, "new_password": PASSWORD + " reset"})
+    call("POST", "/auth/password/reset", 400, body={"token": reset_token, "new_password": PASSWORD + " again"})
 
     # The caller, its sessions.
     access = tokens["access_token"]

@@ -62,12 +62,16 @@ GRANTS = {
     "EmailFunction": {
         "GetItem tokens", "DeleteItem tokens", "PutItem users", "UpdateItem users",
         'Query {"Sub": "${UsersTable.Arn}/index/by-email"}', "PutItem tokens", "PutItem outbox",
+        # A forgotten password: owner, id and user read; the name's lock lifted.
+        "GetItem users", "DeleteItem users",
     },
     "AccountFunction": {
         "BatchGetItem users", "GetItem users", "UpdateItem users", "DeleteItem users",
         "BatchGetItem revoked", "PutItem revoked",
         "Query sessions", "BatchGetItem sessions", "PutItem sessions", "DeleteItem sessions",
         "BatchWriteItem sessions",
+        # The password-changed notice.
+        "PutItem outbox",
     },
     "AuthorizerFunction": {"BatchGetItem users", "BatchGetItem revoked"},
     # The rotation steps on the private key, and publishing the public set; no table.
@@ -120,7 +124,7 @@ def test_the_algorithm_conditions_are_the_ones_resolved_here():
 
 
 # MemorySize (so CPU share: 1,769 MB is one vCPU) where it is not the Globals' 128 MB.
-MEMORY = {"RegisterFunction": 1024, "LoginFunction": 1024, "AccountFunction": 1024, "KeyRotationFunction": 512}
+MEMORY = {"RegisterFunction": 1024, "LoginFunction": 1024, "AccountFunction": 1024, "EmailFunction": 1024, "KeyRotationFunction": 512}
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA", "HS256"])

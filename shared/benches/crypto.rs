@@ -69,6 +69,9 @@ impl shared::store::OneTimeTokenStore for InstantStore {
     async fn one_time_token(&self, _: &str) -> Result<Option<shared::store::OneTimeToken>, StoreError> {
         unreachable!()
     }
+    async fn forget_token(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
     async fn verify_email(&self, _: &shared::store::OneTimeToken) -> Result<shared::store::VerifyOutcome, StoreError> {
         unreachable!()
     }
@@ -85,7 +88,7 @@ impl shared::store::OutboxStore for InstantStore {
     async fn forget_mail(&self, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn take_mail_allowance(&self, _: &str, _: u64, _: u64, _: u32) -> Result<bool, StoreError> {
+    async fn take_mail_allowance(&self, _: &str, _: u64, _: u64, _: u32, _: u64) -> Result<bool, StoreError> {
         unreachable!()
     }
     async fn claim_mail(&self, _: &str, _: u64, _: u64) -> Result<bool, StoreError> {
@@ -112,6 +115,9 @@ impl UserStore for InstantStore {
         unreachable!()
     }
     async fn users_with_unverified_email(&self, _: &str) -> Result<Vec<shared::store::UserRef>, StoreError> {
+        unreachable!()
+    }
+    async fn verified_owner(&self, _: &str) -> Result<Option<String>, StoreError> {
         unreachable!()
     }
     async fn username_for_id(&self, _: &str) -> Result<Option<String>, StoreError> {

@@ -9,6 +9,7 @@ pub mod email;
 pub mod events;
 mod login;
 pub use login::SignedIn;
+pub mod reset;
 mod session;
 pub mod throttle;
 

@@ -53,6 +53,8 @@ pub enum PublicRoute {
     Refresh,
     VerifyEmail,
     ResendVerification,
+    ForgotPassword,
+    ResetPassword,
     Jwks,
     OpenidConfiguration,
     /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
@@ -245,17 +247,19 @@ pub static ACCOUNT: FunctionSpec = FunctionSpec {
     ],
 };
 
-/// The public email routes: proving an address (and, to come, password recovery). Holds
-/// no keys: it issues no tokens.
+/// The public email routes: proving an address, and a forgotten password. Holds no keys:
+/// it issues no tokens (after a reset the user signs in). Hashes the new password.
 pub static EMAIL: FunctionSpec = FunctionSpec {
     name: "email",
     logical_id: "EmailFunction",
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Email)),
     keys: Keys::None,
-    hashes_passwords: false,
+    hashes_passwords: true,
     routes: &[
         public("POST", "/auth/email/verify", P::VerifyEmail),
         public("POST", "/auth/email/resend", P::ResendVerification),
+        public("POST", "/auth/password/forgot", P::ForgotPassword),
+        public("POST", "/auth/password/reset", P::ResetPassword),
     ],
 };
 

@@ -1,5 +1,5 @@
-//! The public email routes (CONTRACT.md Part 3): proving an address, and asking for
-//! another verification mail. Each refuses a page
+//! The public email routes (CONTRACT.md Part 3): proving an address, asking for another
+//! verification mail, and a forgotten password. Each refuses a page
 //! of an origin that is not allowed before anything else, like the sign-in routes.
 
 use lambda_http::{Body, Request, Response};
@@ -19,6 +19,20 @@ struct EmailBody {
     email: String,
 }
 
+#[derive(serde::Deserialize)]
+struct ForgotBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResetBody {
+    token: String,
+    new_password: String,
+}
+
 pub(super) async fn handle(
     route: PublicRoute,
     auth: &Auth,
@@ -36,6 +50,17 @@ pub(super) async fn handle(
             auth.resend_verification(&body.email).await?;
             // The same bytes whether or not an account holds the address.
             Ok(http::json(202, &serde_json::json!({})))
+        }
+        PublicRoute::ForgotPassword => {
+            let body: ForgotBody = http::parse_json(req)?;
+            auth.forgot_password(body.email.as_deref(), body.username.as_deref()).await?;
+            // The same bytes whether or not an account matched.
+            Ok(http::json(202, &serde_json::json!({})))
+        }
+        PublicRoute::ResetPassword => {
+            let body: ResetBody = http::parse_json(req)?;
+            auth.reset_password(&body.token, &body.new_password, super::request::source_ip(req)).await?;
+            Ok(http::no_content())
         }
         _ => Err(AuthError::NotFound),
     }

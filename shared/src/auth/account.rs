@@ -69,6 +69,7 @@ impl Auth {
             reason: "",
         };
         events::record(Kind::PasswordChanged, event);
+        self.notify_password_changed(&user).await;
         Ok(pair)
     }
 

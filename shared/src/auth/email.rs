@@ -16,6 +16,7 @@ pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
 /// A resent verification: at most one a minute and five a day per account.
 const RESEND_INTERVAL_MS: u64 = 60_000;
 const RESENDS_PER_DAY: u32 = 5;
+const DAY_MS: u64 = 86_400_000;
 
 /// The address a verification proved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,7 +26,7 @@ pub struct Verified {
 }
 
 /// A new one-time token: 256 random bits, base64url. Only its hash is stored.
-fn new_token() -> Result<String, AuthError> {
+pub(super) fn new_token() -> Result<String, AuthError> {
     let mut bytes = [0u8; 32];
     SystemRandom::new().fill(&mut bytes).map_err(|_| AuthError::Internal)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
@@ -74,7 +75,9 @@ impl Auth {
         let email = super::normalize_email(email)?;
         for user in self.store.users_with_unverified_email(&email).await? {
             let allowance = format!("verify#{}", user.user_id);
-            if !self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY).await? {
+            let taken =
+                self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY, DAY_MS).await?;
+            if !taken {
                 tracing::info!(user_id = %user.user_id, "verification not resent: the account's allowance is used up");
                 continue;
             }

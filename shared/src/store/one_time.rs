@@ -65,6 +65,9 @@ pub trait OneTimeTokenStore: Send + Sync {
     /// Also writes the outbox.
     async fn issue_token(&self, mailed: &Mailed) -> Result<(), StoreError>;
 
+    /// Forgets a used token. Safe to repeat.
+    async fn forget_token(&self, hash: &str) -> Result<(), StoreError>;
+
     /// The token stored under `hash`, strongly consistent, whatever its expiry.
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError>;
 

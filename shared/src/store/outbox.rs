@@ -75,13 +75,14 @@ pub trait OutboxStore: Send + Sync {
     async fn forget_mail(&self, id: &str) -> Result<(), StoreError>;
 
     /// Takes one mail of `key`'s allowance at `now_ms`, atomically: `false` (nothing
-    /// taken) within `min_interval_ms` of the last one, or once `per_day` were taken in
-    /// the day that started with the first of them.
+    /// taken) within `min_interval_ms` of the last one, or once `max` were taken in the
+    /// window of `window_ms` that started with the first of them.
     async fn take_mail_allowance(
         &self,
         key: &str,
         now_ms: u64,
         min_interval_ms: u64,
-        per_day: u32,
+        max: u32,
+        window_ms: u64,
     ) -> Result<bool, StoreError>;
 }

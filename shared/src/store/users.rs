@@ -106,6 +106,10 @@ pub trait UserStore: Send + Sync {
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
+    /// The id of the account whose verified address is `email` (its `email#` claim),
+    /// strongly consistent.
+    async fn verified_owner(&self, email: &str) -> Result<Option<String>, StoreError>;
+
     /// The accounts whose address is `email` and not verified (an eventually consistent
     /// index: a resent verification may miss a registration of the last second).
     async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<UserRef>, StoreError>;

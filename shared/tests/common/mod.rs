@@ -264,6 +264,9 @@ impl UserStore for HeldStore {
     async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<shared::store::UserRef>, StoreError> {
         self.inner.users_with_unverified_email(email).await
     }
+    async fn verified_owner(&self, email: &str) -> Result<Option<String>, StoreError> {
+        self.inner.verified_owner(email).await
+    }
     async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError> {
         self.inner.create_user_mailed(user, mailed).await
     }
@@ -364,6 +367,9 @@ impl OneTimeTokenStore for HeldStore {
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError> {
         self.inner.one_time_token(hash).await
     }
+    async fn forget_token(&self, hash: &str) -> Result<(), StoreError> {
+        self.inner.forget_token(hash).await
+    }
     async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError> {
         self.inner.verify_email(token).await
     }
@@ -391,9 +397,10 @@ impl OutboxStore for HeldStore {
         key: &str,
         now_ms: u64,
         min_interval_ms: u64,
-        per_day: u32,
+        max: u32,
+        window_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.inner.take_mail_allowance(key, now_ms, min_interval_ms, per_day).await
+        self.inner.take_mail_allowance(key, now_ms, min_interval_ms, max, window_ms).await
     }
 }
 

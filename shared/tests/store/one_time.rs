@@ -170,7 +170,7 @@ async fn a_mail_allowance_is_one_a_minute_and_five_a_day_taken_atomically() {
     let t0 = 1_800_000_000_000u64;
     let take = |at: u64| {
         let (store, key) = (store.clone(), key.clone());
-        async move { store.take_mail_allowance(&key, at, 60_000, 5).await.unwrap() }
+        async move { store.take_mail_allowance(&key, at, 60_000, 5, 86_400_000).await.unwrap() }
     };
     assert!(take(t0).await);
     assert!(!take(t0 + 59_999).await, "within the minute");

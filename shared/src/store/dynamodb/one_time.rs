@@ -74,6 +74,17 @@ impl OneTimeTokenStore for DynamoStore {
             .map_err(classify)
     }
 
+    async fn forget_token(&self, hash: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(self.tokens_table()?)
+            .key("token_hash", s(hash))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError> {
         let out = self
             .client

@@ -87,7 +87,7 @@ impl OutboxStore for DynamoStore {
         Ok(mails)
     }
 
-    /// One conditional update on a `mail#…` item of the users table: the same day window
+    /// One conditional update on a `mail#…` item of the users table: the same window
     /// (count below the cap, the last one long enough ago), else a new window. Each write
     /// is atomic; two that race both read the condition, and only one is applied.
     async fn take_mail_allowance(
@@ -95,9 +95,9 @@ impl OutboxStore for DynamoStore {
         key: &str,
         now_ms: u64,
         min_interval_ms: u64,
-        per_day: u32,
+        max: u32,
+        window_ms: u64,
     ) -> Result<bool, StoreError> {
-        const DAY_MS: u64 = 86_400_000;
         let update = || {
             self.client
                 .update_item()
@@ -108,14 +108,14 @@ impl OutboxStore for DynamoStore {
                 .expression_attribute_names("#count", "day_count")
                 .expression_attribute_names("#exp", "expires_at")
                 .expression_attribute_values(":now", n(now_ms))
-                .expression_attribute_values(":exp", n(now_ms / 1000 + 86_400))
+                .expression_attribute_values(":exp", n((now_ms + window_ms) / 1000 + 1))
         };
         let same_day = update()
             .update_expression("SET #last = :now, #count = #count + :one, #exp = :exp")
             .condition_expression("#start > :day_ago AND #count < :max AND #last <= :recent")
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(DAY_MS)))
-            .expression_attribute_values(":max", n(per_day))
+            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(window_ms)))
+            .expression_attribute_values(":max", n(max))
             .expression_attribute_values(":recent", n(now_ms.saturating_sub(min_interval_ms)))
             .send()
             .await;
@@ -126,7 +126,7 @@ impl OutboxStore for DynamoStore {
             .update_expression("SET #last = :now, #start = :now, #count = :one, #exp = :exp")
             .condition_expression("attribute_not_exists(#start) OR #start <= :day_ago")
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(DAY_MS)))
+            .expression_attribute_values(":day_ago", n(now_ms.saturating_sub(window_ms)))
             .send()
             .await;
         condition_held(new_day)

@@ -148,6 +148,19 @@ impl UserStore for DynamoStore {
         out.item().map(user_from_item).transpose()
     }
 
+    async fn verified_owner(&self, email: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key("username", s(email_key(email)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item().and_then(|item| get_s(item, "user_id")))
+    }
+
     async fn users_with_unverified_email(&self, email: &str) -> Result<Vec<UserRef>, StoreError> {
         let out = self
             .client

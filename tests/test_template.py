@@ -984,3 +984,25 @@ def test_the_metric_list_matches_the_rust_side_when_it_is_there():
     text = source.read_text()
     names = set(re.findall(r'Metric::\w+ => "(\w+)"', text)) | set(re.findall(r'STORE_LATENCY: &str = "(\w+)"', text))
     assert names == set(METRICS)
+
+
+def test_the_mailer_runs_on_new_mail_and_on_a_schedule_and_reports_what_it_gave_up_on():
+    mailer = TEMPLATE["Resources"]["MailerFunction"]
+    assert mailer["Condition"] == "HasEmail", "no sender, no mailer"
+    events = mailer["Properties"]["Events"]
+    stream = events["Outbox"]["Properties"]
+    assert events["Outbox"]["Type"] == "DynamoDB" and stream["Stream"] == {"GetAtt": "OutboxTable.StreamArn"}
+    assert stream["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName": ["INSERT"]}'}]}
+    assert stream["MaximumRetryAttempts"] >= 1 and stream["MaximumRecordAgeInSeconds"] <= 3600
+    queue = {"GetAtt": "MailerDeadLetterQueue.Arn"}
+    assert stream["DestinationConfig"] == {"OnFailure": {"Type": "SQS", "Destination": queue}}
+    assert mailer["Properties"]["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": queue}
+    assert events["Sweep"] == {"Type": "Schedule", "Properties": {"Schedule": "rate(5 minutes)"}}
+    # SES only from the configured sender.
+    (send,) = [s for s in statements(mailer["Properties"]) if "ses:SendEmail" in as_list(s["Action"])]
+    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "EmailFrom"}}}
+    # The stream carries only new items' images; AppUrl comes with EmailFrom.
+    assert TEMPLATE["Resources"]["OutboxTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    rule = TEMPLATE["Rules"]["AppUrlWithEmail"]
+    assert rule["RuleCondition"] == {"Not": [{"Equals": [{"Ref": "EmailFrom"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Not": [{"Equals": [{"Ref": "AppUrl"}, ""]}]}

@@ -38,6 +38,24 @@ pub(crate) fn token_hash(token: &str) -> String {
 }
 
 impl Auth {
+    /// The stored one-time token `token` names, if it is of `purpose` and not expired: one
+    /// answer, 400 `invalid_grant`, for unknown, malformed, expired and other-purpose
+    /// tokens alike (used ones are gone). Mail must be configured (else 501).
+    pub(super) async fn usable_token(&self, token: &str, purpose: TokenPurpose) -> Result<OneTimeToken, AuthError> {
+        if !self.mail_enabled {
+            return Err(AuthError::NotConfigured);
+        }
+        let refused = || AuthError::OneTimeTokenRefused;
+        if token.is_empty() || token.len() > 256 {
+            return Err(refused());
+        }
+        let stored = self.store.one_time_token(&token_hash(token)).await?.ok_or_else(refused)?;
+        if stored.purpose != purpose || stored.expires_at <= now_ms() / 1000 {
+            return Err(refused());
+        }
+        Ok(stored)
+    }
+
     /// A verification of `email` for `user`, and the mail that carries it.
     pub(super) fn verification(&self, user: &UserRef, email: &str) -> Result<Mailed, AuthError> {
         let token = new_token()?;
@@ -75,8 +93,10 @@ impl Auth {
         let email = super::normalize_email(email)?;
         for user in self.store.users_with_unverified_email(&email).await? {
             let allowance = format!("verify#{}", user.user_id);
-            let taken =
-                self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY, DAY_MS).await?;
+            let taken = self
+                .store
+                .take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY, DAY_MS)
+                .await?;
             if !taken {
                 tracing::info!(user_id = %user.user_id, "verification not resent: the account's allowance is used up");
                 continue;
@@ -91,17 +111,8 @@ impl Auth {
     /// first (409 `email_taken`). Unknown, expired, used and other-purpose tokens are all
     /// the same 400 `invalid_grant`.
     pub async fn verify_email(&self, token: &str) -> Result<Verified, AuthError> {
-        if !self.mail_enabled {
-            return Err(AuthError::NotConfigured);
-        }
         let refused = || AuthError::OneTimeTokenRefused;
-        if token.is_empty() || token.len() > 256 {
-            return Err(refused());
-        }
-        let stored = self.store.one_time_token(&token_hash(token)).await?.ok_or_else(refused)?;
-        if stored.purpose != TokenPurpose::VerifyEmail || stored.expires_at <= now_ms() / 1000 {
-            return Err(refused());
-        }
+        let stored = self.usable_token(token, TokenPurpose::VerifyEmail).await?;
         let email = stored.email.clone().ok_or_else(refused)?;
         match self.store.verify_email(&stored).await? {
             VerifyOutcome::Verified => {

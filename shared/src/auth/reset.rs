@@ -101,17 +101,8 @@ impl Auth {
         new_password: &str,
         client_ip: Option<&str>,
     ) -> Result<(), AuthError> {
-        if !self.mail_enabled {
-            return Err(AuthError::NotConfigured);
-        }
         let refused = || AuthError::OneTimeTokenRefused;
-        if token.is_empty() || token.len() > 256 {
-            return Err(refused());
-        }
-        let stored = self.store.one_time_token(&token_hash(token)).await?.ok_or_else(refused)?;
-        if stored.purpose != TokenPurpose::ResetPassword || stored.expires_at <= now_ms() / 1000 {
-            return Err(refused());
-        }
+        let stored = self.usable_token(token, TokenPurpose::ResetPassword).await?;
         let user = self.store.get_user(&stored.username).await?.filter(|u| u.user_id == stored.user_id && !u.disabled);
         let user = user.ok_or_else(refused)?;
         // A password change, a reset or "log out everywhere" since the link was made.

@@ -121,3 +121,13 @@ def test_exactly_the_functions_that_hash_passwords_are_built_at_opt_level_3():
     names = {f.name for f in TABLE}
     at_3 = {name for name, p in profile.get("package", {}).items() if name in names and p.get("opt-level") == 3}
     assert at_3 == {f.name for f in TABLE if f.hashes_passwords}
+
+
+def test_every_functions_profile_override_still_strips_its_symbols():
+    # A package override resets `strip` to cargo's default ("debuginfo"): each restates it.
+    profile = tomllib.loads((ROOT / "Cargo.toml").read_text())["profile"]["release"]
+    assert profile["strip"] == "symbols"
+    names = {f.name for f in TABLE}
+    for name, override in profile.get("package", {}).items():
+        if name in names:
+            assert override.get("strip") == "symbols", name

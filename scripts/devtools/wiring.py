@@ -17,6 +17,7 @@ PARAMETER_ENV = {
     "RefreshTokenTtlSeconds": "REFRESH_TOKEN_TTL_SECONDS",
     "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
     "RefreshReuseGraceSeconds": "REFRESH_REUSE_GRACE_SECONDS",
+    "RequireVerifiedEmail": "REQUIRE_VERIFIED_EMAIL",
     "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
     "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
     "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",

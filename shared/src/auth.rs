@@ -93,6 +93,16 @@ pub struct PublicUser {
     pub email_verified: bool,
 }
 
+fn public_user(user: UserRecord) -> PublicUser {
+    PublicUser {
+        id: user.user_id,
+        username: user.username,
+        roles: user.roles,
+        email: user.email,
+        email_verified: user.email_verified,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Registered {
     pub user: PublicUser,
@@ -167,6 +177,8 @@ pub struct Auth {
     refresh_reuse_grace_seconds: u64,
     /// Mail is configured (a sender, the tables): the routes that send mail work.
     mail_enabled: bool,
+    /// Addresses are verified before sign-in (`RequireVerifiedEmail`).
+    require_verified_email: bool,
 }
 
 impl Auth {
@@ -179,6 +191,7 @@ impl Auth {
             session_max_lifetime_seconds: DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
             refresh_reuse_grace_seconds: DEFAULT_REFRESH_REUSE_GRACE_SECONDS,
             mail_enabled: false,
+            require_verified_email: false,
         }
     }
 
@@ -204,6 +217,13 @@ impl Auth {
     /// the email routes work (else they answer 501 `not_configured`).
     pub fn with_mail(mut self, enabled: bool) -> Self {
         self.mail_enabled = enabled;
+        self
+    }
+
+    /// Registration asks for an address and opens no session; login refuses the right
+    /// password of an unverified account (403 `email_not_verified`).
+    pub fn with_required_verification(mut self, required: bool) -> Self {
+        self.require_verified_email = required;
         self
     }
 
@@ -271,7 +291,42 @@ impl Auth {
         .map_err(|_| AuthError::Internal)?
     }
 
+    /// Creates the user and signs it in (its first session). Where addresses must be
+    /// verified first (`with_required_verification`), the API calls
+    /// [`Auth::register_for_verification`] instead.
     pub async fn register(&self, username: &str, password: &str, email: Option<&str>) -> Result<Registered, AuthError> {
+        let user = self.create_user(username, password, email).await?;
+        // The user exists now: a lost session row must not turn a retried sign-up into
+        // `username_taken`, so here the row is best effort (the session works, and "log out
+        // everywhere" or a password change still ends it).
+        let sid = new_session_id();
+        let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid).await?;
+        if let Err(e) = self.open_session_row(&user, &sid, &tokens).await {
+            tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
+        }
+        Ok(Registered { user: public_user(user), tokens })
+    }
+
+    /// Creates the user without signing it in: an address is required, and its
+    /// verification mail is the way in (`RequireVerifiedEmail`).
+    pub async fn register_for_verification(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+    ) -> Result<PublicUser, AuthError> {
+        if email.is_none() {
+            return Err(AuthError::InvalidEmail("an email address is required: it is verified before sign-in".into()));
+        }
+        Ok(public_user(self.create_user(username, password, email).await?))
+    }
+
+    /// Addresses must be verified before sign-in.
+    pub fn requires_verified_email(&self) -> bool {
+        self.require_verified_email
+    }
+
+    async fn create_user(&self, username: &str, password: &str, email: Option<&str>) -> Result<UserRecord, AuthError> {
         let username = normalize_username(username)?;
         validate_new_password(password, &username)?;
         let email = email.map(normalize_email).transpose()?;
@@ -298,26 +353,7 @@ impl Auth {
         match self.store.create_user_mailed(&user, mailed.as_ref()).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
             CreateOutcome::EmailTaken => Err(AuthError::EmailTaken),
-            CreateOutcome::Created => {
-                // The user exists now: a lost session row must not turn a retried sign-up
-                // into `username_taken`, so here the row is best effort (the session works,
-                // and "log out everywhere" or a password change still ends it).
-                let sid = new_session_id();
-                let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid).await?;
-                if let Err(e) = self.open_session_row(&user, &sid, &tokens).await {
-                    tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
-                }
-                Ok(Registered {
-                    user: PublicUser {
-                        id: user.user_id,
-                        username: user.username,
-                        roles: user.roles,
-                        email: user.email,
-                        email_verified: user.email_verified,
-                    },
-                    tokens,
-                })
-            }
+            CreateOutcome::Created => Ok(user),
         }
     }
 }

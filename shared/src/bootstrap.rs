@@ -235,6 +235,7 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     }
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
         .with_mail(config.mail.is_some())
+        .with_required_verification(config.require_verified_email)
         .with_login_throttle(config.login_throttle)
         .with_session_max_lifetime(config.session_max_lifetime_seconds)
         .with_refresh_reuse_grace(config.refresh_reuse_grace_seconds))

@@ -25,6 +25,9 @@ pub enum AuthError {
     /// one answer for all, 400 (it is a bad request body, not a failed sign-in).
     #[error("the token is invalid, expired or already used")]
     OneTimeTokenRefused,
+    /// The right password of an account whose address must be verified first.
+    #[error("verify your email address first: open the link in the mail we sent")]
+    EmailNotVerified,
     /// A route that must send mail, where no sender is configured.
     #[error("email is not configured for this service")]
     NotConfigured,
@@ -97,6 +100,7 @@ impl AuthError {
             AuthError::EmailTaken => (409, "email_taken"),
             AuthError::OneTimeTokenRefused => (400, "invalid_grant"),
             AuthError::NotConfigured => (501, "not_configured"),
+            AuthError::EmailNotVerified => (403, "email_not_verified"),
             AuthError::InvalidGrant => (401, "invalid_grant"),
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
             AuthError::InvalidToken => (401, "invalid_token"),
@@ -180,6 +184,7 @@ mod tests {
             (AuthError::EmailTaken, 409, "email_taken"),
             (AuthError::OneTimeTokenRefused, 400, "invalid_grant"),
             (AuthError::NotConfigured, 501, "not_configured"),
+            (AuthError::EmailNotVerified, 403, "email_not_verified"),
             (AuthError::InvalidGrant, 401, "invalid_grant"),
             (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
             (AuthError::InvalidToken, 401, "invalid_token"),

@@ -12,6 +12,11 @@ pub(super) async fn register(auth: &Auth, browser: &Browser, req: &Request) -> R
     browser.check_origin(req.headers())?;
     let cookie = cookie_mode(req, browser)?;
     let body = http::parse_register(req)?;
+    if auth.requires_verified_email() {
+        // No session before the address is proven: the user, and the mail on its way.
+        let user = auth.register_for_verification(&body.username, &body.password, body.email.as_deref()).await?;
+        return Ok(http::json(201, &json!({ "user": user })));
+    }
     let r = auth.register(&body.username, &body.password, body.email.as_deref()).await?;
     let tokens = http::TokenBody::new(&r.tokens);
     let mut answer = json!({

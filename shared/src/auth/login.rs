@@ -93,6 +93,11 @@ impl Auth {
         if needs_rehash {
             self.upgrade_hash(&user, password).await;
         }
+        // The right password of an account whose address is not proven yet: told so (the
+        // password was right, so this tells nothing a guesser could use).
+        if self.require_verified_email && !user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
         let pair = self.open_session(&user, &sid).await?;
         let known = device.filter(|d| d.sub == user.user_id);
         let reason = if known.is_some() { "known_device" } else { "" };

@@ -157,6 +157,8 @@ pub struct Config {
     /// Mail (address verification, password reset): `None` without a sender address,
     /// and the routes that must send mail answer 501 `not_configured`.
     pub mail: Option<MailConfig>,
+    /// Addresses are verified before sign-in (needs mail).
+    pub require_verified_email: bool,
 }
 
 /// Where mail comes from and where its links lead, and the tables it goes through.
@@ -260,9 +262,10 @@ pub const ENV_EMAIL_FROM: &str = "EMAIL_FROM";
 pub const ENV_APP_URL: &str = "APP_URL";
 pub const ENV_TOKENS_TABLE: &str = "TOKENS_TABLE";
 pub const ENV_OUTBOX_TABLE: &str = "OUTBOX_TABLE";
+pub const ENV_REQUIRE_VERIFIED_EMAIL: &str = "REQUIRE_VERIFIED_EMAIL";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 29] = [
+pub const CONFIG_VARIABLES: [&str; 30] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -292,6 +295,7 @@ pub const CONFIG_VARIABLES: [&str; 29] = [
     ENV_APP_URL,
     ENV_TOKENS_TABLE,
     ENV_OUTBOX_TABLE,
+    ENV_REQUIRE_VERIFIED_EMAIL,
 ];
 
 impl Config {
@@ -437,6 +441,7 @@ impl Config {
             )?,
             api: ApiConfig::from_source(source),
             mail: MailConfig::from_reader(&r)?,
+            require_verified_email: require_verified_email(&r)?,
         })
     }
 }
@@ -457,6 +462,17 @@ impl MailConfig {
             tokens_table: r.required(ENV_TOKENS_TABLE)?,
             outbox_table: r.required(ENV_OUTBOX_TABLE)?,
         }))
+    }
+}
+
+/// `REQUIRE_VERIFIED_EMAIL`: `true` or `false` (the default); `true` needs a sender, or
+/// nobody could ever sign in.
+fn require_verified_email(r: &Reader<'_>) -> Result<bool, ConfigError> {
+    match r.optional(ENV_REQUIRE_VERIFIED_EMAIL).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") if r.optional(ENV_EMAIL_FROM).is_some() => Ok(true),
+        Some("true") => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, "needs EMAIL_FROM: the verification mail is the way in")),
+        Some(other) => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, format!("must be true or false, got {other:?}"))),
     }
 }
 
@@ -582,6 +598,12 @@ mod tests {
         assert!(changed(ENV_APP_URL, Some("http://127.0.0.1:3001")).is_ok());
         assert_eq!(changed(ENV_EMAIL_FROM, Some("not an address")).unwrap_err().variable, ENV_EMAIL_FROM);
         assert_eq!(changed(ENV_OUTBOX_TABLE, None).unwrap_err().variable, ENV_OUTBOX_TABLE);
+        // Verification before sign-in: off by default, and only with a sender.
+        assert!(!with(&mail).unwrap().require_verified_email);
+        assert!(changed(ENV_REQUIRE_VERIFIED_EMAIL, Some("true")).unwrap().require_verified_email);
+        let no_mail = with(&[(ENV_REQUIRE_VERIFIED_EMAIL, Some("true"))]).unwrap_err();
+        assert_eq!(no_mail.variable, ENV_REQUIRE_VERIFIED_EMAIL);
+        assert_eq!(changed(ENV_REQUIRE_VERIFIED_EMAIL, Some("yes")).unwrap_err().variable, ENV_REQUIRE_VERIFIED_EMAIL);
         // The refresh grace: 10 s unless set, 0 turns it off, at most a minute.
         assert_eq!(with(&[]).unwrap().refresh_reuse_grace_seconds, 10);
         assert_eq!(with(&[(ENV_REFRESH_REUSE_GRACE, Some("0"))]).unwrap().refresh_reuse_grace_seconds, 0);

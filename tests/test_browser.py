@@ -385,6 +385,66 @@ def test_a_login_leaves_a_strict_httponly_known_device_cookie(context, site):
     assert "__Host-device" not in page.evaluate("document.cookie")
 
 
+# ---- (c2) the pages a mail's link opens ----
+
+
+def mail_link(site, to, page_path, count=1):
+    """The newest link to `page_path` in the local mailbox's mails to `to`."""
+    import re
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{site.api}/local/mail", timeout=10) as res:
+            messages = [m for m in json.loads(res.read())["messages"] if to in m["to"]]
+        links = [link for m in messages for link in re.findall(r"https?://\S+", m["text"]) if page_path in link]
+        if len(links) >= count:
+            return links[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no mail to {to} with a {page_path} link")
+
+
+def test_a_mailed_link_verifies_the_address_and_a_forgotten_password_is_reset_in_the_browser(context, site):
+    page = open_app(context, site)
+    username, email = name(), f"{name()}@example.com"
+    page.locator("#register-form input[name=email]").fill(email)
+    register(page, username)
+    # The verification mail's link opens the sample app's page, which posts the token.
+    link = mail_link(site, email, "/verify-email?token=")
+    assert link.startswith(site.app.rstrip("/") + "/verify-email?token="), link
+    verify_page = context.new_page()
+    response = verify_page.goto(link)
+    assert response.headers.get("referrer-policy") == "no-referrer"
+    expect(verify_page.locator("#status")).to_have_text(f"Your address {email} is verified.")
+    assert "token" not in verify_page.url, "the token is out of the address bar"
+    # Opened again: used up.
+    again = context.new_page()
+    again.goto(link)
+    expect(again.locator("#error-code")).to_have_text("invalid_grant")
+
+    # Forgot password: the form on the app, the mail, the page, the new password.
+    page.locator("#logout-button").click()
+    signed_out(page)
+    page.locator("#forgot-form input[name=email]").fill(email)
+    page.locator("#forgot-form button[type=submit]").click()
+    expect(page.locator("#status")).to_contain_text("a reset link is on its way")
+    reset_link = mail_link(site, email, "/reset-password?token=")
+    reset_page = context.new_page()
+    response = reset_page.goto(reset_link)
+    assert response.headers.get("referrer-policy") == "no-referrer"
+    assert "token" not in reset_page.url
+    new_password = PASSWORD + " renewed"
+    reset_page.locator("#reset-form input[name=new_password]").fill(new_password)
+    reset_page.locator("#reset-form button[type=submit]").click()
+    expect(reset_page.locator("#status")).to_contain_text("Your password is changed")
+    # The new password signs in; the old one does not.
+    login(page, username, PASSWORD)
+    expect(page.locator("#error-code")).to_have_text("invalid_grant")
+    login(page, username, new_password)
+    signed_in(page, username)
+
+
 # ---- (d) other origins cannot read answers ----
 
 # Runs in a page and reports, per request, whether the page could read the answer.

@@ -188,11 +188,26 @@
   $("register-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const form = ev.currentTarget;
+    const email = String(new FormData(form).get("email") || "").trim();
     action("Creating the account…", async () => {
-      const body = await call("POST", "/auth/register?cookie=true", { json: credentials(form) });
+      const json = email ? { ...credentials(form), email } : credentials(form);
+      const body = await call("POST", "/auth/register?cookie=true", { json });
       access = body.access_token;
       form.reset();
       await loadMe("account created");
+    });
+  });
+
+  // The answer is the same whether or not an account has that verified address.
+  $("forgot-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const email = String(new FormData(form).get("email"));
+    action("Asking for a reset link…", async () => {
+      await call("POST", "/auth/password/forgot", { json: { email } });
+      form.reset();
+      showSignedOut();
+      setStatus("If an account has that verified address, a reset link is on its way.");
     });
   });
 

@@ -37,6 +37,9 @@ class ExampleHandler(http.server.SimpleHTTPRequestHandler):
             if self.command == "GET":
                 self.wfile.write(body)
             return None
+        # The pages a mail's link opens, without their ".html".
+        if path in ("/verify-email", "/reset-password"):
+            self.path = path + ".html"
         return super().send_head()
 
     def list_directory(self, path):
@@ -46,6 +49,8 @@ class ExampleHandler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        # The mail's links carry a token in the URL: no Referer ever names one.
+        self.send_header("Referrer-Policy", "no-referrer")
         self.send_header(
             "Content-Security-Policy",
             f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "

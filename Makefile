@@ -21,7 +21,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench bench-musl test-against-dynamodb lint-template venv browser docs-assets check fmt clean
+.PHONY: test dev build bench bench-forgot bench-musl test-against-dynamodb lint-template venv browser docs-assets check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
@@ -71,6 +71,11 @@ bench: $(VENV_STAMP) $(BENCH_STAMP)
 	cargo build --release --locked --workspace --bins
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+
+# Whether the forgot-password answer's time tells that an account matched (figures only).
+bench-forgot: $(VENV_STAMP)
+	cargo build -p local-api --locked
+	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_forgot.py
 
 # The same cold answers from this build and from a static musl build of the same code,
 # one table after the other (docs/performance.md, "Linking, measured and not shipped"): what linking

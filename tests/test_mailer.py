@@ -70,6 +70,8 @@ def mailer(ses_endpoint, sender):
     return Function(
         "mailer",
         {
+            "METRICS_NAMESPACE": "JwtAuthMailTest",
+            "METRICS_SERVICE": "rie-stack",
             "EMAIL_FROM": sender,
             "APP_URL": APP_URL,
             "TOKENS_TABLE": os.environ["TOKENS_TABLE"],
@@ -101,6 +103,9 @@ def test_the_mailer_sends_what_is_queued_through_ses_and_forgets_it(sender):
     # moto keeps the HTML part: the link opens the application, never a Host of a request.
     assert f'href="{APP_URL}/verify-email?token={token}"' in message["body"]
     assert token not in logs, "no token in the logs"
+    # One metric line for the invocation, counting what was sent.
+    emf = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"_aws"' in line]
+    assert any(m.get("MailSent", 0) >= 1 for m in emf), logs[-2000:]
 
 
 def test_with_ses_down_the_mail_stays_queued_and_is_sent_once_ses_is_back(sender):
@@ -139,3 +144,5 @@ def test_a_mail_ses_refuses_for_good_is_dropped_not_retried_forever(sender):
     assert not queued(mail_id)
     assert sent_to(to) == []
     assert re.search(r"refused by the mail service", logs), logs[-2000:]
+    emf = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"_aws"' in line]
+    assert any(m.get("MailRefused", 0) >= 1 for m in emf), logs[-2000:]

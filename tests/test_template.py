@@ -509,6 +509,8 @@ METRICS = {
     "StoreFaults": "Count",  # a DynamoDB call failed (unavailable, throttled, fault)
     "StoreLatency": "Milliseconds",  # per DynamoDB call
     "ColdStart": "Count",
+    "MailSent": "Count",  # a queued mail handed to SES (the mailer)
+    "MailRefused": "Count",  # a queued mail SES refused for good: dropped
 }
 METRICS_PER_FUNCTION = {"ColdStart"}
 

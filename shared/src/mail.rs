@@ -190,8 +190,12 @@ pub async fn deliver_queued(
         }
         match transport.send(&render(&mail, settings)).await {
             // Forgotten after sending: a crash in between sends it twice, never not at all.
-            Ok(()) => done.sent += 1,
+            Ok(()) => {
+                crate::metrics::count(crate::metrics::Metric::MailSent);
+                done.sent += 1;
+            }
             Err(MailError::Refused(reason)) => {
+                crate::metrics::count(crate::metrics::Metric::MailRefused);
                 tracing::warn!(%reason, mail_id = %mail.id, kind = mail.kind.name(), "mail refused by the mail service; dropped");
                 done.refused += 1;
             }

@@ -36,10 +36,15 @@ pub enum Metric {
     StoreFaults,
     /// This execution environment started (also per function: dimension `Function`).
     ColdStart,
+    /// A queued mail handed to the mail service (the mailer).
+    MailSent,
+    /// A queued mail the mail service refused for good (a bad address, an unverified
+    /// sender): dropped.
+    MailRefused,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::LoginSucceeded,
         Metric::LoginFailed,
         Metric::LoginLocked,
@@ -50,6 +55,8 @@ impl Metric {
         Metric::AuthorizerUnavailable,
         Metric::StoreFaults,
         Metric::ColdStart,
+        Metric::MailSent,
+        Metric::MailRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +71,8 @@ impl Metric {
             Metric::AuthorizerUnavailable => "AuthorizerUnavailable",
             Metric::StoreFaults => "StoreFaults",
             Metric::ColdStart => "ColdStart",
+            Metric::MailSent => "MailSent",
+            Metric::MailRefused => "MailRefused",
         }
     }
 }

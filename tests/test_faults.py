@@ -729,3 +729,75 @@ def test_a_password_change_whose_write_was_applied_but_whose_answer_was_lost_suc
     assert api.me(res.json()["access_token"]).status == 200
     assert api.me(access).status == 401 and api.refresh(refresh).status == 401
     assert api.login(api.username, "a brand new passphrase").status == 200
+
+
+# --- A password reset racing a login and a password change -----------------------------
+
+
+def mailed_link(api, to, page):
+    """The newest `page` link (e.g. "/reset-password") in the local mailbox's mails to `to`."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        messages = [m for m in api.call("GET", "/local/mail").json()["messages"] if to in m["to"]]
+        tokens = [t for m in messages for t in re.findall(page + r"\?token=([A-Za-z0-9_-]+)", m["text"])]
+        if tokens:
+            return tokens[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no {page} link mailed to {to}")
+
+
+def with_a_reset_link(api):
+    """A user with a verified address and a reset link: (access token, reset token)."""
+    api.username, email = new_name(), f"{new_name()}@example.com"
+    res = api.register(api.username, email=email)
+    assert res.status == 201, res
+    verify = api.call("POST", "/auth/email/verify", json_body={"token": mailed_link(api, email, "/verify-email")})
+    assert verify.status == 200, verify
+    assert api.call("POST", "/auth/password/forgot", json_body={"email": email}).status == 202
+    return res.json()["access_token"], mailed_link(api, email, "/reset-password")
+
+
+def test_a_login_that_checks_the_old_password_while_a_reset_lands_opens_no_lasting_session(proxied_api):
+    api, proxy = proxied_api
+    _, token = with_a_reset_link(api)
+    rule = Hold(is_password_change)
+    proxy.set_mode("scripted", rule)
+    new_password = PASSWORD + " reset"
+    body = {"token": token, "new_password": new_password}
+    reset = in_background(lambda: api.call("POST", "/auth/password/reset", json_body=body))
+    assert rule.held.wait(timeout=20), "the reset's write never came"
+    # The reset has taken its cutoff; its write has not landed: the old password still
+    # verifies, and this login starts after the cutoff.
+    login = api.from_address("127.0.0.61").login(api.username)
+    rule.release.set()
+    res = reset()
+    assert rule.released_in_time, "the reset's write was held until the login had answered"
+    assert res.status == 204, res
+    assert login.status == 200, login
+    proxy.set_mode("pass")
+    assert_invalid_token(api.me(login.json()["access_token"]))
+    assert_error(api.refresh(login.json()["refresh_token"]), 401, "invalid_grant")
+    assert api.login(api.username, new_password).status == 200
+
+
+def test_a_reset_racing_a_password_change_loses_and_changes_nothing(proxied_api):
+    api, proxy = proxied_api
+    access, token = with_a_reset_link(api)
+    rule = Hold(is_password_change)
+    proxy.set_mode("scripted", rule)
+    reset = in_background(
+        lambda: api.call("POST", "/auth/password/reset", json_body={"token": token, "new_password": PASSWORD + " reset"})
+    )
+    assert rule.held.wait(timeout=20), "the reset's write never came"
+    # Meanwhile the owner changes the password, signed in: it lands first (the hold keeps
+    # only the reset's write).
+    changed = api.call(
+        "POST", "/auth/password", token=access, json_body={"current_password": PASSWORD, "new_password": PASSWORD + " changed"}
+    )
+    assert changed.status == 200, changed
+    rule.release.set()
+    res = reset()
+    # The reset compared the hash it read: it lost, and nothing of it was written.
+    assert_error(res, 400, "invalid_grant")
+    assert api.login(api.username, PASSWORD + " changed").status == 200
+    assert_error(api.login(api.username, PASSWORD + " reset"), 401, "invalid_grant")

@@ -51,10 +51,17 @@ async fn run() -> Result<(), String> {
         Ok(p) => p.parse().map_err(|_| format!("PORT must be a port number, got {p:?}"))?,
         Err(_) => 3000,
     };
-    // Cold start, once, as in each function.
-    let auth = shared::bootstrap::auth_from_env().await.map_err(|e| e.to_string())?;
+    // Cold start, once, as in each function: one configuration and one SDK setup, for the
+    // use cases and the local mailbox's deliverer alike.
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
-    let mail = Arc::new(LocalMail::start(&config).await?);
+    let sdk = shared::aws::load_sdk_config().await?;
+    let auth = shared::bootstrap::auth_from_config(&config, &sdk, shared::bootstrap::Keys::SignAndVerify)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mail = Arc::new(config.mail.as_ref().map(|mail| {
+        let outbox = shared::store::DynamoStore::for_outbox(shared::aws::dynamodb_client(&sdk), &mail.outbox_table);
+        LocalMail::start(mail, outbox)
+    }));
     let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
     let browser = shared::http::Browser::new(shared::config::BrowserConfig::from_env()).map_err(|e| e.to_string())?;
     let docs = Docs::from_env(wiring.routes.iter().map(|r| r.path.as_str()))?;

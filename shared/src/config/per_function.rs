@@ -121,7 +121,7 @@ impl MailerConfig {
         let r = Reader(source);
         let mail = super::MailConfig::from_reader(&r)?
             .ok_or_else(|| err(super::ENV_EMAIL_FROM, "is required: the mailer sends from it"))?;
-        Ok(MailerConfig { mail, reset_ttl_seconds: 3600 })
+        Ok(MailerConfig { mail, reset_ttl_seconds: crate::auth::reset::RESET_TTL_SECONDS })
     }
 }
 

@@ -181,6 +181,7 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/logout": True,
         "GET /auth/me": True,
         "POST /auth/password": True,
+        "POST /auth/email": True,
         "DELETE /auth/account": True,
         "GET /auth/sessions": True,
         "DELETE /auth/sessions/{id}": True,

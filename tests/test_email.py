@@ -234,6 +234,118 @@ def test_a_resend_within_the_minute_still_answers_202_and_sends_nothing(mail_api
     assert_error(resend(api, "not an address"), 400, "invalid_email")
 
 
+# --- A change of address ------------------------------------------------------------------
+
+CHANGE_NOTICE = "A change of your email address was requested"
+
+
+def change_email(api, access, email, password=PASSWORD):
+    return api.call("POST", "/auth/email", token=access, json_body={"email": email, "password": password})
+
+
+def test_a_new_address_replaces_the_old_once_verified_the_old_is_told_and_freed(mail_api):
+    api, _ = mail_api
+    reg, old = verified_user(api)
+    access = reg["access_token"]
+    # A reset link mailed to the old address before the change.
+    assert forgot(api, email=old).status == 202
+    (reset_mail,) = reset_mails(api, old)
+    new = address()
+    res = change_email(api, access, new.upper())
+    assert (res.status, res.body) == (202, b"{}"), res
+    # The account keeps its old address until the new one is verified.
+    me = api.me(access).json()
+    assert (me["email"], me["email_verified"]) == (old, True)
+    (notice,) = [m for m in mails_to(api, old, count=3) if m["subject"] == CHANGE_NOTICE]
+    assert new in notice["text"] and "If you did not ask" in notice["text"]
+    assert "token=" not in notice["text"], "the old address gets no link"
+    (mail,) = mails_to(api, new)
+    assert mail["subject"] == "Confirm your email address" and mail["to"] == [new]
+    res = verify(api, token_of(mail))
+    assert res.status == 200, res
+    assert res.json() == {"email": new, "email_verified": True}
+    me = api.me(access).json()
+    assert (me["email"], me["email_verified"]) == (new, True)
+    # The reset link went to the address the account no longer has: dead.
+    assert_error(reset(api, reset_token_of(reset_mail), PASSWORD + " via the old address"), 400, "invalid_grant")
+    # A forgotten password now mails the new address, and the old one matches nobody.
+    assert forgot(api, email=old).status == 202 and forgot(api, email=new).status == 202
+    assert len(reset_mails(api, new)) == 1
+    time.sleep(0.6)
+    assert len(reset_mails(api, old, count=1, timeout=0)) == 1, "only the one from before"
+    # The old address is free: another account can prove it.
+    newcomer = registered(api, old)
+    mails = mails_to(api, old, count=4)
+    (theirs,) = [m for m in mails if "/verify-email?" in m["text"] and newcomer["user"]["username"] in m["text"]]
+    assert verify(api, token_of(theirs)).status == 200
+    assert api.me(newcomer["access_token"]).json()["email_verified"] is True
+
+
+def test_a_change_of_address_needs_the_password_and_an_address_no_other_account_verified(mail_api):
+    api, _ = mail_api
+    reg, own = verified_user(api)
+    access = reg["access_token"]
+    _, theirs = verified_user(api)
+    assert_error(change_email(api, access, address(), password="not the password"), 401, "invalid_grant")
+    assert_error(change_email(api, access, "not an address"), 400, "invalid_email")
+    assert_error(api.call("POST", "/auth/email", token=access, json_body={"email": address()}), 400, "invalid_request")
+    assert_error(change_email(api, access, theirs.upper()), 409, "email_taken")
+    assert api.call("POST", "/auth/email", json_body={"email": address(), "password": PASSWORD}).status == 401
+    # Its own verified address: nothing to do, nothing sent.
+    assert change_email(api, access, own).status == 202
+    time.sleep(0.6)
+    assert [m["subject"] for m in mails_to(api, own, count=2, timeout=0)] == ["Confirm your email address"]
+    assert mails_to(api, theirs, count=2, timeout=0)[1:] == [], "nothing to the other account's address"
+    assert api.me(access).json()["email"] == own
+
+
+def test_an_account_without_an_address_adds_one_and_a_stolen_session_cannot_mail_bomb(mail_api):
+    api, _ = mail_api
+    reg = api.register(new_name()).json()
+    access = reg["access_token"]
+    first, second = address(), address()
+    assert change_email(api, access, first).status == 202
+    (mail,) = mails_to(api, first)
+    # Within the minute: the same answer, no mail (the allowance of verification mails).
+    assert change_email(api, access, second).status == 202
+    time.sleep(0.6)
+    assert mails_to(api, second, timeout=0) == []
+    assert verify(api, token_of(mail)).status == 200
+    me = api.me(access).json()
+    assert (me["email"], me["email_verified"]) == (first, True)
+
+
+def test_a_pending_change_dies_with_a_password_change(mail_api):
+    api, _ = mail_api
+    reg, old = verified_user(api)
+    access = reg["access_token"]
+    new = address()
+    assert change_email(api, access, new).status == 202
+    (pending,) = mails_to(api, new)
+    # The owner, told by the notice, changes the password: the change's link dies with it.
+    body = {"current_password": PASSWORD, "new_password": PASSWORD + " changed"}
+    changed = api.call("POST", "/auth/password", token=access, json_body=body)
+    assert changed.status == 200, changed
+    assert_error(verify(api, token_of(pending)), 400, "invalid_grant")
+    me = api.me(changed.json()["access_token"]).json()
+    assert (me["email"], me["email_verified"]) == (old, True)
+
+
+def test_once_a_new_address_is_verified_older_links_no_longer_take_the_account_back(mail_api):
+    api, _ = mail_api
+    # Registered with an address never verified: its link still lives, unused.
+    first = address()
+    reg = registered(api, first)
+    (registration_link,) = mails_to(api, first)
+    access = reg["access_token"]
+    second = address()
+    assert change_email(api, access, second).status == 202
+    assert verify(api, token_of(mails_to(api, second)[0])).status == 200
+    assert_error(verify(api, token_of(registration_link)), 400, "invalid_grant")
+    me = api.me(access).json()
+    assert (me["email"], me["email_verified"]) == (second, True)
+
+
 # --- A forgotten password -------------------------------------------------------------
 
 

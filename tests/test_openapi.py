@@ -422,6 +422,13 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     call("POST", "/auth/password", 401, token=body["access_token"], body={**change, "current_password": "wrong one"})
     call("POST", "/auth/password", 200, token=body["access_token"], body=change)
     call("POST", "/auth/password", 401, token=body["access_token"], body=change)
+    mover, body = registered(api)
+    moving = {"email": f"{new_name()}@example.com", "password": PASSWORD}
+    call("POST", "/auth/email", 400, token=body["access_token"], body={**moving, "email": "not an address"})
+    call("POST", "/auth/email", 401, token=body["access_token"], body={**moving, "password": "wrong one"})
+    call("POST", "/auth/email", 409, token=body["access_token"], body={**moving, "email": address})
+    call("POST", "/auth/email", 202, token=body["access_token"], body=moving)
+    call("POST", "/auth/email", 401, body=moving)
     leaver, body = registered(api)
     call("DELETE", "/auth/account", 401, token=body["access_token"], body={"password": "wrong one"})
     call("DELETE", "/auth/account", 403, token=body["access_token"], query=cookie_mode, body={"password": PASSWORD})

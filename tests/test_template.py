@@ -70,8 +70,9 @@ GRANTS = {
         "BatchGetItem revoked", "PutItem revoked",
         "Query sessions", "BatchGetItem sessions", "PutItem sessions", "DeleteItem sessions",
         "BatchWriteItem sessions",
-        # The password-changed notice.
-        "PutItem outbox",
+        # The password-changed notice; a change of address: its token, its mail and the
+        # old address's notice (one transaction), and the allowance it spends.
+        "PutItem outbox", "PutItem tokens",
     },
     "AuthorizerFunction": {"BatchGetItem users", "BatchGetItem revoked"},
     # The rotation steps on the private key, and publishing the public set; no table.
@@ -374,8 +375,14 @@ def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, a
         for s in statements(functions()[name])
         if "dynamodb:UpdateItem" in as_list(s["Action"]) and table_of(s["Resource"]) == "users"
     ]
-    # Every other UpdateItem of the users table is held to the throttle's "login#" items.
-    counters = [s for s in updates if s.get("Condition") == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["login#*"]}}]
+    # Every other UpdateItem of the users table is held to the throttle's "login#" items
+    # (and the account's mail allowance, "mail#" items).
+    counters = [
+        s
+        for s in updates
+        if s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys") in (["login#*"], ["login#*", "mail#*"])
+        and len(s["Condition"]) == 1
+    ]
     updates = [s for s in updates if s not in counters]
     assert len(updates) == 1 and as_list(updates[0]["Action"]) == ["dynamodb:UpdateItem"]
     condition = updates[0]["Condition"]
@@ -400,7 +407,7 @@ def test_register_writes_only_user_and_alias_items():
     written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
     assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
     attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
-    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified"}
+    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified", "email_verified_at"}
     assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 

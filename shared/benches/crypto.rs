@@ -72,7 +72,12 @@ impl shared::store::OneTimeTokenStore for InstantStore {
     async fn forget_token(&self, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn verify_email(&self, _: &shared::store::OneTimeToken) -> Result<shared::store::VerifyOutcome, StoreError> {
+    async fn verify_email(
+        &self,
+        _: &shared::store::OneTimeToken,
+        _: Option<&str>,
+        _: u64,
+    ) -> Result<shared::store::VerifyOutcome, StoreError> {
         unreachable!()
     }
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::config::{DEFAULT_REFRESH_REUSE_GRACE_SECONDS, DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
-use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, UserRecord, UserRef};
+use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, TokenPurpose, UserRecord, UserRef};
 use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
@@ -338,6 +338,7 @@ impl Auth {
             roles: vec![DEFAULT_ROLE.to_string()],
             email,
             email_verified: false,
+            email_verified_at_ms: None,
             created_at: now_ms() / 1000,
             sessions_valid_after_ms: None,
             disabled: false,
@@ -346,7 +347,7 @@ impl Auth {
         let mailed = match (&user.email, self.mail_enabled) {
             (Some(email), true) => {
                 let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
-                Some(self.verification(&who, email)?)
+                Some(self.verification(&who, email, TokenPurpose::VerifyEmail)?)
             }
             _ => None,
         };

@@ -212,7 +212,7 @@ pub fn admin() -> ExitCode {
     serve(&spec::ADMIN)
 }
 
-/// `/auth/password`, `/auth/account`, `/auth/sessions[/{id}]`.
+/// `/auth/password`, `/auth/email`, `/auth/account`, `/auth/sessions[/{id}]`.
 pub fn account() -> ExitCode {
     serve(&spec::ACCOUNT)
 }

@@ -217,6 +217,12 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     with_common_headers(res)
 }
 
+/// 202 `{}`: taken, and what follows goes by mail. Always these bytes, so the answer tells
+/// nothing about whether a mail went.
+pub fn accepted() -> Response<Body> {
+    json(202, &serde_json::json!({}))
+}
+
 pub fn no_content() -> Response<Body> {
     let mut res = Response::new(Body::Empty);
     *res.status_mut() = StatusCode::NO_CONTENT;

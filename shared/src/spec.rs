@@ -66,6 +66,7 @@ pub enum AuthenticatedRoute {
     Logout,
     Me,
     ChangePassword,
+    ChangeEmail,
     DeleteAccount,
     ListSessions,
     EndSession,
@@ -232,7 +233,8 @@ pub static ME: FunctionSpec = FunctionSpec {
     routes: &[authenticated("GET", "/auth/me", A::Me)],
 };
 
-/// The caller's account. Signs: a password change answers with a fresh pair.
+/// The caller's account. Signs: a password change answers with a fresh pair. Queues mail
+/// (notices, a new address's verification), and never sends it.
 pub static ACCOUNT: FunctionSpec = FunctionSpec {
     name: "account",
     logical_id: "AccountFunction",
@@ -241,6 +243,7 @@ pub static ACCOUNT: FunctionSpec = FunctionSpec {
     hashes_passwords: true,
     routes: &[
         authenticated("POST", "/auth/password", A::ChangePassword),
+        authenticated("POST", "/auth/email", A::ChangeEmail),
         authenticated("DELETE", "/auth/account", A::DeleteAccount),
         authenticated("GET", "/auth/sessions", A::ListSessions),
         authenticated("DELETE", "/auth/sessions/{id}", A::EndSession),

@@ -142,6 +142,7 @@ async fn login_upgrades_a_weak_hash() {
         roles: vec!["user".into()],
         email: None,
         email_verified: false,
+        email_verified_at_ms: None,
         created_at: 0,
         sessions_valid_after_ms: None,
         disabled: false,

@@ -1,6 +1,7 @@
 //! The caller's account and sessions. The password change answers with a pair (its
-//! refresh token in the cookie in cookie mode); deleting the account clears the cookie,
-//! as logout does.
+//! refresh token in the cookie in cookie mode); a change of address answers 202 (it
+//! happens when the new address is verified); deleting the account clears the cookie, as
+//! logout does.
 
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -23,6 +24,12 @@ struct PasswordBody {
     password: String,
 }
 
+#[derive(Deserialize)]
+struct EmailChangeBody {
+    email: String,
+    password: String,
+}
+
 pub(super) async fn handle(
     route: AuthenticatedRoute,
     auth: &Auth,
@@ -37,6 +44,11 @@ pub(super) async fn handle(
             let pair =
                 auth.change_password(&caller, &body.current_password, &body.new_password, source_ip(req)).await?;
             Ok(tokens_response(200, &pair, cookie, browser))
+        }
+        AuthenticatedRoute::ChangeEmail => {
+            let body: EmailChangeBody = http::parse_json(req)?;
+            auth.request_email_change(&caller, &body.email, &body.password, source_ip(req)).await?;
+            Ok(http::accepted())
         }
         AuthenticatedRoute::DeleteAccount => {
             cookie_mode(req, browser)?;

@@ -49,13 +49,13 @@ pub(super) async fn handle(
             let body: EmailBody = http::parse_json(req)?;
             auth.resend_verification(&body.email).await?;
             // The same bytes whether or not an account holds the address.
-            Ok(http::json(202, &serde_json::json!({})))
+            Ok(http::accepted())
         }
         PublicRoute::ForgotPassword => {
             let body: ForgotBody = http::parse_json(req)?;
             auth.forgot_password(body.email.as_deref(), body.username.as_deref()).await?;
             // The same bytes whether or not an account matched.
-            Ok(http::json(202, &serde_json::json!({})))
+            Ok(http::accepted())
         }
         PublicRoute::ResetPassword => {
             let body: ResetBody = http::parse_json(req)?;

@@ -1,15 +1,18 @@
 //! Email addresses (CONTRACT.md Part 3, "Email address and verification"): a registration
-//! with an address queues its verification mail in the same write, and a verification
-//! proves the address and claims it for the account, once.
+//! with an address queues its verification mail in the same write, a signed-in user may
+//! ask for another address (which replaces the old one once verified, and the old address
+//! is told), and a verification proves the address and claims it for the account, once.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
 use uuid::Uuid;
 
-use super::{Auth, now_ms};
+use super::events::{self, Event, Kind};
+use super::login::Reauth;
+use super::{Auth, Principal, normalize_email, now_ms};
 use crate::error::AuthError;
-use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRef, VerifyOutcome};
+use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRecord, UserRef, VerifyOutcome};
 
 /// A verification link lives this long (the contract's 24 hours).
 pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
@@ -17,6 +20,9 @@ pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
 const RESEND_INTERVAL_MS: u64 = 60_000;
 const RESENDS_PER_DAY: u32 = 5;
 const DAY_MS: u64 = 86_400_000;
+/// A verification that found the user's address changed under it reads it again this many
+/// times (each loser of a race between two verifications of one user).
+const ADDRESS_RACE_RETRIES: usize = 3;
 
 /// The address a verification proved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -38,10 +44,10 @@ pub(crate) fn token_hash(token: &str) -> String {
 }
 
 impl Auth {
-    /// The stored one-time token `token` names, if it is of `purpose` and not expired: one
-    /// answer, 400 `invalid_grant`, for unknown, malformed, expired and other-purpose
-    /// tokens alike (used ones are gone). Mail must be configured (else 501).
-    pub(super) async fn usable_token(&self, token: &str, purpose: TokenPurpose) -> Result<OneTimeToken, AuthError> {
+    /// The stored one-time token `token` names, if it is of one of `purposes` and not
+    /// expired: one answer, 400 `invalid_grant`, for unknown, malformed, expired and
+    /// other-purpose tokens alike (used ones are gone). Mail must be configured (else 501).
+    pub(super) async fn usable_token(&self, token: &str, purposes: &[TokenPurpose]) -> Result<OneTimeToken, AuthError> {
         if !self.mail_enabled {
             return Err(AuthError::NotConfigured);
         }
@@ -50,20 +56,21 @@ impl Auth {
             return Err(refused());
         }
         let stored = self.store.one_time_token(&token_hash(token)).await?.ok_or_else(refused)?;
-        if stored.purpose != purpose || stored.expires_at <= now_ms() / 1000 {
+        if !purposes.contains(&stored.purpose) || stored.expires_at <= now_ms() / 1000 {
             return Err(refused());
         }
         Ok(stored)
     }
 
-    /// A verification of `email` for `user`, and the mail that carries it.
-    pub(super) fn verification(&self, user: &UserRef, email: &str) -> Result<Mailed, AuthError> {
+    /// A verification of `email` for `user` (`purpose`: its first address, or a change),
+    /// and the mail that carries it.
+    pub(super) fn verification(&self, user: &UserRef, email: &str, purpose: TokenPurpose) -> Result<Mailed, AuthError> {
         let token = new_token()?;
         let now = now_ms();
         Ok(Mailed {
             token: OneTimeToken {
                 hash: token_hash(&token),
-                purpose: TokenPurpose::VerifyEmail,
+                purpose,
                 user_id: user.user_id.clone(),
                 username: user.username.clone(),
                 email: Some(email.to_string()),
@@ -79,6 +86,7 @@ impl Auth {
                 token: Some(token),
                 queued_at_ms: now,
             },
+            notice: None,
         })
     }
 
@@ -101,28 +109,108 @@ impl Auth {
                 tracing::info!(user_id = %user.user_id, "verification not resent: the account's allowance is used up");
                 continue;
             }
-            self.store.issue_token(&self.verification(&user, &email)?).await?;
+            self.store.issue_token(&self.verification(&user, &email, TokenPurpose::VerifyEmail)?).await?;
         }
         Ok(())
     }
 
+    /// `POST /auth/email`: after the password is checked again (a wrong one counts like a
+    /// failed login, for the caller's own pair only), a verification mail to `email`; the
+    /// account keeps its address until that link is used, and its verified address (if
+    /// any) is told in the same write. An address that is already another account's
+    /// verified one is 409 `email_taken` (the verification would be refused anyway);
+    /// the account's own verified address asks for nothing. The mails count against the
+    /// allowance of resent verifications (one a minute, five a day): beyond it the answer
+    /// is the same and no mail goes, so a stolen session cannot mail-bomb an address.
+    pub async fn request_email_change(
+        &self,
+        caller: &Principal,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<(), AuthError> {
+        if !self.mail_enabled {
+            return Err(AuthError::NotConfigured);
+        }
+        let email = normalize_email(email)?;
+        let reauth = Reauth { expected_user_id: Some(&caller.user_id), failure: Kind::EmailChangeFailed, device: None };
+        let (user, _) = self.check_password(&caller.username, password, client_ip, reauth).await?;
+        let verified = user.email.as_deref().filter(|_| user.email_verified);
+        if verified == Some(email.as_str()) {
+            return Ok(());
+        }
+        if self.store.verified_owner(&email).await?.is_some_and(|owner| owner != user.user_id) {
+            return Err(AuthError::EmailTaken);
+        }
+        let allowance = format!("verify#{}", user.user_id);
+        if !self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY, DAY_MS).await? {
+            tracing::info!(user_id = %user.user_id, "change of address not mailed: the account's allowance is used up");
+            return Ok(());
+        }
+        let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
+        let mut mailed = self.verification(&who, &email, TokenPurpose::ChangeEmail)?;
+        mailed.notice = verified.map(|old| QueuedMail {
+            id: Uuid::new_v4().to_string(),
+            to: old.to_string(),
+            kind: MailKind::EmailChangeRequested,
+            username: user.username.clone(),
+            email: Some(email.clone()),
+            token: None,
+            queued_at_ms: mailed.mail.queued_at_ms,
+        });
+        self.store.issue_token(&mailed).await?;
+        let event = Event {
+            user_id: &user.user_id,
+            username: &user.username,
+            client_ip: client_ip.unwrap_or_default(),
+            session_id: &caller.sid,
+            reason: "",
+        };
+        events::record(Kind::EmailChangeRequested, event);
+        Ok(())
+    }
+
     /// `POST /auth/email/verify`: the token of a verification mail proves its address,
-    /// which becomes the account's verified address, unless another account verified it
-    /// first (409 `email_taken`). Unknown, expired, used and other-purpose tokens are all
-    /// the same 400 `invalid_grant`.
+    /// which becomes the account's verified address (releasing the one it replaces),
+    /// unless another account verified it first (409 `email_taken`). Unknown, expired,
+    /// used and other-purpose tokens are all the same 400 `invalid_grant`, and so is a
+    /// link that an event since it was mailed has killed: a later verification (of any
+    /// address of the account), or, for a change of address, a password change, a reset
+    /// or "log out everywhere" (what a user does who finds a change they did not ask for).
     pub async fn verify_email(&self, token: &str) -> Result<Verified, AuthError> {
         let refused = || AuthError::OneTimeTokenRefused;
-        let stored = self.usable_token(token, TokenPurpose::VerifyEmail).await?;
+        let stored = self.usable_token(token, &[TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail]).await?;
         let email = stored.email.clone().ok_or_else(refused)?;
-        match self.store.verify_email(&stored).await? {
-            VerifyOutcome::Verified => {
-                tracing::info!(user_id = %stored.user_id, "email address verified");
-                Ok(Verified { email, email_verified: true })
+        for _ in 0..ADDRESS_RACE_RETRIES {
+            let user = self.store.get_user(&stored.username).await?.filter(|u| u.user_id == stored.user_id);
+            let user = user.filter(|u| link_still_good(&stored, u)).ok_or_else(refused)?;
+            let previous = user.email.as_deref().filter(|_| user.email_verified);
+            match self.store.verify_email(&stored, previous, now_ms()).await? {
+                VerifyOutcome::Verified => {
+                    tracing::info!(user_id = %stored.user_id, "email address verified");
+                    if stored.purpose == TokenPurpose::ChangeEmail {
+                        let event = Event { user_id: &user.user_id, username: &user.username, ..Default::default() };
+                        events::record(Kind::EmailChanged, event);
+                    }
+                    return Ok(Verified { email, email_verified: true });
+                }
+                VerifyOutcome::EmailTaken => return Err(AuthError::EmailTaken),
+                VerifyOutcome::TokenGone => return Err(refused()),
+                VerifyOutcome::UserChanged => continue,
             }
-            VerifyOutcome::EmailTaken => Err(AuthError::EmailTaken),
-            VerifyOutcome::TokenGone => Err(refused()),
         }
+        Err(AuthError::Unavailable { retry_after_seconds: 1 })
     }
+}
+
+/// A link mailed before the account's latest verification, or (for a change of address)
+/// before its sessions cutoff, no longer works.
+pub(super) fn link_still_good(token: &OneTimeToken, user: &UserRecord) -> bool {
+    let before = |at: Option<u64>| at.is_some_and(|at| token.created_at_ms < at);
+    if before(user.email_verified_at_ms) {
+        return false;
+    }
+    !(token.purpose != TokenPurpose::VerifyEmail && before(user.sessions_valid_after_ms))
 }
 
 #[cfg(test)]

@@ -28,6 +28,13 @@ pub enum Kind {
     PasswordChanged,
     /// A password change refused: wrong current password.
     PasswordChangeFailed,
+    /// A signed-in user asked to change the email address (a verification mail to the new
+    /// address, a notice to the old verified one).
+    EmailChangeRequested,
+    /// A change of address refused: wrong password.
+    EmailChangeFailed,
+    /// A new address replaced the old one (its verification link was used).
+    EmailChanged,
     /// The user deleted their account.
     AccountDeleted,
     /// An account deletion refused: wrong password.
@@ -53,6 +60,9 @@ impl Kind {
             Kind::RefreshRetry => "refresh_retry",
             Kind::PasswordChanged => "password_changed",
             Kind::PasswordChangeFailed => "password_change_failed",
+            Kind::EmailChangeRequested => "email_change_requested",
+            Kind::EmailChangeFailed => "email_change_failed",
+            Kind::EmailChanged => "email_changed",
             Kind::AccountDeleted => "account_deleted",
             Kind::AccountDeletionFailed => "account_deletion_failed",
             Kind::SessionEnded => "session_ended",
@@ -80,6 +90,8 @@ impl Kind {
             Kind::LoginSucceeded
             | Kind::RefreshRetry
             | Kind::PasswordChanged
+            | Kind::EmailChangeRequested
+            | Kind::EmailChanged
             | Kind::AccountDeleted
             | Kind::SessionEnded
             | Kind::AllSessionsEnded
@@ -90,6 +102,7 @@ impl Kind {
             | Kind::LoginLocked
             | Kind::RefreshReuseDetected
             | Kind::PasswordChangeFailed
+            | Kind::EmailChangeFailed
             | Kind::AccountDeletionFailed => "failure",
         }
     }

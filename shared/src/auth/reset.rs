@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::email::token_hash;
+use super::email::{link_still_good, token_hash};
 use super::events::{self, Event, Kind};
 use super::{Auth, normalize_email, normalize_username, now_ms};
 use crate::error::AuthError;
@@ -81,6 +81,7 @@ impl Auth {
                 token: Some(token),
                 queued_at_ms: now,
             },
+            notice: None,
         };
         self.store.issue_token(&mailed).await?;
         Ok(())
@@ -102,13 +103,11 @@ impl Auth {
         client_ip: Option<&str>,
     ) -> Result<(), AuthError> {
         let refused = || AuthError::OneTimeTokenRefused;
-        let stored = self.usable_token(token, TokenPurpose::ResetPassword).await?;
+        let stored = self.usable_token(token, &[TokenPurpose::ResetPassword]).await?;
         let user = self.store.get_user(&stored.username).await?.filter(|u| u.user_id == stored.user_id && !u.disabled);
-        let user = user.ok_or_else(refused)?;
-        // A password change, a reset or "log out everywhere" since the link was made.
-        if user.sessions_valid_after_ms.is_some_and(|cutoff| stored.created_at_ms < cutoff) {
-            return Err(refused());
-        }
+        // A password change, a reset or "log out everywhere" since the link was made, or a
+        // new address verified (the link went to the old one).
+        let user = user.filter(|u| link_still_good(&stored, u)).ok_or_else(refused)?;
         validate_new_password(new_password, &user.username)?;
         let new_hash = self.hash(new_password.to_string()).await?;
         let cutoff = now_ms();

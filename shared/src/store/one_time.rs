@@ -1,7 +1,7 @@
-//! One-time tokens: the tokens a mail's link carries (address verification, password
-//! reset). Each is stored only as the SHA-256 of the token, bound to one purpose, one user
-//! and (for a verification) one address, used at most once (a conditional write) and
-//! forgotten through TTL.
+//! One-time tokens: the tokens a mail's link carries (address verification, a change of
+//! address, password reset). Each is stored only as the SHA-256 of the token, bound to one
+//! purpose, one user and (for a verification or a change) one address, used at most once
+//! (a conditional write) and forgotten through TTL.
 
 use async_trait::async_trait;
 
@@ -9,7 +9,10 @@ use super::{QueuedMail, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPurpose {
+    /// The address given at registration (or registration's address again).
     VerifyEmail,
+    /// A new address a signed-in user asked for: it replaces the old one once verified.
+    ChangeEmail,
     ResetPassword,
 }
 
@@ -17,12 +20,15 @@ impl TokenPurpose {
     pub fn name(self) -> &'static str {
         match self {
             TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ChangeEmail => "change_email",
             TokenPurpose::ResetPassword => "reset_password",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [TokenPurpose::VerifyEmail, TokenPurpose::ResetPassword].into_iter().find(|p| p.name() == name)
+        [TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail, TokenPurpose::ResetPassword]
+            .into_iter()
+            .find(|p| p.name() == name)
     }
 }
 
@@ -33,7 +39,7 @@ pub struct OneTimeToken {
     pub purpose: TokenPurpose,
     pub user_id: String,
     pub username: String,
-    /// The address a verification token confirms.
+    /// The address a verification (or change) token confirms.
     pub email: Option<String>,
     /// Epoch milliseconds.
     pub created_at_ms: u64,
@@ -46,14 +52,19 @@ pub struct OneTimeToken {
 pub struct Mailed {
     pub token: OneTimeToken,
     pub mail: QueuedMail,
+    /// A notice queued in the same write (a change of address tells the old address).
+    pub notice: Option<QueuedMail>,
 }
 
 /// The answer of [`OneTimeTokenStore::verify_email`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Verified,
-    /// Used meanwhile, or the user is gone or holds another address now: nothing written.
+    /// Used meanwhile: nothing written.
     TokenGone,
+    /// The user is not as read: its verified address changed (another verification
+    /// landed meanwhile), or it is gone or replaced. Nothing written; read it again.
+    UserChanged,
     /// Another account has verified this address: nothing written.
     EmailTaken,
 }
@@ -71,11 +82,18 @@ pub trait OneTimeTokenStore: Send + Sync {
     /// The token stored under `hash`, strongly consistent, whatever its expiry.
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError>;
 
-    /// Verifies the address of a verification token, in one transaction: the token is
-    /// used up (it must still be there), the address is claimed for the token's user (an
-    /// `email#<address>` item that must be absent or already the user's), and the user's
-    /// item gets that address, verified (it must still be the token's user).
+    /// Verifies the address of a verification (or change) token, in one transaction: the
+    /// token is used up (it must still be there), the address is claimed for the token's
+    /// user (an `email#<address>` item that must be absent or already the user's), the
+    /// user's item gets that address, verified, at `at_ms` (it must still be the token's
+    /// user, with `previous` as its verified address: `None` for none), and the claim of
+    /// `previous`, if it is another address, is released.
     ///
     /// Also writes the user aggregate.
-    async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError>;
+    async fn verify_email(
+        &self,
+        token: &OneTimeToken,
+        previous: Option<&str>,
+        at_ms: u64,
+    ) -> Result<VerifyOutcome, StoreError>;
 }

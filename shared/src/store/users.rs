@@ -38,6 +38,9 @@ pub struct UserRecord {
     pub email: Option<String>,
     /// The address was proven by a verification mail (and is then this account's alone).
     pub email_verified: bool,
+    /// When an address was last verified (epoch milliseconds): links mailed before then
+    /// (to the address it may have replaced) no longer work.
+    pub email_verified_at_ms: Option<u64>,
     pub created_at: u64,
     /// Sessions that started before this instant (epoch milliseconds) are revoked.
     pub sessions_valid_after_ms: Option<u64>,
@@ -53,6 +56,8 @@ impl std::fmt::Debug for UserRecord {
             .field("username", &self.username)
             .field("password_hash", &"<redacted>")
             .field("roles", &self.roles)
+            .field("email_verified", &self.email_verified)
+            .field("email_verified_at_ms", &self.email_verified_at_ms)
             .field("created_at", &self.created_at)
             .field("sessions_valid_after_ms", &self.sessions_valid_after_ms)
             .field("disabled", &self.disabled)

@@ -370,8 +370,13 @@ impl OneTimeTokenStore for HeldStore {
     async fn forget_token(&self, hash: &str) -> Result<(), StoreError> {
         self.inner.forget_token(hash).await
     }
-    async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError> {
-        self.inner.verify_email(token).await
+    async fn verify_email(
+        &self,
+        token: &OneTimeToken,
+        previous: Option<&str>,
+        at_ms: u64,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.inner.verify_email(token, previous, at_ms).await
     }
 }
 

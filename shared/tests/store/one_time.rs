@@ -31,8 +31,12 @@ fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
             token: Some("the-raw-token".into()),
             queued_at_ms: 1_800_000_000_000,
         },
+        notice: None,
     }
 }
+
+/// When the tests' verifications happen (epoch milliseconds).
+const AT: u64 = 1_800_000_100_000;
 
 fn address() -> String {
     format!("{}@example.com", uuid::Uuid::new_v4().simple())
@@ -65,17 +69,18 @@ async fn a_verification_uses_its_token_once_and_marks_the_user() {
     let email = address();
     let mailed = verification(&u, &email);
     store.issue_token(&mailed).await.unwrap();
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
     assert_eq!(store.one_time_token(&mailed.token.hash).await.unwrap(), None, "used up");
     let item = env.user_item(&u.username).await.unwrap();
     assert_eq!(item["email"].as_s().unwrap(), &email);
     assert_eq!(item["email_verified"].as_bool().unwrap(), &true);
     // Again: the token is gone, nothing changes.
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::TokenGone);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::TokenGone);
     // A second token of the same user for the same address: its own claim holds.
     let again = verification(&u, &email);
     store.issue_token(&again).await.unwrap();
-    assert_eq!(store.verify_email(&again.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&again.token, None, AT).await.unwrap(), VerifyOutcome::UserChanged, "read before");
+    assert_eq!(store.verify_email(&again.token, Some(&email), AT).await.unwrap(), VerifyOutcome::Verified);
 }
 
 #[tokio::test]
@@ -89,8 +94,8 @@ async fn a_verified_address_belongs_to_one_account_and_nothing_changes_for_the_o
     let (for_a, for_b) = (verification(&a, &email), verification(&b, &email));
     store.issue_token(&for_a).await.unwrap();
     store.issue_token(&for_b).await.unwrap();
-    assert_eq!(store.verify_email(&for_a.token).await.unwrap(), VerifyOutcome::Verified);
-    assert_eq!(store.verify_email(&for_b.token).await.unwrap(), VerifyOutcome::EmailTaken);
+    assert_eq!(store.verify_email(&for_a.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&for_b.token, None, AT).await.unwrap(), VerifyOutcome::EmailTaken);
     // The loser's token is not used up and its user is not marked.
     assert!(store.one_time_token(&for_b.token.hash).await.unwrap().is_some());
     assert!(env.user_item(&b.username).await.unwrap().get("email_verified").is_none());
@@ -113,7 +118,7 @@ async fn two_accounts_verifying_one_address_at_once_have_exactly_one_winner() {
         .into_iter()
         .map(|token| {
             let store = store.clone();
-            tokio::spawn(async move { store.verify_email(&token).await.unwrap() })
+            tokio::spawn(async move { store.verify_email(&token, None, AT).await.unwrap() })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -134,7 +139,7 @@ async fn a_token_of_a_user_that_is_gone_verifies_nothing() {
     // The name now belongs to someone else (another id).
     mailed.token.user_id = uuid::Uuid::new_v4().to_string();
     store.issue_token(&mailed).await.unwrap();
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::TokenGone);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::UserChanged);
     assert!(store.one_time_token(&mailed.token.hash).await.unwrap().is_some(), "nothing written");
 }
 
@@ -147,7 +152,7 @@ async fn deleting_a_user_frees_its_verified_address_and_only_with_the_address_as
     let email = address();
     let mailed = verification(&u, &email);
     store.issue_token(&mailed).await.unwrap();
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
     let hash = u.password_hash.as_str();
     // Read before the verification (no verified address): the user changed, nothing deleted.
     assert!(!store.delete_user(&u.username, &u.user_id, hash, None, &[]).await.unwrap());
@@ -159,7 +164,88 @@ async fn deleting_a_user_frees_its_verified_address_and_only_with_the_address_as
     store.create_user(&other).await.unwrap();
     let theirs = verification(&other, &email);
     store.issue_token(&theirs).await.unwrap();
-    assert_eq!(store.verify_email(&theirs.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&theirs.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
+}
+
+#[tokio::test]
+async fn a_new_address_replaces_the_verified_one_and_frees_it_and_its_notice_goes_in_the_same_write() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = user(&common::unique_username("mover"));
+    store.create_user(&u).await.unwrap();
+    let (old, new) = (address(), address());
+    let first = verification(&u, &old);
+    store.issue_token(&first).await.unwrap();
+    assert_eq!(store.verify_email(&first.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
+    let mut change = verification(&u, &new);
+    change.token.purpose = TokenPurpose::ChangeEmail;
+    change.notice = Some(QueuedMail {
+        id: uuid::Uuid::new_v4().to_string(),
+        to: old.clone(),
+        kind: MailKind::EmailChangeRequested,
+        username: u.username.clone(),
+        email: Some(new.clone()),
+        token: None,
+        queued_at_ms: 1_800_000_000_000,
+    });
+    store.issue_token(&change).await.unwrap();
+    assert_eq!(store.one_time_token(&change.token.hash).await.unwrap(), Some(change.token.clone()));
+    let queued = store.queued_mails(10_000).await.unwrap();
+    assert!(queued.contains(&change.mail) && queued.contains(change.notice.as_ref().unwrap()), "both mails queued");
+    // Read as unverified (stale): nothing written, the old address still claimed.
+    assert_eq!(store.verify_email(&change.token, None, AT + 1).await.unwrap(), VerifyOutcome::UserChanged);
+    assert_eq!(store.verify_email(&change.token, Some(&new), AT + 1).await.unwrap(), VerifyOutcome::UserChanged);
+    assert_eq!(env.user_item(&u.username).await.unwrap()["email"].as_s().unwrap(), &old);
+    assert!(env.user_item(&format!("email#{old}")).await.is_some());
+    assert_eq!(store.verify_email(&change.token, Some(&old), AT + 1).await.unwrap(), VerifyOutcome::Verified);
+    let stored = store.get_user(&u.username).await.unwrap().unwrap();
+    assert_eq!((stored.email.as_deref(), stored.email_verified), (Some(new.as_str()), true));
+    assert_eq!(stored.email_verified_at_ms, Some(AT + 1));
+    assert!(env.user_item(&format!("email#{old}")).await.is_none(), "the old address is free");
+    assert_eq!(env.user_item(&format!("email#{new}")).await.unwrap()["user_id"].as_s().unwrap(), &u.user_id);
+    // Someone else can now prove the old one.
+    let other = user(&common::unique_username("successor"));
+    store.create_user(&other).await.unwrap();
+    let theirs = verification(&other, &old);
+    store.issue_token(&theirs).await.unwrap();
+    assert_eq!(store.verify_email(&theirs.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_new_addresses_of_one_user_verified_at_once_leave_exactly_one_claimed() {
+    let Some(env) = common::env().await else { return };
+    let store = Arc::new(env.store());
+    let u = user(&common::unique_username("twice"));
+    store.create_user(&u).await.unwrap();
+    let old = address();
+    let first = verification(&u, &old);
+    store.issue_token(&first).await.unwrap();
+    assert_eq!(store.verify_email(&first.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
+    let changes: Vec<_> = (0..2).map(|_| verification(&u, &address())).collect();
+    for change in &changes {
+        store.issue_token(change).await.unwrap();
+    }
+    // Both read the old address as the one they replace.
+    let handles: Vec<_> = changes
+        .iter()
+        .map(|change| {
+            let (store, token, old) = (store.clone(), change.token.clone(), old.clone());
+            tokio::spawn(async move { store.verify_email(&token, Some(&old), AT + 1).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [VerifyOutcome::UserChanged, VerifyOutcome::Verified]);
+    let now = store.get_user(&u.username).await.unwrap().unwrap().email.unwrap();
+    for change in &changes {
+        let email = change.token.email.clone().unwrap();
+        let claimed = env.user_item(&format!("email#{email}")).await.is_some();
+        assert_eq!(claimed, email == now, "only the address the user holds is claimed");
+    }
+    assert!(env.user_item(&format!("email#{old}")).await.is_none());
 }
 
 #[tokio::test]
@@ -217,7 +303,7 @@ async fn the_accounts_holding_an_unverified_address_are_found_by_it() {
     // Once one has verified it, only the other is found.
     let mailed = verification(&a, &email);
     store.issue_token(&mailed).await.unwrap();
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
     let found = store.users_with_unverified_email(&email).await.unwrap();
     assert_eq!(found.iter().map(|u| &u.username).collect::<Vec<_>>(), [&b.username]);
 }
@@ -231,7 +317,7 @@ async fn creating_a_user_with_an_address_another_account_verified_is_refused_who
     let email = address();
     let mailed = verification(&owner, &email);
     store.issue_token(&mailed).await.unwrap();
-    assert_eq!(store.verify_email(&mailed.token).await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(store.verify_email(&mailed.token, None, AT).await.unwrap(), VerifyOutcome::Verified);
     let mut late = user(&common::unique_username("late"));
     late.email = Some(email.clone());
     let theirs = verification(&late, &email);

@@ -1,15 +1,15 @@
 //! The one-time tokens table: partition key `token_hash` (hex SHA-256 of the token);
-//! `expires_at` is its TTL. A verification's address claim is an `email#<address>` item
-//! of the users table (`#` cannot occur in a username).
+//! `expires_at` is its TTL. A verified address's claim is an `email#<address>` item of
+//! the users table (`#` cannot occur in a username).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::errors::{build_err, classify};
-use super::item::{Item, get_s, get_u64, n, s};
+use super::item::{Item, get_s, get_u64, ms_to_seconds_attr, n, s};
 use super::outbox::mail_item;
 use super::{DynamoStore, email_key};
 use crate::store::{Mailed, OneTimeToken, OneTimeTokenStore, StoreError, TokenPurpose, VerifyOutcome};
@@ -53,12 +53,16 @@ impl DynamoStore {
             .set_item(Some(token_item(&mailed.token)))
             .build()
             .map_err(build_err)?;
-        let mail = Put::builder()
-            .table_name(self.outbox_table()?)
-            .set_item(Some(mail_item(&mailed.mail)))
-            .build()
-            .map_err(build_err)?;
-        Ok(vec![TransactWriteItem::builder().put(token).build(), TransactWriteItem::builder().put(mail).build()])
+        let mut writes = vec![TransactWriteItem::builder().put(token).build()];
+        for mail in std::iter::once(&mailed.mail).chain(&mailed.notice) {
+            let put = Put::builder()
+                .table_name(self.outbox_table()?)
+                .set_item(Some(mail_item(mail)))
+                .build()
+                .map_err(build_err)?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(writes)
     }
 }
 
@@ -98,7 +102,12 @@ impl OneTimeTokenStore for DynamoStore {
         Ok(out.item().and_then(token_from_item))
     }
 
-    async fn verify_email(&self, token: &OneTimeToken) -> Result<VerifyOutcome, StoreError> {
+    async fn verify_email(
+        &self,
+        token: &OneTimeToken,
+        previous: Option<&str>,
+        at_ms: u64,
+    ) -> Result<VerifyOutcome, StoreError> {
         let Some(email) = &token.email else { return Ok(VerifyOutcome::TokenGone) };
         let spend = Delete::builder()
             .table_name(self.tokens_table()?)
@@ -117,21 +126,42 @@ impl OneTimeTokenStore for DynamoStore {
         let verified = Update::builder()
             .table_name(&self.users_table)
             .key("username", s(&token.username))
-            .update_expression("SET email = :email, email_verified = :yes")
-            .condition_expression("user_id = :id")
+            .update_expression("SET #email = :email, #verified = :yes, #at = :at")
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_names("#email", "email")
+            .expression_attribute_names("#verified", "email_verified")
+            .expression_attribute_names("#at", "email_verified_at")
             .expression_attribute_values(":email", s(email))
-            .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-            .expression_attribute_values(":id", s(&token.user_id))
-            .build()
-            .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(spend).build())
-            .transact_items(TransactWriteItem::builder().put(claim).build())
-            .transact_items(TransactWriteItem::builder().update(verified).build())
-            .send()
-            .await;
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":at", ms_to_seconds_attr(at_ms))
+            .expression_attribute_values(":id", s(&token.user_id));
+        // The user's verified address must still be the one read: two verifications at
+        // once must not both release the claim they read, or leave one claimed for nobody.
+        let verified = match previous {
+            Some(previous) => verified
+                .condition_expression("#id = :id AND #verified = :yes AND #email = :previous")
+                .expression_attribute_values(":previous", s(previous)),
+            None => {
+                verified.condition_expression("#id = :id AND (attribute_not_exists(#verified) OR #verified <> :yes)")
+            }
+        };
+        let mut items = vec![
+            TransactWriteItem::builder().delete(spend).build(),
+            TransactWriteItem::builder().put(claim).build(),
+            TransactWriteItem::builder().update(verified.build().map_err(build_err)?).build(),
+        ];
+        // The address it replaces is free again.
+        if let Some(previous) = previous.filter(|p| p != email) {
+            let release = Delete::builder()
+                .table_name(&self.users_table)
+                .key("username", s(email_key(previous)))
+                .condition_expression("user_id = :id")
+                .expression_attribute_values(":id", s(&token.user_id))
+                .build()
+                .map_err(build_err)?;
+            items.push(TransactWriteItem::builder().delete(release).build());
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         let e = match result {
             Ok(_) => return Ok(VerifyOutcome::Verified),
             Err(e) => e,
@@ -142,8 +172,10 @@ impl OneTimeTokenStore for DynamoStore {
         let failed =
             |i: usize| tc.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         // The token first: a used token says nothing about the address.
-        if failed(0) || failed(2) {
+        if failed(0) {
             Ok(VerifyOutcome::TokenGone)
+        } else if failed(2) || failed(3) {
+            Ok(VerifyOutcome::UserChanged)
         } else if failed(1) {
             Ok(VerifyOutcome::EmailTaken)
         } else {

@@ -29,6 +29,7 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
         roles: get_roles(item),
         email: get_s(item, "email"),
         email_verified: is_true(item, "email_verified"),
+        email_verified_at_ms: seconds_attr_to_ms(item, "email_verified_at"),
         created_at: get_u64(item, "created_at").unwrap_or(0),
         sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
         disabled: is_disabled(item),

@@ -455,6 +455,30 @@ def test_a_reset_lifts_the_names_failed_login_lock(mail_api):
     assert api.from_address("127.0.4.100").login(name, new_password).status == 200
 
 
+def test_the_reset_links_lifetime_is_a_setting_and_the_mail_says_it(mail_api):
+    # PasswordResetTtlSeconds (PASSWORD_RESET_TTL_SECONDS). The module's other local API
+    # delivers from the same outbox: the lifetime travels with the mail, whoever sends it.
+    other, _ = mail_api
+    logs = tempfile.TemporaryFile()
+    env = dict(os.environ, JWT_SECRET=secrets.token_hex(32), APP_URL=APP_ORIGIN, PASSWORD_RESET_TTL_SECONDS="900")
+    port, proc = start_local_api(env, logs)
+    try:
+        api = Api(port, PASSWORD)
+        email = address()
+        registered(api, email)
+        assert verify(api, token_of(mails_to(api, email, also=(other,))[0])).status == 200
+        assert forgot(api, email=email).status == 202
+        mails = mails_to(api, email, count=2, also=(other,))
+        (mail,) = [m for m in mails if m["subject"] == "Reset your password"]
+        assert "for 15 minutes." in mail["text"], mail["text"]
+    finally:
+        assert stop(proc) == 0
+    for bad in ("299", "86401"):
+        env = dict(os.environ, JWT_SECRET=secrets.token_hex(32), APP_URL=APP_ORIGIN, PASSWORD_RESET_TTL_SECONDS=bad)
+        with pytest.raises(RuntimeError, match="PASSWORD_RESET_TTL_SECONDS"):
+            start_local_api(env, tempfile.TemporaryFile())
+
+
 def test_with_verification_required_registration_opens_no_session_until_the_link_is_opened(mail_api):
     # The module's local API delivers from the same outbox: its mailbox is read too.
     other, _ = mail_api

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::auth::reset::RESET_TTL_SECONDS;
 use shared::mail::{MailSettings, Mailbox, deliver_queued};
 use shared::store::DynamoStore;
 
@@ -22,7 +21,7 @@ pub struct LocalMail {
 impl LocalMail {
     /// Starts delivering `outbox` (mail as `mail` configures it) into a new mailbox.
     pub fn start(mail: &shared::config::MailConfig, outbox: DynamoStore) -> Self {
-        let settings = MailSettings { app_url: mail.app_url.clone(), reset_ttl_seconds: RESET_TTL_SECONDS };
+        let settings = MailSettings::from(mail);
         let mailbox = Arc::new(Mailbox::default());
         let transport = mailbox.clone();
         tokio::spawn(async move {

@@ -18,6 +18,7 @@ PARAMETER_ENV = {
     "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
     "RefreshReuseGraceSeconds": "REFRESH_REUSE_GRACE_SECONDS",
     "RequireVerifiedEmail": "REQUIRE_VERIFIED_EMAIL",
+    "PasswordResetTtlSeconds": "PASSWORD_RESET_TTL_SECONDS",
     "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
     "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
     "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",

@@ -21,7 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::config::{DEFAULT_REFRESH_REUSE_GRACE_SECONDS, DEFAULT_SESSION_MAX_LIFETIME_SECONDS, LoginThrottleConfig};
+use crate::config::{
+    DEFAULT_PASSWORD_RESET_TTL_SECONDS, DEFAULT_REFRESH_REUSE_GRACE_SECONDS, DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
+    LoginThrottleConfig, MailConfig,
+};
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
 use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, TokenPurpose, UserRecord, UserRef};
@@ -177,6 +180,8 @@ pub struct Auth {
     refresh_reuse_grace_seconds: u64,
     /// Mail is configured (a sender, the tables): the routes that send mail work.
     mail_enabled: bool,
+    /// How long a password reset link lives.
+    reset_ttl_seconds: u64,
     /// Addresses are verified before sign-in (`RequireVerifiedEmail`).
     require_verified_email: bool,
 }
@@ -191,6 +196,7 @@ impl Auth {
             session_max_lifetime_seconds: DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
             refresh_reuse_grace_seconds: DEFAULT_REFRESH_REUSE_GRACE_SECONDS,
             mail_enabled: false,
+            reset_ttl_seconds: DEFAULT_PASSWORD_RESET_TTL_SECONDS,
             require_verified_email: false,
         }
     }
@@ -215,8 +221,11 @@ impl Auth {
 
     /// Mail is configured: registration with an address queues its verification mail, and
     /// the email routes work (else they answer 501 `not_configured`).
-    pub fn with_mail(mut self, enabled: bool) -> Self {
-        self.mail_enabled = enabled;
+    pub fn with_mail(mut self, mail: Option<&MailConfig>) -> Self {
+        self.mail_enabled = mail.is_some();
+        if let Some(mail) = mail {
+            self.reset_ttl_seconds = mail.reset_ttl_seconds;
+        }
         self
     }
 

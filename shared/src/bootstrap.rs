@@ -234,7 +234,7 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
         store = store.with_mail_tables(&mail.tokens_table, &mail.outbox_table);
     }
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
-        .with_mail(config.mail.is_some())
+        .with_mail(config.mail.as_ref())
         .with_required_verification(config.require_verified_email)
         .with_login_throttle(config.login_throttle)
         .with_session_max_lifetime(config.session_max_lifetime_seconds)

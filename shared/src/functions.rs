@@ -150,10 +150,7 @@ fn mailer_function(spec: &'static FunctionSpec) -> ExitCode {
         let sdk = crate::aws::load_sdk_config().await?;
         let store = crate::store::DynamoStore::for_outbox(crate::aws::dynamodb_client(&sdk), &config.mail.outbox_table);
         let ses = crate::mail::Ses::new(crate::aws::sesv2_client(&sdk), &config.mail.from);
-        let settings = crate::mail::MailSettings {
-            app_url: config.mail.app_url.clone(),
-            reset_ttl_seconds: config.reset_ttl_seconds,
-        };
+        let settings = crate::mail::MailSettings::from(&config.mail);
         let mailer: &'static _ = Box::leak(Box::new((store, ses, settings)));
         lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
             let _flush = metrics::FlushOnDrop;

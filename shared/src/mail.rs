@@ -50,13 +50,17 @@ fn page(kind: MailKind) -> Option<&'static str> {
     }
 }
 
-/// What rendering needs besides the mail: where the application's pages are, and how long
-/// a reset link lives (it says so).
+/// What rendering needs besides the mail: where the application's pages are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailSettings {
     /// The web application's base URL (`AppUrl`), e.g. `https://app.example.com`.
     pub app_url: String,
-    pub reset_ttl_seconds: u64,
+}
+
+impl From<&crate::config::MailConfig> for MailSettings {
+    fn from(mail: &crate::config::MailConfig) -> Self {
+        MailSettings { app_url: mail.app_url.clone() }
+    }
 }
 
 /// A mail ready to send.
@@ -79,19 +83,32 @@ fn fill(template: &str, values: &[(&str, &str)], escape: bool) -> String {
     })
 }
 
+/// A link's lifetime as a mail says it: "24 hours", "60 minutes".
+fn lifetime(seconds: u64) -> String {
+    match seconds {
+        s if s >= 2 * 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
 pub fn render(mail: &QueuedMail, settings: &MailSettings) -> Rendered {
     let link = match (page(mail.kind), &mail.token) {
         (Some(page), Some(token)) => format!("{}{page}?token={token}", settings.app_url.trim_end_matches('/')),
         _ => String::new(),
     };
-    let minutes = (settings.reset_ttl_seconds / 60).to_string();
+    // A mail queued before lifetimes travelled with it says the default.
+    let default_ttl = match mail.kind {
+        MailKind::VerifyEmail => crate::auth::email::VERIFY_TTL_SECONDS,
+        _ => crate::config::DEFAULT_PASSWORD_RESET_TTL_SECONDS,
+    };
+    let lifetime = lifetime(mail.link_ttl_seconds.unwrap_or(default_ttl));
     let email = mail.email.as_deref().unwrap_or(&mail.to);
     let values = [
         ("username", mail.username.as_str()),
         ("email", email),
         ("new_email", email),
         ("link", link.as_str()),
-        ("minutes", minutes.as_str()),
+        ("lifetime", lifetime.as_str()),
     ];
     let (text, html) = templates(mail.kind);
     Rendered {
@@ -276,12 +293,15 @@ mod tests {
             username: "alice".into(),
             email: None,
             token: Some("tok_123-abc".into()),
+            link_ttl_seconds: Some(match kind {
+                MailKind::VerifyEmail => 86_400,
+                _ => 3600,
+            }),
             queued_at_ms: 1,
         }
     }
 
-    const SETTINGS: fn() -> MailSettings =
-        || MailSettings { app_url: "https://app.example.com/".into(), reset_ttl_seconds: 3600 };
+    const SETTINGS: fn() -> MailSettings = || MailSettings { app_url: "https://app.example.com/".into() };
 
     #[test]
     fn links_come_from_the_app_url_and_carry_the_token() {
@@ -296,6 +316,18 @@ mod tests {
         // Notices carry no link.
         let notice = render(&queued(MailKind::PasswordChanged), &SETTINGS());
         assert!(!notice.text.contains("token") && !notice.text.contains('{'), "{}", notice.text);
+    }
+
+    #[test]
+    fn a_link_says_how_long_it_lives_as_decided_when_it_was_queued() {
+        let mut reset = queued(MailKind::ResetPassword);
+        for (seconds, said) in [(900, "15 minutes"), (3600, "60 minutes"), (7200, "2 hours"), (86_400, "24 hours")] {
+            reset.link_ttl_seconds = Some(seconds);
+            let r = render(&reset, &SETTINGS());
+            assert!(r.text.contains(&format!("for {said}.")) && r.html.contains(&format!("for {said}.")), "{}", r.text);
+        }
+        reset.link_ttl_seconds = None;
+        assert!(render(&reset, &SETTINGS()).text.contains("for 60 minutes."));
     }
 
     #[test]

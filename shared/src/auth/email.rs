@@ -84,6 +84,7 @@ impl Auth {
                 username: user.username.clone(),
                 email: Some(email.to_string()),
                 token: Some(token),
+                link_ttl_seconds: Some(VERIFY_TTL_SECONDS),
                 queued_at_ms: now,
             },
             notice: None,
@@ -156,6 +157,7 @@ impl Auth {
             username: user.username.clone(),
             email: Some(email.clone()),
             token: None,
+            link_ttl_seconds: None,
             queued_at_ms: mailed.mail.queued_at_ms,
         });
         self.store.issue_token(&mailed).await?;

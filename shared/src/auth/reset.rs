@@ -13,8 +13,6 @@ use crate::error::AuthError;
 use crate::password::validate_new_password;
 use crate::store::{MailKind, Mailed, OneTimeToken, PasswordChange, QueuedMail, ThrottleKey, TokenPurpose, UserRecord};
 
-/// A reset link lives this long (the contract's default), and the mail says so.
-pub const RESET_TTL_SECONDS: u64 = 3600;
 /// At most three reset mails per account an hour.
 const RESETS_PER_HOUR: u32 = 3;
 const HOUR_MS: u64 = 3_600_000;
@@ -70,7 +68,7 @@ impl Auth {
                 username: user.username.clone(),
                 email: None,
                 created_at_ms: now,
-                expires_at: now / 1000 + RESET_TTL_SECONDS,
+                expires_at: now / 1000 + self.reset_ttl_seconds,
             },
             mail: QueuedMail {
                 id: Uuid::new_v4().to_string(),
@@ -79,6 +77,7 @@ impl Auth {
                 username: user.username.clone(),
                 email: None,
                 token: Some(token),
+                link_ttl_seconds: Some(self.reset_ttl_seconds),
                 queued_at_ms: now,
             },
             notice: None,
@@ -148,6 +147,7 @@ impl Auth {
             username: user.username.clone(),
             email: None,
             token: None,
+            link_ttl_seconds: None,
             queued_at_ms: now_ms(),
         };
         if let Err(e) = self.store.queue_mail(&notice).await {

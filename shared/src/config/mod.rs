@@ -122,6 +122,9 @@ pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
 pub const DEFAULT_REFRESH_REUSE_GRACE_SECONDS: u64 = 10;
 pub const MAX_REFRESH_REUSE_GRACE_SECONDS: u64 = 60;
 
+/// A password reset link lives this long by default (the contract's hour); the mail says so.
+pub const DEFAULT_PASSWORD_RESET_TTL_SECONDS: u64 = 3600;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     /// The `iss` of tokens; empty: the API's own URL, `https://{api-id}.execute-api.
@@ -170,6 +173,8 @@ pub struct MailConfig {
     pub app_url: String,
     pub tokens_table: String,
     pub outbox_table: String,
+    /// How long a password reset link lives (5 minutes to a day).
+    pub reset_ttl_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -263,9 +268,10 @@ pub const ENV_APP_URL: &str = "APP_URL";
 pub const ENV_TOKENS_TABLE: &str = "TOKENS_TABLE";
 pub const ENV_OUTBOX_TABLE: &str = "OUTBOX_TABLE";
 pub const ENV_REQUIRE_VERIFIED_EMAIL: &str = "REQUIRE_VERIFIED_EMAIL";
+pub const ENV_PASSWORD_RESET_TTL: &str = "PASSWORD_RESET_TTL_SECONDS";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 30] = [
+pub const CONFIG_VARIABLES: [&str; 31] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -296,6 +302,7 @@ pub const CONFIG_VARIABLES: [&str; 30] = [
     ENV_TOKENS_TABLE,
     ENV_OUTBOX_TABLE,
     ENV_REQUIRE_VERIFIED_EMAIL,
+    ENV_PASSWORD_RESET_TTL,
 ];
 
 impl Config {
@@ -461,6 +468,7 @@ impl MailConfig {
             app_url,
             tokens_table: r.required(ENV_TOKENS_TABLE)?,
             outbox_table: r.required(ENV_OUTBOX_TABLE)?,
+            reset_ttl_seconds: r.number(ENV_PASSWORD_RESET_TTL, DEFAULT_PASSWORD_RESET_TTL_SECONDS, 300, 86_400)?,
         }))
     }
 }
@@ -598,6 +606,12 @@ mod tests {
         assert!(changed(ENV_APP_URL, Some("http://127.0.0.1:3001")).is_ok());
         assert_eq!(changed(ENV_EMAIL_FROM, Some("not an address")).unwrap_err().variable, ENV_EMAIL_FROM);
         assert_eq!(changed(ENV_OUTBOX_TABLE, None).unwrap_err().variable, ENV_OUTBOX_TABLE);
+        // A reset link: an hour unless set, from five minutes to a day.
+        assert_eq!(with(&mail).unwrap().mail.unwrap().reset_ttl_seconds, 3600);
+        assert_eq!(changed(ENV_PASSWORD_RESET_TTL, Some("900")).unwrap().mail.unwrap().reset_ttl_seconds, 900);
+        for bad in ["299", "86401", "1h"] {
+            assert_eq!(changed(ENV_PASSWORD_RESET_TTL, Some(bad)).unwrap_err().variable, ENV_PASSWORD_RESET_TTL);
+        }
         // Verification before sign-in: off by default, and only with a sender.
         assert!(!with(&mail).unwrap().require_verified_email);
         assert!(changed(ENV_REQUIRE_VERIFIED_EMAIL, Some("true")).unwrap().require_verified_email);

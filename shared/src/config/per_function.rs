@@ -108,8 +108,6 @@ pub struct RotationConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailerConfig {
     pub mail: super::MailConfig,
-    /// How long a reset link lives, as the mail says.
-    pub reset_ttl_seconds: u64,
 }
 
 impl MailerConfig {
@@ -121,7 +119,7 @@ impl MailerConfig {
         let r = Reader(source);
         let mail = super::MailConfig::from_reader(&r)?
             .ok_or_else(|| err(super::ENV_EMAIL_FROM, "is required: the mailer sends from it"))?;
-        Ok(MailerConfig { mail, reset_ttl_seconds: crate::auth::reset::RESET_TTL_SECONDS })
+        Ok(MailerConfig { mail })
     }
 }
 

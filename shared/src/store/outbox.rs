@@ -49,6 +49,9 @@ pub struct QueuedMail {
     /// The address a verification confirms, or the new address a notice names.
     pub email: Option<String>,
     pub token: Option<String>,
+    /// How long the link's token lives (the mail says so): decided with the token, so the
+    /// mail tells the truth whoever sends it.
+    pub link_ttl_seconds: Option<u64>,
     /// Epoch milliseconds.
     pub queued_at_ms: u64,
 }

@@ -29,6 +29,7 @@ fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
             username: user.username.clone(),
             email: Some(email.to_string()),
             token: Some("the-raw-token".into()),
+            link_ttl_seconds: Some(86_400),
             queued_at_ms: 1_800_000_000_000,
         },
         notice: None,
@@ -186,6 +187,7 @@ async fn a_new_address_replaces_the_verified_one_and_frees_it_and_its_notice_goe
         username: u.username.clone(),
         email: Some(new.clone()),
         token: None,
+        link_ttl_seconds: None,
         queued_at_ms: 1_800_000_000_000,
     });
     store.issue_token(&change).await.unwrap();

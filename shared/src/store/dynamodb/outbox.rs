@@ -28,6 +28,9 @@ pub(super) fn mail_item(mail: &QueuedMail) -> Item {
     if let Some(token) = &mail.token {
         item.insert("token".into(), s(token));
     }
+    if let Some(ttl) = mail.link_ttl_seconds {
+        item.insert("link_ttl_seconds".into(), n(ttl));
+    }
     item
 }
 
@@ -40,6 +43,7 @@ pub fn mail_from_item(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeV
         username: get_s(item, "username")?,
         email: get_s(item, "email"),
         token: get_s(item, "token"),
+        link_ttl_seconds: get_u64(item, "link_ttl_seconds"),
         queued_at_ms: get_u64(item, "queued_at_ms")?,
     })
 }

@@ -453,6 +453,65 @@ def test_account_lists_sessions_and_changes_the_password(functions):
     assert_allows(functions("authorizer").invoke(authorizer_event(fresh["access_token"])))
 
 
+def queued_mail(to, kind):
+    """The outbox item queued for `to` of `kind` (what the mailer would send)."""
+    import boto3
+
+    outbox = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    items = outbox.scan(TableName=os.environ["OUTBOX_TABLE"], ConsistentRead=True)["Items"]
+    (item,) = [i for i in items if i["to"]["S"] == to and i["kind"]["S"] == kind]
+    return item
+
+
+def test_the_email_function_verifies_a_change_of_address_and_resets_a_password_from_the_queued_mail():
+    mail = {
+        "EMAIL_FROM": "no-reply@example.com",
+        "APP_URL": "https://app.rie.test",
+        "TOKENS_TABLE": os.environ["TOKENS_TABLE"],
+        "OUTBOX_TABLE": os.environ["OUTBOX_TABLE"],
+    }
+    started = {name: Function(name, mail) for name in ("register", "account", "email", "login")}
+    try:
+        username = f"rie-{uuid.uuid4().hex[:12]}"
+        old, new = (f"{uuid.uuid4().hex}@example.com" for _ in range(2))
+        body = {"username": username, "password": "correct horse battery", "email": old}
+        res = started["register"].invoke(event("register", body=json.dumps(body)))
+        assert res["statusCode"] == 201, res
+        user = {"username": username, **json.loads(res["body"])}
+
+        def verify(token):
+            return started["email"].invoke(event("email", body=json.dumps({"token": token})))
+
+        res = verify(queued_mail(old, "verify_email")["token"]["S"])
+        assert (res["statusCode"], json.loads(res["body"])) == (200, {"email": old, "email_verified": True}), res
+        # A change of address (events/account-email.json): 202, the new address's link and
+        # the old address's notice queued; the link makes the change.
+        ev, _ = account_event("account-email", user, user["access_token"])
+        ev["body"] = json.dumps({"email": new, "password": "correct horse battery"})
+        res = started["account"].invoke(ev)
+        assert (res["statusCode"], res["body"]) == (202, "{}"), res
+        assert "token" not in queued_mail(old, "email_change_requested")
+        change = queued_mail(new, "verify_email")
+        assert change["link_ttl_seconds"]["N"] == "86400"
+        res = verify(change["token"]["S"])
+        assert (res["statusCode"], json.loads(res["body"])) == (200, {"email": new, "email_verified": True}), res
+        assert verify(change["token"]["S"])["statusCode"] == 400, "once"
+        # A forgotten password, to the new address; the link sets a new one.
+        forgot = event("email", resource="/auth/password/forgot", body=json.dumps({"email": new}))
+        forgot["requestContext"] = {**forgot["requestContext"], "resourcePath": "/auth/password/forgot"}
+        assert started["email"].invoke(forgot)["statusCode"] == 202
+        token = queued_mail(new, "reset_password")["token"]["S"]
+        reset = event("email", resource="/auth/password/reset", body=json.dumps({"token": token, "new_password": "a new passphrase"}))
+        reset["requestContext"] = {**reset["requestContext"], "resourcePath": "/auth/password/reset"}
+        res = started["email"].invoke(reset)
+        assert res["statusCode"] == 204, res
+        login = {"username": username, "password": "a new passphrase"}
+        assert started["login"].invoke(event("login", body=json.dumps(login)))["statusCode"] == 200
+    finally:
+        logs = "".join(f.stop() for f in started.values())
+    assert "correct horse battery" not in logs and "token=" not in logs
+
+
 def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():
     private = keys.generate("ES256", "es-rie")
     register = Function("register", {"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY": private})

@@ -1,4 +1,5 @@
-//! argon2id password hashing and verification (PHC strings).
+//! argon2id password hashing and verification (PHC strings), and the verification of
+//! hashes imported from other systems (`imported`), which sign-in replaces by argon2id.
 //!
 //! argon2's working memory (19 MiB at the configured cost) is allocated once and kept: a
 //! fresh allocation per hash is mapped from the kernel and each of its pages is faulted in,
@@ -13,6 +14,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroize as _;
+
+pub mod imported;
 
 use crate::config::Argon2Config;
 use crate::error::AuthError;
@@ -140,6 +143,16 @@ impl PasswordHasher {
     /// older hashes keep working) and reports whether the hash should be upgraded. The
     /// outputs are compared in constant time (`Output`'s equality).
     pub fn verify(&self, password: &str, phc: &str) -> Result<Verification, PasswordError> {
+        if !phc.starts_with("$argon2") {
+            // An imported hash (bcrypt, PBKDF2, scrypt): checked as its library does, and
+            // replaced by argon2id while the password is at hand.
+            self.verifications.fetch_add(1, Ordering::Relaxed);
+            return match imported::verify(password, phc) {
+                Ok(true) => Ok(Verification::Valid { needs_rehash: true }),
+                Ok(false) => Ok(Verification::Invalid),
+                Err(_) => Err(PasswordError::MalformedHash),
+            };
+        }
         let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
@@ -165,7 +178,7 @@ impl PasswordHasher {
         let _ = self.verify(password, &self.dummy_hash);
     }
 
-    /// How many argon2 verifications this hasher has run (instrumentation for tests and
+    /// How many password verifications this hasher has run (instrumentation for tests and
     /// benchmarks: proves the unknown-user path does the same work).
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)

@@ -459,6 +459,12 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     call("POST", "/admin/users/{username}/disable", 204, token=admin, path_parameters=user)
     call("POST", "/admin/users/{username}/disable", 404, token=admin, path_parameters={"username": new_name()})
     call("POST", "/admin/users/{username}/enable", 204, token=admin, path_parameters=user)
+    bcrypt_hash = "$2b$04$FwGxZhUVWy7bd3/.PUu4j.2L1Al4pmhK45psy918E3WhTQZrv5VK."
+    imported = {"users": [{"username": new_name(), "password_hash": bcrypt_hash}, {"username": new_name(), "password_hash": "5f4dcc3b5aa765d61d8327deb882cf99"}]}
+    call("POST", "/admin/users/import", 200, token=admin, body=imported)
+    call("POST", "/admin/users/import", 400, token=admin, body={"users": "nobody"})
+    _, plain = registered(api)
+    call("POST", "/admin/users/import", 403, token=plain["access_token"], body=imported)
 
     # Keys: a key with RS256, and the discovery document.
     assert call("GET", "/.well-known/jwks.json", 200).json()["keys"]

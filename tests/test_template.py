@@ -56,7 +56,8 @@ GRANTS = {
     "MeFunction": set(),
     "DiscoveryFunction": set(),
     "PreflightFunction": set(),
-    "AdminFunction": {"GetItem users", "UpdateItem users"},
+    # An import: each user, its id item and its verified address's claim (one transaction).
+    "AdminFunction": {"GetItem users", "UpdateItem users", "PutItem users"},
     # A verification: the token read and used up, the address claimed, the user marked.
     # A resend: the index of addresses queried, the allowance counted, a token and its mail.
     "EmailFunction": {
@@ -294,7 +295,8 @@ def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows()
     assert len(rehash) == 1
     assert as_list(rehash[0]["Action"]) == ["dynamodb:UpdateItem"]
     condition = rehash[0]["Condition"]
-    assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == ["password_hash", "username"]
+    # (password_scheme: an imported hash's scheme, removed with the upgrade to argon2id.)
+    assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == ["password_hash", "password_scheme", "username"]
     assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
     # User items only: usernames have no "#", every other kind of item's key does.
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["*#*"]}
@@ -366,7 +368,7 @@ USER_ITEM_ONLY = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["*#*"]
     [
         ("LogoutFunction", ["sessions_valid_after", "username"]),
         ("AdminFunction", ["disabled", "roles", "sessions_valid_after", "username"]),
-        ("AccountFunction", ["disabled", "password_hash", "sessions_valid_after", "user_id", "username"]),
+        ("AccountFunction", ["disabled", "password_hash", "password_scheme", "sessions_valid_after", "user_id", "username"]),
     ],
 )
 def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, attributes):
@@ -407,7 +409,7 @@ def test_register_writes_only_user_and_alias_items():
     written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
     assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
     attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
-    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified", "email_verified_at"}
+    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified", "email_verified_at", "password_scheme"}
     assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 
@@ -429,7 +431,9 @@ def test_the_admin_function_reads_users_without_their_password_hash():
     assert len(reads) == 1 and as_list(reads[0]["Action"]) == ["dynamodb:GetItem"]
     condition = reads[0]["Condition"]
     attributes = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
-    assert sorted(attributes) == ["created_at", "disabled", "email", "email_verified", "roles", "user_id", "username"]
+    assert sorted(attributes) == [
+        "created_at", "disabled", "email", "email_verified", "password_scheme", "roles", "user_id", "username",
+    ]
     assert "password_hash" not in attributes
     # Without a projection a GetItem asks for every attribute (Select ALL_ATTRIBUTES): refused.
     assert condition["StringEqualsIfExists"] == {"dynamodb:Select": ["SPECIFIC_ATTRIBUTES"]}

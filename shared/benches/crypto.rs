@@ -106,6 +106,9 @@ impl shared::store::OutboxStore for InstantStore {
 
 #[async_trait]
 impl UserStore for InstantStore {
+    async fn import_user(&self, _: &UserRecord, _: &str) -> Result<shared::store::ImportOutcome, StoreError> {
+        unreachable!()
+    }
     async fn create_user_mailed(
         &self,
         _: &UserRecord,

@@ -16,6 +16,8 @@ pub mod browser;
 pub use browser::Browser;
 
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
+/// An import's body: 100 users with their hashes do not fit in 8 KiB.
+pub const MAX_IMPORT_BODY_BYTES: usize = 128 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
@@ -47,13 +49,18 @@ fn body_kind(req: &Request, allow_form: bool) -> Result<BodyKind, AuthError> {
 
 /// Refuses a body over the contract's limit, on any route (one that reads no body too).
 pub fn check_body_size(req: &Request) -> Result<(), AuthError> {
-    limited_body(req).map(|_| ())
+    check_body_size_up_to(req, MAX_BODY_BYTES)
 }
 
-fn limited_body(req: &Request) -> Result<&[u8], AuthError> {
+/// The body limit of a route that takes more than the contract's 8 KiB (a batch import).
+pub fn check_body_size_up_to(req: &Request, limit: usize) -> Result<(), AuthError> {
+    limited_body(req, limit).map(|_| ())
+}
+
+fn limited_body(req: &Request, limit: usize) -> Result<&[u8], AuthError> {
     let bytes = body_bytes(req.body());
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(AuthError::PayloadTooLarge(MAX_BODY_BYTES));
+    if bytes.len() > limit {
+        return Err(AuthError::PayloadTooLarge(limit));
     }
     Ok(bytes)
 }
@@ -138,7 +145,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// into the same object so both go through one typed parse. `grant_type` must be `grant`;
 /// the form (RFC 6749) requires it, JSON may leave it out.
 fn parse_grant<T: DeserializeOwned>(req: &Request, grant: &str) -> Result<T, AuthError> {
-    let bytes = limited_body(req)?;
+    let bytes = limited_body(req, MAX_BODY_BYTES)?;
     let (object, grant_required) = match body_kind(req, true)? {
         BodyKind::Json => (parse_json_object(bytes)?, false),
         BodyKind::Form => {
@@ -185,7 +192,12 @@ pub fn parse_register(req: &Request) -> Result<RegisterRequest, AuthError> {
 
 /// A JSON-only request body (`application/json`, at most 8 KiB) into `T`.
 pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, AuthError> {
-    let bytes = limited_body(req)?;
+    parse_json_up_to(req, MAX_BODY_BYTES)
+}
+
+/// `parse_json` with a route's own body limit.
+pub fn parse_json_up_to<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, AuthError> {
+    let bytes = limited_body(req, limit)?;
     body_kind(req, false)?;
     typed(parse_json_object(bytes)?)
 }

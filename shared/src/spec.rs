@@ -74,6 +74,7 @@ pub enum AuthenticatedRoute {
     AdminChangeRoles,
     AdminDisable,
     AdminEnable,
+    AdminImportUsers,
 }
 
 impl Route {
@@ -291,6 +292,7 @@ pub static ADMIN: FunctionSpec = FunctionSpec {
         authenticated("POST", "/admin/users/{username}/roles", A::AdminChangeRoles),
         authenticated("POST", "/admin/users/{username}/disable", A::AdminDisable),
         authenticated("POST", "/admin/users/{username}/enable", A::AdminEnable),
+        authenticated("POST", "/admin/users/import", A::AdminImportUsers),
     ],
 };
 

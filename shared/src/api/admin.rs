@@ -5,11 +5,16 @@ use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
 use super::request::path_parameter;
-use crate::auth::admin::ADMIN_ROLE;
+use crate::auth::admin::{ADMIN_ROLE, ImportedUser};
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http;
 use crate::spec::AuthenticatedRoute;
+
+#[derive(Deserialize)]
+struct Import {
+    users: Vec<ImportedUser>,
+}
 
 #[derive(Deserialize)]
 struct RoleChange {
@@ -28,6 +33,10 @@ pub(super) async fn handle(
     // The authorizer required the role already; checked again where it matters.
     if !admin.roles.iter().any(|r| r == ADMIN_ROLE) {
         return Err(AuthError::InsufficientScope);
+    }
+    if route == AuthenticatedRoute::AdminImportUsers {
+        let import: Import = http::parse_json_up_to(req, http::MAX_IMPORT_BODY_BYTES)?;
+        return Ok(http::json(200, &auth.admin_import_users(&admin, import.users).await?));
     }
     let username = path_parameter(req, "username")?;
     match route {

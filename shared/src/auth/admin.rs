@@ -1,12 +1,14 @@
 //! Administration (CONTRACT.md Part 2, "Administration"): read a user, change roles,
-//! disable and enable. The routes require the `admin` role at the authorizer; changes take
+//! disable and enable; and (Part 3, "Importing users") create users with the password
+//! hashes they bring. The routes require the `admin` role at the authorizer; changes take
 //! effect at once because the authorizer reads roles and the disabled flag in its one
 //! consistent round trip.
 
 use super::events::{self, Event, Kind};
-use super::{Auth, Principal, normalize_username, now_ms};
+use super::{Auth, DEFAULT_ROLE, Principal, normalize_email, normalize_username, now_ms};
 use crate::error::AuthError;
-use crate::store::UserProfile;
+use crate::password::imported::{self, Scheme};
+use crate::store::{ImportOutcome, UserProfile, UserRecord};
 
 /// A role name: `^[a-z][a-z0-9_-]{0,31}$`.
 pub fn validate_role(role: &str) -> Result<(), AuthError> {
@@ -27,6 +29,8 @@ pub struct AdminView {
     pub email_verified: bool,
     pub disabled: bool,
     pub created_at: u64,
+    /// `argon2id`, or the scheme of an imported hash until the user's next sign-in.
+    pub password_scheme: &'static str,
 }
 
 impl From<UserProfile> for AdminView {
@@ -39,6 +43,12 @@ impl From<UserProfile> for AdminView {
             email_verified: u.email_verified,
             disabled: u.disabled,
             created_at: u.created_at,
+            password_scheme: u
+                .password_scheme
+                .as_deref()
+                .and_then(Scheme::from_name)
+                .unwrap_or(Scheme::Argon2id)
+                .name(),
         }
     }
 }
@@ -48,6 +58,67 @@ pub const MAX_ROLES: usize = 20;
 
 /// The role that opens the administration routes.
 pub const ADMIN_ROLE: &str = "admin";
+
+/// At most this many users an import request.
+pub const MAX_IMPORT_USERS: usize = 100;
+
+/// One user of an import request. No `Debug`: the hash never reaches a log line.
+#[derive(Clone, serde::Deserialize)]
+pub struct ImportedUser {
+    pub username: String,
+    pub password_hash: String,
+    /// Kept as the user's `sub` (the application's foreign keys survive); else a new UUID.
+    #[serde(default)]
+    pub id: Option<ImportedId>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// An imported id as the exporting system wrote it: text, or a number (Django's and most
+/// SQL tables' integer keys), kept as its decimal text.
+#[derive(Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ImportedId {
+    Text(String),
+    Number(u64),
+}
+
+impl ImportedId {
+    fn into_text(self) -> String {
+        match self {
+            ImportedId::Text(text) => text,
+            ImportedId::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// A user an import did not create, and why (the contract's error codes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub username: String,
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+/// What an import did, user by user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    pub imported: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// An imported id: what other systems use as ids (UUIDs, numbers, `auth0|…`), 1 to 128
+/// characters, never `#` (the users table's key separator) nor spaces.
+fn valid_imported_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'@' | b'|' | b'+' | b'='))
+}
 
 /// Role changes race each other; a compare-and-set that lost is tried again this often.
 const ROLE_CHANGE_TRIES: usize = 5;
@@ -103,6 +174,112 @@ impl Auth {
             }
         }
         Err(AuthError::Unavailable { retry_after_seconds: 1 })
+    }
+
+    /// `POST /admin/users/import`: each user is created with the hash it brings (verified
+    /// at its sign-in as its origin library does, then replaced by argon2id), or skipped
+    /// with the reason: a name, id or verified address in use, a hash not recognised or
+    /// over the cost limits, a malformed field. Idempotent: a user an earlier attempt
+    /// imported (same name and id) is reported imported again, nothing is written twice.
+    pub async fn admin_import_users(
+        &self,
+        admin: &Principal,
+        users: Vec<ImportedUser>,
+    ) -> Result<ImportReport, AuthError> {
+        if users.len() > MAX_IMPORT_USERS {
+            return Err(AuthError::InvalidRequest(format!("at most {MAX_IMPORT_USERS} users a request")));
+        }
+        let mut report = ImportReport::default();
+        for user in users {
+            let shown = user.username.clone();
+            match self.import_one(admin, user).await? {
+                Ok(username) => report.imported.push(username),
+                Err((error, error_description)) => {
+                    report.skipped.push(Skipped { username: shown, error, error_description })
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// One user: `Ok(Ok(name))` imported, `Ok(Err((code, why)))` skipped; `Err` a fault
+    /// (the request fails: what was imported stays, and a retry reports it imported).
+    async fn import_one(
+        &self,
+        admin: &Principal,
+        user: ImportedUser,
+    ) -> Result<Result<String, (&'static str, String)>, AuthError> {
+        let refused = |e: AuthError| {
+            let (_, code) = e.status_and_code();
+            (code, e.to_string())
+        };
+        let username = match normalize_username(&user.username) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(refused(e))),
+        };
+        let scheme = match imported::scheme_of(&user.password_hash) {
+            Ok(scheme) => scheme,
+            Err(why) => return Ok(Err(("unsupported_hash", why.0))),
+        };
+        let user_id = match user.id.map(ImportedId::into_text) {
+            Some(id) if valid_imported_id(&id) => id,
+            Some(_) => {
+                return Ok(Err((
+                    "invalid_request",
+                    "an id is 1 to 128 letters, digits and - _ . : @ | + =".to_string(),
+                )));
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let email = match user.email.as_deref().map(normalize_email).transpose() {
+            Ok(email) => email,
+            Err(e) => return Ok(Err(refused(e))),
+        };
+        let roles = user.roles.unwrap_or_else(|| vec![DEFAULT_ROLE.to_string()]);
+        if let Some(e) = roles.iter().find_map(|r| validate_role(r).err()) {
+            return Ok(Err(refused(e)));
+        }
+        let mut roles = roles;
+        roles.sort();
+        roles.dedup();
+        if roles.len() > MAX_ROLES {
+            return Ok(Err(("invalid_request", format!("a user has at most {MAX_ROLES} roles"))));
+        }
+        let now = now_ms();
+        let verified = user.email_verified && email.is_some();
+        let record = UserRecord {
+            user_id,
+            username,
+            password_hash: user.password_hash,
+            roles,
+            email,
+            email_verified: verified,
+            email_verified_at_ms: verified.then_some(now),
+            created_at: now / 1000,
+            sessions_valid_after_ms: None,
+            disabled: false,
+        };
+        let outcome = self.store.import_user(&record, scheme.name()).await?;
+        let taken = |code: &'static str, what: &str| Ok(Err((code, format!("{what} is in use by another user"))));
+        match outcome {
+            ImportOutcome::Imported => {
+                let reason = format!("by={} scheme={}", admin.username, scheme.name());
+                events::record(
+                    Kind::UserImported,
+                    Event {
+                        user_id: &record.user_id,
+                        username: &record.username,
+                        reason: &reason,
+                        ..Default::default()
+                    },
+                );
+                Ok(Ok(record.username))
+            }
+            ImportOutcome::AlreadyImported => Ok(Ok(record.username)),
+            ImportOutcome::UsernameTaken => taken("username_taken", "the username"),
+            ImportOutcome::IdTaken => taken("id_taken", "the id"),
+            ImportOutcome::EmailTaken => taken("email_taken", "the verified address"),
+        }
     }
 
     /// Disabling revokes every session at once and refuses login (as a wrong password

@@ -48,6 +48,9 @@ pub enum Kind {
     /// An administrator disabled a user (every session revoked) or enabled one.
     UserDisabled,
     UserEnabled,
+    /// An administrator imported a user with the hash it brought (`reason`: who, and the
+    /// hash's scheme).
+    UserImported,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::RolesChanged => "roles_changed",
             Kind::UserDisabled => "user_disabled",
             Kind::UserEnabled => "user_enabled",
+            Kind::UserImported => "user_imported",
         }
     }
 
@@ -97,7 +101,8 @@ impl Kind {
             | Kind::AllSessionsEnded
             | Kind::RolesChanged
             | Kind::UserDisabled
-            | Kind::UserEnabled => "success",
+            | Kind::UserEnabled
+            | Kind::UserImported => "success",
             Kind::LoginFailed
             | Kind::LoginLocked
             | Kind::RefreshReuseDetected

@@ -27,7 +27,7 @@ pub use outbox::{MailKind, OutboxStore, QueuedMail};
 pub use revocations::{AccessState, RevocationStore, Spend, SpendOutcome, Successor};
 pub use sessions::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore};
 pub use throttle::{FailedLogins, LoginState, NameAttempt, Swapped, ThrottleKey, ThrottleStore};
-pub use users::{CreateOutcome, PasswordChange, UserAccess, UserProfile, UserRecord, UserRef, UserStore};
+pub use users::{CreateOutcome, ImportOutcome, PasswordChange, UserAccess, UserProfile, UserRecord, UserRef, UserStore};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

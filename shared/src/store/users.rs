@@ -23,6 +23,8 @@ pub struct UserProfile {
     /// Epoch seconds.
     pub created_at: u64,
     pub disabled: bool,
+    /// The scheme of an imported hash not replaced yet (`bcrypt`, ...); `None`: argon2id.
+    pub password_scheme: Option<String>,
 }
 
 /// A user as stored.
@@ -85,6 +87,17 @@ pub enum PasswordChange {
     Conflict,
 }
 
+/// The answer of `import_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Imported,
+    /// The name is this very user's already (same id): an earlier attempt imported it.
+    AlreadyImported,
+    UsernameTaken,
+    IdTaken,
+    EmailTaken,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,
@@ -108,6 +121,11 @@ pub trait UserStore: Send + Sync {
     /// Also writes the one-time tokens and the outbox.
     async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError>;
 
+    /// Creates an imported user (its id kept, its hash as brought, `password_scheme`
+    /// recorded unless argon2id), its id item and, for a verified address, its claim, in
+    /// one transaction: nothing when the name, the id or the verified address is taken.
+    async fn import_user(&self, user: &UserRecord, password_scheme: &str) -> Result<ImportOutcome, StoreError>;
+
     /// Strongly consistent read by normalized username.
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
 
@@ -127,7 +145,7 @@ pub trait UserStore: Send + Sync {
     async fn username_for_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Replaces a password hash, only if it is still `old_hash` (a rehash after login must
-    /// not overwrite a concurrent password change).
+    /// not overwrite a concurrent password change). The hash is argon2id from then on.
     async fn replace_password_hash(&self, username: &str, old_hash: &str, new_hash: &str) -> Result<(), StoreError>;
 
     /// Revokes every session of the user that started before `at_ms` (epoch ms). Never

@@ -270,6 +270,13 @@ impl UserStore for HeldStore {
     async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError> {
         self.inner.create_user_mailed(user, mailed).await
     }
+    async fn import_user(
+        &self,
+        user: &UserRecord,
+        password_scheme: &str,
+    ) -> Result<shared::store::ImportOutcome, StoreError> {
+        self.inner.import_user(user, password_scheme).await
+    }
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         self.inner.get_user(username).await
     }

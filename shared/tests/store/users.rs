@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use shared::store::{
-    CreateOutcome, FailedLogins, PasswordChange, RevocationStore, ThrottleKey, ThrottleStore, UserProfile, UserStore,
+    CreateOutcome, FailedLogins, ImportOutcome, PasswordChange, RevocationStore, ThrottleKey, ThrottleStore,
+    UserProfile, UserStore,
 };
 
 use crate::{common, user};
@@ -36,9 +37,46 @@ async fn a_users_profile_is_read_without_its_hash() {
         email_verified: false,
         created_at: u.created_at,
         disabled: false,
+        password_scheme: None,
     };
     assert_eq!(store.user_profile(&u.username).await.unwrap(), Some(profile));
     assert_eq!(store.user_profile(&common::unique_username("nobody")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_imported_user_keeps_its_id_and_scheme_until_its_hash_is_replaced_and_imports_once() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let mut u = user(&common::unique_username("imported"));
+    u.user_id = format!("legacy-{}", uuid::Uuid::new_v4().simple());
+    u.password_hash = "$2b$04$FwGxZhUVWy7bd3/.PUu4j.2L1Al4pmhK45psy918E3WhTQZrv5VK.".into();
+    u.email = Some(format!("{}@example.com", uuid::Uuid::new_v4().simple()));
+    u.email_verified = true;
+    u.email_verified_at_ms = Some(1_800_000_000_000);
+    assert_eq!(store.import_user(&u, "bcrypt").await.unwrap(), ImportOutcome::Imported);
+    assert_eq!(store.get_user(&u.username).await.unwrap(), Some(u.clone()));
+    assert_eq!(store.username_for_id(&u.user_id).await.unwrap(), Some(u.username.clone()));
+    assert_eq!(store.verified_owner(u.email.as_deref().unwrap()).await.unwrap(), Some(u.user_id.clone()));
+    let profile = store.user_profile(&u.username).await.unwrap().unwrap();
+    assert_eq!(profile.password_scheme.as_deref(), Some("bcrypt"));
+    // Again (a retried request): the same user, nothing written.
+    assert_eq!(store.import_user(&u, "bcrypt").await.unwrap(), ImportOutcome::AlreadyImported);
+    // Another user with that name, that id or that verified address: nothing written.
+    let mut other = user(&u.username);
+    assert_eq!(store.import_user(&other, "argon2id").await.unwrap(), ImportOutcome::UsernameTaken);
+    other.username = common::unique_username("clash");
+    other.user_id = u.user_id.clone();
+    assert_eq!(store.import_user(&other, "argon2id").await.unwrap(), ImportOutcome::IdTaken);
+    other.user_id = uuid::Uuid::new_v4().to_string();
+    (other.email, other.email_verified) = (u.email.clone(), true);
+    assert_eq!(store.import_user(&other, "argon2id").await.unwrap(), ImportOutcome::EmailTaken);
+    assert_eq!(store.get_user(&other.username).await.unwrap(), None, "all or nothing");
+    assert_eq!(store.username_for_id(&other.user_id).await.unwrap(), None);
+    // The upgrade at sign-in: argon2id from then on.
+    let argon2 = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0b3RoZXJz$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNob3RoZXI";
+    store.replace_password_hash(&u.username, &u.password_hash, argon2).await.unwrap();
+    assert_eq!(store.user_profile(&u.username).await.unwrap().unwrap().password_scheme, None);
+    assert_eq!(store.get_user(&u.username).await.unwrap().unwrap().password_hash, argon2);
 }
 
 #[tokio::test]

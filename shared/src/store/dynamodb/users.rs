@@ -14,7 +14,8 @@ use super::item::{
 };
 use super::{CONFLICT_RETRIES, DynamoStore, backoff, email_key, throttle_key, user_id_key};
 use crate::store::{
-    CreateOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserRef, UserStore,
+    CreateOutcome, ImportOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserRef,
+    UserStore,
 };
 
 /// The users table's index of addresses (`template.yaml`, `by-email`).
@@ -136,6 +137,90 @@ impl UserStore for DynamoStore {
         Err(StoreError::Unavailable("registration kept conflicting with concurrent transactions".into()))
     }
 
+    async fn import_user(&self, user: &UserRecord, password_scheme: &str) -> Result<ImportOutcome, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("username".into(), s(&user.username)),
+            ("user_id".into(), s(&user.user_id)),
+            ("password_hash".into(), s(&user.password_hash)),
+            ("created_at".into(), n(user.created_at)),
+        ]);
+        if password_scheme != "argon2id" {
+            item.insert("password_scheme".into(), s(password_scheme));
+        }
+        if let Some(roles) = string_set(&user.roles) {
+            item.insert("roles".into(), roles);
+        }
+        if let Some(email) = &user.email {
+            item.insert("email".into(), s(email));
+        }
+        if user.email_verified {
+            item.insert("email_verified".into(), AttributeValue::Bool(true));
+        }
+        if let Some(at) = user.email_verified_at_ms {
+            item.insert("email_verified_at".into(), ms_to_seconds_attr(at));
+        }
+        let id_item: Item =
+            HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))]);
+        let mut items = vec![item, id_item];
+        // A verified address is claimed with the user, as a verification claims it.
+        if let Some(email) = user.email.as_ref().filter(|_| user.email_verified) {
+            items.push(HashMap::from([("username".into(), s(email_key(email))), ("user_id".into(), s(&user.user_id))]));
+        }
+        let puts = items
+            .into_iter()
+            .map(|item| {
+                Put::builder()
+                    .table_name(&self.users_table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(username)")
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .map_err(build_err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 0..=CONFLICT_RETRIES {
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .set_transact_items(Some(puts.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(ImportOutcome::Imported),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let failed =
+                |i: usize| tc.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+            if failed(0) {
+                // Taken, unless by this very user: an earlier attempt (a retried request,
+                // a re-run import) that landed.
+                let holder = self.user_profile(&user.username).await?;
+                return Ok(if holder.is_some_and(|h| h.user_id == user.user_id) {
+                    ImportOutcome::AlreadyImported
+                } else {
+                    ImportOutcome::UsernameTaken
+                });
+            }
+            if failed(1) {
+                return Ok(ImportOutcome::IdTaken);
+            }
+            if failed(2) {
+                return Ok(ImportOutcome::EmailTaken);
+            }
+            if !tc.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable("an import kept conflicting with concurrent transactions".into()))
+    }
+
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let out = self
             .client
@@ -189,7 +274,7 @@ impl UserStore for DynamoStore {
             .get_item()
             .table_name(&self.users_table)
             .key("username", s(username))
-            .projection_expression("#n, #id, #roles, #created, #dis, #email, #verified")
+            .projection_expression("#n, #id, #roles, #created, #dis, #email, #verified, #scheme")
             .expression_attribute_names("#n", "username")
             .expression_attribute_names("#id", "user_id")
             .expression_attribute_names("#roles", "roles")
@@ -197,6 +282,7 @@ impl UserStore for DynamoStore {
             .expression_attribute_names("#dis", "disabled")
             .expression_attribute_names("#email", "email")
             .expression_attribute_names("#verified", "email_verified")
+            .expression_attribute_names("#scheme", "password_scheme")
             .consistent_read(true)
             .send()
             .await
@@ -211,6 +297,7 @@ impl UserStore for DynamoStore {
             email_verified: is_true(item, "email_verified"),
             created_at: get_u64(item, "created_at").unwrap_or(0),
             disabled: is_disabled(item),
+            password_scheme: get_s(item, "password_scheme"),
         }))
     }
 
@@ -233,7 +320,7 @@ impl UserStore for DynamoStore {
             .update_item()
             .table_name(&self.users_table)
             .key("username", s(username))
-            .update_expression("SET password_hash = :new")
+            .update_expression("SET password_hash = :new REMOVE password_scheme")
             .condition_expression("password_hash = :old")
             .expression_attribute_values(":new", s(new_hash))
             .expression_attribute_values(":old", s(old_hash))
@@ -322,7 +409,8 @@ impl UserStore for DynamoStore {
             .update_item()
             .table_name(&self.users_table)
             .key("username", s(username))
-            .update_expression("SET #hash = :new, #after = :t")
+            .update_expression("SET #hash = :new, #after = :t REMOVE #scheme")
+            .expression_attribute_names("#scheme", "password_scheme")
             .condition_expression(
                 "#id = :id AND #hash = :old AND attribute_not_exists(#dis) \
                  AND (attribute_not_exists(#after) OR #after < :t)",

@@ -236,3 +236,83 @@ def test_users_py_exports_straight_from_the_table_and_imports_into_an_empty_one_
         assert other.login(registered).status == 200
     finally:
         assert stop(proc) == 0
+
+
+# --- Lazy migration from a Cognito user pool (moto's Cognito) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def cognito():
+    """A user pool with an app client allowing USER_PASSWORD_AUTH, on moto's Cognito."""
+    import boto3
+
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    idp = boto3.client("cognito-idp", endpoint_url=endpoint)
+    pool = idp.create_user_pool(PoolName=f"legacy-{uuid.uuid4().hex[:8]}")["UserPool"]["Id"]
+    client = idp.create_user_pool_client(
+        UserPoolId=pool, ClientName="app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+
+    def add(username, password, email=None, verified=False):
+        attributes = [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": str(verified).lower()}] if email else []
+        idp.admin_create_user(UserPoolId=pool, Username=username, TemporaryPassword="Temp-pass-123!", UserAttributes=attributes, MessageAction="SUPPRESS")
+        idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
+        attrs = idp.admin_get_user(UserPoolId=pool, Username=username)["UserAttributes"]
+        return next(a["Value"] for a in attrs if a["Name"] == "sub")
+
+    env = dict(
+        os.environ,
+        JWT_SECRET=secrets.token_hex(32),
+        LEGACY_COGNITO_USER_POOL_ID=pool,
+        LEGACY_COGNITO_CLIENT_ID=client,
+        AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=endpoint,
+        LOGIN_LOCK_SECONDS="1",
+    )
+    logs = tempfile.TemporaryFile()
+    port, proc = start_local_api(env, logs)
+    yield Api(port, PASSWORD), idp, pool, add
+    assert stop(proc) == 0
+    logs.seek(0)
+    assert "Cognito-pass" not in logs.read().decode(errors="replace"), "no password in the logs"
+
+
+def test_a_cognito_user_signs_in_with_its_cognito_password_and_is_migrated_once(cognito):
+    api, idp, pool, add = cognito
+    name, email = new_name(), f"{new_name()}@example.com"
+    sub = add(name, "Cognito-pass-1!", email=email, verified=True)
+    # A wrong password: the usual 401, nothing created.
+    res = api.login(name, "Cognito-pass-WRONG")
+    assert_error(res, 401, "invalid_grant")
+    unknown = api.login(new_name(), "Cognito-pass-1!")
+    assert (unknown.status, unknown.body) == (res.status, res.body), "the same answer as a name nobody has"
+    # The right one: created here with Cognito's sub, address and flag, and signed in.
+    res = api.login(name, "Cognito-pass-1!")
+    assert res.status == 200, res
+    access = res.json()["access_token"]
+    assert decode(access)[1]["sub"] == sub
+    me = api.me(access).json()
+    assert (me["id"], me["email"], me["email_verified"]) == (sub, email, True)
+    # From now on the pool is not asked: gone there, the user still signs in here, with
+    # the password it had; a new password set there does not work here.
+    idp.admin_set_user_password(UserPoolId=pool, Username=name, Password="Cognito-pass-2!", Permanent=True)
+    idp.admin_delete_user(UserPoolId=pool, Username=name)
+    assert api.login(name, "Cognito-pass-1!").status == 200
+    assert_error(api.login(name, "Cognito-pass-2!"), 401, "invalid_grant")
+    # Its verified address is this account's here.
+    assert_error(api.register(new_name(), email=email), 409, "email_taken")
+
+
+def test_wrong_cognito_passwords_count_in_the_throttle_and_a_name_taken_here_is_never_migrated(cognito):
+    api, _, _, add = cognito
+    name = new_name()
+    add(name, "Cognito-pass-3!")
+    guesser = api.from_address("127.0.7.1")
+    for _ in range(5):
+        assert_error(guesser.login(name, "not it"), 401, "invalid_grant")
+    assert_error(guesser.login(name, "Cognito-pass-3!"), 429, "too_many_attempts")
+    # A name registered here first belongs to that account: the pool is never asked.
+    taken = new_name()
+    add(taken, "Cognito-pass-4!")
+    assert api.register(taken).status == 201
+    assert_error(api.login(taken, "Cognito-pass-4!"), 401, "invalid_grant")
+    assert api.login(taken).status == 200

@@ -50,7 +50,11 @@ GRANTS = {
     "RegisterFunction": {
         "PutItem users", "PutItem sessions", "PutItem tokens", "PutItem outbox", "ConditionCheckItem users",
     },
-    "LoginFunction": {"BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions"},
+    # And a lazy migration from Cognito: the pool's user read, created here, read back.
+    "LoginFunction": {
+        "BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions", "PutItem users", "GetItem users",
+        'cognito-idp:AdminGetUser {"Sub": "arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/${LegacyCognitoUserPoolId}"}',
+    },
     "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     "LogoutFunction": {"UpdateItem users", "PutItem revoked"},
     "MeFunction": set(),
@@ -291,7 +295,21 @@ def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows()
     assert set(throttle[0]["Action"]) == {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     assert throttle[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["login#*"]}}
 
-    rehash = [s for s in writes if s is not throttle[0]]
+    # A lazy migration creates users: PutItems of a user item's attributes and its "id#"
+    # and "email#" items, never a throttle, mail or session item, returning nothing.
+    (migration,) = [s for s in writes if as_list(s["Action"]) == ["dynamodb:PutItem"]]
+    condition = migration["Condition"]
+    assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == [
+        "alias_of", "created_at", "email", "email_verified", "email_verified_at", "password_hash", "roles", "user_id", "username",
+    ]
+    assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*", "mail#*", "session#*"]}
+    assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
+    # And the code's migration writes no other attribute (password_scheme only for a
+    # scheme other than argon2id, which a migration never has).
+    source = (ROOT / "shared/src/auth/legacy.rs").read_text()
+    assert 'import_user(&user, "argon2id")' in source
+
+    rehash = [s for s in writes if s is not throttle[0] and s is not migration]
     assert len(rehash) == 1
     assert as_list(rehash[0]["Action"]) == ["dynamodb:UpdateItem"]
     condition = rehash[0]["Condition"]

@@ -19,6 +19,8 @@ PARAMETER_ENV = {
     "RefreshReuseGraceSeconds": "REFRESH_REUSE_GRACE_SECONDS",
     "RequireVerifiedEmail": "REQUIRE_VERIFIED_EMAIL",
     "PasswordResetTtlSeconds": "PASSWORD_RESET_TTL_SECONDS",
+    "LegacyCognitoUserPoolId": "LEGACY_COGNITO_USER_POOL_ID",
+    "LegacyCognitoClientId": "LEGACY_COGNITO_CLIENT_ID",
     "LoginLockSeconds": "LOGIN_LOCK_SECONDS",
     "LoginNameMaxFailures": "LOGIN_NAME_MAX_FAILURES",
     "LoginNameWindowSeconds": "LOGIN_NAME_WINDOW_SECONDS",

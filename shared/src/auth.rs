@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod email;
 pub mod events;
+pub mod legacy;
 mod login;
 pub use login::SignedIn;
 pub mod reset;
@@ -184,6 +185,8 @@ pub struct Auth {
     reset_ttl_seconds: u64,
     /// Addresses are verified before sign-in (`RequireVerifiedEmail`).
     require_verified_email: bool,
+    /// The directory a login of a name unknown here migrates the user from.
+    legacy: Option<Arc<dyn legacy::LegacyDirectory>>,
 }
 
 impl Auth {
@@ -198,7 +201,14 @@ impl Auth {
             mail_enabled: false,
             reset_ttl_seconds: DEFAULT_PASSWORD_RESET_TTL_SECONDS,
             require_verified_email: false,
+            legacy: None,
         }
+    }
+
+    /// A login of a name unknown here asks `directory`, and migrates the user on success.
+    pub fn with_legacy_directory(mut self, directory: Option<Arc<dyn legacy::LegacyDirectory>>) -> Self {
+        self.legacy = directory;
+        self
     }
 
     pub fn with_login_throttle(mut self, throttle: LoginThrottleConfig) -> Self {

@@ -21,6 +21,8 @@
 //! 29 s integration limit and the functions' own timeout: per attempt 2 s, at most 3
 //! attempts, 6 s per operation in all.
 
+pub mod cognito;
+
 use std::time::Duration;
 
 use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
@@ -191,6 +193,15 @@ pub fn secretsmanager_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Clie
         builder = builder.endpoint_url(url);
     }
     aws_sdk_secretsmanager::Client::from_conf(builder.build())
+}
+
+/// Amazon Cognito, the old directory of a lazy migration (the login function).
+pub fn cognito_client(config: &SdkConfig) -> aws_sdk_cognitoidentityprovider::Client {
+    let mut builder = aws_sdk_cognitoidentityprovider::config::Builder::from(config);
+    if let Some(url) = endpoint_url("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER") {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_cognitoidentityprovider::Client::from_conf(builder.build())
 }
 
 /// Amazon SES (API v2), for the mailer.

@@ -233,7 +233,13 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     if let Some(mail) = &config.mail {
         store = store.with_mail_tables(&mail.tokens_table, &mail.outbox_table);
     }
+    let legacy = config.legacy_cognito.as_ref().map(|c| {
+        let client = crate::aws::cognito_client(sdk);
+        Arc::new(crate::aws::cognito::CognitoDirectory::new(client, &c.user_pool_id, &c.client_id))
+            as Arc<dyn crate::auth::legacy::LegacyDirectory>
+    });
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
+        .with_legacy_directory(legacy)
         .with_mail(config.mail.as_ref())
         .with_required_verification(config.require_verified_email)
         .with_login_throttle(config.login_throttle)

@@ -164,9 +164,21 @@ impl Auth {
             false => None,
         };
 
-        let phc = state.user.as_ref().map(|u| u.password_hash.clone());
-        let verified = self.verify(password.to_string(), phc).await?;
-        match (state.user, verified) {
+        let (user, verified) = match (state.user, &self.legacy) {
+            // A login (not a re-check) of a name unknown here, with a directory to migrate
+            // from: the old directory checks the password instead of the dummy hash.
+            (None, Some(directory)) if reauth.expected_user_id.is_none() => {
+                match self.migrate_from_legacy(directory.as_ref(), name, password).await? {
+                    Some(user) => (Some(user), Verification::Valid { needs_rehash: false }),
+                    None => (None, Verification::Invalid),
+                }
+            }
+            (user, _) => {
+                let phc = user.as_ref().map(|u| u.password_hash.clone());
+                (user, self.verify(password.to_string(), phc).await?)
+            }
+        };
+        match (user, verified) {
             (Some(user), Verification::Valid { needs_rehash })
                 if !user.disabled && reauth.expected_user_id.is_none_or(|id| id == user.user_id) =>
             {

@@ -162,6 +162,16 @@ pub struct Config {
     pub mail: Option<MailConfig>,
     /// Addresses are verified before sign-in (needs mail).
     pub require_verified_email: bool,
+    /// A Cognito user pool to migrate users from at their first login here.
+    pub legacy_cognito: Option<LegacyCognitoConfig>,
+}
+
+/// The user pool and app client of a lazy migration (`LegacyCognitoUserPoolId`,
+/// `LegacyCognitoClientId`): both, or neither (off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyCognitoConfig {
+    pub user_pool_id: String,
+    pub client_id: String,
 }
 
 /// Where mail comes from and where its links lead, and the tables it goes through.
@@ -269,9 +279,11 @@ pub const ENV_TOKENS_TABLE: &str = "TOKENS_TABLE";
 pub const ENV_OUTBOX_TABLE: &str = "OUTBOX_TABLE";
 pub const ENV_REQUIRE_VERIFIED_EMAIL: &str = "REQUIRE_VERIFIED_EMAIL";
 pub const ENV_PASSWORD_RESET_TTL: &str = "PASSWORD_RESET_TTL_SECONDS";
+pub const ENV_LEGACY_COGNITO_USER_POOL_ID: &str = "LEGACY_COGNITO_USER_POOL_ID";
+pub const ENV_LEGACY_COGNITO_CLIENT_ID: &str = "LEGACY_COGNITO_CLIENT_ID";
 
 /// Every variable `Config` reads.
-pub const CONFIG_VARIABLES: [&str; 31] = [
+pub const CONFIG_VARIABLES: [&str; 33] = [
     ENV_USERS_TABLE,
     ENV_REVOKED_TOKENS_TABLE,
     ENV_SESSIONS_TABLE,
@@ -303,6 +315,8 @@ pub const CONFIG_VARIABLES: [&str; 31] = [
     ENV_OUTBOX_TABLE,
     ENV_REQUIRE_VERIFIED_EMAIL,
     ENV_PASSWORD_RESET_TTL,
+    ENV_LEGACY_COGNITO_USER_POOL_ID,
+    ENV_LEGACY_COGNITO_CLIENT_ID,
 ];
 
 impl Config {
@@ -449,6 +463,7 @@ impl Config {
             api: ApiConfig::from_source(source),
             mail: MailConfig::from_reader(&r)?,
             require_verified_email: require_verified_email(&r)?,
+            legacy_cognito: legacy_cognito(&r)?,
         })
     }
 }
@@ -481,6 +496,16 @@ fn require_verified_email(r: &Reader<'_>) -> Result<bool, ConfigError> {
         Some("true") if r.optional(ENV_EMAIL_FROM).is_some() => Ok(true),
         Some("true") => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, "needs EMAIL_FROM: the verification mail is the way in")),
         Some(other) => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, format!("must be true or false, got {other:?}"))),
+    }
+}
+
+/// Both variables, or neither.
+fn legacy_cognito(r: &Reader<'_>) -> Result<Option<LegacyCognitoConfig>, ConfigError> {
+    match (r.optional(ENV_LEGACY_COGNITO_USER_POOL_ID), r.optional(ENV_LEGACY_COGNITO_CLIENT_ID)) {
+        (None, None) => Ok(None),
+        (Some(user_pool_id), Some(client_id)) => Ok(Some(LegacyCognitoConfig { user_pool_id, client_id })),
+        (Some(_), None) => Err(err(ENV_LEGACY_COGNITO_CLIENT_ID, "is required with LEGACY_COGNITO_USER_POOL_ID")),
+        (None, Some(_)) => Err(err(ENV_LEGACY_COGNITO_USER_POOL_ID, "is required with LEGACY_COGNITO_CLIENT_ID")),
     }
 }
 
@@ -606,6 +631,14 @@ mod tests {
         assert!(changed(ENV_APP_URL, Some("http://127.0.0.1:3001")).is_ok());
         assert_eq!(changed(ENV_EMAIL_FROM, Some("not an address")).unwrap_err().variable, ENV_EMAIL_FROM);
         assert_eq!(changed(ENV_OUTBOX_TABLE, None).unwrap_err().variable, ENV_OUTBOX_TABLE);
+        // A lazy migration from Cognito: both variables or neither.
+        assert_eq!(with(&[]).unwrap().legacy_cognito, None);
+        let pool = (ENV_LEGACY_COGNITO_USER_POOL_ID, Some("us-east-1_abc"));
+        let client = (ENV_LEGACY_COGNITO_CLIENT_ID, Some("client123"));
+        let both = with(&[pool, client]).unwrap().legacy_cognito.unwrap();
+        assert_eq!((both.user_pool_id.as_str(), both.client_id.as_str()), ("us-east-1_abc", "client123"));
+        assert_eq!(with(&[pool]).unwrap_err().variable, ENV_LEGACY_COGNITO_CLIENT_ID);
+        assert_eq!(with(&[client]).unwrap_err().variable, ENV_LEGACY_COGNITO_USER_POOL_ID);
         // A reset link: an hour unless set, from five minutes to a day.
         assert_eq!(with(&mail).unwrap().mail.unwrap().reset_ttl_seconds, 3600);
         assert_eq!(changed(ENV_PASSWORD_RESET_TTL, Some("900")).unwrap().mail.unwrap().reset_ttl_seconds, 900);

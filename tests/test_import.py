@@ -316,3 +316,32 @@ def test_wrong_cognito_passwords_count_in_the_throttle_and_a_name_taken_here_is_
     assert api.register(taken).status == 201
     assert_error(api.login(taken, "Cognito-pass-4!"), 401, "invalid_grant")
     assert api.login(taken).status == 200
+
+
+def test_a_cognito_pool_that_does_not_answer_fails_the_migration_closed_and_nobody_else(cognito):
+    _, _, pool, add = cognito
+    from devtools.net import free_port
+
+    name = new_name()
+    add(name, "Cognito-pass-5!")
+    env = dict(
+        os.environ,
+        JWT_SECRET=secrets.token_hex(32),
+        LEGACY_COGNITO_USER_POOL_ID=pool,
+        LEGACY_COGNITO_CLIENT_ID="client-of-a-pool-that-is-down",
+        AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=f"http://127.0.0.1:{free_port()}",
+    )
+    logs = tempfile.TemporaryFile()
+    port, proc = start_local_api(env, logs)
+    try:
+        api = Api(port, PASSWORD)
+        res = api.login(name, "Cognito-pass-5!")
+        assert_error(res, 503, "temporarily_unavailable")
+        # Users of this service are not affected.
+        local = new_name()
+        assert api.register(local).status == 201
+        assert api.login(local).status == 200
+    finally:
+        assert stop(proc) == 0
+    logs.seek(0)
+    assert "Cognito-pass-5!" not in logs.read().decode(errors="replace")

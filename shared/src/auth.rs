@@ -350,18 +350,8 @@ impl Auth {
         validate_new_password(password, &username)?;
         let email = email.map(normalize_email).transpose()?;
         let password_hash = self.hash(password.to_string()).await?;
-        let user = UserRecord {
-            user_id: Uuid::new_v4().to_string(),
-            username,
-            password_hash,
-            roles: vec![DEFAULT_ROLE.to_string()],
-            email,
-            email_verified: false,
-            email_verified_at_ms: None,
-            created_at: now_ms() / 1000,
-            sessions_valid_after_ms: None,
-            disabled: false,
-        };
+        let roles = vec![DEFAULT_ROLE.to_string()];
+        let user = UserRecord::new(Uuid::new_v4().to_string(), username, password_hash, roles, email, false, now_ms());
         // With mail, the address's verification mail is queued in the same write.
         let mailed = match (&user.email, self.mail_enabled) {
             (Some(email), true) => {

@@ -245,20 +245,8 @@ impl Auth {
         if roles.len() > MAX_ROLES {
             return Ok(Err(("invalid_request", format!("a user has at most {MAX_ROLES} roles"))));
         }
-        let now = now_ms();
-        let verified = user.email_verified && email.is_some();
-        let record = UserRecord {
-            user_id,
-            username,
-            password_hash: user.password_hash,
-            roles,
-            email,
-            email_verified: verified,
-            email_verified_at_ms: verified.then_some(now),
-            created_at: now / 1000,
-            sessions_valid_after_ms: None,
-            disabled: false,
-        };
+        let record =
+            UserRecord::new(user_id, username, user.password_hash, roles, email, user.email_verified, now_ms());
         let outcome = self.store.import_user(&record, scheme.name()).await?;
         let taken = |code: &'static str, what: &str| Ok(Err((code, format!("{what} is in use by another user"))));
         match outcome {

@@ -38,22 +38,11 @@ impl Auth {
     ) -> Result<Option<UserRecord>, AuthError> {
         let Some(found) = directory.authenticate(name, password).await? else { return Ok(None) };
         let password_hash = self.hash(password.to_string()).await?;
-        let now = now_ms();
         // An address the old directory holds but this service cannot read is left out.
         let email = found.email.as_deref().and_then(|e| normalize_email(e).ok());
-        let verified = found.email_verified && email.is_some();
-        let mut user = UserRecord {
-            user_id: found.sub,
-            username: name.to_string(),
-            password_hash,
-            roles: vec![DEFAULT_ROLE.to_string()],
-            email,
-            email_verified: verified,
-            email_verified_at_ms: verified.then_some(now),
-            created_at: now / 1000,
-            sessions_valid_after_ms: None,
-            disabled: false,
-        };
+        let roles = vec![DEFAULT_ROLE.to_string()];
+        let mut user =
+            UserRecord::new(found.sub, name.to_string(), password_hash, roles, email, found.email_verified, now_ms());
         let mut outcome = self.store.import_user(&user, "argon2id").await?;
         if outcome == ImportOutcome::EmailTaken {
             // Another account here verified that address first: it comes unverified.

@@ -50,6 +50,34 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
+impl UserRecord {
+    /// A user created now, enabled, with no sessions yet; its address verified now when
+    /// `email_verified` (and there is one).
+    pub fn new(
+        user_id: String,
+        username: String,
+        password_hash: String,
+        roles: Vec<String>,
+        email: Option<String>,
+        email_verified: bool,
+        now_ms: u64,
+    ) -> Self {
+        let verified = email_verified && email.is_some();
+        UserRecord {
+            user_id,
+            username,
+            password_hash,
+            roles,
+            email,
+            email_verified: verified,
+            email_verified_at_ms: verified.then_some(now_ms),
+            created_at: now_ms / 1000,
+            sessions_valid_after_ms: None,
+            disabled: false,
+        }
+    }
+}
+
 impl std::fmt::Debug for UserRecord {
     // The hash is a secret: it never reaches a log line, even through `{:?}`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

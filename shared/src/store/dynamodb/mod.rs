@@ -28,7 +28,8 @@ mod users;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, TransactWriteItem};
 
 use self::errors::classify;
 use self::item::Item;
@@ -70,6 +71,19 @@ fn throttle_key(key: &ThrottleKey) -> String {
         ThrottleKey::Name { username } => format!("{LOGIN_FAILURES_PREFIX}{username}"),
         ThrottleKey::Client { username, client } => format!("{LOGIN_FAILURES_PREFIX}{username}#{client}"),
     }
+}
+
+/// How a transaction ended (`DynamoStore::transact`).
+enum Transacted {
+    Applied,
+    /// A condition did not hold: nothing was written. The cancellation reasons, one per
+    /// item in the transaction's order.
+    Refused(Vec<CancellationReason>),
+}
+
+/// The condition of the transaction's item `i` did not hold.
+fn refused_at(reasons: &[CancellationReason], i: usize) -> bool {
+    reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
 }
 
 /// A unit of the retry back-off with some jitter, so that conflicting writers spread out.
@@ -123,6 +137,41 @@ impl DynamoStore {
         self.tokens_table = Some(tokens_table.into());
         self.outbox_table = Some(outbox_table.into());
         self
+    }
+
+    /// Runs one transaction, trying again with back-off while it loses to concurrent
+    /// transactions on its items (once those are done, its conditions give the real
+    /// answer). Each attempt has a client request token, which makes the SDK's own retry
+    /// of an attempt DynamoDB had applied (its answer lost) a no-op. Conflicts past the
+    /// retries are `Unavailable` (`what` says whose).
+    async fn transact(&self, items: Vec<TransactWriteItem>, what: &str) -> Result<Transacted, StoreError> {
+        for attempt in 0..=CONFLICT_RETRIES {
+            let result = self
+                .client
+                .transact_write_items()
+                .client_request_token(uuid::Uuid::new_v4().to_string())
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(Transacted::Applied),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
+                return Err(classify(e));
+            };
+            let reasons = tc.cancellation_reasons();
+            if (0..reasons.len()).any(|i| refused_at(reasons, i)) {
+                return Ok(Transacted::Refused(reasons.to_vec()));
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(classify(e));
+            }
+            if attempt < CONFLICT_RETRIES {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Unavailable(format!("{what} kept conflicting with concurrent transactions")))
     }
 
     /// One `BatchGetItem` (plus retries of unprocessed keys): the items found, by table.

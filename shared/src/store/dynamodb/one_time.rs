@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::errors::{build_err, classify};
 use super::item::{Item, get_s, get_u64, ms_to_seconds_attr, n, s};
 use super::outbox::mail_item;
-use super::{DynamoStore, email_key};
+use super::{DynamoStore, Transacted, email_key, refused_at};
 use crate::store::{Mailed, OneTimeToken, OneTimeTokenStore, StoreError, TokenPurpose, VerifyOutcome};
 
 fn token_item(token: &OneTimeToken) -> Item {
@@ -161,25 +160,16 @@ impl OneTimeTokenStore for DynamoStore {
                 .map_err(build_err)?;
             items.push(TransactWriteItem::builder().delete(release).build());
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        let e = match result {
-            Ok(_) => return Ok(VerifyOutcome::Verified),
-            Err(e) => e,
+        let Transacted::Refused(reasons) = self.transact(items, "a verification").await? else {
+            return Ok(VerifyOutcome::Verified);
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
-            return Err(classify(e));
-        };
-        let failed =
-            |i: usize| tc.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         // The token first: a used token says nothing about the address.
-        if failed(0) {
-            Ok(VerifyOutcome::TokenGone)
-        } else if failed(2) || failed(3) {
-            Ok(VerifyOutcome::UserChanged)
-        } else if failed(1) {
-            Ok(VerifyOutcome::EmailTaken)
+        Ok(if refused_at(&reasons, 0) {
+            VerifyOutcome::TokenGone
+        } else if refused_at(&reasons, 2) || refused_at(&reasons, 3) {
+            VerifyOutcome::UserChanged
         } else {
-            Err(classify(e))
-        }
+            VerifyOutcome::EmailTaken
+        })
     }
 }

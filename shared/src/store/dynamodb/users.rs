@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
@@ -12,7 +11,7 @@ use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
     Item, get_roles, get_s, get_u64, is_disabled, is_true, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
-use super::{CONFLICT_RETRIES, DynamoStore, backoff, email_key, throttle_key, user_id_key};
+use super::{DynamoStore, Transacted, email_key, refused_at, throttle_key, user_id_key};
 use crate::store::{
     CreateOutcome, ImportOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserRef,
     UserStore,
@@ -92,49 +91,25 @@ impl UserStore for DynamoStore {
             Some(mailed) => self.mailed_writes(mailed)?,
             None => Vec::new(),
         };
-        for attempt in 0..=CONFLICT_RETRIES {
-            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB;
-            // the user id (fresh per registration) tells our own write apart elsewhere.
-            let result = self
-                .client
-                .transact_write_items()
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .set_transact_items(Some(
-                    [vec![item.clone(), id_item.clone()], email_free.clone(), mail.clone()].concat(),
-                ))
-                .send()
-                .await;
-            let e = match result {
-                Ok(_) => return Ok(CreateOutcome::Created),
-                Err(e) => e,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
-                return Err(classify(e));
-            };
-            let reasons = tc.cancellation_reasons();
-            if let Some(user_reason) = reasons.first().filter(|r| r.code() == Some("ConditionalCheckFailed")) {
-                // Taken, unless what holds the name is this very registration: an attempt
-                // the SDK retried after DynamoDB had applied it (the answer was lost).
-                let holder = user_reason.item().and_then(|i| get_s(i, "user_id"));
-                return Ok(if holder.as_deref() == Some(&user.user_id) {
-                    CreateOutcome::Created
-                } else {
-                    CreateOutcome::UsernameTaken
-                });
-            }
-            if !email_free.is_empty() && reasons.get(2).is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) {
-                return Ok(CreateOutcome::EmailTaken);
-            }
-            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-                return Err(classify(e));
-            }
-            // Another transaction held one of the items (a concurrent registration of
-            // the name): once it is done, the condition gives the real answer.
-            if attempt < CONFLICT_RETRIES {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+        let items = [vec![item, id_item], email_free.clone(), mail].concat();
+        let Transacted::Refused(reasons) = self.transact(items, "a registration").await? else {
+            return Ok(CreateOutcome::Created);
+        };
+        if let Some(user_reason) = reasons.first().filter(|_| refused_at(&reasons, 0)) {
+            // Taken, unless what holds the name is this very registration: an attempt
+            // the SDK retried after DynamoDB had applied it (the answer was lost); the
+            // user id is fresh per registration.
+            let holder = user_reason.item().and_then(|i| get_s(i, "user_id"));
+            return Ok(if holder.as_deref() == Some(&user.user_id) {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::UsernameTaken
+            });
         }
-        Err(StoreError::Unavailable("registration kept conflicting with concurrent transactions".into()))
+        if !email_free.is_empty() && refused_at(&reasons, 2) {
+            return Ok(CreateOutcome::EmailTaken);
+        }
+        Err(StoreError::Internal("a registration refused by an unexpected condition".into()))
     }
 
     async fn import_user(&self, user: &UserRecord, password_scheme: &str) -> Result<ImportOutcome, StoreError> {
@@ -178,47 +153,26 @@ impl UserStore for DynamoStore {
                     .map_err(build_err)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for attempt in 0..=CONFLICT_RETRIES {
-            let result = self
-                .client
-                .transact_write_items()
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .set_transact_items(Some(puts.clone()))
-                .send()
-                .await;
-            let e = match result {
-                Ok(_) => return Ok(ImportOutcome::Imported),
-                Err(e) => e,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
-                return Err(classify(e));
-            };
-            let failed =
-                |i: usize| tc.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-            if failed(0) {
-                // Taken, unless by this very user: an earlier attempt (a retried request,
-                // a re-run import) that landed.
-                let holder = self.user_profile(&user.username).await?;
-                return Ok(if holder.is_some_and(|h| h.user_id == user.user_id) {
-                    ImportOutcome::AlreadyImported
-                } else {
-                    ImportOutcome::UsernameTaken
-                });
-            }
-            if failed(1) {
-                return Ok(ImportOutcome::IdTaken);
-            }
-            if failed(2) {
-                return Ok(ImportOutcome::EmailTaken);
-            }
-            if !tc.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict")) {
-                return Err(classify(e));
-            }
-            if attempt < CONFLICT_RETRIES {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+        let Transacted::Refused(reasons) = self.transact(puts, "an import").await? else {
+            return Ok(ImportOutcome::Imported);
+        };
+        if refused_at(&reasons, 0) {
+            // Taken, unless by this very user: an earlier attempt (a retried request, a
+            // re-run import) that landed.
+            let holder = self.user_profile(&user.username).await?;
+            return Ok(if holder.is_some_and(|h| h.user_id == user.user_id) {
+                ImportOutcome::AlreadyImported
+            } else {
+                ImportOutcome::UsernameTaken
+            });
         }
-        Err(StoreError::Unavailable("an import kept conflicting with concurrent transactions".into()))
+        if refused_at(&reasons, 1) {
+            return Ok(ImportOutcome::IdTaken);
+        }
+        if refused_at(&reasons, 2) {
+            return Ok(ImportOutcome::EmailTaken);
+        }
+        Err(StoreError::Internal("an import refused by an unexpected condition".into()))
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -484,33 +438,11 @@ impl UserStore for DynamoStore {
             .into_iter()
             .map(|d| d.build().map(|d| TransactWriteItem::builder().delete(d).build()).map_err(build_err))
             .collect::<Result<Vec<_>, _>>()?;
-        for attempt in 0..=CONFLICT_RETRIES {
-            // The token makes an SDK retry of an applied transaction a no-op on DynamoDB.
-            let result = self
-                .client
-                .transact_write_items()
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let e = match result {
-                Ok(_) => return Ok(true),
-                Err(e) => e,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = e.as_service_error() else {
-                return Err(classify(e));
-            };
-            let reasons = tc.cancellation_reasons();
-            if reasons.first().is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) {
-                return Ok(false);
-            }
-            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-                return Err(classify(e));
-            }
-            if attempt < CONFLICT_RETRIES {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+        match self.transact(items, "a deletion").await? {
+            Transacted::Applied => Ok(true),
+            // The user changed since it was read: nothing deleted.
+            Transacted::Refused(reasons) if refused_at(&reasons, 0) => Ok(false),
+            Transacted::Refused(_) => Err(StoreError::Internal("a deletion refused by an unexpected condition".into())),
         }
-        Err(StoreError::Unavailable("deletion kept conflicting with concurrent transactions".into()))
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod password;
 pub mod store;
 pub mod tokens;

@@ -18,6 +18,7 @@ use std::num::NonZeroU32;
 use argon2::PasswordHash;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use subtle::ConstantTimeEq;
 
 /// The highest bcrypt cost accepted: 2^14 rounds, about a second of one core.
 pub const MAX_BCRYPT_COST: u32 = 14;
@@ -110,13 +111,9 @@ pub(super) fn verify(password: &str, hash: &str) -> Result<bool, Unsupported> {
             let mut computed = vec![0u8; expected.len()];
             scrypt::scrypt(password.as_bytes(), &salt, &params, &mut computed)
                 .map_err(|_| unsupported("scrypt output length out of range"))?;
-            Ok(constant_time_eq(&computed, &expected))
+            Ok(computed.ct_eq(&expected).into())
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse(hash: &str) -> Result<Parsed, Unsupported> {

@@ -83,6 +83,31 @@ impl shared::store::OneTimeTokenStore for InstantStore {
 }
 
 #[async_trait]
+impl shared::store::FactorStore for InstantStore {
+    async fn factor(&self, _: &str) -> Result<Option<shared::store::Factor>, StoreError> {
+        Ok(None)
+    }
+    async fn begin_enrolment(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn confirm_enrolment(&self, _: &str, _: &str, _: u64, _: &[String]) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn accept_step(&self, _: &str, _: &str, _: u64) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn use_recovery_code(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn replace_recovery_codes(&self, _: &str, _: &str, _: u64, _: &[String]) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn remove_factor(&self, _: &str, _: Option<&str>) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+}
+
+#[async_trait]
 impl shared::store::OutboxStore for InstantStore {
     async fn queue_mail(&self, _: &shared::store::QueuedMail) -> Result<(), StoreError> {
         unreachable!("the authorizer sends no mail")

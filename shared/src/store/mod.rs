@@ -8,12 +8,12 @@
 //! (`Arc<dyn Store>`). The DynamoDB adapter is laid out the same way (`dynamodb/`, one
 //! `impl XStore for DynamoStore` per file).
 //!
-//! Part 3's aggregates: [`OneTimeTokenStore`] (`one_time.rs`, emailed tokens) and
-//! [`OutboxStore`] (`outbox.rs`, queued mail). Those still to come (second factors) get
-//! their own trait and file the same way, here and under `dynamodb/`, and join the
-//! supertraits of [`Store`] and its blanket impl.
+//! Part 3's aggregates: [`OneTimeTokenStore`] (`one_time.rs`, emailed tokens),
+//! [`OutboxStore`] (`outbox.rs`, queued mail) and [`FactorStore`] (`factors.rs`, second
+//! factors).
 
 pub mod dynamodb;
+mod factors;
 mod one_time;
 mod outbox;
 mod revocations;
@@ -22,6 +22,7 @@ mod throttle;
 mod users;
 
 pub use dynamodb::DynamoStore;
+pub use factors::{Factor, FactorStore};
 pub use one_time::{Mailed, OneTimeToken, OneTimeTokenStore, TokenPurpose, VerifyOutcome};
 pub use outbox::{MailKind, OutboxStore, QueuedMail};
 pub use revocations::{AccessState, RevocationStore, Spend, SpendOutcome, Successor};
@@ -43,11 +44,28 @@ pub enum StoreError {
 /// all of the aggregate traits (blanket impl below); methods are called through it as
 /// through any of them.
 pub trait Store:
-    UserStore + ThrottleStore + RevocationStore + SessionStore + OneTimeTokenStore + OutboxStore + Send + Sync
+    UserStore
+    + ThrottleStore
+    + RevocationStore
+    + SessionStore
+    + OneTimeTokenStore
+    + OutboxStore
+    + FactorStore
+    + Send
+    + Sync
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + ThrottleStore + RevocationStore + SessionStore + OneTimeTokenStore + OutboxStore + Send + Sync + ?Sized
+    T: UserStore
+        + ThrottleStore
+        + RevocationStore
+        + SessionStore
+        + OneTimeTokenStore
+        + OutboxStore
+        + FactorStore
+        + Send
+        + Sync
+        + ?Sized
 {
 }

@@ -388,6 +388,31 @@ impl OneTimeTokenStore for HeldStore {
 }
 
 #[async_trait]
+impl shared::store::FactorStore for HeldStore {
+    async fn factor(&self, user_id: &str) -> Result<Option<shared::store::Factor>, StoreError> {
+        self.inner.factor(user_id).await
+    }
+    async fn begin_enrolment(&self, user_id: &str, pending: &str) -> Result<bool, StoreError> {
+        self.inner.begin_enrolment(user_id, pending).await
+    }
+    async fn confirm_enrolment(&self, user_id: &str, pending: &str, step: u64, codes: &[String]) -> Result<bool, StoreError> {
+        self.inner.confirm_enrolment(user_id, pending, step, codes).await
+    }
+    async fn accept_step(&self, user_id: &str, secret: &str, step: u64) -> Result<bool, StoreError> {
+        self.inner.accept_step(user_id, secret, step).await
+    }
+    async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> Result<bool, StoreError> {
+        self.inner.use_recovery_code(user_id, code_hash).await
+    }
+    async fn replace_recovery_codes(&self, user_id: &str, secret: &str, step: u64, codes: &[String]) -> Result<bool, StoreError> {
+        self.inner.replace_recovery_codes(user_id, secret, step, codes).await
+    }
+    async fn remove_factor(&self, user_id: &str, secret: Option<&str>) -> Result<bool, StoreError> {
+        self.inner.remove_factor(user_id, secret).await
+    }
+}
+
+#[async_trait]
 impl OutboxStore for HeldStore {
     async fn queue_mail(&self, mail: &QueuedMail) -> Result<(), StoreError> {
         self.inner.queue_mail(mail).await

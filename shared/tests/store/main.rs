@@ -1,11 +1,12 @@
 //! The DynamoDB store against a real DynamoDB API server, one module per aggregate
-//! (`users`, `throttle`, `revocations`, `sessions`, `one_time` with the outbox) and one for the adapter's error
+//! (`users`, `throttle`, `revocations`, `sessions`, `one_time` with the outbox, `factors`) and one for the adapter's error
 //! classification (`errors`). One test binary: each costs a link.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod errors;
+mod factors;
 mod one_time;
 mod revocations;
 mod sessions;

@@ -17,6 +17,7 @@
 //! attribute. Nothing here relies on TTL deletion having happened.
 
 mod errors;
+mod factors;
 mod item;
 mod one_time;
 mod outbox;
@@ -44,6 +45,7 @@ const USER_ID_PREFIX: &str = "id#";
 const LOGIN_FAILURES_PREFIX: &str = "login#";
 const EMAIL_PREFIX: &str = "email#";
 const MAIL_ALLOWANCE_PREFIX: &str = "mail#";
+const FACTOR_PREFIX: &str = "mfa#";
 /// Registrations that lost a transaction conflict (a concurrent transaction on the same
 /// name) are tried again this many times before the store reports itself unavailable.
 const CONFLICT_RETRIES: u32 = 3;
@@ -59,6 +61,11 @@ fn user_id_key(user_id: &str) -> String {
 /// The item that counts the mails of one kind sent for one user (`key`), with TTL.
 fn mail_allowance_key(key: &str) -> String {
     format!("{MAIL_ALLOWANCE_PREFIX}{key}")
+}
+
+/// The item of a user's second factor.
+fn factor_key(user_id: &str) -> String {
+    format!("{FACTOR_PREFIX}{user_id}")
 }
 
 /// The item that claims a verified address for one user.

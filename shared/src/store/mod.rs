@@ -28,7 +28,9 @@ pub use outbox::{MailKind, OutboxStore, QueuedMail};
 pub use revocations::{AccessState, RevocationStore, Spend, SpendOutcome, Successor};
 pub use sessions::{ListedSession, MAX_LISTED_SESSIONS, SessionRecord, SessionStore};
 pub use throttle::{FailedLogins, LoginState, NameAttempt, Swapped, ThrottleKey, ThrottleStore};
-pub use users::{CreateOutcome, ImportOutcome, PasswordChange, UserAccess, UserProfile, UserRecord, UserRef, UserStore};
+pub use users::{
+    CreateOutcome, ImportOutcome, PasswordChange, UserAccess, UserProfile, UserRecord, UserRef, UserStore,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -44,15 +46,7 @@ pub enum StoreError {
 /// all of the aggregate traits (blanket impl below); methods are called through it as
 /// through any of them.
 pub trait Store:
-    UserStore
-    + ThrottleStore
-    + RevocationStore
-    + SessionStore
-    + OneTimeTokenStore
-    + OutboxStore
-    + FactorStore
-    + Send
-    + Sync
+    UserStore + ThrottleStore + RevocationStore + SessionStore + OneTimeTokenStore + OutboxStore + FactorStore + Send + Sync
 {
 }
 

@@ -214,11 +214,15 @@ def test_deleting_the_account_ends_everything_and_frees_the_name(api, user):
     res = delete_account(api, other)
     assert res.status == 204 and res.body == b"", res
     assert "Max-Age=0" in res.header("set-cookie"), "the refresh cookie is cleared"
-    # Nothing of the user is left: user item, id item, throttle counters, session rows
-    # (checked first: a login attempt on the name counts again, as for any unknown name).
+    # Nothing of the user is left: user item, throttle counters, session rows (checked
+    # first: a login attempt on the name counts again, as for any unknown name). The id
+    # item stays as a tombstone that names nobody (no name, only when): the id is never a
+    # user's again, so no import or migration can bring the deleted user's tokens back.
     users = table("USERS_TABLE")
-    for key in [user["username"], f"id#{user_id}", f"login#{user['username']}", f"login#{user['username']}#127.0.0.1"]:
+    for key in [user["username"], f"login#{user['username']}", f"login#{user['username']}#127.0.0.1"]:
         assert "Item" not in users.get_item(Key={"username": key}, ConsistentRead=True), key
+    tombstone = users.get_item(Key={"username": f"id#{user_id}"}, ConsistentRead=True)["Item"]
+    assert set(tombstone) == {"username", "deleted_at"}, tombstone
     rows = table("SESSIONS_TABLE").query(KeyConditionExpression=Key("user_id").eq(user_id), ConsistentRead=True)
     assert rows["Items"] == []
     assert_dead(api, other, other_refresh)

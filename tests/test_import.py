@@ -148,6 +148,23 @@ def test_a_retried_import_imports_nothing_twice_and_taken_names_ids_and_addresse
     assert res.status == 200 and sorted(decode(res.json()["access_token"])[1]["roles"]) == ["support", "user"]
 
 
+def test_a_deleted_account_cannot_be_imported_back_and_its_tokens_stay_dead(api, admin):
+    v = matching("bcrypt")[0]
+    user = {"username": new_name(), "password_hash": v["hash"], "id": f"gone-{uuid.uuid4().hex}"}
+    assert import_users(api, admin, [user]).json()["imported"] == [user["username"]]
+    tokens = api.login(user["username"], v["password"]).json()
+    res = api.call("DELETE", "/auth/account", token=tokens["access_token"], json_body={"password": v["password"]})
+    assert res.status == 204, res
+    # The same line imported again (a re-run of the file): its id stays the deleted user's.
+    body = import_users(api, admin, [user]).json()
+    assert [s["error"] for s in body["skipped"]] == ["id_taken"], body
+    assert_error(api.refresh(tokens["refresh_token"]), 401, "invalid_grant")
+    # Under another id the name is free again, and the old tokens are still dead.
+    assert import_users(api, admin, [{**user, "id": f"new-{uuid.uuid4().hex}"}]).json()["imported"] == [user["username"]]
+    assert_error(api.refresh(tokens["refresh_token"]), 401, "invalid_grant")
+    assert api.me(tokens["access_token"]).status == 401
+
+
 def test_only_an_admin_imports_and_at_most_100_users_a_request(api, admin):
     name = new_name()
     user = api.register(name).json()

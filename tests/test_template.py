@@ -53,7 +53,6 @@ GRANTS = {
     # And a lazy migration from Cognito: the pool's user read, created here, read back.
     "LoginFunction": {
         "BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions", "PutItem users", "GetItem users",
-        'cognito-idp:AdminGetUser {"Sub": "arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/${LegacyCognitoUserPoolId}"}',
     },
     "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     "LogoutFunction": {"UpdateItem users", "PutItem revoked"},
@@ -76,8 +75,9 @@ GRANTS = {
         "Query sessions", "BatchGetItem sessions", "PutItem sessions", "DeleteItem sessions",
         "BatchWriteItem sessions",
         # The password-changed notice; a change of address: its token, its mail and the
-        # old address's notice (one transaction), and the allowance it spends.
-        "PutItem outbox", "PutItem tokens",
+        # old address's notice (one transaction), and the allowance it spends. A deleted
+        # user's id item, kept as a tombstone.
+        "PutItem outbox", "PutItem tokens", "PutItem users",
     },
     "AuthorizerFunction": {"BatchGetItem users", "BatchGetItem revoked"},
     # The rotation steps on the private key, and publishing the public set; no table.
@@ -109,7 +109,14 @@ NO_VALUE = object()
 
 def under(value, algorithm):
     """`value` with the template's Fn::If resolved for SigningAlgorithm = `algorithm`."""
-    conditions = {"IsHmac": algorithm == "HS256", "IsAsymmetric": algorithm != "HS256", "SignsWithRsa": algorithm == "RS256"}
+    # (HasLegacyCognito: on, so its grants are checked too; the test of the migration's
+    # statements checks they go with it.)
+    conditions = {
+        "IsHmac": algorithm == "HS256",
+        "IsAsymmetric": algorithm != "HS256",
+        "SignsWithRsa": algorithm == "RS256",
+        "HasLegacyCognito": True,
+    }
     if isinstance(value, list):
         return [x for x in (under(v, algorithm) for v in value) if x is not NO_VALUE]
     if isinstance(value, dict):
@@ -281,8 +288,19 @@ def test_the_users_table_is_keyed_by_username():
     assert key == [{"AttributeName": "username", "KeyType": "HASH"}]
 
 
+def test_login_creates_users_only_with_the_cognito_migration_on():
+    policies = functions()["LoginFunction"]["Policies"]
+    conditional = [p for p in policies if set(p) in ({"If"}, {"Fn::If"})]
+    migration = [p for p in conditional if next(iter(p.values()))[0] == "HasLegacyCognito"]
+    assert len(migration) == 1
+    _, on, off = next(iter(migration[0].values()))
+    assert off == {"Ref": "AWS::NoValue"}
+    assert {a for s in on["Statement"] for a in as_list(s["Action"])} == {"dynamodb:PutItem", "dynamodb:GetItem"}
+    assert TEMPLATE["Conditions"]["HasLegacyCognito"] == {"Not": [{"Equals": [{"Ref": "LegacyCognitoUserPoolId"}, ""]}]}
+
+
 def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows():
-    login = statements(functions()["LoginFunction"])
+    login = statements(under(functions()["LoginFunction"], "RS256"))
     writes = [s for s in login if set(as_list(s["Action"])) & WRITES]
     rows = [s for s in writes if [table_of(r) for r in as_list(s["Resource"])] == ["sessions"]]
     assert len(rows) == 1 and as_list(rows[0]["Action"]) == ["dynamodb:PutItem"]
@@ -302,7 +320,7 @@ def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows()
     assert sorted(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == [
         "alias_of", "created_at", "email", "email_verified", "email_verified_at", "password_hash", "roles", "user_id", "username",
     ]
-    assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*", "mail#*", "session#*"]}
+    assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*", "mail#*", "session#*", "mfa#*"]}
     assert condition["StringEqualsIfExists"] == {"dynamodb:ReturnValues": ["NONE"]}
     # And the code's migration writes no other attribute (password_scheme only for a
     # scheme other than argon2id, which a migration never has).

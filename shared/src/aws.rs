@@ -195,9 +195,14 @@ pub fn secretsmanager_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Clie
     aws_sdk_secretsmanager::Client::from_conf(builder.build())
 }
 
-/// Amazon Cognito, the old directory of a lazy migration (the login function).
-pub fn cognito_client(config: &SdkConfig) -> aws_sdk_cognitoidentityprovider::Client {
+/// Amazon Cognito, the old directory of a lazy migration (the login function), in the
+/// region of the user pool (its id's prefix, `us-east-1_AbC…`), which may not be the
+/// function's.
+pub fn cognito_client(config: &SdkConfig, user_pool_id: &str) -> aws_sdk_cognitoidentityprovider::Client {
     let mut builder = aws_sdk_cognitoidentityprovider::config::Builder::from(config);
+    if let Some((region, _)) = user_pool_id.split_once('_') {
+        builder = builder.region(aws_config::Region::new(region.to_string()));
+    }
     if let Some(url) = endpoint_url("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER") {
         builder = builder.endpoint_url(url);
     }

@@ -234,8 +234,8 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
         store = store.with_mail_tables(&mail.tokens_table, &mail.outbox_table);
     }
     let legacy = config.legacy_cognito.as_ref().map(|c| {
-        let client = crate::aws::cognito_client(sdk);
-        Arc::new(crate::aws::cognito::CognitoDirectory::new(client, &c.user_pool_id, &c.client_id))
+        let client = crate::aws::cognito_client(sdk, &c.user_pool_id);
+        Arc::new(crate::aws::cognito::CognitoDirectory::new(client, &c.client_id))
             as Arc<dyn crate::auth::legacy::LegacyDirectory>
     });
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))

@@ -184,7 +184,9 @@ impl Auth {
         let stored = self.usable_token(token, &[TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail]).await?;
         let email = stored.email.clone().ok_or_else(refused)?;
         for _ in 0..ADDRESS_RACE_RETRIES {
-            let user = self.store.get_user(&stored.username).await?.filter(|u| u.user_id == stored.user_id);
+            // A disabled account proves and claims nothing until enabled.
+            let user =
+                self.store.get_user(&stored.username).await?.filter(|u| u.user_id == stored.user_id && !u.disabled);
             let user = user.filter(|u| link_still_good(&stored, u)).ok_or_else(refused)?;
             let previous = user.email.as_deref().filter(|_| user.email_verified);
             match self.store.verify_email(&stored, previous, now_ms()).await? {

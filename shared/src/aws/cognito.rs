@@ -1,9 +1,12 @@
 //! The old directory of a lazy migration, an Amazon Cognito user pool
 //! (`LegacyCognitoUserPoolId`, `LegacyCognitoClientId`): `InitiateAuth` with
 //! `USER_PASSWORD_AUTH` proves the password (an app client without a secret, with that flow
-//! allowed), and `AdminGetUser` reads the user's `sub` and address.
+//! allowed), and `GetUser` with the access token it answered reads the `sub` and address of
+//! the very user who signed in (never another one a name or alias might point to). Both
+//! are Cognito's public, token-authorized calls: the function needs no IAM grant for them.
 
 use async_trait::async_trait;
+use aws_sdk_cognitoidentityprovider::error::DisplayErrorContext;
 use aws_sdk_cognitoidentityprovider::operation::initiate_auth::InitiateAuthError;
 use aws_sdk_cognitoidentityprovider::types::AuthFlowType;
 
@@ -12,13 +15,13 @@ use crate::error::AuthError;
 
 pub struct CognitoDirectory {
     client: aws_sdk_cognitoidentityprovider::Client,
-    user_pool_id: String,
     client_id: String,
 }
 
 impl CognitoDirectory {
-    pub fn new(client: aws_sdk_cognitoidentityprovider::Client, user_pool_id: &str, client_id: &str) -> Self {
-        CognitoDirectory { client, user_pool_id: user_pool_id.to_string(), client_id: client_id.to_string() }
+    /// The pool is the app client's (`client_id` names it to Cognito).
+    pub fn new(client: aws_sdk_cognitoidentityprovider::Client, client_id: &str) -> Self {
+        CognitoDirectory { client, client_id: client_id.to_string() }
     }
 }
 
@@ -39,14 +42,16 @@ impl LegacyDirectory for CognitoDirectory {
             .auth_parameters("PASSWORD", password)
             .send()
             .await;
-        match signed_in {
-            Ok(out) if out.authentication_result().is_some() => {}
-            Ok(out) => {
-                // A challenge (a new password required, a second factor): not a sign-in
-                // this service can finish for it.
-                tracing::info!(challenge = ?out.challenge_name(), "legacy Cognito sign-in needs a challenge; not migrated");
-                return Ok(None);
-            }
+        let access_token = match signed_in {
+            Ok(out) => match out.authentication_result().and_then(|r| r.access_token()) {
+                Some(token) => token.to_string(),
+                None => {
+                    // A challenge (a new password required, a second factor): not a
+                    // sign-in this service can finish for it.
+                    tracing::info!(challenge = ?out.challenge_name(), "legacy Cognito sign-in needs a challenge; not migrated");
+                    return Ok(None);
+                }
+            },
             Err(e) => {
                 return match e.as_service_error() {
                     Some(
@@ -55,22 +60,23 @@ impl LegacyDirectory for CognitoDirectory {
                         | InitiateAuthError::UserNotConfirmedException(_)
                         | InitiateAuthError::PasswordResetRequiredException(_),
                     ) => Ok(None),
-                    _ => Err(unavailable(
-                        "InitiateAuth",
-                        aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e),
-                    )),
+                    _ => Err(unavailable("InitiateAuth", DisplayErrorContext(&e))),
                 };
             }
-        }
-        let user =
-            self.client.admin_get_user().user_pool_id(&self.user_pool_id).username(username).send().await.map_err(
-                |e| unavailable("AdminGetUser", aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e)),
-            )?;
+        };
+        // The user this very sign-in proved, by its token: not whoever a name points to.
+        let user = self
+            .client
+            .get_user()
+            .access_token(access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetUser", DisplayErrorContext(&e)))?;
         let attribute = |name: &str| {
             user.user_attributes().iter().find(|a| a.name() == name).and_then(|a| a.value()).map(str::to_string)
         };
         let Some(sub) = attribute("sub") else {
-            return Err(unavailable("AdminGetUser", "a user without its sub"));
+            return Err(unavailable("GetUser", "a user without its sub"));
         };
         Ok(Some(LegacyUser {
             sub,

@@ -167,7 +167,7 @@ pub struct Config {
 }
 
 /// The user pool and app client of a lazy migration (`LegacyCognitoUserPoolId`,
-/// `LegacyCognitoClientId`): both, or neither (off).
+/// `LegacyCognitoClientId`): both, or neither (off). The pool's id names its region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyCognitoConfig {
     pub user_pool_id: String,

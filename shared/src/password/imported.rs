@@ -26,10 +26,15 @@ pub const MAX_BCRYPT_COST: u32 = 14;
 pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
 /// The most memory a scrypt hash may ask for (128 · n · r bytes; Werkzeug's default is 32 MiB).
 pub const MAX_SCRYPT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
-/// The most memory (KiB) and passes an imported argon2 hash may ask for.
+/// And the most work: memory times passes (128 · n · r · p bytes), so `p` cannot multiply it.
+pub const MAX_SCRYPT_WORK_BYTES: u64 = 128 * 1024 * 1024;
+/// The most memory (KiB) an imported argon2 hash may ask for, and memory times passes
+/// (argon2-cffi's default, 64 MiB and 3 passes, is 192 MiB of work).
 pub const MAX_ARGON2_MEMORY_KIB: u32 = 128 * 1024;
-pub const MAX_ARGON2_PASSES: u32 = 10;
-const MAX_SCRYPT_PARALLELISM: u32 = 16;
+pub const MAX_ARGON2_WORK_KIB: u64 = 256 * 1024;
+/// What Django, passlib and Werkzeug write for PBKDF2-SHA256 (its digest), and Werkzeug for scrypt.
+const PBKDF2_OUTPUT_BYTES: usize = 32;
+const SCRYPT_OUTPUT_BYTES: usize = 64;
 
 /// The password schemes a stored hash can be in (`password_scheme` in the admin view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +74,8 @@ fn unsupported(why: impl Into<String>) -> Unsupported {
     Unsupported(why.into())
 }
 
-/// A recognised hash, parsed, within the cost limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A recognised hash, parsed, within the cost limits. No `Debug`: it holds the salt and
+/// the expected output.
 enum Parsed {
     Argon2 { scheme: Scheme },
     Bcrypt,
@@ -96,7 +101,7 @@ pub(super) fn verify(password: &str, hash: &str) -> Result<bool, Unsupported> {
         Parsed::Argon2 { .. } => Err(unsupported("argon2 hashes are verified by the argon2 hasher")),
         // bcrypt reads only the first 72 bytes of a password, as every bcrypt library
         // before Python's bcrypt 5 did silently: a hash they made matches those 72 bytes.
-        Parsed::Bcrypt => bcrypt::verify(password.as_bytes(), hash).map_err(|e| unsupported(format!("bcrypt: {e}"))),
+        Parsed::Bcrypt => bcrypt::verify(password.as_bytes(), hash).map_err(|_| unsupported("a malformed bcrypt hash")),
         Parsed::Pbkdf2 { iterations, salt, expected } => Ok(ring::pbkdf2::verify(
             ring::pbkdf2::PBKDF2_HMAC_SHA256,
             iterations,
@@ -155,10 +160,11 @@ fn parse_argon2(hash: &str) -> Result<Parsed, Unsupported> {
     if phc.salt.is_none() || phc.hash.is_none() {
         return Err(unsupported("an argon2 PHC string without its salt or output"));
     }
-    if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
+    let work = u64::from(params.m_cost()) * u64::from(params.t_cost());
+    if params.m_cost() > MAX_ARGON2_MEMORY_KIB || work > MAX_ARGON2_WORK_KIB {
         return Err(unsupported(format!(
-            "argon2 cost over the limit (at most m={MAX_ARGON2_MEMORY_KIB} KiB and t={MAX_ARGON2_PASSES}): one login would \
-             take too long"
+            "argon2 cost over the limit (at most m={MAX_ARGON2_MEMORY_KIB} KiB, and m·t={MAX_ARGON2_WORK_KIB} KiB): one \
+             login would take too long"
         )));
     }
     Ok(Parsed::Argon2 { scheme })
@@ -177,6 +183,10 @@ fn parse_bcrypt(rest: &str) -> Result<Parsed, Unsupported> {
     if cost > MAX_BCRYPT_COST {
         return Err(unsupported(format!("bcrypt cost {cost} is over {MAX_BCRYPT_COST}: one login would take seconds")));
     }
+    // The salt and output must decode as bcrypt's own base64 (else no login could match).
+    if format!("$2b${rest}").parse::<bcrypt::HashParts>().is_err() {
+        return Err(malformed());
+    }
     Ok(Parsed::Bcrypt)
 }
 
@@ -191,8 +201,9 @@ fn pbkdf2_iterations(text: &str) -> Result<NonZeroU32, Unsupported> {
 }
 
 fn sha256_output(expected: Vec<u8>) -> Result<Vec<u8>, Unsupported> {
-    if expected.is_empty() || expected.len() > 64 {
-        return Err(unsupported("a PBKDF2 output of the wrong length"));
+    // As those libraries write it: 32 bytes (a shorter output would match more passwords).
+    if expected.len() != PBKDF2_OUTPUT_BYTES {
+        return Err(unsupported("a PBKDF2-SHA256 output that is not 32 bytes"));
     }
     Ok(expected)
 }
@@ -260,21 +271,21 @@ fn parse_werkzeug_scrypt(rest: &str) -> Result<Parsed, Unsupported> {
         return Err(malformed());
     }
     let memory = 128u64.saturating_mul(n).saturating_mul(r);
-    if memory > MAX_SCRYPT_MEMORY_BYTES || p > u64::from(MAX_SCRYPT_PARALLELISM) {
+    let work = memory.saturating_mul(p);
+    if memory > MAX_SCRYPT_MEMORY_BYTES || work > MAX_SCRYPT_WORK_BYTES {
         return Err(unsupported(format!(
-            "scrypt with n={n}, r={r}, p={p} asks for {} MiB and {p} passes: the limit is {} MiB and {MAX_SCRYPT_PARALLELISM}",
+            "scrypt with n={n}, r={r}, p={p} asks for {} MiB, {} MiB of work: the limits are {} MiB and {} MiB",
             memory >> 20,
-            MAX_SCRYPT_MEMORY_BYTES >> 20
+            work >> 20,
+            MAX_SCRYPT_MEMORY_BYTES >> 20,
+            MAX_SCRYPT_WORK_BYTES >> 20
         )));
     }
-    let expected = hex(output).filter(|e| !e.is_empty() && e.len() <= 64).ok_or_else(malformed)?;
-    Ok(Parsed::Scrypt {
-        log_n: n.trailing_zeros() as u8,
-        r: r as u32,
-        p: p as u32,
-        salt: non_empty_salt(salt.as_bytes().to_vec())?,
-        expected,
-    })
+    let expected = hex(output).filter(|e| e.len() == SCRYPT_OUTPUT_BYTES).ok_or_else(malformed)?;
+    let (log_n, r, p) = (n.trailing_zeros() as u8, r as u32, p as u32);
+    // Parameters scrypt itself refuses would fail every login: refused here instead.
+    scrypt::Params::new(log_n, r, p, SCRYPT_OUTPUT_BYTES).map_err(|_| malformed())?;
+    Ok(Parsed::Scrypt { log_n, r, p, salt: non_empty_salt(salt.as_bytes().to_vec())?, expected })
 }
 
 /// `<method>$<salt>$<output>`.
@@ -393,6 +404,10 @@ mod tests {
             "scrypt:1000:8:1$salt$00",
             "scrypt:1024:0:1$salt$00",
             "scrypt:1024:8$salt$00",
+            // Shorter outputs than the libraries write would match more passwords.
+            "pbkdf2:sha256:1000$salt$00",
+            "pbkdf2_sha256$1000$salt$AAAA",
+            "scrypt:1024:8:1$salt$0011",
             "$argon2id$v=19$m=8,t=1,p=1$",
             "$argon2d$v=19$m=65536,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
             "",
@@ -400,6 +415,21 @@ mod tests {
             assert!(scheme_of(bad).is_err(), "{bad:?}");
             assert!(verify("password", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn passes_cannot_multiply_the_cost_past_the_limits() {
+        let output = "00".repeat(64);
+        // Werkzeug's default (32 MiB, one pass) is fine; sixteen passes of it are not.
+        assert_eq!(scheme_of(&format!("scrypt:32768:8:1$salt${output}")), Ok(Scheme::Scrypt));
+        let e = scheme_of(&format!("scrypt:32768:8:16$salt${output}")).unwrap_err();
+        assert!(e.0.contains("of work"), "{e}");
+        let argon2 = |m: u32, t: u32| {
+            format!("$argon2id$v=19$m={m},t={t},p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g")
+        };
+        assert_eq!(scheme_of(&argon2(65536, 3)), Ok(Scheme::Argon2id), "argon2-cffi's default");
+        assert!(scheme_of(&argon2(65536, 5)).is_err());
+        assert!(scheme_of(&argon2(262144, 1)).is_err());
     }
 
     #[test]

@@ -204,7 +204,8 @@ pub trait UserStore: Send + Sync {
         cutoff_ms: u64,
     ) -> Result<PasswordChange, StoreError>;
 
-    /// Deletes a user at once: its item, its id item, the claim of its verified address
+    /// Deletes a user at once: its item, its id item (kept as a tombstone that names no
+    /// user, so the id is never given to another user), the claim of its verified address
     /// (`verified_email`, as read with the user: the address is free again) and the given
     /// failed-login counters, atomically, only if the name still belongs to `user_id`, with
     /// the `password_hash` that was verified and that verified address, and is not

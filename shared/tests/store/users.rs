@@ -245,6 +245,13 @@ async fn a_user_is_deleted_whole_and_only_by_its_own_id() {
     assert!(env.user_item(&format!("login#{}", u.username)).await.is_none());
     assert!(env.user_item(&format!("login#{}#192.0.2.1", u.username)).await.is_none());
     assert!(!store.delete_user(&u.username, &u.user_id, hash, None, &counters).await.unwrap(), "gone already");
+    // The id item stays as a tombstone naming nobody: the id is never a user's again (an
+    // import or a migration bringing it back would revive the deleted user's tokens).
+    let tombstone = env.user_item(&format!("id#{}", u.user_id)).await.unwrap();
+    assert!(tombstone.contains_key("deleted_at") && !tombstone.contains_key("alias_of"));
+    let mut again = user(&u.username);
+    again.user_id = u.user_id.clone();
+    assert_eq!(store.import_user(&again, "argon2id").await.unwrap(), ImportOutcome::IdTaken);
     // The name is free again.
     assert_eq!(store.create_user(&user(&u.username)).await.unwrap(), CreateOutcome::Created);
 }

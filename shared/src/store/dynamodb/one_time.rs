@@ -154,7 +154,7 @@ impl OneTimeTokenStore for DynamoStore {
             let release = Delete::builder()
                 .table_name(&self.users_table)
                 .key("username", s(email_key(previous)))
-                .condition_expression("user_id = :id")
+                .condition_expression("attribute_not_exists(username) OR user_id = :id")
                 .expression_attribute_values(":id", s(&token.user_id))
                 .build()
                 .map_err(build_err)?;

@@ -425,7 +425,7 @@ impl UserStore for DynamoStore {
                 "#id = :id AND #hash = :hash AND attribute_not_exists(#dis) AND (attribute_not_exists(#verified) OR #verified <> :yes)",
             ),
         };
-        let mut items = vec![user, delete(user_id_key(user_id))];
+        let mut items = vec![user];
         if let Some(email) = verified_email {
             items.push(
                 delete(email_key(email))
@@ -434,10 +434,23 @@ impl UserStore for DynamoStore {
             );
         }
         items.extend(counters.iter().map(|key| delete(throttle_key(key))));
-        let items = items
+        let mut items = items
             .into_iter()
             .map(|d| d.build().map(|d| TransactWriteItem::builder().delete(d).build()).map_err(build_err))
             .collect::<Result<Vec<_>, _>>()?;
+        // The id item stays, as a tombstone: it names no user any more (no `alias_of`, so
+        // tokens of the id find nobody), and no import or migration can create a user with
+        // that id again, which would bring the deleted user's unexpired tokens back.
+        let tombstone = Put::builder()
+            .table_name(&self.users_table)
+            .item("username", s(user_id_key(user_id)))
+            .item(
+                "deleted_at",
+                n(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()),
+            )
+            .build()
+            .map_err(build_err)?;
+        items.insert(1, TransactWriteItem::builder().put(tombstone).build());
         match self.transact(items, "a deletion").await? {
             Transacted::Applied => Ok(true),
             // The user changed since it was read: nothing deleted.

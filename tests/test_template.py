@@ -404,7 +404,10 @@ USER_ITEM_ONLY = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["*#*"]
     [
         ("LogoutFunction", ["sessions_valid_after", "username"]),
         ("AdminFunction", ["disabled", "roles", "sessions_valid_after", "username"]),
-        ("AccountFunction", ["disabled", "password_hash", "password_scheme", "sessions_valid_after", "user_id", "username"]),
+        (
+            "AccountFunction",
+            ["disabled", "email_change_requested_at", "password_hash", "password_scheme", "sessions_valid_after", "user_id", "username"],
+        ),
     ],
 )
 def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, attributes):
@@ -445,7 +448,9 @@ def test_register_writes_only_user_and_alias_items():
     written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
     assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
     attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
-    assert attributes == written | {"sessions_valid_after", "disabled", "email_verified", "email_verified_at", "password_scheme"}
+    assert attributes == written | {
+        "sessions_valid_after", "disabled", "email_verified", "email_verified_at", "password_scheme", "email_change_requested_at",
+    }
     assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 

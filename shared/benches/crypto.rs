@@ -131,6 +131,9 @@ impl shared::store::OutboxStore for InstantStore {
 
 #[async_trait]
 impl UserStore for InstantStore {
+    async fn mark_email_change(&self, _: &str, _: &str, _: u64) -> Result<bool, StoreError> {
+        unreachable!()
+    }
     async fn import_user(&self, _: &UserRecord, _: &str) -> Result<shared::store::ImportOutcome, StoreError> {
         unreachable!()
     }

@@ -143,6 +143,7 @@ async fn login_upgrades_a_weak_hash() {
         email: None,
         email_verified: false,
         email_verified_at_ms: None,
+        email_change_requested_at_ms: None,
         created_at: 0,
         sessions_valid_after_ms: None,
         disabled: false,
@@ -875,7 +876,9 @@ async fn a_deleted_account_is_gone_at_once_and_its_name_is_free_for_a_stranger()
 
     let user_id = &r.user.id;
     assert!(env.user_item(&name).await.is_none());
-    assert!(env.user_item(&format!("id#{user_id}")).await.is_none());
+    // The id item stays as a tombstone that names nobody (the id is never a user's again).
+    let tombstone = env.user_item(&format!("id#{user_id}")).await.unwrap();
+    assert!(tombstone.contains_key("deleted_at") && !tombstone.contains_key("alias_of"), "{tombstone:?}");
     assert!(env.user_item(&format!("login#{name}")).await.is_none());
     assert!(env.session_rows(user_id).await.is_empty());
     for access in [&r.tokens.access_token, &other.access_token] {

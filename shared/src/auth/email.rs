@@ -143,13 +143,18 @@ impl Auth {
         if self.store.verified_owner(&email).await?.is_some_and(|owner| owner != user.user_id) {
             return Err(AuthError::EmailTaken);
         }
+        // The links of earlier changes die now, whether or not this one gets its mail (a
+        // mistyped address must not keep a way into the account).
+        let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
+        let mut mailed = self.verification(&who, &email, TokenPurpose::ChangeEmail)?;
+        if !self.store.mark_email_change(&user.username, &user.user_id, mailed.token.created_at_ms).await? {
+            return Err(AuthError::InvalidToken);
+        }
         let allowance = format!("verify#{}", user.user_id);
         if !self.store.take_mail_allowance(&allowance, now_ms(), RESEND_INTERVAL_MS, RESENDS_PER_DAY, DAY_MS).await? {
             tracing::info!(user_id = %user.user_id, "change of address not mailed: the account's allowance is used up");
             return Ok(());
         }
-        let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
-        let mut mailed = self.verification(&who, &email, TokenPurpose::ChangeEmail)?;
         mailed.notice = verified.map(|old| QueuedMail {
             id: Uuid::new_v4().to_string(),
             to: old.to_string(),
@@ -208,10 +213,13 @@ impl Auth {
 }
 
 /// A link mailed before the account's latest verification, or (for a change of address)
-/// before its sessions cutoff, no longer works.
+/// before its sessions cutoff or a later change request, no longer works.
 pub(super) fn link_still_good(token: &OneTimeToken, user: &UserRecord) -> bool {
     let before = |at: Option<u64>| at.is_some_and(|at| token.created_at_ms < at);
     if before(user.email_verified_at_ms) {
+        return false;
+    }
+    if token.purpose == TokenPurpose::ChangeEmail && before(user.email_change_requested_at_ms) {
         return false;
     }
     !(token.purpose != TokenPurpose::VerifyEmail && before(user.sessions_valid_after_ms))

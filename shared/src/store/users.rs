@@ -43,6 +43,9 @@ pub struct UserRecord {
     /// When an address was last verified (epoch milliseconds): links mailed before then
     /// (to the address it may have replaced) no longer work.
     pub email_verified_at_ms: Option<u64>,
+    /// When a change of address was last asked for (epoch milliseconds): an earlier
+    /// change's link (to an address the user may have mistyped) no longer works.
+    pub email_change_requested_at_ms: Option<u64>,
     pub created_at: u64,
     /// Sessions that started before this instant (epoch milliseconds) are revoked.
     pub sessions_valid_after_ms: Option<u64>,
@@ -71,6 +74,7 @@ impl UserRecord {
             email,
             email_verified: verified,
             email_verified_at_ms: verified.then_some(now_ms),
+            email_change_requested_at_ms: None,
             created_at: now_ms / 1000,
             sessions_valid_after_ms: None,
             disabled: false,
@@ -182,6 +186,10 @@ pub trait UserStore: Send + Sync {
     /// A revocation, but of the user's own cutoff (`sessions_valid_after_ms`, which
     /// `set_disabled` and `change_password` move too), not of the revocations aggregate.
     async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Records that a change of address was asked for at `at_ms` (`email_change_requested_at`):
+    /// the links of earlier changes stop working. `false`: no such user (or another id).
+    async fn mark_email_change(&self, username: &str, user_id: &str, at_ms: u64) -> Result<bool, StoreError>;
 
     /// Compare-and-set of a user's roles: stores `new` only if the roles are still `old`
     /// (as read). `false`: changed meanwhile, or no such user.

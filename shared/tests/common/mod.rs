@@ -267,7 +267,11 @@ impl UserStore for HeldStore {
     async fn verified_owner(&self, email: &str) -> Result<Option<String>, StoreError> {
         self.inner.verified_owner(email).await
     }
-    async fn create_user_mailed(&self, user: &UserRecord, mailed: Option<&Mailed>) -> Result<CreateOutcome, StoreError> {
+    async fn create_user_mailed(
+        &self,
+        user: &UserRecord,
+        mailed: Option<&Mailed>,
+    ) -> Result<CreateOutcome, StoreError> {
         self.inner.create_user_mailed(user, mailed).await
     }
     async fn import_user(
@@ -291,6 +295,9 @@ impl UserStore for HeldStore {
     }
     async fn revoke_sessions_before(&self, username: &str, at_ms: u64) -> Result<(), StoreError> {
         self.inner.revoke_sessions_before(username, at_ms).await
+    }
+    async fn mark_email_change(&self, username: &str, user_id: &str, at_ms: u64) -> Result<bool, StoreError> {
+        self.inner.mark_email_change(username, user_id, at_ms).await
     }
     async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {
         self.inner.replace_roles(username, old, new).await
@@ -395,7 +402,13 @@ impl shared::store::FactorStore for HeldStore {
     async fn begin_enrolment(&self, user_id: &str, pending: &str) -> Result<bool, StoreError> {
         self.inner.begin_enrolment(user_id, pending).await
     }
-    async fn confirm_enrolment(&self, user_id: &str, pending: &str, step: u64, codes: &[String]) -> Result<bool, StoreError> {
+    async fn confirm_enrolment(
+        &self,
+        user_id: &str,
+        pending: &str,
+        step: u64,
+        codes: &[String],
+    ) -> Result<bool, StoreError> {
         self.inner.confirm_enrolment(user_id, pending, step, codes).await
     }
     async fn accept_step(&self, user_id: &str, secret: &str, step: u64) -> Result<bool, StoreError> {
@@ -404,7 +417,13 @@ impl shared::store::FactorStore for HeldStore {
     async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> Result<bool, StoreError> {
         self.inner.use_recovery_code(user_id, code_hash).await
     }
-    async fn replace_recovery_codes(&self, user_id: &str, secret: &str, step: u64, codes: &[String]) -> Result<bool, StoreError> {
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        secret: &str,
+        step: u64,
+        codes: &[String],
+    ) -> Result<bool, StoreError> {
         self.inner.replace_recovery_codes(user_id, secret, step, codes).await
     }
     async fn remove_factor(&self, user_id: &str, secret: Option<&str>) -> Result<bool, StoreError> {

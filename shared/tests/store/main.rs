@@ -25,6 +25,7 @@ fn user(username: &str) -> UserRecord {
         email: Some("someone@example.com".into()),
         email_verified: false,
         email_verified_at_ms: None,
+        email_change_requested_at_ms: None,
         created_at: 1_763_800_000,
         sessions_valid_after_ms: None,
         disabled: false,

@@ -30,6 +30,7 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
         email: get_s(item, "email"),
         email_verified: is_true(item, "email_verified"),
         email_verified_at_ms: seconds_attr_to_ms(item, "email_verified_at"),
+        email_change_requested_at_ms: seconds_attr_to_ms(item, "email_change_requested_at"),
         created_at: get_u64(item, "created_at").unwrap_or(0),
         sessions_valid_after_ms: seconds_attr_to_ms(item, "sessions_valid_after"),
         disabled: is_disabled(item),
@@ -298,6 +299,23 @@ impl UserStore for DynamoStore {
             .await;
         // Already later (a concurrent "log out everywhere"), or no such user: done.
         condition_held(result).map(|_| ())
+    }
+
+    async fn mark_email_change(&self, username: &str, user_id: &str, at_ms: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key("username", s(username))
+            .update_expression("SET #at = :at")
+            .condition_expression("#id = :id")
+            .expression_attribute_names("#at", "email_change_requested_at")
+            .expression_attribute_names("#id", "user_id")
+            .expression_attribute_values(":at", ms_to_seconds_attr(at_ms))
+            .expression_attribute_values(":id", s(user_id))
+            .send()
+            .await;
+        condition_held(result)
     }
 
     async fn replace_roles(&self, username: &str, old: &[String], new: &[String]) -> Result<bool, StoreError> {

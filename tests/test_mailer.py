@@ -14,6 +14,7 @@ import uuid
 
 import boto3
 import pytest
+from devtools import moto
 from devtools.net import free_port
 from test_lambda_rie import Function
 
@@ -21,27 +22,38 @@ SENDER = "no-reply@mail.rie.test"
 APP_URL = "https://app.rie.test"
 
 
+# A moto server of this module's own (DynamoDB and SES): the tests read what SES sent from
+# its model dump (/moto-api/data.json), which on the suite's shared server holds every
+# other module's items too and took longer than the tests wait. Its tables are the
+# template's, made by the project's script.
+OWN = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_moto():
+    env = dict(os.environ)
+    moto.LOG_DIR.mkdir(exist_ok=True)
+    log = open(moto.LOG_DIR / "moto-mailer.log", "w")
+    proc, url = moto.start_moto(env, log)
+    OWN.update(endpoint=url, tables=moto.create_tables(url, env))
+    yield
+    moto.stop(proc)
+    log.close()
+
+
 def endpoint():
-    return os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    return OWN["endpoint"]
+
+
+def table(variable):
+    return OWN["tables"][variable]
 
 
 @pytest.fixture(scope="module")
 def sender():
     # moto's SES sends only from a verified identity, as SES does.
     boto3.client("ses", endpoint_url=endpoint()).verify_email_identity(EmailAddress=SENDER)
-    empty_the_outbox()
     return SENDER
-
-
-def empty_the_outbox():
-    """Forgets what earlier test modules queued and never delivered (their local APIs
-    stopped first, or no deliverer ran): the mailer sends everything queued, and these
-    tests are about their own mails, not about how long a round of hundreds takes."""
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint())
-    table = os.environ["OUTBOX_TABLE"]
-    for page in ddb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id"):
-        for item in page["Items"]:
-            ddb.delete_item(TableName=table, Key={"id": item["id"]})
 
 
 def queue(kind="verify_email", token=None):
@@ -59,13 +71,13 @@ def queue(kind="verify_email", token=None):
     }
     if token:
         item["token"] = {"S": token}
-    boto3.client("dynamodb", endpoint_url=endpoint()).put_item(TableName=os.environ["OUTBOX_TABLE"], Item=item)
+    boto3.client("dynamodb", endpoint_url=endpoint()).put_item(TableName=table("OUTBOX_TABLE"), Item=item)
     return mail_id, to
 
 
 def queued(mail_id):
     got = boto3.client("dynamodb", endpoint_url=endpoint()).get_item(
-        TableName=os.environ["OUTBOX_TABLE"], Key={"id": {"S": mail_id}}, ConsistentRead=True
+        TableName=table("OUTBOX_TABLE"), Key={"id": {"S": mail_id}}, ConsistentRead=True
     )
     return "Item" in got
 
@@ -86,8 +98,10 @@ def mailer(ses_endpoint, sender):
             "METRICS_SERVICE": "rie-stack",
             "EMAIL_FROM": sender,
             "APP_URL": APP_URL,
-            "TOKENS_TABLE": os.environ["TOKENS_TABLE"],
-            "OUTBOX_TABLE": os.environ["OUTBOX_TABLE"],
+            "TOKENS_TABLE": table("TOKENS_TABLE"),
+            "OUTBOX_TABLE": table("OUTBOX_TABLE"),
+            "USERS_TABLE": table("USERS_TABLE"),
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint(),
             "AWS_ENDPOINT_URL_SESV2": ses_endpoint,
         },
     )

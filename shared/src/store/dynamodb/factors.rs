@@ -14,6 +14,19 @@ fn string_set(values: &[String]) -> AttributeValue {
     AttributeValue::Ss(values.to_vec())
 }
 
+/// The compare-and-set that accepts a code's step once: the secret is still the one read,
+/// and no step at or after `step` was accepted.
+const STEP_IS_NEW: &str = "secret = :secret AND (attribute_not_exists(last_step) OR last_step < :step)";
+
+impl DynamoStore {
+    fn factor_update(
+        &self,
+        user_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.users_table).key("username", s(factor_key(user_id)))
+    }
+}
+
 #[async_trait]
 impl FactorStore for DynamoStore {
     async fn factor(&self, user_id: &str) -> Result<Option<Factor>, StoreError> {
@@ -40,10 +53,7 @@ impl FactorStore for DynamoStore {
 
     async fn begin_enrolment(&self, user_id: &str, pending: &str) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(factor_key(user_id)))
+            .factor_update(user_id)
             .update_expression("SET user_id = :id, pending = :pending")
             .condition_expression("attribute_not_exists(secret)")
             .expression_attribute_values(":id", s(user_id))
@@ -61,10 +71,7 @@ impl FactorStore for DynamoStore {
         recovery_codes: &[String],
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(factor_key(user_id)))
+            .factor_update(user_id)
             .update_expression("SET secret = :pending, last_step = :step, recovery_codes = :codes REMOVE pending")
             .condition_expression("pending = :pending AND attribute_not_exists(secret)")
             .expression_attribute_values(":pending", s(pending))
@@ -77,12 +84,9 @@ impl FactorStore for DynamoStore {
 
     async fn accept_step(&self, user_id: &str, secret: &str, step: u64) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(factor_key(user_id)))
+            .factor_update(user_id)
             .update_expression("SET last_step = :step")
-            .condition_expression("secret = :secret AND (attribute_not_exists(last_step) OR last_step < :step)")
+            .condition_expression(STEP_IS_NEW)
             .expression_attribute_values(":secret", s(secret))
             .expression_attribute_values(":step", n(step))
             .send()
@@ -92,10 +96,7 @@ impl FactorStore for DynamoStore {
 
     async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(factor_key(user_id)))
+            .factor_update(user_id)
             .update_expression("DELETE recovery_codes :code")
             .condition_expression("attribute_exists(secret) AND contains(recovery_codes, :hash)")
             .expression_attribute_values(":code", string_set(&[code_hash.to_string()]))
@@ -113,12 +114,9 @@ impl FactorStore for DynamoStore {
         recovery_codes: &[String],
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.users_table)
-            .key("username", s(factor_key(user_id)))
+            .factor_update(user_id)
             .update_expression("SET last_step = :step, recovery_codes = :codes")
-            .condition_expression("secret = :secret AND (attribute_not_exists(last_step) OR last_step < :step)")
+            .condition_expression(STEP_IS_NEW)
             .expression_attribute_values(":secret", s(secret))
             .expression_attribute_values(":step", n(step))
             .expression_attribute_values(":codes", string_set(recovery_codes))

@@ -255,6 +255,8 @@ fn benches(c: &mut Criterion) {
     });
     slow.finish();
 
+    imported(c, &hasher);
+
     let auth = Auth::new(Arc::new(InstantStore), Arc::new(tokens()), Arc::new(hasher));
     let routes =
         RouteRoles::parse(r#"{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin": ["admin"]}"#).unwrap();
@@ -266,6 +268,37 @@ fn benches(c: &mut Criterion) {
     c.bench_function("authorizer_cpu", |b| {
         b.iter(|| rt.block_on(authorize(&auth, &routes, black_box(&event))).unwrap())
     });
+}
+
+/// What the first sign-in of an imported user costs: verifying its hash as its library
+/// wrote it, at that library's default cost (the vectors scripts/make_hash_vectors.py made),
+/// against argon2id's verification above. `cargo bench -p shared --bench crypto -- imported`.
+fn imported(c: &mut Criterion, hasher: &PasswordHasher) {
+    let vectors: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../tests/vectors/imported_hashes.json")).unwrap();
+    let find = |library: &str, prefix: &str| {
+        vectors
+            .iter()
+            .find(|v| {
+                v["matches"] == true
+                    && v["library"].as_str().unwrap().starts_with(library)
+                    && v["hash"].as_str().unwrap().starts_with(prefix)
+            })
+            .unwrap_or_else(|| panic!("no {library} {prefix} vector"))
+    };
+    let cases = [
+        ("imported_bcrypt_cost12", find("bcrypt", "$2b$12$")),
+        ("imported_django_pbkdf2_1000000", find("Django", "pbkdf2_sha256$1000000$")),
+        ("imported_passlib_pbkdf2_29000", find("passlib", "$pbkdf2-sha256$29000$")),
+        ("imported_werkzeug_scrypt_32768_8_1", find("Werkzeug", "scrypt:32768:8:1$")),
+    ];
+    let mut slow = c.benchmark_group("imported");
+    slow.sample_size(10);
+    for (name, v) in cases {
+        let (password, hash) = (v["password"].as_str().unwrap(), v["hash"].as_str().unwrap());
+        slow.bench_function(name, |b| b.iter(|| hasher.verify(black_box(password), hash).unwrap()));
+    }
+    slow.finish();
 }
 
 /// A 2048-bit RSA key made for tests only (ring cannot generate RSA keys).

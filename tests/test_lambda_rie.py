@@ -469,6 +469,8 @@ def test_the_email_function_verifies_a_change_of_address_and_resets_a_password_f
         "APP_URL": "https://app.rie.test",
         "TOKENS_TABLE": os.environ["TOKENS_TABLE"],
         "OUTBOX_TABLE": os.environ["OUTBOX_TABLE"],
+        "METRICS_NAMESPACE": "JwtAuthMailTest",
+        "METRICS_SERVICE": "rie-stack",
     }
     started = {name: Function(name, mail) for name in ("register", "account", "email", "login")}
     try:
@@ -508,8 +510,15 @@ def test_the_email_function_verifies_a_change_of_address_and_resets_a_password_f
         login = {"username": username, "password": "a new passphrase"}
         assert started["login"].invoke(event("login", body=json.dumps(login)))["statusCode"] == 200
     finally:
-        logs = "".join(f.stop() for f in started.values())
-    assert "correct horse battery" not in logs and "token=" not in logs
+        logs = {name: f.stop() for name, f in started.items()}
+    assert all("correct horse battery" not in text and "token=" not in text for text in logs.values())
+    # MailQueued counts what requests queued: the registration's verification; the change's
+    # link and notice; the reset's link, then its password-changed notice.
+    def queued(name):
+        lines = [json.loads(line) for line in logs[name].splitlines() if line.startswith("{") and '"_aws"' in line]
+        return sum(m.get("MailQueued", 0) for m in lines)
+
+    assert (queued("register"), queued("account"), queued("email")) == (1, 2, 2)
 
 
 def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():

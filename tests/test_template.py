@@ -561,6 +561,7 @@ METRICS = {
     "StoreFaults": "Count",  # a DynamoDB call failed (unavailable, throttled, fault)
     "StoreLatency": "Milliseconds",  # per DynamoDB call
     "ColdStart": "Count",
+    "MailQueued": "Count",  # a mail a request queued (register, resend, reset, change, notices)
     "MailSent": "Count",  # a queued mail handed to SES (the mailer)
     "MailRefused": "Count",  # a queued mail SES refused for good: dropped
 }

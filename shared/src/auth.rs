@@ -363,7 +363,12 @@ impl Auth {
         match self.store.create_user_mailed(&user, mailed.as_ref()).await? {
             CreateOutcome::UsernameTaken => Err(AuthError::UsernameTaken),
             CreateOutcome::EmailTaken => Err(AuthError::EmailTaken),
-            CreateOutcome::Created => Ok(user),
+            CreateOutcome::Created => {
+                if mailed.is_some() {
+                    crate::metrics::count(crate::metrics::Metric::MailQueued);
+                }
+                Ok(user)
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Metric {
     StoreFaults,
     /// This execution environment started (also per function: dimension `Function`).
     ColdStart,
+    /// A mail a request queued in the outbox (a verification, a reset link, a notice).
+    MailQueued,
     /// A queued mail handed to the mail service (the mailer).
     MailSent,
     /// A queued mail the mail service refused for good (a bad address, an unverified
@@ -44,7 +46,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::LoginSucceeded,
         Metric::LoginFailed,
         Metric::LoginLocked,
@@ -55,6 +57,7 @@ impl Metric {
         Metric::AuthorizerUnavailable,
         Metric::StoreFaults,
         Metric::ColdStart,
+        Metric::MailQueued,
         Metric::MailSent,
         Metric::MailRefused,
     ];
@@ -71,6 +74,7 @@ impl Metric {
             Metric::AuthorizerUnavailable => "AuthorizerUnavailable",
             Metric::StoreFaults => "StoreFaults",
             Metric::ColdStart => "ColdStart",
+            Metric::MailQueued => "MailQueued",
             Metric::MailSent => "MailSent",
             Metric::MailRefused => "MailRefused",
         }

@@ -91,6 +91,15 @@ impl Auth {
         })
     }
 
+    /// Stores a token and queues its mail (and its notice, if any), counted as queued.
+    pub(super) async fn queue_mailed(&self, mailed: &Mailed) -> Result<(), AuthError> {
+        self.store.issue_token(mailed).await?;
+        for _ in std::iter::once(&mailed.mail).chain(&mailed.notice) {
+            crate::metrics::count(crate::metrics::Metric::MailQueued);
+        }
+        Ok(())
+    }
+
     /// `POST /auth/email/resend`: a fresh verification mail to every account that holds
     /// `email` unverified, each within its allowance (one a minute, five a day). The
     /// answer is the same whether or not any account does (the route's caller learns
@@ -110,7 +119,7 @@ impl Auth {
                 tracing::info!(user_id = %user.user_id, "verification not resent: the account's allowance is used up");
                 continue;
             }
-            self.store.issue_token(&self.verification(&user, &email, TokenPurpose::VerifyEmail)?).await?;
+            self.queue_mailed(&self.verification(&user, &email, TokenPurpose::VerifyEmail)?).await?;
         }
         Ok(())
     }
@@ -165,7 +174,7 @@ impl Auth {
             link_ttl_seconds: None,
             queued_at_ms: mailed.mail.queued_at_ms,
         });
-        self.store.issue_token(&mailed).await?;
+        self.queue_mailed(&mailed).await?;
         let event = Event {
             user_id: &user.user_id,
             username: &user.username,

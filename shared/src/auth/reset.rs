@@ -82,7 +82,7 @@ impl Auth {
             },
             notice: None,
         };
-        self.store.issue_token(&mailed).await?;
+        self.queue_mailed(&mailed).await?;
         Ok(())
     }
 
@@ -150,8 +150,9 @@ impl Auth {
             link_ttl_seconds: None,
             queued_at_ms: now_ms(),
         };
-        if let Err(e) = self.store.queue_mail(&notice).await {
-            tracing::warn!(error = %e, user_id = %user.user_id, "password-changed notice not queued");
+        match self.store.queue_mail(&notice).await {
+            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
+            Err(e) => tracing::warn!(error = %e, user_id = %user.user_id, "password-changed notice not queued"),
         }
     }
 }

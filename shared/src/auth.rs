@@ -354,10 +354,7 @@ impl Auth {
         let user = UserRecord::new(Uuid::new_v4().to_string(), username, password_hash, roles, email, false, now_ms());
         // With mail, the address's verification mail is queued in the same write.
         let mailed = match (&user.email, self.mail_enabled) {
-            (Some(email), true) => {
-                let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
-                Some(self.verification(&who, email, TokenPurpose::VerifyEmail)?)
-            }
+            (Some(email), true) => Some(self.verification(&UserRef::from(&user), email, TokenPurpose::VerifyEmail)?),
             _ => None,
         };
         match self.store.create_user_mailed(&user, mailed.as_ref()).await? {

@@ -17,6 +17,7 @@ use crate::config::{ApiConfig, TokenConfig};
 mod claims;
 mod crypto;
 pub mod keys;
+pub mod one_time;
 mod keyset;
 
 pub use claims::{AccessClaims, DeviceClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};

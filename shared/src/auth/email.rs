@@ -3,9 +3,6 @@
 //! ask for another address (which replaces the old one once verified, and the old address
 //! is told), and a verification proves the address and claims it for the account, once.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom, SystemRandom};
 use uuid::Uuid;
 
 use super::events::{self, Event, Kind};
@@ -13,6 +10,7 @@ use super::login::Reauth;
 use super::{Auth, Principal, normalize_email, now_ms};
 use crate::error::AuthError;
 use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRecord, UserRef, VerifyOutcome};
+use crate::tokens::one_time::{new_token, token_hash};
 
 /// A verification link lives this long (the contract's 24 hours).
 pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
@@ -31,16 +29,54 @@ pub struct Verified {
     pub email_verified: bool,
 }
 
-/// A new one-time token: 256 random bits, base64url. Only its hash is stored.
-pub(super) fn new_token() -> Result<String, AuthError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| AuthError::Internal)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+/// A mail whose link carries a new one-time token of `purpose` for `user`, living
+/// `ttl_seconds` (the mail says so); `email`: the address a verification confirms.
+pub(super) fn link_mail(
+    user: &UserRef,
+    purpose: TokenPurpose,
+    kind: MailKind,
+    to: &str,
+    email: Option<&str>,
+    ttl_seconds: u64,
+) -> Result<Mailed, AuthError> {
+    let token = new_token().ok_or(AuthError::Internal)?;
+    let now = now_ms();
+    Ok(Mailed {
+        token: OneTimeToken {
+            hash: token_hash(&token),
+            purpose,
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
+            email: email.map(str::to_string),
+            created_at_ms: now,
+            expires_at: now / 1000 + ttl_seconds,
+        },
+        mail: QueuedMail {
+            id: Uuid::new_v4().to_string(),
+            to: to.to_string(),
+            kind,
+            username: user.username.clone(),
+            email: email.map(str::to_string),
+            token: Some(token),
+            link_ttl_seconds: Some(ttl_seconds),
+            queued_at_ms: now,
+        },
+        notice: None,
+    })
 }
 
-/// What the token store keys a token by: hex SHA-256.
-pub(crate) fn token_hash(token: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// A notice (no link) to `to` about `username`'s account; `email`: the new address it names.
+pub(super) fn notice(kind: MailKind, to: &str, username: &str, email: Option<&str>) -> QueuedMail {
+    QueuedMail {
+        id: Uuid::new_v4().to_string(),
+        to: to.to_string(),
+        kind,
+        username: username.to_string(),
+        email: email.map(str::to_string),
+        token: None,
+        link_ttl_seconds: None,
+        queued_at_ms: now_ms(),
+    }
 }
 
 impl Auth {
@@ -65,30 +101,7 @@ impl Auth {
     /// A verification of `email` for `user` (`purpose`: its first address, or a change),
     /// and the mail that carries it.
     pub(super) fn verification(&self, user: &UserRef, email: &str, purpose: TokenPurpose) -> Result<Mailed, AuthError> {
-        let token = new_token()?;
-        let now = now_ms();
-        Ok(Mailed {
-            token: OneTimeToken {
-                hash: token_hash(&token),
-                purpose,
-                user_id: user.user_id.clone(),
-                username: user.username.clone(),
-                email: Some(email.to_string()),
-                created_at_ms: now,
-                expires_at: now / 1000 + VERIFY_TTL_SECONDS,
-            },
-            mail: QueuedMail {
-                id: Uuid::new_v4().to_string(),
-                to: email.to_string(),
-                kind: MailKind::VerifyEmail,
-                username: user.username.clone(),
-                email: Some(email.to_string()),
-                token: Some(token),
-                link_ttl_seconds: Some(VERIFY_TTL_SECONDS),
-                queued_at_ms: now,
-            },
-            notice: None,
-        })
+        link_mail(user, purpose, MailKind::VerifyEmail, email, Some(email), VERIFY_TTL_SECONDS)
     }
 
     /// Stores a token and queues its mail (and its notice, if any), counted as queued.
@@ -154,8 +167,7 @@ impl Auth {
         }
         // The links of earlier changes die now, whether or not this one gets its mail (a
         // mistyped address must not keep a way into the account).
-        let who = UserRef { username: user.username.clone(), user_id: user.user_id.clone() };
-        let mut mailed = self.verification(&who, &email, TokenPurpose::ChangeEmail)?;
+        let mut mailed = self.verification(&UserRef::from(&user), &email, TokenPurpose::ChangeEmail)?;
         if !self.store.mark_email_change(&user.username, &user.user_id, mailed.token.created_at_ms).await? {
             return Err(AuthError::InvalidToken);
         }
@@ -164,16 +176,8 @@ impl Auth {
             tracing::info!(user_id = %user.user_id, "change of address not mailed: the account's allowance is used up");
             return Ok(());
         }
-        mailed.notice = verified.map(|old| QueuedMail {
-            id: Uuid::new_v4().to_string(),
-            to: old.to_string(),
-            kind: MailKind::EmailChangeRequested,
-            username: user.username.clone(),
-            email: Some(email.clone()),
-            token: None,
-            link_ttl_seconds: None,
-            queued_at_ms: mailed.mail.queued_at_ms,
-        });
+        mailed.notice =
+            verified.map(|old| notice(MailKind::EmailChangeRequested, old, &user.username, Some(email.as_str())));
         self.queue_mailed(&mailed).await?;
         let event = Event {
             user_id: &user.user_id,
@@ -232,21 +236,4 @@ pub(super) fn link_still_good(token: &OneTimeToken, user: &UserRecord) -> bool {
         return false;
     }
     !(token.purpose != TokenPurpose::VerifyEmail && before(user.sessions_valid_after_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_256_random_bits_and_stored_only_hashed() {
-        let (a, b) = (new_token().unwrap(), new_token().unwrap());
-        assert_ne!(a, b);
-        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
-        let hash = token_hash(&a);
-        assert_eq!(hash.len(), 64);
-        assert!(!hash.contains(&a));
-        // SHA-256 of "abc" (FIPS 180-2's example).
-        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
 }

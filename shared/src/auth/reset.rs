@@ -4,14 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
-use super::email::{link_still_good, token_hash};
+use super::email::{link_mail, link_still_good, notice};
 use super::events::{self, Event, Kind};
 use super::{Auth, normalize_email, normalize_username, now_ms};
 use crate::error::AuthError;
 use crate::password::validate_new_password;
-use crate::store::{MailKind, Mailed, OneTimeToken, PasswordChange, QueuedMail, ThrottleKey, TokenPurpose, UserRecord};
+use crate::store::{MailKind, PasswordChange, ThrottleKey, TokenPurpose, UserRecord, UserRef};
 
 /// At most three reset mails per account an hour.
 const RESETS_PER_HOUR: u32 = 3;
@@ -58,30 +56,8 @@ impl Auth {
             tracing::info!(user_id = %user.user_id, "reset mail not sent: the account's allowance is used up");
             return Ok(());
         }
-        let token = super::email::new_token()?;
-        let now = now_ms();
-        let mailed = Mailed {
-            token: OneTimeToken {
-                hash: token_hash(&token),
-                purpose: TokenPurpose::ResetPassword,
-                user_id: user.user_id.clone(),
-                username: user.username.clone(),
-                email: None,
-                created_at_ms: now,
-                expires_at: now / 1000 + self.reset_ttl_seconds,
-            },
-            mail: QueuedMail {
-                id: Uuid::new_v4().to_string(),
-                to,
-                kind: MailKind::ResetPassword,
-                username: user.username.clone(),
-                email: None,
-                token: Some(token),
-                link_ttl_seconds: Some(self.reset_ttl_seconds),
-                queued_at_ms: now,
-            },
-            notice: None,
-        };
+        let (who, ttl) = (UserRef::from(&user), self.reset_ttl_seconds);
+        let mailed = link_mail(&who, TokenPurpose::ResetPassword, MailKind::ResetPassword, &to, None, ttl)?;
         self.queue_mailed(&mailed).await?;
         Ok(())
     }
@@ -140,16 +116,7 @@ impl Auth {
     /// address (nothing without one, or without mail).
     pub(super) async fn notify_password_changed(&self, user: &UserRecord) {
         let Some(to) = user.email.clone().filter(|_| user.email_verified && self.mail_enabled) else { return };
-        let notice = QueuedMail {
-            id: Uuid::new_v4().to_string(),
-            to,
-            kind: MailKind::PasswordChanged,
-            username: user.username.clone(),
-            email: None,
-            token: None,
-            link_ttl_seconds: None,
-            queued_at_ms: now_ms(),
-        };
+        let notice = notice(MailKind::PasswordChanged, &to, &user.username, None);
         match self.store.queue_mail(&notice).await {
             Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
             Err(e) => tracing::warn!(error = %e, user_id = %user.user_id, "password-changed notice not queued"),

@@ -39,8 +39,7 @@ pub fn code_hash(code: &str) -> Option<String> {
     if normalized.len() != LENGTH || !normalized.bytes().all(|b| ALPHABET.contains(&b)) {
         return None;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, normalized.as_bytes());
-    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::tokens::one_time::token_hash(&normalized))
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
+impl From<&UserRecord> for UserRef {
+    fn from(user: &UserRecord) -> Self {
+        UserRef { username: user.username.clone(), user_id: user.user_id.clone() }
+    }
+}
+
 impl UserRecord {
     /// A user created now, enabled, with no sessions yet; its address verified now when
     /// `email_verified` (and there is one).

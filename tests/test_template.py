@@ -440,17 +440,19 @@ def test_register_writes_only_user_and_alias_items():
     ]
     assert len(puts) == 1
     condition = puts[0]["Condition"]
-    # The attributes shared::store::dynamodb::users::create_user writes, and what an
-    # existing user item holds besides (returned by a failed condition, ALL_OLD).
+    # The attributes a new user's items are written with (shared::store::dynamodb::users's
+    # new_user_item and id_item, what create_user puts), and what an existing user item
+    # holds besides (returned by a failed condition, ALL_OLD).
     source = (ROOT / "shared/src/store/dynamodb/users.rs").read_text()
-    create = source[source.index("async fn create_user") :]
-    create = create[: create.index("let put = ")]
+    create = source[source.index("fn new_user_item") :]
+    create = create[: create.index("impl DynamoStore {")]
     written = set(re.findall(r'\("([a-z_]+)"\.into\(\), ', create))
-    assert written == {"username", "user_id", "password_hash", "created_at", "roles", "email", "alias_of"}
-    attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
-    assert attributes == written | {
-        "sessions_valid_after", "disabled", "email_verified", "email_verified_at", "password_scheme", "email_change_requested_at",
+    assert written == {
+        "username", "user_id", "password_hash", "created_at", "roles", "email", "email_verified", "email_verified_at", "alias_of",
     }
+    assert "new_user_item(user)" in source[source.index("async fn create_user") :]
+    attributes = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    assert attributes == written | {"sessions_valid_after", "disabled", "password_scheme", "email_change_requested_at"}
     assert not attributes & {"failures", "locked_until_ms", "expires_at", "write_id"}, "no throttle counter"
     assert condition["ForAllValues:StringNotLike"] == {"dynamodb:LeadingKeys": ["login#*"]}
 

@@ -37,6 +37,50 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
     })
 }
 
+/// A new user's item: everything a new user holds (its verified address and when, if it
+/// comes with one); never a cutoff or the disabled flag, which only later writes set.
+fn new_user_item(user: &UserRecord) -> Item {
+    let mut item: Item = HashMap::from([
+        ("username".into(), s(&user.username)),
+        ("user_id".into(), s(&user.user_id)),
+        ("password_hash".into(), s(&user.password_hash)),
+        ("created_at".into(), n(user.created_at)),
+    ]);
+    if let Some(roles) = string_set(&user.roles) {
+        item.insert("roles".into(), roles);
+    }
+    if let Some(email) = &user.email {
+        item.insert("email".into(), s(email));
+    }
+    if user.email_verified {
+        item.insert("email_verified".into(), AttributeValue::Bool(true));
+    }
+    if let Some(at) = user.email_verified_at_ms {
+        item.insert("email_verified_at".into(), ms_to_seconds_attr(at));
+    }
+    item
+}
+
+/// A new user's id item: the id's name, for refresh tokens (which carry only `sub`).
+fn id_item(user: &UserRecord) -> Item {
+    HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))])
+}
+
+impl DynamoStore {
+    /// A put of `item` that holds only if nothing has its key yet: how names, ids and
+    /// verified addresses are taken, atomically, with no read beforehand.
+    fn put_new(&self, item: Item) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+        Put::builder()
+            .table_name(&self.users_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(username)")
+    }
+}
+
+fn in_transaction(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactWriteItem, StoreError> {
+    put.build().map(|p| TransactWriteItem::builder().put(p).build()).map_err(build_err)
+}
+
 #[async_trait]
 impl UserStore for DynamoStore {
     async fn create_user_mailed(
@@ -44,33 +88,15 @@ impl UserStore for DynamoStore {
         user: &UserRecord,
         mailed: Option<&Mailed>,
     ) -> Result<CreateOutcome, StoreError> {
-        let mut item: Item = HashMap::from([
-            ("username".into(), s(&user.username)),
-            ("user_id".into(), s(&user.user_id)),
-            ("password_hash".into(), s(&user.password_hash)),
-            ("created_at".into(), n(user.created_at)),
-        ]);
-        if !user.roles.is_empty() {
-            item.insert("roles".into(), AttributeValue::Ss(user.roles.clone()));
-        }
-        if let Some(email) = &user.email {
-            item.insert("email".into(), s(email));
-        }
-        let id_item: Item =
-            HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))]);
-        // Both items or neither; the condition on the user item is what makes a
-        // username unique, atomically, with no read beforehand.
+        // Both items or neither; the condition on the user item is what makes a username
+        // unique. A failed condition returns the item that holds the name (ALL_OLD).
         let put = |item: Item| {
-            Put::builder()
-                .table_name(&self.users_table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(username)")
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(build_err)
+            in_transaction(
+                self.put_new(item)
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld),
+            )
         };
-        let (item, id_item) = (put(item)?, put(id_item)?);
+        let (item, id_item) = (put(new_user_item(user))?, put(id_item(user))?);
         // An address another account has verified is refused in the same transaction: a
         // check of its claim, never a read beforehand.
         let email_free = match &user.email {
@@ -114,46 +140,16 @@ impl UserStore for DynamoStore {
     }
 
     async fn import_user(&self, user: &UserRecord, password_scheme: &str) -> Result<ImportOutcome, StoreError> {
-        let mut item: Item = HashMap::from([
-            ("username".into(), s(&user.username)),
-            ("user_id".into(), s(&user.user_id)),
-            ("password_hash".into(), s(&user.password_hash)),
-            ("created_at".into(), n(user.created_at)),
-        ]);
+        let mut item = new_user_item(user);
         if password_scheme != "argon2id" {
             item.insert("password_scheme".into(), s(password_scheme));
         }
-        if let Some(roles) = string_set(&user.roles) {
-            item.insert("roles".into(), roles);
-        }
-        if let Some(email) = &user.email {
-            item.insert("email".into(), s(email));
-        }
-        if user.email_verified {
-            item.insert("email_verified".into(), AttributeValue::Bool(true));
-        }
-        if let Some(at) = user.email_verified_at_ms {
-            item.insert("email_verified_at".into(), ms_to_seconds_attr(at));
-        }
-        let id_item: Item =
-            HashMap::from([("username".into(), s(user_id_key(&user.user_id))), ("alias_of".into(), s(&user.username))]);
-        let mut items = vec![item, id_item];
+        let mut items = vec![item, id_item(user)];
         // A verified address is claimed with the user, as a verification claims it.
         if let Some(email) = user.email.as_ref().filter(|_| user.email_verified) {
             items.push(HashMap::from([("username".into(), s(email_key(email))), ("user_id".into(), s(&user.user_id))]));
         }
-        let puts = items
-            .into_iter()
-            .map(|item| {
-                Put::builder()
-                    .table_name(&self.users_table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(username)")
-                    .build()
-                    .map(|p| TransactWriteItem::builder().put(p).build())
-                    .map_err(build_err)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let puts = items.into_iter().map(|item| in_transaction(self.put_new(item))).collect::<Result<Vec<_>, _>>()?;
         let Transacted::Refused(reasons) = self.transact(puts, "an import").await? else {
             return Ok(ImportOutcome::Imported);
         };

@@ -56,6 +56,16 @@ impl From<UserProfile> for AdminView {
 /// At most this many roles a user: each travels in every token, and tokens have a size limit.
 pub const MAX_ROLES: usize = 20;
 
+/// `roles` as a user holds them: sorted, each once, at most `MAX_ROLES`.
+fn role_set(mut roles: Vec<String>) -> Result<Vec<String>, AuthError> {
+    roles.sort();
+    roles.dedup();
+    if roles.len() > MAX_ROLES {
+        return Err(AuthError::InvalidRequest(format!("a user has at most {MAX_ROLES} roles")));
+    }
+    Ok(roles)
+}
+
 /// The role that opens the administration routes.
 pub const ADMIN_ROLE: &str = "admin";
 
@@ -158,11 +168,7 @@ impl Auth {
             }
             let mut roles: Vec<String> = user.roles.iter().filter(|r| !remove.contains(r)).cloned().collect();
             roles.extend(add.iter().filter(|r| !user.roles.contains(r)).cloned());
-            roles.sort();
-            roles.dedup();
-            if roles.len() > MAX_ROLES {
-                return Err(AuthError::InvalidRequest(format!("a user has at most {MAX_ROLES} roles")));
-            }
+            let roles = role_set(roles)?;
             if self.store.replace_roles(&user.username, &user.roles, &roles).await? {
                 let reason = format!("by={} roles={}", admin.username, roles.join(","));
                 events::record(
@@ -236,15 +242,10 @@ impl Auth {
             Err(e) => return Ok(Err(refused(e))),
         };
         let roles = user.roles.unwrap_or_else(|| vec![DEFAULT_ROLE.to_string()]);
-        if let Some(e) = roles.iter().find_map(|r| validate_role(r).err()) {
-            return Ok(Err(refused(e)));
-        }
-        let mut roles = roles;
-        roles.sort();
-        roles.dedup();
-        if roles.len() > MAX_ROLES {
-            return Ok(Err(("invalid_request", format!("a user has at most {MAX_ROLES} roles"))));
-        }
+        let roles = match roles.iter().try_for_each(|r| validate_role(r)).and_then(|()| role_set(roles)) {
+            Ok(roles) => roles,
+            Err(e) => return Ok(Err(refused(e))),
+        };
         let record =
             UserRecord::new(user_id, username, user.password_hash, roles, email, user.email_verified, now_ms());
         let outcome = self.store.import_user(&record, scheme.name()).await?;

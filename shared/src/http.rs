@@ -47,13 +47,9 @@ fn body_kind(req: &Request, allow_form: bool) -> Result<BodyKind, AuthError> {
     }
 }
 
-/// Refuses a body over the contract's limit, on any route (one that reads no body too).
-pub fn check_body_size(req: &Request) -> Result<(), AuthError> {
-    check_body_size_up_to(req, MAX_BODY_BYTES)
-}
-
-/// The body limit of a route that takes more than the contract's 8 KiB (a batch import).
-pub fn check_body_size_up_to(req: &Request, limit: usize) -> Result<(), AuthError> {
+/// Refuses a body over `limit` (the route's: `Route::max_body_bytes`), on any route (one
+/// that reads no body too).
+pub fn check_body_size(req: &Request, limit: usize) -> Result<(), AuthError> {
     limited_body(req, limit).map(|_| ())
 }
 

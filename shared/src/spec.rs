@@ -84,6 +84,15 @@ impl Route {
             Route::Authenticated(_) => Caller::Authenticated,
         }
     }
+
+    /// The largest body the route takes: the contract's 8 KiB, on every route, those that
+    /// read no body too; a batch import of users (100 with their hashes) has its own.
+    pub fn max_body_bytes(self) -> usize {
+        match self {
+            Route::Authenticated(AuthenticatedRoute::AdminImportUsers) => crate::http::MAX_IMPORT_BODY_BYTES,
+            _ => crate::http::MAX_BODY_BYTES,
+        }
+    }
 }
 
 /// A route as API Gateway names it: the method and the resource path (with its

@@ -9,7 +9,7 @@ use crate::auth::admin::{ADMIN_ROLE, ImportedUser};
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http;
-use crate::spec::AuthenticatedRoute;
+use crate::spec::{AuthenticatedRoute, Route};
 
 #[derive(Deserialize)]
 struct Import {
@@ -35,7 +35,7 @@ pub(super) async fn handle(
         return Err(AuthError::InsufficientScope);
     }
     if route == AuthenticatedRoute::AdminImportUsers {
-        let import: Import = http::parse_json_up_to(req, http::MAX_IMPORT_BODY_BYTES)?;
+        let import: Import = http::parse_json_up_to(req, Route::Authenticated(route).max_body_bytes())?;
         return Ok(http::json(200, &auth.admin_import_users(&admin, import.users).await?));
     }
     let username = path_parameter(req, "username")?;

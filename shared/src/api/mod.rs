@@ -117,14 +117,7 @@ fn route_of(spec: &FunctionSpec, req: &Request) -> Result<Route, AuthError> {
         _ => return Err(AuthError::NotFound),
     };
     let route = spec.route(method, resource).ok_or(AuthError::NotFound)?;
-    // The contract's body limit holds on every route, those that read no body too; an
-    // import of a batch of users has its own.
-    match route {
-        Route::Authenticated(AuthenticatedRoute::AdminImportUsers) => {
-            http::check_body_size_up_to(req, http::MAX_IMPORT_BODY_BYTES)?
-        }
-        _ => http::check_body_size(req)?,
-    }
+    http::check_body_size(req, route.max_body_bytes())?;
     Ok(route)
 }
 

@@ -417,6 +417,28 @@ def test_admin_reads_a_user_for_an_admin_principal(functions, user):
     assert functions("admin").invoke(ev)["statusCode"] == 403
 
 
+def test_admin_imports_a_user_whose_old_hash_signs_in_and_becomes_argon2id(functions):
+    # events/admin-import.json: a bcrypt hash (cost 4, of "correct horse battery staple",
+    # from shared/tests/vectors/imported_hashes.json), under a name and id of this run.
+    ev = event("admin-import")
+    (brought,) = json.loads(ev["body"])["users"]
+    name, user_id = f"rie-{uuid.uuid4().hex[:12]}", f"legacy-{uuid.uuid4().hex}"
+    ev["body"] = json.dumps({"users": [{**brought, "username": name, "id": user_id, "email": f"{name}@example.com"}]})
+    for _ in range(2):  # a retried request imports nothing twice and answers the same
+        res = functions("admin").invoke(ev)
+        assert (res["statusCode"], json.loads(res["body"])) == (200, {"imported": [name], "skipped": []}), res
+    view = event("admin")
+    view["pathParameters"] = {"username": name}
+    assert json.loads(functions("admin").invoke(view)["body"])["password_scheme"] == "bcrypt"
+    login = {"username": name, "password": "correct horse battery staple"}
+    res = functions("login").invoke(event("login", body=json.dumps(login)))
+    assert res["statusCode"] == 200, res
+    assert claims_of(json.loads(res["body"])["access_token"])["sub"] == user_id
+    assert json.loads(functions("admin").invoke(view)["body"])["password_scheme"] == "argon2id"
+    ev["requestContext"]["authorizer"]["roles"] = "user"
+    assert functions("admin").invoke(ev)["statusCode"] == 403
+
+
 def account_event(name, user, access_token):
     """An account route's event with the authorizer context of `access_token`'s caller."""
     claims = claims_of(access_token)

@@ -29,7 +29,7 @@ use crate::config::{
 use crate::error::AuthError;
 use crate::password::{PasswordHasher, Verification, validate_new_password};
 use crate::store::{CreateOutcome, SessionRecord, Store, StoreError, TokenPurpose, UserRecord, UserRef};
-use crate::tokens::{AccessClaims, IssuedPair, Subject, TokenService};
+use crate::tokens::{AccessClaims, Amr, IssuedPair, Subject, TokenService};
 
 pub const DEFAULT_ROLE: &str = "user";
 pub const MAX_EMAIL_CHARS: usize = 254;
@@ -125,11 +125,14 @@ pub struct Principal {
     /// The user's address and whether it is verified, as the authorizer read them.
     pub email: Option<String>,
     pub email_verified: bool,
+    /// How the session's user proved who they are (RFC 8176).
+    pub amr: Amr,
 }
 
 impl Principal {
     pub fn from_claims(c: AccessClaims) -> Self {
         Principal {
+            amr: Amr::of(&c.amr),
             user_id: c.sub,
             username: c.username,
             roles: c.roles,
@@ -142,7 +145,8 @@ impl Principal {
     }
 
     /// The authorizer context of the contract: `sub`, `username`, `roles` (comma-joined),
-    /// `sid`, `jti`, `exp`; and `email` (empty for none) and `email_verified`.
+    /// `sid`, `jti`, `exp`; and `email` (empty for none), `email_verified` and `amr`
+    /// (comma-joined).
     pub fn to_context(&self) -> HashMap<String, String> {
         HashMap::from([
             ("sub".into(), self.user_id.clone()),
@@ -153,6 +157,7 @@ impl Principal {
             ("exp".into(), self.exp.to_string()),
             ("email".into(), self.email.clone().unwrap_or_default()),
             ("email_verified".into(), self.email_verified.to_string()),
+            ("amr".into(), self.amr.values().join(",")),
         ])
     }
 
@@ -167,6 +172,7 @@ impl Principal {
             exp: get("exp")?.parse().ok()?,
             email: get("email").filter(|e| !e.is_empty()),
             email_verified: get("email_verified").as_deref() == Some("true"),
+            amr: Amr::of(&get("amr").unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()),
         })
     }
 }
@@ -255,12 +261,20 @@ impl Auth {
     }
 
     /// A pair in session `sid`; neither token outlives the session's absolute lifetime.
-    async fn issue(&self, user_id: &str, username: &str, roles: &[String], sid: &str) -> Result<IssuedPair, AuthError> {
+    async fn issue(
+        &self,
+        user_id: &str,
+        username: &str,
+        roles: &[String],
+        sid: &str,
+        amr: Amr,
+    ) -> Result<IssuedPair, AuthError> {
         // A rotation's new key signs once this instance has read it (see KEY_MAX_AGE).
         self.tokens.keep_fresh().await;
         let now = now_ms() / 1000;
         let session_end = self.session_ends_at(sid).ok_or(AuthError::Internal)?;
-        self.tokens.issue_pair_until(Subject { user_id, username, roles }, sid, now, session_end).map_err(|e| match e {
+        let subject = Subject { user_id, username, roles };
+        self.tokens.issue_pair_until(subject, sid, amr, now, session_end).map_err(|e| match e {
             // The session's lifetime ran out between the check and now (a refresh at the edge).
             crate::tokens::TokenError::Expired => AuthError::InvalidGrant,
             _ => AuthError::Internal,
@@ -270,8 +284,8 @@ impl Auth {
     /// Starts session `sid` for `user`: its first pair, and its row in the sessions table
     /// (so the user can list and end it). The row is written before the pair is handed out:
     /// a session the user could not see is not handed out.
-    async fn open_session(&self, user: &UserRecord, sid: &str) -> Result<IssuedPair, AuthError> {
-        let pair = self.issue(&user.user_id, &user.username, &user.roles, sid).await?;
+    async fn open_session(&self, user: &UserRecord, sid: &str, amr: Amr) -> Result<IssuedPair, AuthError> {
+        let pair = self.issue(&user.user_id, &user.username, &user.roles, sid, amr).await?;
         self.open_session_row(user, sid, &pair).await?;
         Ok(pair)
     }
@@ -319,7 +333,7 @@ impl Auth {
         // `username_taken`, so here the row is best effort (the session works, and "log out
         // everywhere" or a password change still ends it).
         let sid = new_session_id();
-        let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid).await?;
+        let tokens = self.issue(&user.user_id, &user.username, &user.roles, &sid, Amr::Password).await?;
         if let Err(e) = self.open_session_row(&user, &sid, &tokens).await {
             tracing::warn!(error = %e, user_id = %user.user_id, "session of a new user not listed");
         }
@@ -441,10 +455,12 @@ mod tests {
             exp: 42,
             email: Some("alice@example.com".into()),
             email_verified: true,
+            amr: Amr::MultiFactor,
         };
         let ctx = p.to_context();
         assert_eq!(ctx["roles"], "user,admin");
         assert_eq!(ctx["exp"], "42");
+        assert_eq!(ctx["amr"], "pwd,otp,mfa");
         assert_eq!(Principal::from_context(&ctx), Some(p));
     }
 }

@@ -20,7 +20,7 @@ pub mod keys;
 pub mod one_time;
 mod keyset;
 
-pub use claims::{AccessClaims, DeviceClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};
+pub use claims::{AccessClaims, Amr, DeviceClaims, IssuedPair, PairIds, RefreshClaims, Subject, TokenError, TokenUse};
 
 /// How long a known-device credential lives (each login renews it). It verifies only as
 /// long as the key that signed it is published, which a rotation schedule keeps at least
@@ -320,7 +320,7 @@ impl TokenService {
 
     /// Issues an access + refresh pair for one session at time `now` (epoch seconds).
     pub fn issue_pair(&self, subject: Subject<'_>, sid: &str, now: u64) -> Result<IssuedPair, TokenError> {
-        self.issue_pair_until(subject, sid, now, u64::MAX)
+        self.issue_pair_until(subject, sid, Amr::Password, now, u64::MAX)
     }
 
     /// As `issue_pair`, but neither token expires after `not_after` (epoch seconds): the
@@ -329,6 +329,7 @@ impl TokenService {
         &self,
         subject: Subject<'_>,
         sid: &str,
+        amr: Amr,
         now: u64,
         not_after: u64,
     ) -> Result<IssuedPair, TokenError> {
@@ -342,12 +343,12 @@ impl TokenService {
             access_exp: (now + self.config.access_ttl_seconds).min(not_after),
             refresh_exp: (now + self.config.refresh_ttl_seconds).min(not_after),
         };
-        self.sign_pair(subject, sid, &ids)
+        self.sign_pair(subject, sid, amr, &ids)
     }
 
     /// Signs the pair of these ids and times for `subject` in session `sid`: a new pair,
     /// or again one handed out before (a refresh retried within the grace window).
-    pub fn sign_pair(&self, subject: Subject<'_>, sid: &str, ids: &PairIds) -> Result<IssuedPair, TokenError> {
+    pub fn sign_pair(&self, subject: Subject<'_>, sid: &str, amr: Amr, ids: &PairIds) -> Result<IssuedPair, TokenError> {
         // Nothing is signed before the issuer is known.
         let issuer = self.issuer().ok_or(TokenError::Invalid)?.to_string();
         let access = AccessClaims {
@@ -362,6 +363,7 @@ impl TokenService {
             jti: ids.access_jti.clone(),
             sid: sid.to_string(),
             token_use: TokenUse::Access,
+            amr: amr.claim(),
         };
         let refresh = RefreshClaims {
             iss: issuer,
@@ -373,6 +375,7 @@ impl TokenService {
             jti: ids.refresh_jti.clone(),
             sid: sid.to_string(),
             token_use: TokenUse::Refresh,
+            amr: amr.claim(),
         };
         Ok(IssuedPair { access_token: self.sign(&access)?, access, refresh_token: self.sign(&refresh)?, refresh })
     }

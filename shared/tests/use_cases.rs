@@ -739,6 +739,7 @@ async fn a_disabled_user_is_out_at_once_and_refused_like_a_wrong_password_until_
         exp: 0,
         email: None,
         email_verified: false,
+        amr: shared::tokens::Amr::Password,
     };
     let other = auth.login(&name, PASSWORD, CLIENT).await.unwrap();
     auth.admin_set_disabled(&admin, &name, true).await.unwrap();
@@ -1033,6 +1034,7 @@ async fn a_login_that_minted_its_pair_before_a_disable_landed_hands_out_dead_tok
         exp: 0,
         email: None,
         email_verified: false,
+        amr: shared::tokens::Amr::Password,
     };
     let login = held_login(&auth, &name);
     hold.reached().await;

@@ -189,6 +189,7 @@ fn me(caller: &Principal) -> Response<Body> {
             "expires_at": caller.exp,
             "email": caller.email,
             "email_verified": caller.email_verified,
+            "amr": caller.amr.values(),
         }),
     )
 }

@@ -56,7 +56,9 @@ impl Auth {
         }
         let second_cutoff = self.cut_off_racing_logins(&user.username).await;
         let sid = session_id_from(cutoff.max(second_cutoff)).await;
-        let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid).await?;
+        // The caller's session proved what it proved (a second factor, say), and the
+        // password again: the new session keeps that.
+        let pair = self.issue(&user.user_id, &user.username, &user.roles, &sid, caller.amr).await?;
         if let Err(e) = self.open_session_row(&user, &sid, &pair).await {
             // The password is changed already: the pair is still the caller's to have.
             tracing::warn!(error = %e, user_id = %user.user_id, "session after a password change not listed");

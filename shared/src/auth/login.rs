@@ -8,7 +8,7 @@ use super::{Auth, new_session_id, normalize_username, now_ms};
 use crate::error::AuthError;
 use crate::password::Verification;
 use crate::store::{FailedLogins, NameAttempt, Swapped, ThrottleKey, UserRecord};
-use crate::tokens::{DEVICE_TTL_SECONDS, DeviceClaims, IssuedPair, Subject};
+use crate::tokens::{Amr, DEVICE_TTL_SECONDS, DeviceClaims, IssuedPair, Subject};
 
 /// A successful login: the session's first pair, and the device's renewed known-device
 /// credential (`device_token`).
@@ -98,7 +98,7 @@ impl Auth {
         if self.require_verified_email && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        let pair = self.open_session(&user, &sid).await?;
+        let pair = self.open_session(&user, &sid, Amr::Password).await?;
         let known = device.filter(|d| d.sub == user.user_id);
         let reason = if known.is_some() { "known_device" } else { "" };
         let event = Event { user_id: &user.user_id, username: &name, client_ip: ip, session_id: &sid, reason };

@@ -9,7 +9,7 @@ use super::{Auth, Principal, now_ms};
 use crate::error::AuthError;
 use crate::metrics::{self, Metric};
 use crate::store::{AccessState, Spend, SpendOutcome, Successor, UserAccess};
-use crate::tokens::{IssuedPair, PairIds, Subject, TokenError};
+use crate::tokens::{Amr, IssuedPair, PairIds, Subject, TokenError};
 
 /// What a spent marker records of the pair a refresh handed out.
 fn successor_of(pair: &IssuedPair) -> Successor {
@@ -91,7 +91,9 @@ impl Auth {
             return Err(AuthError::InvalidGrant);
         };
         // Roles come from the store, not the old token: role changes apply at refresh.
-        let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid).await?;
+        // The session's way in stays what it was: a refresh proves nothing new.
+        let amr = Amr::of(&claims.amr);
+        let pair = self.issue(&claims.sub, &username, &user.roles, &claims.sid, amr).await?;
         let client = throttle::client_key(client_ip);
         let spend = Spend {
             spender: Uuid::new_v4().to_string(),
@@ -111,8 +113,10 @@ impl Auth {
             SpendOutcome::AlreadySpent(Some(earlier)) if self.is_retry(&earlier, &client, spend.at_ms) => {
                 let next = &earlier.successor;
                 let subject = Subject { user_id: &claims.sub, username: &username, roles: &next.roles };
-                let again =
-                    self.tokens.sign_pair(subject, &claims.sid, &ids_of(next)).map_err(|_| AuthError::Internal)?;
+                let again = self
+                    .tokens
+                    .sign_pair(subject, &claims.sid, amr, &ids_of(next))
+                    .map_err(|_| AuthError::Internal)?;
                 let event = Event {
                     user_id: &claims.sub,
                     username: &username,

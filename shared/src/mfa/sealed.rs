@@ -11,10 +11,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 const VERSION: &str = "v1.";
 pub const KEY_BYTES: usize = 32;
+/// HKDF's `info`: a key derived for sealing factors is for nothing else.
+const INFO: &[u8] = b"jwt-auth factor secrets v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
-    #[error("the factor key is not 32 bytes")]
+    #[error("the factor key must be at least 32 bytes")]
     BadKey,
     #[error("a sealed secret that does not open (another key, another user, or altered)")]
     DoesNotOpen,
@@ -33,6 +35,21 @@ impl FactorKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
         Ok(FactorKey { key: LessSafeKey::new(key) })
+    }
+
+    /// The key derived from a configured secret (`MFA_KEY`, or the Secrets Manager secret
+    /// `MFA_KEY_ARN` names): HKDF-SHA-256 of at least 32 bytes, so any long random text (a
+    /// generated secret is printable characters, not raw bytes) makes a full-strength key.
+    pub fn derive(secret: &[u8]) -> Result<Self, SealError> {
+        if secret.len() < KEY_BYTES {
+            return Err(SealError::BadKey);
+        }
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"").extract(secret);
+        let mut bytes = zeroize::Zeroizing::new([0u8; KEY_BYTES]);
+        prk.expand(&[INFO], ring::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(bytes.as_mut()))
+            .map_err(|_| SealError::BadKey)?;
+        FactorKey::new(bytes.as_ref())
     }
 
     /// Seals `secret` for `user_id`.
@@ -93,6 +110,12 @@ mod tests {
         for junk in ["", "v1.", "v1.!!!", "v2.AAAA", &sealed[3..]] {
             assert_eq!(key(1).open(junk, "user-a"), Err(SealError::DoesNotOpen), "{junk:?}");
         }
+        // A derived key: the same text derives the same key, other text another.
+        let text = b"a generated secret of sixty-four printable characters, say 0123";
+        let sealed_with_text = FactorKey::derive(text).unwrap().seal(secret, "user-a").unwrap();
+        assert_eq!(FactorKey::derive(text).unwrap().open(&sealed_with_text, "user-a").unwrap(), secret);
+        let other = b"a generated secret of sixty-four printable characters, say 0124";
+        assert!(FactorKey::derive(other).unwrap().open(&sealed_with_text, "user-a").is_err());
         // A fresh nonce each time: the same secret seals differently.
         assert_ne!(key(1).seal(secret, "user-a").unwrap(), sealed);
     }
@@ -100,6 +123,7 @@ mod tests {
     #[test]
     fn a_key_is_32_bytes_and_never_printed() {
         assert_eq!(FactorKey::new(&[0; 31]).unwrap_err(), SealError::BadKey);
+        assert_eq!(FactorKey::derive(&[0; 31]).unwrap_err(), SealError::BadKey);
         assert_eq!(format!("{:?}", key(7)), "FactorKey(<redacted>)");
     }
 }

@@ -13,6 +13,36 @@ pub enum TokenUse {
     Device,
 }
 
+/// How the session's user proved who they are (RFC 8176's `amr` values), carried by both
+/// tokens of every pair so that a refresh keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amr {
+    /// A password alone.
+    Password,
+    /// A password and a second factor (a TOTP code, or a recovery code: a one-time
+    /// password too).
+    MultiFactor,
+}
+
+impl Amr {
+    pub fn values(self) -> &'static [&'static str] {
+        match self {
+            Amr::Password => &["pwd"],
+            Amr::MultiFactor => &["pwd", "otp", "mfa"],
+        }
+    }
+
+    pub fn claim(self) -> Vec<String> {
+        self.values().iter().map(|v| v.to_string()).collect()
+    }
+
+    /// What a token's `amr` says; a token without one (signed before `amr` existed) was a
+    /// password's.
+    pub fn of(values: &[String]) -> Amr {
+        if values.iter().any(|v| v == "mfa") { Amr::MultiFactor } else { Amr::Password }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
@@ -26,6 +56,9 @@ pub struct AccessClaims {
     pub jti: String,
     pub sid: String,
     pub token_use: TokenUse,
+    /// See [`Amr`].
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -39,6 +72,9 @@ pub struct RefreshClaims {
     pub jti: String,
     pub sid: String,
     pub token_use: TokenUse,
+    /// The session's [`Amr`]: the next pair of a refresh carries it on.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// Why a token was refused. Callers map all of these to one client-facing error; the

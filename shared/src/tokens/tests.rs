@@ -305,12 +305,12 @@ fn no_token_outlives_the_end_of_its_session() {
     let roles = roles();
     let subject = Subject { user_id: "u", username: "alice", roles: &roles };
     let svc = service();
-    let capped = svc.issue_pair_until(subject, "s", t, t + 600).unwrap();
+    let capped = svc.issue_pair_until(subject, "s", Amr::Password, t, t + 600).unwrap();
     assert_eq!((capped.access.exp, capped.refresh.exp), (t + 600, t + 600));
-    let early = svc.issue_pair_until(subject, "s", t, t + 10 * 86_400).unwrap();
+    let early = svc.issue_pair_until(subject, "s", Amr::Password, t, t + 10 * 86_400).unwrap();
     assert_eq!((early.access.exp, early.refresh.exp), (t + 900, t + 10 * 86_400));
     assert!(svc.verify_refresh(&capped.refresh_token).is_ok());
-    assert_eq!(svc.issue_pair_until(subject, "s", t, t).unwrap_err(), TokenError::Expired);
+    assert_eq!(svc.issue_pair_until(subject, "s", Amr::Password, t, t).unwrap_err(), TokenError::Expired);
 }
 
 #[test]

@@ -23,6 +23,9 @@ RS256 (the template's default SigningAlgorithm, so `make dev`'s), ES256 or EdDSA
 JWT_PRIVATE_KEY instead (a key document, see signing_keys.py), likewise made for the run
 when not given; its public key is served at /.well-known/jwks.json.
 
+MFA_KEY (the key that seals TOTP secrets): likewise honoured when set, else made for the
+run.
+
 The API's documentation, which the deployed API does not serve: openapi.yaml at
 /openapi.yaml and Swagger UI reading it at /docs, from the files scripts/docs_assets.py
 vendors (`make dev` runs it first). OPENAPI_FILE and DOCS_ASSETS_DIR say where they are.
@@ -222,7 +225,11 @@ def main():
             env["JWT_PRIVATE_KEY"] = keys.generate(env["JWT_ALGORITHM"])
     elif not env.get("JWT_SECRET"):
         env["JWT_SECRET"] = secrets.token_urlsafe(48)
-    for variable in ("JWT_SECRET_ARN", "JWT_PRIVATE_KEY_ARN", "JWT_PUBLIC_KEYS_ARN"):
+    # The key that seals TOTP secrets: one for this run unless given (enrolled factors then
+    # stop opening when the local API restarts, as tokens stop verifying).
+    if not env.get("MFA_KEY"):
+        env["MFA_KEY"] = secrets.token_urlsafe(48)
+    for variable in ("JWT_SECRET_ARN", "JWT_PRIVATE_KEY_ARN", "JWT_PUBLIC_KEYS_ARN", "MFA_KEY_ARN"):
         env.pop(variable, None)
     wired, roles = wired_for(env)
     env.update(PORT=str(args.port), ROUTE_ROLES=json.dumps(roles), LOCAL_API_WIRING=json.dumps(wired))

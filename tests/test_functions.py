@@ -4,6 +4,7 @@ Cargo.toml's release profile. The Rust side writes the table (and fails when it 
 these tests fail when the table and the template or the build disagree. No AWS, no build.
 """
 
+import json
 import pathlib
 import tomllib
 
@@ -102,6 +103,19 @@ def test_authenticated_routes_are_exactly_those_behind_the_authorizer(name):
         return
     for route in f.routes:
         assert wired[(route.method, route.path)] == route.authenticated, (route.method, route.path)
+
+
+def test_the_roles_each_route_requires_are_the_tables_in_the_template_and_in_events_env_json():
+    # ROUTE_ROLES is written out twice (the authorizer's variable in the template, and
+    # events/env.json for `sam local invoke`): both are the table's, in the same order.
+    (authorizer,) = [f for f in TABLE if f.event == "authorizer"]
+    template_value = template_functions()[authorizer.logical_id]["Properties"]["Environment"]["Variables"]["ROUTE_ROLES"]
+    env_value = json.loads((ROOT / "events" / "env.json").read_text())[authorizer.logical_id]["ROUTE_ROLES"]
+    expected = functions.route_roles()
+    assert json.loads(template_value) == expected
+    assert json.loads(env_value) == expected
+    assert env_value == template_value
+    assert all(roles == [] or roles == ["admin"] for roles in expected.values()), expected
 
 
 def test_the_authorizer_and_the_rotation_function_are_the_ones_the_template_wires():

@@ -40,6 +40,14 @@ ALGORITHMS = ["HS256", "RS256"]
 # The table's `keys` -> the secrets read. The rotation function rotates the private key with
 # the grants of its own statements (GRANTS), not the read policy.
 READS = {"sign": SIGNS, "verify": VERIFIES, "publish": PUBLISHES, "rotate": NOTHING, "none": NOTHING}
+# And the table's `factor_key`: the key that opens TOTP secrets, whatever the algorithm.
+FACTOR_KEY = {algorithm: {"MfaKeySecret"} for algorithm in ("HS256", "RS256")}
+
+
+def secrets_read(function):
+    """Per algorithm, the secrets `function` (a row of shared/functions.json) reads."""
+    keys = READS[function.keys]
+    return {a: keys[a] | (FACTOR_KEY[a] if function.factor_key else set()) for a in keys}
 
 # Per function: every DynamoDB action it may call, on which table (IAM facts, kept here). A
 # TransactWriteItems needs the action of each of its items (register's two Puts: PutItem).
@@ -51,8 +59,11 @@ GRANTS = {
         "PutItem users", "PutItem sessions", "PutItem tokens", "PutItem outbox", "ConditionCheckItem users",
     },
     # And a lazy migration from Cognito: the pool's user read, created here, read back.
+    # Multi-factor: the factor read and a code used up; the second step's mfa_token stored,
+    # read, counted and used up.
     "LoginFunction": {
         "BatchGetItem users", "UpdateItem users", "DeleteItem users", "PutItem sessions", "PutItem users", "GetItem users",
+        "PutItem tokens", "GetItem tokens", "UpdateItem tokens", "DeleteItem tokens",
     },
     "RefreshFunction": {"GetItem users", "BatchGetItem users", "BatchGetItem revoked", "PutItem revoked", "UpdateItem sessions"},
     "LogoutFunction": {"UpdateItem users", "PutItem revoked"},
@@ -60,7 +71,8 @@ GRANTS = {
     "DiscoveryFunction": set(),
     "PreflightFunction": set(),
     # An import: each user, its id item and its verified address's claim (one transaction).
-    "AdminFunction": {"GetItem users", "UpdateItem users", "PutItem users"},
+    # A factor's reset: the factor removed, the notice queued.
+    "AdminFunction": {"GetItem users", "UpdateItem users", "PutItem users", "DeleteItem users", "PutItem outbox"},
     # A verification: the token read and used up, the address claimed, the user marked.
     # A resend: the index of addresses queried, the allowance counted, a token and its mail.
     "EmailFunction": {
@@ -102,7 +114,7 @@ GRANTS = {
 # Per function: the secrets it reads (from its `keys` in shared/functions.json; None for a
 # function the table lacks, which test_the_expected_table_covers_every_function reports),
 # and its grants.
-EXPECTED = {name: (READS[TABLE[name].keys] if name in TABLE else None, grants) for name, grants in GRANTS.items()}
+EXPECTED = {name: (secrets_read(TABLE[name]) if name in TABLE else None, grants) for name, grants in GRANTS.items()}
 
 NO_VALUE = object()
 
@@ -260,6 +272,19 @@ def test_each_function_is_told_where_the_keys_it_reads_are(algorithm):
         # The rotation function rotates that one secret (its grants are statements).
         reads_private = "JwtPrivateKeySecret" in reads[algorithm] or TABLE[name].keys == "rotate"
         assert (private == {"Ref": "JwtPrivateKeySecret"}) == reads_private, name
+        assert own.get("MFA_KEY_ARN", "") == ({"Ref": "MfaKeySecret"} if TABLE[name].factor_key else ""), name
+
+
+def test_the_factor_key_is_generated_kept_and_never_rotated():
+    secret = TEMPLATE["Resources"]["MfaKeySecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert "Condition" not in secret
+    # Deleting it would leave every enrolled factor unopenable, as a rotation would.
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and "SecretString" not in secret["Properties"]
+    rotations = [r for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::SecretsManager::RotationSchedule"]
+    assert all(r["Properties"]["SecretId"] != {"Ref": "MfaKeySecret"} for r in rotations)
 
 
 def test_the_asymmetric_key_is_rotated_on_a_schedule_by_the_rotation_function():
@@ -304,7 +329,13 @@ def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows()
     writes = [s for s in login if set(as_list(s["Action"])) & WRITES]
     rows = [s for s in writes if [table_of(r) for r in as_list(s["Resource"])] == ["sessions"]]
     assert len(rows) == 1 and as_list(rows[0]["Action"]) == ["dynamodb:PutItem"]
-    writes = [s for s in writes if s is not rows[0]]
+    # The second step's mfa_token: the one-time tokens table, which holds only hashes.
+    (mfa_tokens,) = [s for s in writes if [table_of(r) for r in as_list(s["Resource"])] == ["tokens"]]
+    assert "Condition" not in mfa_tokens
+    # A code used up: an UpdateItem of "mfa#" items only.
+    (factor,) = [s for s in writes if s.get("Condition", {}).get("ForAllValues:StringLike") == {"dynamodb:LeadingKeys": ["mfa#*"]}]
+    assert as_list(factor["Action"]) == ["dynamodb:UpdateItem"] and set(factor["Condition"]) == {"ForAllValues:StringLike"}
+    writes = [s for s in writes if s is not rows[0] and s is not mfa_tokens and s is not factor]
     assert all(table_of(r) == "users" for s in writes for r in as_list(s["Resource"]))
     assert all(set(as_list(s["Action"])) <= WRITES for s in writes), "no write shares a statement with a read"
 
@@ -417,11 +448,12 @@ def test_user_item_updates_are_limited_to_the_attributes_the_code_writes(name, a
         if "dynamodb:UpdateItem" in as_list(s["Action"]) and table_of(s["Resource"]) == "users"
     ]
     # Every other UpdateItem of the users table is held to the throttle's "login#" items
-    # (and the account's mail allowance, "mail#" items).
+    # (and the account's mail allowance, "mail#" items, and its factor, "mfa#" items).
     counters = [
         s
         for s in updates
-        if s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys") in (["login#*"], ["login#*", "mail#*"])
+        if s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        in (["login#*"], ["login#*", "mail#*", "mfa#*"])
         and len(s["Condition"]) == 1
     ]
     updates = [s for s in updates if s not in counters]

@@ -13,9 +13,9 @@ use lambda_http::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::Auth;
-use shared::authorizer::{AuthorizerError, AuthorizerEvent, RouteRoles, authorize, policy_allows};
-use shared::spec::{self, Event, FunctionSpec, HttpFunction};
+use shared::authorizer::{AccessRules, AuthorizerError, AuthorizerEvent, authorize, policy_allows};
 use shared::http::Browser;
+use shared::spec::{self, Event, FunctionSpec, HttpFunction};
 
 /// API Gateway's own payload limit (10 MB); the functions enforce the contract's 8 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
@@ -83,20 +83,20 @@ pub struct Gateway {
     wiring: Wiring,
     auth: Auth,
     browser: Browser,
-    route_roles: RouteRoles,
+    rules: AccessRules,
 }
 
 impl Gateway {
-    pub fn new(wiring: Wiring, auth: Auth, browser: Browser, route_roles: RouteRoles) -> Result<Self, String> {
+    pub fn new(wiring: Wiring, auth: Auth, browser: Browser, rules: AccessRules) -> Result<Self, String> {
         // A protected route the authorizer does not know would be denied on every call:
         // refuse to start rather than serve a route nobody can use.
         for route in wiring.routes.iter().filter(|r| r.authorizer) {
             let key = format!("{} {}", route.method, route.path);
-            if !route_roles.0.contains_key(&key) {
+            if !rules.routes.0.contains_key(&key) {
                 return Err(format!("protected route {key:?} is missing from ROUTE_ROLES"));
             }
         }
-        Ok(Gateway { wiring, auth, browser, route_roles })
+        Ok(Gateway { wiring, auth, browser, rules })
     }
 
     pub fn stage(&self) -> &str {
@@ -127,11 +127,13 @@ impl Gateway {
                 call.path
             );
             let event = AuthorizerEvent { method_arn: method_arn.clone(), headers: Some(last_values(&call.headers)) };
-            match authorize(&self.auth, &self.route_roles, &event).await {
+            match authorize(&self.auth, &self.rules, &event).await {
                 Err(AuthorizerError::Unauthorized) => return self.gateway_response("UNAUTHORIZED", 401),
                 Err(AuthorizerError::Unavailable) => return self.gateway_response("AUTHORIZER_FAILURE", 500),
                 Ok(answer) if !policy_allows(&answer.policy_document, &method_arn) => {
-                    return self.gateway_response("ACCESS_DENIED", 403);
+                    let mut denied = self.gateway_response("ACCESS_DENIED", 403);
+                    denied.body = with_authorizer_context(&denied.body, &answer.context);
+                    return denied;
                 }
                 Ok(answer) => {
                     let mut fields: BTreeMap<String, String> = answer.context;
@@ -237,6 +239,25 @@ impl Gateway {
         headers.push(("content-type".into(), "application/json".into()));
         Answer { status, headers, body: body.into_bytes() }
     }
+}
+
+/// As API Gateway fills a gateway response's template: each `$context.authorizer.<key>`
+/// becomes that key of the authorizer's context (empty when it has none). The template is
+/// not VTL: nothing else is evaluated.
+fn with_authorizer_context(body: &[u8], context: &BTreeMap<String, String>) -> Vec<u8> {
+    const PREFIX: &str = "$context.authorizer.";
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_ref();
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        out.push_str(context.get(&after[..end]).map_or("", String::as_str));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 /// Matches a request path against a route's resource path, whose `{name}` segments match

@@ -22,7 +22,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use shared::authorizer::RouteRoles;
+use shared::authorizer::AccessRules;
 use tokio::net::TcpListener;
 
 use crate::docs::Docs;
@@ -55,17 +55,17 @@ async fn run() -> Result<(), String> {
     // use cases and the local mailbox's deliverer alike.
     let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
     let sdk = shared::aws::load_sdk_config().await?;
-    let auth = shared::bootstrap::auth_from_config(&config, &sdk, shared::bootstrap::Keys::SignAndVerify)
+    let auth = shared::bootstrap::auth_from_config(&config, &sdk, shared::bootstrap::Keys::SignAndVerify, true)
         .await
         .map_err(|e| e.to_string())?;
     let mail = Arc::new(config.mail.as_ref().map(|mail| {
         let outbox = shared::store::DynamoStore::for_outbox(shared::aws::dynamodb_client(&sdk), &mail.outbox_table);
         LocalMail::start(mail, outbox)
     }));
-    let route_roles = RouteRoles::from_env().map_err(|e| e.to_string())?;
+    let rules = AccessRules::from_env().map_err(|e| e.to_string())?;
     let browser = shared::http::Browser::new(shared::config::BrowserConfig::from_env()).map_err(|e| e.to_string())?;
     let docs = Docs::from_env(wiring.routes.iter().map(|r| r.path.as_str()))?;
-    let gateway = Arc::new(Gateway::new(wiring, auth, browser, route_roles)?);
+    let gateway = Arc::new(Gateway::new(wiring, auth, browser, rules)?);
     let docs = Arc::new(docs);
 
     let listener = TcpListener::bind(("127.0.0.1", port))

@@ -25,6 +25,7 @@ class Route:
     method: str  # upper case; OPTIONS with path "*" is preflight's: every path
     path: str
     caller: str  # public, or authenticated (behind the authorizer)
+    roles: tuple = ()  # the roles the authorizer requires (authenticated routes)
 
     @property
     def authenticated(self):
@@ -38,6 +39,8 @@ class Function:
     event: str
     keys: str
     hashes_passwords: bool
+    # Holds the key that opens TOTP secrets (MfaKeySecret): verifies second-factor codes.
+    factor_key: bool
     routes: tuple
     # Every variable it reads that a deployment sets (shared::spec::variables_read_by);
     # Lambda's own (AWS_REGION, credentials, AWS_LAMBDA_LOG_*) are read too, not listed.
@@ -67,16 +70,19 @@ def _function(entry):
         return value
 
     routes = tuple(
-        Route(route["method"], route["path"], one_of("caller", CALLERS, route["caller"])) for route in entry["routes"]
+        Route(route["method"], route["path"], one_of("caller", CALLERS, route["caller"]), tuple(route["roles"]))
+        for route in entry["routes"]
     )
-    if not isinstance(entry["hashes_passwords"], bool):
-        raise ValueError(f"{TABLE}: {entry['name']!r}: hashes_passwords must be true or false")
+    for flag in ("hashes_passwords", "factor_key"):
+        if not isinstance(entry[flag], bool):
+            raise ValueError(f"{TABLE}: {entry['name']!r}: {flag} must be true or false")
     return Function(
         name=entry["name"],
         logical_id=entry["logical_id"],
         event=one_of("event", EVENTS, entry["event"]),
         keys=one_of("keys", KEYS, entry["keys"]),
         hashes_passwords=entry["hashes_passwords"],
+        factor_key=entry["factor_key"],
         routes=routes,
         variables=frozenset(entry["variables"]),
     )
@@ -101,3 +107,9 @@ def by_name():
 def by_logical_id():
     """Logical id in template.yaml -> Function."""
     return {f.logical_id: f for f in load()}
+
+
+def route_roles():
+    """The authorizer's ROUTE_ROLES as the table has them: "METHOD /path" -> [roles], for
+    every authenticated route."""
+    return {f"{r.method} {r.path}": list(r.roles) for f in load() for r in f.routes if r.authenticated}

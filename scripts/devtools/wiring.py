@@ -18,6 +18,7 @@ PARAMETER_ENV = {
     "SessionMaxLifetimeSeconds": "SESSION_MAX_LIFETIME_SECONDS",
     "RefreshReuseGraceSeconds": "REFRESH_REUSE_GRACE_SECONDS",
     "RequireVerifiedEmail": "REQUIRE_VERIFIED_EMAIL",
+    "AdminRequiresMfa": "ADMIN_REQUIRES_MFA",
     "PasswordResetTtlSeconds": "PASSWORD_RESET_TTL_SECONDS",
     "LegacyCognitoUserPoolId": "LEGACY_COGNITO_USER_POOL_ID",
     "LegacyCognitoClientId": "LEGACY_COGNITO_CLIENT_ID",

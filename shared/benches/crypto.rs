@@ -72,6 +72,15 @@ impl shared::store::OneTimeTokenStore for InstantStore {
     async fn forget_token(&self, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
+    async fn put_token(&self, _: &shared::store::OneTimeToken) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn spend_token(&self, _: &str) -> Result<bool, StoreError> {
+        unreachable!()
+    }
+    async fn count_wrong_code(&self, _: &str, _: u32) -> Result<bool, StoreError> {
+        unreachable!()
+    }
     async fn verify_email(
         &self,
         _: &shared::store::OneTimeToken,
@@ -174,7 +183,14 @@ impl UserStore for InstantStore {
     async fn change_password(&self, _: &str, _: &str, _: &str, _: &str, _: u64) -> Result<PasswordChange, StoreError> {
         unreachable!()
     }
-    async fn delete_user(&self, _: &str, _: &str, _: &str, _: Option<&str>, _: &[ThrottleKey]) -> Result<bool, StoreError> {
+    async fn delete_user(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: &[ThrottleKey],
+    ) -> Result<bool, StoreError> {
         unreachable!()
     }
 }
@@ -260,6 +276,7 @@ fn benches(c: &mut Criterion) {
     let auth = Auth::new(Arc::new(InstantStore), Arc::new(tokens()), Arc::new(hasher));
     let routes =
         RouteRoles::parse(r#"{"GET /auth/me": [], "POST /auth/logout": [], "GET /admin": ["admin"]}"#).unwrap();
+    let routes = shared::authorizer::AccessRules { routes, admin_requires_mfa: false };
     let event = AuthorizerEvent {
         method_arn: "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/auth/me".into(),
         headers: Some([("Authorization".to_string(), format!("Bearer {}", pair.access_token))].into()),
@@ -317,10 +334,13 @@ fn asymmetric(c: &mut Criterion, claims: &shared::tokens::AccessClaims) {
     ];
     for (name, key) in &keys {
         let jwk = key.public_jwk().unwrap();
-        let service = TokenService::new(tokens().config().clone(), key.signing_key(), KeySet::new().with_jwk(&jwk).unwrap());
+        let service =
+            TokenService::new(tokens().config().clone(), key.signing_key(), KeySet::new().with_jwk(&jwk).unwrap());
         let token = service.sign(claims).unwrap();
         c.bench_function(&format!("jwt_sign_{name}"), |b| b.iter(|| service.sign(black_box(claims)).unwrap()));
-        c.bench_function(&format!("jwt_verify_{name}"), |b| b.iter(|| service.verify_access(black_box(&token)).unwrap()));
+        c.bench_function(&format!("jwt_verify_{name}"), |b| {
+            b.iter(|| service.verify_access(black_box(&token)).unwrap())
+        });
         let stored = key.to_json();
         c.bench_function(&format!("key_load_{name}"), |b| {
             b.iter(|| {

@@ -9,6 +9,7 @@ pub mod email;
 pub mod events;
 pub mod legacy;
 mod login;
+pub mod mfa;
 pub use login::SignedIn;
 pub mod reset;
 mod session;
@@ -193,6 +194,8 @@ pub struct Auth {
     require_verified_email: bool,
     /// The directory a login of a name unknown here migrates the user from.
     legacy: Option<Arc<dyn legacy::LegacyDirectory>>,
+    /// The key that opens factor secrets (the functions that verify codes).
+    factor_key: Option<Arc<crate::mfa::sealed::FactorKey>>,
 }
 
 impl Auth {
@@ -208,6 +211,7 @@ impl Auth {
             reset_ttl_seconds: DEFAULT_PASSWORD_RESET_TTL_SECONDS,
             require_verified_email: false,
             legacy: None,
+            factor_key: None,
         }
     }
 

@@ -14,7 +14,14 @@ use crate::error::AuthError;
 use crate::http::bearer_token;
 use crate::metrics::Metric;
 
-pub use crate::config::RouteRoles;
+use crate::auth::admin::ADMIN_ROLE;
+pub use crate::config::{AccessRules, RouteRoles};
+use crate::tokens::Amr;
+
+/// The context keys API Gateway's 403 (`ACCESS_DENIED` in template.yaml) reads its body
+/// from: a gateway response cannot run code, but it can name the authorizer's context.
+pub const DENY_ERROR: &str = "deny_error";
+pub const DENY_DESCRIPTION: &str = "deny_description";
 
 /// The part of API Gateway's REQUEST authorizer event this authorizer reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,9 +102,14 @@ fn route_arn(base: &str, route: &str) -> String {
     format!("{base}/{method}{}", path.join("/"))
 }
 
+/// The policy of the caller `event` names: every protected route whose roles the token
+/// holds is allowed, and, where `rules.admin_requires_mfa`, a route that requires `admin`
+/// only with a second factor in the token's `amr`. The rest is denied, and the context
+/// says why (`DENY_ERROR`): `insufficient_user_authentication` (RFC 9470) when only the
+/// second factor is missing, else `insufficient_scope`.
 pub async fn authorize(
     auth: &Auth,
-    routes: &RouteRoles,
+    rules: &AccessRules,
     event: &AuthorizerEvent,
 ) -> Result<AuthorizerResponse, AuthorizerError> {
     let base = api_stage_arn(&event.method_arn).ok_or(AuthorizerError::Unauthorized)?;
@@ -115,10 +127,23 @@ pub async fn authorize(
         Err(_) => return Err(AuthorizerError::Unauthorized),
     };
     let (mut allow, mut deny) = (Vec::new(), Vec::new());
-    for (route, required) in &routes.0 {
-        let permitted = required.iter().all(|r| principal.roles.contains(r));
+    let (mut short_of_roles, mut short_of_factor) = (false, false);
+    for (route, required) in &rules.routes.0 {
+        let has_roles = required.iter().all(|r| principal.roles.contains(r));
+        let needs_factor = rules.admin_requires_mfa && required.iter().any(|r| r == ADMIN_ROLE);
+        let permitted = has_roles && (!needs_factor || principal.amr == Amr::MultiFactor);
+        short_of_roles |= !has_roles;
+        short_of_factor |= has_roles && !permitted;
         (if permitted { &mut allow } else { &mut deny }).push(route_arn(base, route));
     }
+    let mut context: BTreeMap<String, String> = principal.to_context().into_iter().collect();
+    let (error, description) = if short_of_factor && !short_of_roles {
+        ("insufficient_user_authentication", "this route requires a sign-in with a second factor")
+    } else {
+        ("insufficient_scope", "the access token does not grant the roles this route requires")
+    };
+    context.insert(DENY_ERROR.into(), error.into());
+    context.insert(DENY_DESCRIPTION.into(), description.into());
     let mut statement = Vec::new();
     if !allow.is_empty() {
         statement.push(Statement { action: "execute-api:Invoke", effect: "Allow", resource: allow });
@@ -129,7 +154,7 @@ pub async fn authorize(
     Ok(AuthorizerResponse {
         principal_id: principal.user_id.clone(),
         policy_document: PolicyDocument { version: "2012-10-17", statement },
-        context: principal.to_context().into_iter().collect(),
+        context,
     })
 }
 

@@ -203,7 +203,7 @@ pub fn cognito_client(config: &SdkConfig, user_pool_id: &str) -> aws_sdk_cognito
     if let Some((region, _)) = user_pool_id.split_once('_') {
         builder = builder.region(aws_config::Region::new(region.to_string()));
     }
-    if let Some(url) = endpoint_url("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER") {
+    if let Some(url) = endpoint_url(crate::config::per_function::ENV_ENDPOINT_COGNITO) {
         builder = builder.endpoint_url(url);
     }
     aws_sdk_cognitoidentityprovider::Client::from_conf(builder.build())

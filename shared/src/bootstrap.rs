@@ -8,9 +8,10 @@ use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
 
 use crate::auth::Auth;
 use crate::config::{
-    AsymmetricKeys, Config, ConfigError, ENV_PRIVATE_KEY, ENV_PUBLIC_KEYS, KeyDocument, SigningKeySource,
-    validate_secret,
+    AsymmetricKeys, Config, ConfigError, ENV_MFA_KEY, ENV_MFA_KEY_ARN, ENV_PRIVATE_KEY, ENV_PUBLIC_KEYS, KeyDocument,
+    SecretSource, validate_secret,
 };
+use crate::mfa::sealed::FactorKey;
 use crate::password::PasswordHasher;
 use crate::store::DynamoStore;
 use crate::tokens::{Jwks, KeyLoader, KeySet, LoadedKeys, PrivateKey, TokenService};
@@ -82,10 +83,10 @@ async fn read_secret(id: &str, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, S
     secret.ok_or_else(|| StartupError::Secret("empty secret".into()))
 }
 
-async fn signing_secret(source: &SigningKeySource, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
+async fn signing_secret(source: &SecretSource, sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, StartupError> {
     match source {
-        SigningKeySource::Secret(bytes) => Ok(bytes.clone()),
-        SigningKeySource::SecretsManager(id) => {
+        SecretSource::Secret(bytes) => Ok(bytes.clone()),
+        SecretSource::SecretsManager(id) => {
             Ok(validate_secret(crate::config::ENV_SECRET_ARN, read_secret(id, sdk).await?)?)
         }
     }
@@ -197,16 +198,33 @@ pub use crate::spec::Keys;
 
 /// Everything a function needs, from the environment.
 pub async fn auth_from_env() -> Result<Auth, StartupError> {
-    auth_from_env_with(Keys::SignAndVerify).await
+    auth_from_env_with(Keys::SignAndVerify, false).await
 }
 
-pub async fn auth_from_env_with(keys: Keys) -> Result<Auth, StartupError> {
+/// With `keys`, and the factor key if `factor_key` (`FunctionSpec::factor_key`).
+pub async fn auth_from_env_with(keys: Keys, factor_key: bool) -> Result<Auth, StartupError> {
     let config = Config::from_env()?;
     let sdk = crate::aws::load_sdk_config().await.map_err(StartupError::Tls)?;
-    auth_from_config(&config, &sdk, keys).await
+    auth_from_config(&config, &sdk, keys, factor_key).await
 }
 
-pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys: Keys) -> Result<Auth, StartupError> {
+/// The key that seals factor secrets, where the configuration has one.
+async fn factor_key(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Option<Arc<FactorKey>>, StartupError> {
+    let Some(mfa) = &config.mfa else { return Ok(None) };
+    let secret = zeroize::Zeroizing::new(match &mfa.key {
+        SecretSource::Secret(bytes) => bytes.clone(),
+        SecretSource::SecretsManager(id) => validate_secret(ENV_MFA_KEY_ARN, read_secret(id, sdk).await?)?,
+    });
+    let key = FactorKey::derive(&secret).map_err(|e| StartupError::Key(ENV_MFA_KEY, e.to_string()))?;
+    Ok(Some(Arc::new(key)))
+}
+
+pub async fn auth_from_config(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    keys: Keys,
+    with_factor_key: bool,
+) -> Result<Auth, StartupError> {
     let dynamodb = crate::aws::dynamodb_client(sdk);
     // The store's connection opens while the keys are read: a cold start waits for the
     // slower of the two, not their sum.
@@ -226,12 +244,22 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
             crate::aws::warm_up(&dynamodb).await;
         }
     };
-    let (tokens, ()) = tokio::join!(tokens, warm_up);
+    let factor = async {
+        match with_factor_key {
+            true => factor_key(config, sdk).await,
+            false => Ok(None),
+        }
+    };
+    let (tokens, (), factor) = tokio::join!(tokens, warm_up, factor);
     let tokens = tokens?.for_api(config.api.clone());
     let passwords = PasswordHasher::new(config.argon2).map_err(|e| StartupError::Hasher(e.to_string()))?;
-    let mut store = DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
+    let mut store =
+        DynamoStore::new(dynamodb, &config.users_table, &config.revoked_tokens_table, &config.sessions_table);
     if let Some(mail) = &config.mail {
         store = store.with_mail_tables(&mail.tokens_table, &mail.outbox_table);
+    }
+    if let Some(mfa) = config.mfa.as_ref().filter(|_| with_factor_key) {
+        store = store.with_tokens_table(&mfa.tokens_table);
     }
     let legacy = config.legacy_cognito.as_ref().map(|c| {
         let client = crate::aws::cognito_client(sdk, &c.user_pool_id);
@@ -240,6 +268,7 @@ pub async fn auth_from_config(config: &Config, sdk: &aws_config::SdkConfig, keys
     });
     Ok(Auth::new(Arc::new(store), Arc::new(tokens), Arc::new(passwords))
         .with_legacy_directory(legacy)
+        .with_factor_key(factor?)
         .with_mail(config.mail.as_ref())
         .with_required_verification(config.require_verified_email)
         .with_login_throttle(config.login_throttle)

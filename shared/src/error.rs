@@ -31,6 +31,20 @@ pub enum AuthError {
     /// A route that must send mail, where no sender is configured.
     #[error("email is not configured for this service")]
     NotConfigured,
+    /// A multi-factor route where no factor key is configured.
+    #[error("multi-factor authentication is not configured for this service")]
+    MfaNotConfigured,
+    /// The right password of a user with a second factor: the second step's token, and no
+    /// tokens yet.
+    #[error("enter the code from your authenticator app (or a recovery code)")]
+    MfaRequired { mfa_token: MfaToken },
+    /// A set-up while a factor is on: turn it off first.
+    #[error("multi-factor authentication is already on")]
+    MfaAlreadyEnabled,
+    /// A second-factor code that is wrong, used already or out of its time, on a signed-in
+    /// route (400: a bad request body, not a failed sign-in).
+    #[error("the code is wrong or was used already")]
+    WrongCode,
     /// Login or refresh refused. One message for every cause, so a caller cannot tell an
     /// unknown user from a wrong password, or a spent refresh token from a forged one.
     #[error("the credentials are invalid")]
@@ -75,6 +89,16 @@ pub enum AuthError {
     Store(StoreError),
 }
 
+/// The second step's token inside an error: in the answer's body, never in a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaToken(pub String);
+
+impl std::fmt::Debug for MfaToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaToken(<redacted>)")
+    }
+}
+
 fn store_description(e: &StoreError) -> String {
     match e {
         StoreError::Unavailable(_) => {
@@ -99,7 +123,10 @@ impl AuthError {
             AuthError::InvalidEmail(_) => (400, "invalid_email"),
             AuthError::EmailTaken => (409, "email_taken"),
             AuthError::OneTimeTokenRefused => (400, "invalid_grant"),
-            AuthError::NotConfigured => (501, "not_configured"),
+            AuthError::NotConfigured | AuthError::MfaNotConfigured => (501, "not_configured"),
+            AuthError::MfaRequired { .. } => (403, "mfa_required"),
+            AuthError::MfaAlreadyEnabled => (409, "mfa_already_enabled"),
+            AuthError::WrongCode => (400, "invalid_grant"),
             AuthError::EmailNotVerified => (403, "email_not_verified"),
             AuthError::InvalidGrant => (401, "invalid_grant"),
             AuthError::TooManyAttempts { .. } => (429, "too_many_attempts"),
@@ -135,10 +162,15 @@ impl AuthError {
         }
     }
 
-    /// The contract's error body: `{"error", "error_description"}`.
+    /// The contract's error body: `{"error", "error_description"}` (and `mfa_token` for
+    /// `mfa_required`).
     pub fn body(&self) -> serde_json::Value {
         let (_, code) = self.status_and_code();
-        serde_json::json!({ "error": code, "error_description": self.to_string() })
+        let mut body = serde_json::json!({ "error": code, "error_description": self.to_string() });
+        if let AuthError::MfaRequired { mfa_token } = self {
+            body["mfa_token"] = serde_json::Value::String(mfa_token.0.clone());
+        }
+        body
     }
 }
 
@@ -184,6 +216,9 @@ mod tests {
             (AuthError::EmailTaken, 409, "email_taken"),
             (AuthError::OneTimeTokenRefused, 400, "invalid_grant"),
             (AuthError::NotConfigured, 501, "not_configured"),
+            (AuthError::MfaNotConfigured, 501, "not_configured"),
+            (AuthError::MfaAlreadyEnabled, 409, "mfa_already_enabled"),
+            (AuthError::WrongCode, 400, "invalid_grant"),
             (AuthError::EmailNotVerified, 403, "email_not_verified"),
             (AuthError::InvalidGrant, 401, "invalid_grant"),
             (AuthError::TooManyAttempts { retry_after_seconds: 60 }, 429, "too_many_attempts"),
@@ -208,6 +243,16 @@ mod tests {
             let text = body.to_string();
             assert!(!text.contains("10.0.0.1") && !text.contains("table"), "a store detail leaked: {text}");
         }
+    }
+
+    #[test]
+    fn mfa_required_carries_its_token_in_the_body_and_nowhere_else() {
+        let e = AuthError::MfaRequired { mfa_token: MfaToken("the-token".into()) };
+        assert_eq!(e.status_and_code(), (403, "mfa_required"));
+        let body = e.body();
+        assert_eq!((body["error"].as_str(), body["mfa_token"].as_str()), (Some("mfa_required"), Some("the-token")));
+        assert_eq!(body.as_object().unwrap().len(), 3);
+        assert!(!format!("{e:?} {e}").contains("the-token"), "a log line never shows it");
     }
 
     #[test]

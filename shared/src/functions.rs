@@ -16,10 +16,10 @@ use crate::Auth;
 use crate::api;
 use crate::authorizer::{AuthorizerEvent, authorize, outcome_metric};
 use crate::bootstrap::{auth_from_env_with, init_logging};
-use crate::config::{BrowserConfig, MetricsConfig, RotationConfig, RouteRoles};
+use crate::config::{AccessRules, BrowserConfig, MetricsConfig, RotationConfig};
 use crate::http::Browser;
 use crate::metrics;
-use crate::spec::{self, Event, FunctionSpec, HttpFunction, Keys, StatelessFunction, UseCaseFunction};
+use crate::spec::{self, Event, FunctionSpec, HttpFunction, StatelessFunction, UseCaseFunction};
 
 type Error = lambda_http::Error;
 
@@ -51,8 +51,8 @@ fn run(function: &'static str, cold_start_and_serve: impl Future<Output = Result
 
 /// Cold start: config, AWS clients and keys, once per execution environment. They live
 /// as long as the process, so the handlers borrow them for `'static`.
-async fn cold_start(keys: Keys) -> Result<&'static Auth, Error> {
-    Ok(Box::leak(Box::new(auth_from_env_with(keys).await?)))
+async fn cold_start(spec: &FunctionSpec) -> Result<&'static Auth, Error> {
+    Ok(Box::leak(Box::new(auth_from_env_with(spec.keys, spec.factor_key).await?)))
 }
 
 fn browser() -> Result<&'static Browser, Error> {
@@ -75,7 +75,7 @@ fn serve(spec: &'static FunctionSpec) -> ExitCode {
 fn use_case_function(spec: &'static FunctionSpec, function: UseCaseFunction) -> ExitCode {
     run(spec.name, async move {
         let browser = browser()?;
-        let auth = cold_start(spec.keys).await?;
+        let auth = cold_start(spec).await?;
         if spec.hashes_passwords {
             auth.passwords().prepare_memory();
         }
@@ -104,11 +104,11 @@ fn stateless_function(spec: &'static FunctionSpec, function: StatelessFunction) 
 /// Gateway then refuses the call).
 fn authorizer_function(spec: &'static FunctionSpec) -> ExitCode {
     run(spec.name, async {
-        let auth = cold_start(spec.keys).await?;
-        let routes = &RouteRoles::from_env()?;
+        let auth = cold_start(spec).await?;
+        let rules = &AccessRules::from_env()?;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| async move {
             let _flush = metrics::FlushOnDrop;
-            let decision = authorize(auth, routes, &event.payload).await;
+            let decision = authorize(auth, rules, &event.payload).await;
             metrics::count(outcome_metric(&decision, &event.payload.method_arn));
             decision
         }))

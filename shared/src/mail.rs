@@ -20,6 +20,7 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::ResetPassword => "Reset your password",
         MailKind::PasswordChanged => "Your password was changed",
         MailKind::EmailChangeRequested => "A change of your email address was requested",
+        MailKind::MfaDisabled => "Two-step sign-in was turned off",
     }
 }
 
@@ -38,6 +39,9 @@ fn templates(kind: MailKind) -> (&'static str, &'static str) {
             include_str!("mail/templates/email_change_requested.txt"),
             include_str!("mail/templates/email_change_requested.html"),
         ),
+        MailKind::MfaDisabled => {
+            (include_str!("mail/templates/mfa_disabled.txt"), include_str!("mail/templates/mfa_disabled.html"))
+        }
     }
 }
 
@@ -46,7 +50,7 @@ fn page(kind: MailKind) -> Option<&'static str> {
     match kind {
         MailKind::VerifyEmail => Some("/verify-email"),
         MailKind::ResetPassword => Some("/reset-password"),
-        MailKind::PasswordChanged | MailKind::EmailChangeRequested => None,
+        MailKind::PasswordChanged | MailKind::EmailChangeRequested | MailKind::MfaDisabled => None,
     }
 }
 
@@ -332,9 +336,7 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled_and_html_values_are_escaped() {
-        for kind in
-            [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged, MailKind::EmailChangeRequested]
-        {
+        for kind in MailKind::ALL {
             let mut mail = queued(kind);
             mail.email = Some("<b>x</b>&@example.com".into());
             let r = render(&mail, &SETTINGS());

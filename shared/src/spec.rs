@@ -55,6 +55,8 @@ pub enum PublicRoute {
     ResendVerification,
     ForgotPassword,
     ResetPassword,
+    /// A multi-factor login's second step (`mfa_token` and a code).
+    LoginMfa,
     Jwks,
     OpenidConfiguration,
     /// `OPTIONS` on any route: the CORS preflight, never behind the authorizer.
@@ -70,11 +72,43 @@ pub enum AuthenticatedRoute {
     DeleteAccount,
     ListSessions,
     EndSession,
+    MfaSetup,
+    MfaConfirm,
+    MfaRecoveryCodes,
+    MfaDisable,
     AdminGetUser,
     AdminChangeRoles,
     AdminDisable,
     AdminEnable,
     AdminImportUsers,
+    AdminResetMfa,
+}
+
+impl AuthenticatedRoute {
+    /// The roles the authorizer requires of the caller (every one of them): the template's
+    /// `ROUTE_ROLES` is this, a test says so.
+    pub fn required_roles(self) -> &'static [&'static str] {
+        use AuthenticatedRoute as A;
+        match self {
+            A::AdminGetUser
+            | A::AdminChangeRoles
+            | A::AdminDisable
+            | A::AdminEnable
+            | A::AdminImportUsers
+            | A::AdminResetMfa => &[crate::auth::admin::ADMIN_ROLE],
+            A::Logout
+            | A::Me
+            | A::ChangePassword
+            | A::ChangeEmail
+            | A::DeleteAccount
+            | A::ListSessions
+            | A::EndSession
+            | A::MfaSetup
+            | A::MfaConfirm
+            | A::MfaRecoveryCodes
+            | A::MfaDisable => &[],
+        }
+    }
 }
 
 impl Route {
@@ -107,10 +141,15 @@ pub struct RouteSpec {
 
 impl Serialize for RouteSpec {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut r = s.serialize_struct("RouteSpec", 3)?;
+        let mut r = s.serialize_struct("RouteSpec", 4)?;
         r.serialize_field("method", self.method)?;
         r.serialize_field("path", self.path)?;
         r.serialize_field("caller", &self.route.caller())?;
+        let roles = match self.route {
+            Route::Authenticated(route) => route.required_roles(),
+            Route::Public(_) => &[],
+        };
+        r.serialize_field("roles", roles)?;
         r.end()
     }
 }
@@ -169,6 +208,8 @@ pub struct FunctionSpec {
     /// Hashes or verifies passwords: built at opt-level 3 (argon2 at full speed, see the
     /// workspace Cargo.toml) and prepares argon2's memory at its cold start.
     pub hashes_passwords: bool,
+    /// Holds the key that opens TOTP secrets (`MFA_KEY_ARN`): verifies second-factor codes.
+    pub factor_key: bool,
     pub routes: &'static [RouteSpec],
 }
 
@@ -202,6 +243,7 @@ pub static REGISTER: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Register)),
     keys: Keys::SignAndVerify,
     hashes_passwords: true,
+    factor_key: false,
     routes: &[public("POST", "/auth/register", P::Register)],
 };
 
@@ -211,7 +253,8 @@ pub static LOGIN: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Login)),
     keys: Keys::SignAndVerify,
     hashes_passwords: true,
-    routes: &[public("POST", "/auth/login", P::Login)],
+    factor_key: true,
+    routes: &[public("POST", "/auth/login", P::Login), public("POST", "/auth/login/mfa", P::LoginMfa)],
 };
 
 pub static REFRESH: FunctionSpec = FunctionSpec {
@@ -220,6 +263,7 @@ pub static REFRESH: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Refresh)),
     keys: Keys::SignAndVerify,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[public("POST", "/auth/refresh", P::Refresh)],
 };
 
@@ -230,6 +274,7 @@ pub static LOGOUT: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Logout)),
     keys: Keys::None,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[authenticated("POST", "/auth/logout", A::Logout)],
 };
 
@@ -240,6 +285,7 @@ pub static ME: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::Stateless(StatelessFunction::Me)),
     keys: Keys::None,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[authenticated("GET", "/auth/me", A::Me)],
 };
 
@@ -251,12 +297,17 @@ pub static ACCOUNT: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Account)),
     keys: Keys::SignAndVerify,
     hashes_passwords: true,
+    factor_key: true,
     routes: &[
         authenticated("POST", "/auth/password", A::ChangePassword),
         authenticated("POST", "/auth/email", A::ChangeEmail),
         authenticated("DELETE", "/auth/account", A::DeleteAccount),
         authenticated("GET", "/auth/sessions", A::ListSessions),
         authenticated("DELETE", "/auth/sessions/{id}", A::EndSession),
+        authenticated("POST", "/auth/mfa/totp/setup", A::MfaSetup),
+        authenticated("POST", "/auth/mfa/totp/confirm", A::MfaConfirm),
+        authenticated("POST", "/auth/mfa/recovery-codes", A::MfaRecoveryCodes),
+        authenticated("DELETE", "/auth/mfa/totp", A::MfaDisable),
     ],
 };
 
@@ -268,6 +319,7 @@ pub static EMAIL: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Email)),
     keys: Keys::None,
     hashes_passwords: true,
+    factor_key: false,
     routes: &[
         public("POST", "/auth/email/verify", P::VerifyEmail),
         public("POST", "/auth/email/resend", P::ResendVerification),
@@ -283,6 +335,7 @@ pub static DISCOVERY: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Discovery)),
     keys: Keys::Public,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[
         public("GET", "/.well-known/jwks.json", P::Jwks),
         public("GET", "/.well-known/openid-configuration", P::OpenidConfiguration),
@@ -296,12 +349,14 @@ pub static ADMIN: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::UseCases(UseCaseFunction::Admin)),
     keys: Keys::None,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[
         authenticated("GET", "/admin/users/{username}", A::AdminGetUser),
         authenticated("POST", "/admin/users/{username}/roles", A::AdminChangeRoles),
         authenticated("POST", "/admin/users/{username}/disable", A::AdminDisable),
         authenticated("POST", "/admin/users/{username}/enable", A::AdminEnable),
         authenticated("POST", "/admin/users/import", A::AdminImportUsers),
+        authenticated("POST", "/admin/users/{username}/mfa/reset", A::AdminResetMfa),
     ],
 };
 
@@ -312,6 +367,7 @@ pub static PREFLIGHT: FunctionSpec = FunctionSpec {
     event: Event::Http(HttpFunction::Stateless(StatelessFunction::Preflight)),
     keys: Keys::None,
     hashes_passwords: false,
+    factor_key: false,
     // Wired as `ANY` on every path: API Gateway sends it the methods no other function
     // takes there, OPTIONS (the CORS preflight) and the rest (405 with `Allow`).
     routes: &[public("ANY", "*", P::Preflight)],
@@ -324,6 +380,7 @@ pub static AUTHORIZER: FunctionSpec = FunctionSpec {
     event: Event::Authorizer,
     keys: Keys::Verify,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[],
 };
 
@@ -335,6 +392,7 @@ pub static MAILER: FunctionSpec = FunctionSpec {
     event: Event::Mailer,
     keys: Keys::None,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[],
 };
 
@@ -345,6 +403,7 @@ pub static ROTATION: FunctionSpec = FunctionSpec {
     event: Event::Rotation,
     keys: Keys::Rotate,
     hashes_passwords: false,
+    factor_key: false,
     routes: &[],
 };
 
@@ -399,7 +458,14 @@ pub fn variables_read_by(function: &FunctionSpec) -> Vec<&'static str> {
         vars.push(per_function::ENV_API_STAGE);
     }
     if function.event == Event::Authorizer {
-        vars.push(per_function::ENV_ROUTE_ROLES);
+        vars.extend([per_function::ENV_ROUTE_ROLES, per_function::ENV_ADMIN_REQUIRES_MFA]);
+    }
+    if function.factor_key {
+        vars.extend(config::MFA_VARIABLES);
+    }
+    if function.name == LOGIN.name {
+        // A lazy migration's old directory (LegacyCognitoUserPoolId).
+        vars.push(per_function::ENV_ENDPOINT_COGNITO);
     }
     if function.event == Event::Rotation {
         vars.extend([config::ENV_ALGORITHM, config::ENV_PRIVATE_KEY_ARN, config::ENV_PUBLIC_KEYS_ARN]);
@@ -435,6 +501,7 @@ pub fn to_json() -> String {
                 "event": event,
                 "keys": f.keys,
                 "hashes_passwords": f.hashes_passwords,
+                "factor_key": f.factor_key,
                 "routes": f.routes,
                 "variables": variables_read_by(f),
             })

@@ -1,5 +1,4 @@
-//! The administration routes (`/admin/users/{username}…`), behind the authorizer with role
-//! `admin`.
+//! The administration routes (`spec::ADMIN`), behind the authorizer with role `admin`.
 
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -52,6 +51,10 @@ pub(super) async fn handle(
         }
         AuthenticatedRoute::AdminEnable => {
             auth.admin_set_disabled(&admin, &username, false).await?;
+            Ok(http::no_content())
+        }
+        AuthenticatedRoute::AdminResetMfa => {
+            auth.admin_reset_mfa(&admin, &username).await?;
             Ok(http::no_content())
         }
         _ => Err(AuthError::NotFound),

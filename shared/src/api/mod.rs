@@ -154,6 +154,7 @@ async fn public(
     match (function, route) {
         (F::Register, P::Register) => tokens::register(auth, browser, req).await,
         (F::Login, P::Login) => tokens::login(auth, browser, req).await,
+        (F::Login, P::LoginMfa) => tokens::login_mfa(auth, browser, req).await,
         (F::Refresh, P::Refresh) => tokens::refresh(auth, browser, req).await,
         (F::Email, route) => email::handle(route, auth, browser, req).await,
         (F::Discovery, route) => discovery::handle(route, auth).await,

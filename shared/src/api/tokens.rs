@@ -4,6 +4,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use super::request::{body_response, cookie_mode, flag, set_cookie, source_ip, tokens_response};
+use crate::auth::mfa::Proof;
 use crate::auth::{Auth, Principal};
 use crate::error::AuthError;
 use crate::http::{self, Browser, browser};
@@ -41,6 +42,34 @@ pub(super) async fn login(auth: &Auth, browser: &Browser, req: &Request) -> Resu
     // that came twice is not trusted (it then only counts for nothing, as a forged one).
     let device = body.device_token.or_else(|| browser::cookie_of(req, browser::DEVICE_COOKIE).ok().flatten());
     let signed_in = auth.login_with_device(&body.username, &body.password, source_ip(req), device.as_deref()).await?;
+    let answer = http::TokenBody::new(&signed_in.tokens).with_device_token(&signed_in.device_token);
+    let res = body_response(200, answer, cookie, browser);
+    Ok(set_cookie(res, browser.device_cookie(&signed_in.device_token, signed_in.device_expires_in)))
+}
+
+/// The second step's body: the `mfa_token` and exactly one of a code of the app or a
+/// recovery code.
+#[derive(serde::Deserialize)]
+struct SecondStep {
+    mfa_token: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+    device_token: Option<String>,
+}
+
+/// A multi-factor login's second step: answered as login is (cookie mode, the device
+/// credential).
+pub(super) async fn login_mfa(auth: &Auth, browser: &Browser, req: &Request) -> Result<Response<Body>, AuthError> {
+    browser.check_origin(req.headers())?;
+    let cookie = cookie_mode(req, browser)?;
+    let body: SecondStep = http::parse_json(req)?;
+    let proof = match (&body.code, &body.recovery_code) {
+        (Some(code), None) => Proof::Code(code.trim()),
+        (None, Some(code)) => Proof::RecoveryCode(code),
+        _ => return Err(AuthError::InvalidRequest("send the mfa_token with a code or a recovery_code".into())),
+    };
+    let device = body.device_token.or_else(|| browser::cookie_of(req, browser::DEVICE_COOKIE).ok().flatten());
+    let signed_in = auth.login_second_step(&body.mfa_token, proof, source_ip(req), device.as_deref()).await?;
     let answer = http::TokenBody::new(&signed_in.tokens).with_device_token(&signed_in.device_token);
     let res = body_response(200, answer, cookie, browser);
     Ok(set_cookie(res, browser.device_cookie(&signed_in.device_token, signed_in.device_expires_in)))

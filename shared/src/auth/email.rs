@@ -48,6 +48,7 @@ pub(super) fn link_mail(
             user_id: user.user_id.clone(),
             username: user.username.clone(),
             email: email.map(str::to_string),
+            session_id: None,
             created_at_ms: now,
             expires_at: now / 1000 + ttl_seconds,
         },

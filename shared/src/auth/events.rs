@@ -51,6 +51,18 @@ pub enum Kind {
     /// An administrator imported a user with the hash it brought (`reason`: who, and the
     /// hash's scheme).
     UserImported,
+    /// Multi-factor authentication was turned on (a set-up confirmed by a code).
+    MfaEnabled,
+    /// The user turned multi-factor authentication off (password and a code).
+    MfaDisabled,
+    /// A second-factor code refused (`reason`), or a multi-factor route's password check.
+    MfaFailed,
+    /// An administrator removed a user's factor (a lost phone): every session ended.
+    MfaReset,
+    /// A recovery code was used (it works no more).
+    RecoveryCodeUsed,
+    /// The user replaced their recovery codes.
+    RecoveryCodesReplaced,
 }
 
 impl Kind {
@@ -74,6 +86,12 @@ impl Kind {
             Kind::UserDisabled => "user_disabled",
             Kind::UserEnabled => "user_enabled",
             Kind::UserImported => "user_imported",
+            Kind::MfaEnabled => "mfa_enabled",
+            Kind::MfaDisabled => "mfa_disabled",
+            Kind::MfaFailed => "mfa_failed",
+            Kind::MfaReset => "mfa_reset",
+            Kind::RecoveryCodeUsed => "recovery_code_used",
+            Kind::RecoveryCodesReplaced => "recovery_codes_replaced",
         }
     }
 
@@ -102,13 +120,19 @@ impl Kind {
             | Kind::RolesChanged
             | Kind::UserDisabled
             | Kind::UserEnabled
-            | Kind::UserImported => "success",
+            | Kind::UserImported
+            | Kind::MfaEnabled
+            | Kind::MfaDisabled
+            | Kind::MfaReset
+            | Kind::RecoveryCodeUsed
+            | Kind::RecoveryCodesReplaced => "success",
             Kind::LoginFailed
             | Kind::LoginLocked
             | Kind::RefreshReuseDetected
             | Kind::PasswordChangeFailed
             | Kind::EmailChangeFailed
-            | Kind::AccountDeletionFailed => "failure",
+            | Kind::AccountDeletionFailed
+            | Kind::MfaFailed => "failure",
         }
     }
 }

@@ -98,6 +98,11 @@ impl Auth {
         if self.require_verified_email && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
+        // A user with a second factor: the password was step one.
+        if let Some(mfa_token) = self.second_step_token(&user, &sid).await? {
+            tracing::info!(user_id = %user.user_id, "right password; the second factor is asked for");
+            return Err(AuthError::MfaRequired { mfa_token });
+        }
         let pair = self.open_session(&user, &sid, Amr::Password).await?;
         let known = device.filter(|d| d.sub == user.user_id);
         let reason = if known.is_some() { "known_device" } else { "" };
@@ -203,7 +208,7 @@ impl Auth {
     /// attempts, only as many as the threshold allows get through, and the one that
     /// reaches it sets the lock. Not recorded means not verified: a store fault here
     /// fails the attempt (closed).
-    async fn reserve_attempt(
+    pub(super) async fn reserve_attempt(
         &self,
         key: &ThrottleKey,
         mut current: Option<FailedLogins>,
@@ -263,7 +268,7 @@ impl Auth {
     }
 
     /// Best effort: the login succeeded; a leftover count only shortens the next grace.
-    async fn forget_failures(&self, key: &ThrottleKey) {
+    pub(super) async fn forget_failures(&self, key: &ThrottleKey) {
         if let Err(e) = self.store.clear_login_failures(key).await {
             tracing::warn!(error = %e, ?key, "could not reset failed logins");
         }

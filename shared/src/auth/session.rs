@@ -113,10 +113,8 @@ impl Auth {
             SpendOutcome::AlreadySpent(Some(earlier)) if self.is_retry(&earlier, &client, spend.at_ms) => {
                 let next = &earlier.successor;
                 let subject = Subject { user_id: &claims.sub, username: &username, roles: &next.roles };
-                let again = self
-                    .tokens
-                    .sign_pair(subject, &claims.sid, amr, &ids_of(next))
-                    .map_err(|_| AuthError::Internal)?;
+                let again =
+                    self.tokens.sign_pair(subject, &claims.sid, amr, &ids_of(next)).map_err(|_| AuthError::Internal)?;
                 let event = Event {
                     user_id: &claims.sub,
                     username: &username,

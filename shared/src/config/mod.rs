@@ -6,15 +6,22 @@
 //! `Config` is what the use cases need; `per_function` holds the rest (browser, metrics,
 //! logging, rotation, the authorizer's routes, the AWS clients' overrides).
 
+mod mail;
 pub mod per_function;
+mod source;
 
-use std::collections::HashMap;
 use std::fmt;
 
 use jsonwebtoken::Algorithm;
 
+pub use mail::MailConfig;
+use mail::require_verified_email;
+pub use source::{ConfigError, ProcessEnv, Source, validate_secret};
+pub(crate) use source::{Reader, err};
+
 pub use per_function::{
-    ApiConfig, BrowserConfig, LogConfig, MetricsConfig, RotationConfig, RouteRoles, aws_ca_bundle, aws_variable,
+    AccessRules, ApiConfig, BrowserConfig, LogConfig, MetricsConfig, RotationConfig, RouteRoles, aws_ca_bundle,
+    aws_variable,
 };
 
 /// Shortest HMAC secret accepted: 256 bits, the HS256 output size (RFC 7518 §3.2).
@@ -25,20 +32,22 @@ pub const MAX_LEEWAY_SECONDS: u64 = 30;
 pub const MIN_ARGON2_MEMORY_KIB: u32 = 19_456;
 pub const MIN_ARGON2_ITERATIONS: u32 = 2;
 
+/// A secret (the HMAC signing secret, the factor key): given inline for local runs, or
+/// kept in Secrets Manager and read at cold start.
 #[derive(Clone, PartialEq, Eq)]
-pub enum SigningKeySource {
-    /// The secret itself (local runs: `JWT_SECRET`).
+pub enum SecretSource {
+    /// The secret itself (local runs: `JWT_SECRET`, `MFA_KEY`).
     Secret(Vec<u8>),
     /// An AWS Secrets Manager secret id/ARN, read once per cold start (deployed).
     SecretsManager(String),
 }
 
-impl fmt::Debug for SigningKeySource {
+impl fmt::Debug for SecretSource {
     // Never print key material, not even in a panic message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SigningKeySource::Secret(_) => f.write_str("Secret(<redacted>)"),
-            SigningKeySource::SecretsManager(id) => write!(f, "SecretsManager({id})"),
+            SecretSource::Secret(_) => f.write_str("Secret(<redacted>)"),
+            SecretSource::SecretsManager(id) => write!(f, "SecretsManager({id})"),
         }
     }
 }
@@ -145,7 +154,7 @@ pub struct Config {
     pub sessions_table: String,
     pub tokens: TokenConfig,
     /// The HMAC secret (HS256/384/512); `None` with an asymmetric algorithm.
-    pub signing_key: Option<SigningKeySource>,
+    pub signing_key: Option<SecretSource>,
     /// The key documents of an asymmetric algorithm; `None` with HMAC.
     pub asymmetric: Option<AsymmetricKeys>,
     pub argon2: Argon2Config,
@@ -164,6 +173,18 @@ pub struct Config {
     pub require_verified_email: bool,
     /// A Cognito user pool to migrate users from at their first login here.
     pub legacy_cognito: Option<LegacyCognitoConfig>,
+    /// Multi-factor authentication, in the functions that verify codes.
+    pub mfa: Option<MfaConfig>,
+}
+
+/// Multi-factor authentication: the key that seals TOTP secrets at rest (`MFA_KEY`
+/// locally, else the Secrets Manager secret `MFA_KEY_ARN` names: at least 32 bytes, never
+/// rotated, as the secrets sealed under it would no longer open), and the table the
+/// second step's `mfa_token`s live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaConfig {
+    pub key: SecretSource,
+    pub tokens_table: String,
 }
 
 /// The user pool and app client of a lazy migration (`LegacyCognitoUserPoolId`,
@@ -172,80 +193,6 @@ pub struct Config {
 pub struct LegacyCognitoConfig {
     pub user_pool_id: String,
     pub client_id: String,
-}
-
-/// Where mail comes from and where its links lead, and the tables it goes through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailConfig {
-    /// The sender: an SES identity (`EmailFrom`).
-    pub from: String,
-    /// The web application's base URL the links open (`AppUrl`): never the request's Host.
-    pub app_url: String,
-    pub tokens_table: String,
-    pub outbox_table: String,
-    /// How long a password reset link lives (5 minutes to a day).
-    pub reset_ttl_seconds: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration error: {variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-pub(crate) fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { variable, problem: problem.into() }
-}
-
-/// Where variables come from: the process environment in production, a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-pub struct ProcessEnv;
-
-impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl Source for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).cloned()
-    }
-}
-
-impl<const N: usize> Source for [(&str, &str); N] {
-    fn get(&self, name: &str) -> Option<String> {
-        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
-    }
-}
-
-pub(crate) struct Reader<'a>(pub(crate) &'a dyn Source);
-
-impl Reader<'_> {
-    /// A set, non-blank value; blank counts as unset so `FOO=` is not silently accepted.
-    pub(crate) fn optional(&self, name: &'static str) -> Option<String> {
-        self.0.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-    }
-
-    pub(crate) fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.optional(name).ok_or_else(|| err(name, "is required but not set"))
-    }
-
-    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let Some(raw) = self.optional(name) else { return Ok(default) };
-        let value: T = raw.parse().map_err(|_| err(name, format!("must be a whole number, got {raw:?}")))?;
-        if value < min || value > max {
-            return Err(err(name, format!("must be between {min} and {max}, got {value}")));
-        }
-        Ok(value)
-    }
 }
 
 pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
@@ -281,6 +228,12 @@ pub const ENV_REQUIRE_VERIFIED_EMAIL: &str = "REQUIRE_VERIFIED_EMAIL";
 pub const ENV_PASSWORD_RESET_TTL: &str = "PASSWORD_RESET_TTL_SECONDS";
 pub const ENV_LEGACY_COGNITO_USER_POOL_ID: &str = "LEGACY_COGNITO_USER_POOL_ID";
 pub const ENV_LEGACY_COGNITO_CLIENT_ID: &str = "LEGACY_COGNITO_CLIENT_ID";
+pub const ENV_MFA_KEY: &str = "MFA_KEY";
+pub const ENV_MFA_KEY_ARN: &str = "MFA_KEY_ARN";
+
+/// The factor key's variables: set only for the functions that open factor secrets
+/// (`spec::FunctionSpec::factor_key`); every other function leaves `Config::mfa` unset.
+pub const MFA_VARIABLES: [&str; 2] = [ENV_MFA_KEY, ENV_MFA_KEY_ARN];
 
 /// Every variable `Config` reads.
 pub const CONFIG_VARIABLES: [&str; 33] = [
@@ -349,19 +302,9 @@ impl Config {
 
         let hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
         let (signing_key, asymmetric) = if hmac {
-            let secret = match (r.0.get(ENV_SECRET).filter(|s| !s.is_empty()), r.optional(ENV_SECRET_ARN)) {
-                (Some(_), Some(_)) => {
-                    return Err(err(ENV_SECRET, format!("set either {ENV_SECRET} or {ENV_SECRET_ARN}, not both")));
-                }
-                (Some(secret), None) => SigningKeySource::Secret(validate_secret(ENV_SECRET, secret.into_bytes())?),
-                (None, Some(arn)) => SigningKeySource::SecretsManager(arn),
-                (None, None) => {
-                    return Err(err(
-                        ENV_SECRET,
-                        format!("is required (or {ENV_SECRET_ARN}); there is no default secret"),
-                    ));
-                }
-            };
+            let secret = r.secret(ENV_SECRET, ENV_SECRET_ARN)?.ok_or_else(|| {
+                err(ENV_SECRET, format!("is required (or {ENV_SECRET_ARN}); there is no default secret"))
+            })?;
             (Some(secret), None)
         } else {
             let document = |inline: &'static str, arn: &'static str| match (
@@ -464,38 +407,11 @@ impl Config {
             mail: MailConfig::from_reader(&r)?,
             require_verified_email: require_verified_email(&r)?,
             legacy_cognito: legacy_cognito(&r)?,
+            mfa: match r.secret(ENV_MFA_KEY, ENV_MFA_KEY_ARN)? {
+                Some(key) => Some(MfaConfig { key, tokens_table: r.required(ENV_TOKENS_TABLE)? }),
+                None => None,
+            },
         })
-    }
-}
-
-impl MailConfig {
-    pub(crate) fn from_reader(r: &Reader<'_>) -> Result<Option<Self>, ConfigError> {
-        let Some(from) = r.optional(ENV_EMAIL_FROM) else { return Ok(None) };
-        if from.chars().any(|c| c.is_whitespace() || c.is_control()) || from.matches('@').count() != 1 {
-            return Err(err(ENV_EMAIL_FROM, "must be one address (an SES identity)"));
-        }
-        let app_url = r.required(ENV_APP_URL)?;
-        if !web_url(&app_url) {
-            return Err(err(ENV_APP_URL, "must be an https:// URL (http:// on loopback only)"));
-        }
-        Ok(Some(MailConfig {
-            from,
-            app_url,
-            tokens_table: r.required(ENV_TOKENS_TABLE)?,
-            outbox_table: r.required(ENV_OUTBOX_TABLE)?,
-            reset_ttl_seconds: r.number(ENV_PASSWORD_RESET_TTL, DEFAULT_PASSWORD_RESET_TTL_SECONDS, 300, 86_400)?,
-        }))
-    }
-}
-
-/// `REQUIRE_VERIFIED_EMAIL`: `true` or `false` (the default); `true` needs a sender, or
-/// nobody could ever sign in.
-fn require_verified_email(r: &Reader<'_>) -> Result<bool, ConfigError> {
-    match r.optional(ENV_REQUIRE_VERIFIED_EMAIL).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") if r.optional(ENV_EMAIL_FROM).is_some() => Ok(true),
-        Some("true") => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, "needs EMAIL_FROM: the verification mail is the way in")),
-        Some(other) => Err(err(ENV_REQUIRE_VERIFIED_EMAIL, format!("must be true or false, got {other:?}"))),
     }
 }
 
@@ -510,7 +426,7 @@ fn legacy_cognito(r: &Reader<'_>) -> Result<Option<LegacyCognitoConfig>, ConfigE
 }
 
 /// `https://…`, or `http://` on loopback (local runs), with no whitespace.
-fn web_url(url: &str) -> bool {
+pub(crate) fn web_url(url: &str) -> bool {
     let https = url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty());
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|base| {
         url.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'))
@@ -528,17 +444,10 @@ fn issuer_url(issuer: String) -> Result<String, ConfigError> {
     Err(err(ENV_ISSUER, "must be empty (the API's own URL) or an https:// URL (http:// on loopback only)"))
 }
 
-/// Checks a signing secret wherever it came from (environment or Secrets Manager).
-pub fn validate_secret(variable: &'static str, secret: Vec<u8>) -> Result<Vec<u8>, ConfigError> {
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(err(variable, format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len())));
-    }
-    Ok(secret)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -575,7 +484,7 @@ mod tests {
         assert_eq!(c.tokens.algorithm, Algorithm::HS256);
         assert!(c.tokens.leeway_seconds <= MAX_LEEWAY_SECONDS);
         assert_eq!(c.argon2, Argon2Config { memory_kib: 19_456, iterations: 2, parallelism: 1 });
-        assert_eq!(c.signing_key, Some(SigningKeySource::Secret(SECRET.as_bytes().to_vec())));
+        assert_eq!(c.signing_key, Some(SecretSource::Secret(SECRET.as_bytes().to_vec())));
         assert_eq!(c.asymmetric, None);
         assert_eq!(c.login_throttle, LoginThrottleConfig::default());
         assert_eq!(c.session_max_lifetime_seconds, 90 * 86_400);
@@ -658,6 +567,25 @@ mod tests {
     }
 
     #[test]
+    fn the_factor_key_is_inline_or_by_arn_long_enough_and_needs_the_tokens_table() {
+        assert_eq!(with(&[]).unwrap().mfa, None);
+        let key = "k".repeat(32);
+        let inline = with(&[(ENV_MFA_KEY, Some(&key)), (ENV_TOKENS_TABLE, Some("tokens"))]).unwrap().mfa.unwrap();
+        assert_eq!(
+            inline,
+            MfaConfig { key: SecretSource::Secret(key.clone().into_bytes()), tokens_table: "tokens".into() }
+        );
+        assert!(!format!("{inline:?}").contains(&key), "the key is never printed");
+        let arn = with(&[(ENV_MFA_KEY_ARN, Some("arn:mfa")), (ENV_TOKENS_TABLE, Some("tokens"))]).unwrap().mfa.unwrap();
+        assert_eq!(arn.key, SecretSource::SecretsManager("arn:mfa".into()));
+        let short = with(&[(ENV_MFA_KEY, Some("short")), (ENV_TOKENS_TABLE, Some("tokens"))]).unwrap_err();
+        assert_eq!(short.variable, ENV_MFA_KEY);
+        let both = [(ENV_MFA_KEY, Some(key.as_str())), (ENV_MFA_KEY_ARN, Some("arn")), (ENV_TOKENS_TABLE, Some("t"))];
+        assert_eq!(with(&both).unwrap_err().variable, ENV_MFA_KEY);
+        assert_eq!(with(&[(ENV_MFA_KEY, Some(&key))]).unwrap_err().variable, ENV_TOKENS_TABLE);
+    }
+
+    #[test]
     fn each_missing_variable_is_named() {
         for var in [ENV_USERS_TABLE, ENV_REVOKED_TOKENS_TABLE, ENV_SESSIONS_TABLE, ENV_ISSUER, ENV_AUDIENCE, ENV_SECRET]
         {
@@ -700,7 +628,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             c.signing_key,
-            Some(SigningKeySource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into()))
+            Some(SecretSource::SecretsManager("arn:aws:secretsmanager:eu-west-1:1:secret:jwt".into()))
         );
         assert!(with(&[(ENV_SECRET_ARN, Some("arn"))]).is_err());
     }

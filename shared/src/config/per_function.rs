@@ -16,6 +16,7 @@ pub const ENV_COOKIE_SAME_SITE: &str = "COOKIE_SAME_SITE";
 pub const ENV_METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 pub const ENV_METRICS_SERVICE: &str = "METRICS_SERVICE";
 pub const ENV_ROUTE_ROLES: &str = "ROUTE_ROLES";
+pub const ENV_ADMIN_REQUIRES_MFA: &str = "ADMIN_REQUIRES_MFA";
 /// Extra roots for the HTTPS client (a local emulator's test CA).
 pub const ENV_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 /// The SDK's own endpoint overrides, which `aws` applies as the SDK's loader would.
@@ -27,6 +28,8 @@ pub const AWS_ENDPOINT_VARIABLES: [&str; 4] = [
 ];
 /// The mailer's own endpoint override (Amazon SES), besides the DynamoDB one.
 pub const ENV_ENDPOINT_SESV2: &str = "AWS_ENDPOINT_URL_SESV2";
+/// The login function's override for a lazy migration's old directory (Amazon Cognito).
+pub const ENV_ENDPOINT_COGNITO: &str = "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER";
 
 /// The deployed API: its region, and the stage an issuer left to the API is learnt from
 /// (never a console test invocation's stage).
@@ -182,6 +185,32 @@ impl RouteRoles {
     }
 }
 
+/// What the authorizer enforces besides a valid session: the roles each route requires,
+/// and whether the routes that require `admin` also require a second factor
+/// (`ADMIN_REQUIRES_MFA`, `true` or `false`, the default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessRules {
+    pub routes: RouteRoles,
+    pub admin_requires_mfa: bool,
+}
+
+impl AccessRules {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader(source);
+        let raw = r.required(ENV_ROUTE_ROLES)?;
+        let admin_requires_mfa = match r.optional(ENV_ADMIN_REQUIRES_MFA).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(err(ENV_ADMIN_REQUIRES_MFA, format!("must be true or false, got {other:?}"))),
+        };
+        Ok(AccessRules { routes: RouteRoles::parse(&raw)?, admin_requires_mfa })
+    }
+}
+
 /// `AWS_CA_BUNDLE`, if set.
 pub fn aws_ca_bundle() -> Option<String> {
     Reader(&ProcessEnv).optional(ENV_CA_BUNDLE)
@@ -220,6 +249,17 @@ mod tests {
         );
         let staged = ApiConfig::from_source(&[(ENV_API_STAGE, "v1")]);
         assert_eq!(staged.stage.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn admin_mfa_is_off_unless_true() {
+        let routes = r#"{"GET /admin/x": ["admin"]}"#;
+        assert!(!AccessRules::from_source(&[(ENV_ROUTE_ROLES, routes)]).unwrap().admin_requires_mfa);
+        let on = [(ENV_ROUTE_ROLES, routes), (ENV_ADMIN_REQUIRES_MFA, "true")];
+        assert!(AccessRules::from_source(&on).unwrap().admin_requires_mfa);
+        let bad = [(ENV_ROUTE_ROLES, routes), (ENV_ADMIN_REQUIRES_MFA, "yes")];
+        assert_eq!(AccessRules::from_source(&bad).unwrap_err().variable, ENV_ADMIN_REQUIRES_MFA);
+        assert_eq!(AccessRules::from_source(&[]).unwrap_err().variable, ENV_ROUTE_ROLES);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum TokenPurpose {
     /// A new address a signed-in user asked for: it replaces the old one once verified.
     ChangeEmail,
     ResetPassword,
+    /// A multi-factor login's second step (`mfa_token`): the password was right.
+    MfaLogin,
 }
 
 impl TokenPurpose {
@@ -22,11 +24,12 @@ impl TokenPurpose {
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ChangeEmail => "change_email",
             TokenPurpose::ResetPassword => "reset_password",
+            TokenPurpose::MfaLogin => "mfa_login",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail, TokenPurpose::ResetPassword]
+        [TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail, TokenPurpose::ResetPassword, TokenPurpose::MfaLogin]
             .into_iter()
             .find(|p| p.name() == name)
     }
@@ -41,6 +44,9 @@ pub struct OneTimeToken {
     pub username: String,
     /// The address a verification (or change) token confirms.
     pub email: Option<String>,
+    /// The session an `mfa_token` opens: its id was taken when the password was checked,
+    /// so a password change or "log out everywhere" since then ends it.
+    pub session_id: Option<String>,
     /// Epoch milliseconds.
     pub created_at_ms: u64,
     /// Epoch seconds: refused from then on (and forgotten through TTL).
@@ -78,6 +84,16 @@ pub trait OneTimeTokenStore: Send + Sync {
 
     /// Forgets a used token. Safe to repeat.
     async fn forget_token(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// Stores a token that no mail carries (an `mfa_token`: it is the answer's).
+    async fn put_token(&self, token: &OneTimeToken) -> Result<(), StoreError>;
+
+    /// Uses up the token under `hash`: `true` only for the one caller that found it there.
+    async fn spend_token(&self, hash: &str) -> Result<bool, StoreError>;
+
+    /// Counts a wrong code against the token under `hash`; at the `max`th it is gone.
+    /// `false`: the token is gone (now, or before).
+    async fn count_wrong_code(&self, hash: &str, max: u32) -> Result<bool, StoreError>;
 
     /// The token stored under `hash`, strongly consistent, whatever its expiry.
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError>;

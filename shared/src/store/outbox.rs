@@ -17,11 +17,18 @@ pub enum MailKind {
     PasswordChanged,
     /// Notice to the old address: a change to another address was asked for.
     EmailChangeRequested,
+    /// Notice: two-step sign-in was turned off (by the user, or reset by an administrator).
+    MfaDisabled,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 4] =
-        [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged, MailKind::EmailChangeRequested];
+    pub const ALL: [MailKind; 5] = [
+        MailKind::VerifyEmail,
+        MailKind::ResetPassword,
+        MailKind::PasswordChanged,
+        MailKind::EmailChangeRequested,
+        MailKind::MfaDisabled,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +36,7 @@ impl MailKind {
             MailKind::ResetPassword => "reset_password",
             MailKind::PasswordChanged => "password_changed",
             MailKind::EmailChangeRequested => "email_change_requested",
+            MailKind::MfaDisabled => "mfa_disabled",
         }
     }
 

@@ -19,6 +19,7 @@ fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
             user_id: user.user_id.clone(),
             username: user.username.clone(),
             email: Some(email.to_string()),
+            session_id: None,
             created_at_ms: 1_800_000_000_000,
             expires_at: 1_900_000_000,
         },

@@ -146,6 +146,12 @@ impl DynamoStore {
         self
     }
 
+    /// The one-time tokens table alone (a multi-factor login's `mfa_token`, without mail).
+    pub fn with_tokens_table(mut self, tokens_table: impl Into<String>) -> Self {
+        self.tokens_table = Some(tokens_table.into());
+        self
+    }
+
     /// Runs one transaction, trying again with back-off while it loses to concurrent
     /// transactions on its items (once those are done, its conditions give the real
     /// answer). Each attempt has a client request token, which makes the SDK's own retry

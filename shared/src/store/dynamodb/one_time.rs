@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
-use super::errors::{build_err, classify};
+use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{Item, get_s, get_u64, ms_to_seconds_attr, n, s};
 use super::outbox::mail_item;
 use super::{DynamoStore, Transacted, email_key, refused_at};
@@ -25,6 +25,9 @@ fn token_item(token: &OneTimeToken) -> Item {
     if let Some(email) = &token.email {
         item.insert("email".into(), s(email));
     }
+    if let Some(sid) = &token.session_id {
+        item.insert("session_id".into(), s(sid));
+    }
     item
 }
 
@@ -35,6 +38,7 @@ fn token_from_item(item: &Item) -> Option<OneTimeToken> {
         user_id: get_s(item, "user_id")?,
         username: get_s(item, "username")?,
         email: get_s(item, "email"),
+        session_id: get_s(item, "session_id"),
         created_at_ms: get_u64(item, "created_at_ms")?,
         expires_at: get_u64(item, "expires_at")?,
     })
@@ -86,6 +90,53 @@ impl OneTimeTokenStore for DynamoStore {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn put_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(self.tokens_table()?)
+            .set_item(Some(token_item(token)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn spend_token(&self, hash: &str) -> Result<bool, StoreError> {
+        let spent = self
+            .client
+            .delete_item()
+            .table_name(self.tokens_table()?)
+            .key("token_hash", s(hash))
+            .condition_expression("attribute_exists(token_hash)")
+            .send()
+            .await;
+        condition_held(spent)
+    }
+
+    async fn count_wrong_code(&self, hash: &str, max: u32) -> Result<bool, StoreError> {
+        let counted = self
+            .client
+            .update_item()
+            .table_name(self.tokens_table()?)
+            .key("token_hash", s(hash))
+            .update_expression("ADD attempts :one")
+            .condition_expression("attribute_exists(token_hash)")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let attempts = match counted {
+            Ok(out) => out.attributes().and_then(|a| get_u64(a, "attempts")).unwrap_or(u64::MAX),
+            Err(e) if is_condition_failure(&e) => return Ok(false),
+            Err(e) => return Err(classify(e)),
+        };
+        if attempts < u64::from(max) {
+            return Ok(true);
+        }
+        self.forget_token(hash).await?;
+        Ok(false)
     }
 
     async fn one_time_token(&self, hash: &str) -> Result<Option<OneTimeToken>, StoreError> {

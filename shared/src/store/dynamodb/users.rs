@@ -11,7 +11,7 @@ use super::errors::{build_err, classify, condition_held, is_condition_failure};
 use super::item::{
     Item, get_roles, get_s, get_u64, is_disabled, is_true, ms_to_seconds_attr, n, s, seconds_attr_to_ms, string_set,
 };
-use super::{DynamoStore, Transacted, email_key, refused_at, throttle_key, user_id_key};
+use super::{DynamoStore, Transacted, email_key, factor_key, refused_at, throttle_key, user_id_key};
 use crate::store::{
     CreateOutcome, ImportOutcome, Mailed, PasswordChange, StoreError, ThrottleKey, UserProfile, UserRecord, UserRef,
     UserStore,
@@ -448,6 +448,8 @@ impl UserStore for DynamoStore {
             );
         }
         items.extend(counters.iter().map(|key| delete(throttle_key(key))));
+        // A second factor goes with its user: its sealed secret is of no use to anyone else.
+        items.push(delete(factor_key(user_id)));
         let mut items = items
             .into_iter()
             .map(|d| d.build().map(|d| TransactWriteItem::builder().delete(d).build()).map_err(build_err))

@@ -136,11 +136,16 @@ impl Auth {
         })
     }
 
-    /// The name authenticator apps list the account under: the issuer's host.
+    /// The name authenticator apps list the account under: the issuer's host name (no
+    /// port: a `:` would end the label's issuer part).
     fn otp_issuer(&self) -> String {
         let issuer: &str = self.tokens.issuer().unwrap_or_default();
-        let host = issuer.split("://").nth(1).unwrap_or(issuer);
-        host.split('/').next().filter(|h| !h.is_empty()).unwrap_or("auth").to_string()
+        let authority = issuer.split("://").nth(1).unwrap_or(issuer).split('/').next().unwrap_or_default();
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        if host.is_empty() { "auth".to_string() } else { host.to_string() }
     }
 
     /// Turns the factor on with a code of the pending secret: ten recovery codes, shown

@@ -176,6 +176,7 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "POST /auth/email/resend": False,
         "POST /auth/password/forgot": False,
         "POST /auth/password/reset": False,
+        "POST /auth/login/mfa": False,
         "GET /.well-known/jwks.json": False,
         "GET /.well-known/openid-configuration": False,
         "POST /auth/logout": True,
@@ -185,11 +186,16 @@ def test_every_contract_route_is_in_the_template_and_protected_as_the_contract_s
         "DELETE /auth/account": True,
         "GET /auth/sessions": True,
         "DELETE /auth/sessions/{id}": True,
+        "POST /auth/mfa/totp/setup": True,
+        "POST /auth/mfa/totp/confirm": True,
+        "POST /auth/mfa/recovery-codes": True,
+        "DELETE /auth/mfa/totp": True,
         "GET /admin/users/{username}": True,
         "POST /admin/users/{username}/roles": True,
         "POST /admin/users/{username}/disable": True,
         "POST /admin/users/{username}/enable": True,
         "POST /admin/users/import": True,
+        "POST /admin/users/{username}/mfa/reset": True,
     }
     # Every path answers the CORS preflight and 405 for the other methods (one ANY route),
     # never behind the authorizer.
@@ -297,7 +303,9 @@ def test_register_login_me_refresh_logout(api):
         "expires_at": claims["exp"],
         "email": "someone@example.com",
         "email_verified": False,
+        "amr": ["pwd"],
     }
+    assert claims["amr"] == rclaims["amr"] == ["pwd"]
 
     access2, refresh2 = tokens_of(api.refresh(refresh))
     _, claims2 = decode(access2)

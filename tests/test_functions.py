@@ -118,6 +118,16 @@ def test_the_roles_each_route_requires_are_the_tables_in_the_template_and_in_eve
     assert all(roles == [] or roles == ["admin"] for roles in expected.values()), expected
 
 
+def test_the_benchmarks_have_events_for_every_function_on_a_request_path():
+    # bench.py and bench_cold.py invoke each such function with these (events/*.json).
+    from devtools.invocations import events_for
+
+    events = events_for({"username": "bench", "access_token": "a.b.c"}, iter(()))
+    assert set(events) == {f.name for f in TABLE if f.on_request_path}
+    for name in ("email", "login", "discovery"):
+        assert next(events[name])["httpMethod"]
+
+
 def test_the_authorizer_and_the_rotation_function_are_the_ones_the_template_wires():
     (authorizer,) = [f for f in TABLE if f.event == "authorizer"]
     (rotation,) = [f for f in TABLE if f.event == "rotation"]

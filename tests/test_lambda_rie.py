@@ -215,8 +215,15 @@ def test_authorizer_allows_a_valid_token_with_the_contract_context(functions, us
     assert [s["Effect"] for s in res["policyDocument"]["Statement"]] == ["Allow", "Deny"]
     assert route_arn("GET /admin/users/{username}") in res["policyDocument"]["Statement"][1]["Resource"]
     ctx = res["context"]
-    assert set(ctx) == {"sub", "username", "roles", "sid", "jti", "exp", "email", "email_verified"}
-    assert (ctx["email"], ctx["email_verified"]) == (user["user"]["email"], "false")
+    assert set(ctx) == {
+        "sub", "username", "roles", "sid", "jti", "exp", "email", "email_verified", "amr", "deny_error", "deny_description",
+    }
+    assert (ctx["email"], ctx["email_verified"], ctx["amr"]) == (user["user"]["email"], "false", "pwd")
+    # What API Gateway's 403 (the template's ACCESS_DENIED) says for the routes denied: a
+    # role missing.
+    assert (ctx["deny_error"], ctx["deny_description"]) == (
+        "insufficient_scope", "the access token does not grant the roles this route requires",
+    )
     assert (ctx["username"], ctx["roles"]) == (user["username"], "user")
 
 
@@ -262,6 +269,7 @@ def test_me_returns_the_authorizer_context(functions, user):
         "expires_at": int(ctx["exp"]),
         "email": user["user"]["email"],
         "email_verified": False,
+        "amr": ["pwd"],
     }
 
 

@@ -85,6 +85,8 @@ def events_for(user, pool):
         # The event's authorizer context is an admin's; it reads the bench user.
         "admin": forever(lambda: json.loads(json.dumps(admin))),
         "account": forever(lambda: with_context("account", user["access_token"])),
+        # A verification with a token nobody issued: refused after a read of the tokens table.
+        "email": forever(lambda: event("email")),
         "discovery": forever(lambda: event("discovery")),
         "preflight": forever(lambda: event("preflight")),
     }

@@ -43,14 +43,32 @@ fn dynamodb_required() -> bool {
     std::env::var_os("REQUIRE_DYNAMODB").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Says once per test binary that its DynamoDB tests were skipped, straight to the
-/// process's stderr: the test harness captures `eprintln!` of passing tests.
-fn note_skipped() {
+/// Says once per test binary that its DynamoDB tests were skipped (and why), straight to
+/// the process's stderr: the test harness captures `eprintln!` of passing tests.
+fn note_skipped(why: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "skipped: {NO_DYNAMODB}");
+        let _ = writeln!(std::io::stderr(), "skipped: {why}");
     });
+}
+
+/// Whether something accepts connections at `url`'s host and port (a variable left over
+/// from an earlier `make dev` names a server that is gone).
+fn answers(url: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:{}", if url.starts_with("https") { 443 } else { 80 })
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    with_port
+        .to_socket_addrs()
+        .map(|mut addrs| addrs.any(|a| std::net::TcpStream::connect_timeout(&a, timeout).is_ok()))
+        .unwrap_or(false)
 }
 
 pub struct Env {
@@ -63,14 +81,21 @@ pub struct Env {
 }
 
 /// The DynamoDB API and tables to test against. `None` when AWS_ENDPOINT_URL_DYNAMODB is
-/// unset: the test returns at once (`let Some(env) = common::env().await else { return };`)
+/// unset or nothing answers there: the test returns at once (`let Some(env) = common::env().await else { return };`)
 /// and the binary says so on stderr, so that a bare `cargo test` runs everything else.
 /// With `REQUIRE_DYNAMODB` set (as `make test` does) a missing endpoint panics instead: CI
 /// never skips silently. An endpoint without its tables' variables panics either way.
 pub async fn env() -> Option<Env> {
     if !is_set("AWS_ENDPOINT_URL_DYNAMODB") {
         assert!(!dynamodb_required(), "{NO_DYNAMODB} (REQUIRE_DYNAMODB is set: not skipping)");
-        note_skipped();
+        note_skipped(NO_DYNAMODB);
+        return None;
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
+    if !dynamodb_required() && !answers(&endpoint) {
+        note_skipped(&format!(
+            "nothing answers at AWS_ENDPOINT_URL_DYNAMODB ({endpoint}); `make test` starts a DynamoDB API and runs these"
+        ));
         return None;
     }
     let config = shared::aws::load_sdk_config().await.expect("SDK configuration");

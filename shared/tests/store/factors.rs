@@ -103,3 +103,16 @@ async fn a_factor_is_removed_only_as_read_or_by_a_reset() {
     assert!(store.remove_factor(&id, None).await.unwrap());
     assert_eq!(store.factor(&id).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_deleted_users_factor_goes_with_it() {
+    let Some(env) = common::env().await else { return };
+    let store = env.store();
+    let u = crate::user(&common::unique_username("factor"));
+    shared::store::UserStore::create_user(&store, &u).await.unwrap();
+    assert!(store.begin_enrolment(&u.user_id, "v1.sealed").await.unwrap());
+    assert!(store.confirm_enrolment(&u.user_id, "v1.sealed", 7, &codes("d")).await.unwrap());
+    let deleted = shared::store::UserStore::delete_user(&store, &u.username, &u.user_id, &u.password_hash, None, &[]);
+    assert!(deleted.await.unwrap());
+    assert_eq!(store.factor(&u.user_id).await.unwrap(), None);
+}

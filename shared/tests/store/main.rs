@@ -1,5 +1,5 @@
 //! The DynamoDB store against a real DynamoDB API server, one module per aggregate
-//! (`users`, `throttle`, `revocations`, `sessions`, `one_time` with the outbox, `factors`) and one for the adapter's error
+//! (`users`, `throttle`, `revocations`, `sessions`, `one_time`, `outbox`, `factors`) and one for the adapter's error
 //! classification (`errors`). One test binary: each costs a link.
 
 #[path = "../common/mod.rs"]
@@ -8,6 +8,7 @@ mod common;
 mod errors;
 mod factors;
 mod one_time;
+mod outbox;
 mod revocations;
 mod sessions;
 mod throttle;

@@ -1,6 +1,6 @@
-//! One-time tokens and the mail outbox: a token and its mail written together, a
-//! verification that uses the token, claims the address and marks the user at once, and
-//! the outbox's queue and forget.
+//! One-time tokens: a token and its mail written together, a verification that uses the
+//! token, claims the address and marks the user at once; a second step's token that no
+//! mail carries, used up once and ended by its fifth wrong code.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use shared::store::{
 
 use crate::{common, user};
 
-fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
+pub(crate) fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
     let hash = format!("{:064x}", uuid::Uuid::new_v4().as_u128());
     Mailed {
         token: OneTimeToken {
@@ -40,7 +40,7 @@ fn verification(user: &shared::store::UserRecord, email: &str) -> Mailed {
 /// When the tests' verifications happen (epoch milliseconds).
 const AT: u64 = 1_800_000_100_000;
 
-fn address() -> String {
+pub(crate) fn address() -> String {
     format!("{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
@@ -329,21 +329,55 @@ async fn creating_a_user_with_an_address_another_account_verified_is_refused_who
     assert_eq!(store.one_time_token(&theirs.token.hash).await.unwrap(), None, "nothing written");
 }
 
+fn mfa_token() -> OneTimeToken {
+    OneTimeToken {
+        hash: format!("{:064x}", uuid::Uuid::new_v4().as_u128()),
+        purpose: TokenPurpose::MfaLogin,
+        user_id: uuid::Uuid::new_v4().to_string(),
+        username: common::unique_username("second"),
+        email: None,
+        session_id: Some(uuid::Uuid::now_v7().to_string()),
+        created_at_ms: 1_800_000_000_000,
+        expires_at: 1_800_000_300,
+    }
+}
+
 #[tokio::test]
-async fn a_queued_mail_is_claimed_by_one_deliverer_at_a_time() {
+async fn a_second_steps_token_is_read_back_whole_and_used_up_once_even_at_once() {
+    let Some(env) = common::env().await else { return };
+    let store = Arc::new(env.store());
+    let token = mfa_token();
+    store.put_token(&token).await.unwrap();
+    assert_eq!(store.one_time_token(&token.hash).await.unwrap(), Some(token.clone()));
+    let spends: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, hash) = (store.clone(), token.hash.clone());
+            tokio::spawn(async move { store.spend_token(&hash).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for spend in spends {
+        spent += usize::from(spend.await.unwrap());
+    }
+    assert_eq!(spent, 1, "one of four spends at once");
+    assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
+    assert!(!store.spend_token(&token.hash).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_second_steps_token_ends_at_its_fifth_wrong_code_and_a_gone_one_is_not_made_again() {
     let Some(env) = common::env().await else { return };
     let store = env.store();
-    let u = user(&common::unique_username("claim"));
-    let mailed = verification(&u, &address());
-    store.issue_token(&mailed).await.unwrap();
-    let id = &mailed.mail.id;
-    let t0 = 1_800_000_000_000u64;
-    assert!(store.claim_mail(id, t0, 60_000).await.unwrap());
-    assert!(!store.claim_mail(id, t0 + 1, 60_000).await.unwrap(), "held by the first");
-    assert!(store.claim_mail(id, t0 + 60_000, 60_000).await.unwrap(), "the lease ran out");
-    store.release_mail(id).await.unwrap();
-    assert!(store.claim_mail(id, t0 + 60_001, 60_000).await.unwrap(), "given back");
-    store.forget_mail(id).await.unwrap();
-    assert!(!store.claim_mail(id, t0 + 999_999, 60_000).await.unwrap(), "gone: nothing to claim");
-    store.release_mail(id).await.unwrap();
+    let token = mfa_token();
+    store.put_token(&token).await.unwrap();
+    for _ in 0..4 {
+        assert!(store.count_wrong_code(&token.hash, 5).await.unwrap());
+    }
+    assert!(store.one_time_token(&token.hash).await.unwrap().is_some());
+    assert!(!store.count_wrong_code(&token.hash, 5).await.unwrap(), "the fifth ends it");
+    assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
+    // Counting against a token that is gone writes nothing back.
+    assert!(!store.count_wrong_code(&token.hash, 5).await.unwrap());
+    assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
+    assert!(!store.spend_token(&token.hash).await.unwrap());
 }

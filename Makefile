@@ -100,9 +100,11 @@ $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 
 venv: $(VENV_STAMP)
 
-# Swagger UI for the local API's /docs page (and tests/test_openapi.py): the npm registry's
-# swagger-ui-dist tarball, pinned and integrity-checked, unpacked into .local/docs-assets/
-# once (Python's standard library only; no node). The page loads nothing from elsewhere.
+# The pages' vendored JavaScript: Swagger UI for the local API's /docs page (and
+# tests/test_openapi.py) and the sample app's QR code generator: the npm registry's
+# tarballs, pinned and integrity-checked, unpacked into .local/docs-assets/ and
+# .local/sample-assets/ once (Python's standard library only; no node). The pages load
+# nothing from elsewhere.
 docs-assets:
 	@$(PYTHON) scripts/docs_assets.py
 

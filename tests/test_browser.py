@@ -8,6 +8,8 @@ executable: no browser is downloaded. Set CHROMIUM to use another Chromium binar
 
 Each test checks something a user (or an attacker's page) would notice:
 - the sample app's whole flow, and the contract's error messages on the page;
+- two-factor set-up with the QR code drawn in the page, recovery codes shown once, and
+  the two-step sign-in (codes computed in the test from the key the page shows);
 - a reload keeps the user signed in (silent refresh from the cookie), with the access
   token in memory only;
 - the refresh cookie is HttpOnly: no script sees it, not even on the API's own origin;
@@ -32,8 +34,10 @@ import uuid
 
 import pytest
 
+from devtools import docs_assets
 from devtools.net import free_port
 from support import Api, start_local_api, stop
+from test_mfa import Authenticator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -73,6 +77,9 @@ def site():
     """The local API plus the sample app on its second origin, as `make dev` runs them,
     with the defaults (no ALLOWED_ORIGINS, COOKIE_* set: the sample app's origin, /auth,
     Strict)."""
+    # The sample app's QR code generator (make test vendors it first; this is for a run of
+    # this file alone).
+    docs_assets.ensure(docs_assets.QRCODE.dest, package=docs_assets.QRCODE)
     env = dict(os.environ, JWT_SECRET=SECRET)
     for variable in ("ALLOWED_ORIGINS", "COOKIE_SAME_SITE", "EXAMPLE_PORT"):
         env.pop(variable, None)
@@ -293,6 +300,73 @@ def test_register_me_logout_login_and_the_contracts_errors(context, site):
     page.set_viewport_size({"width": 900, "height": 480})
     page.screenshot(path=str(partial), full_page=True)
     os.replace(partial, SCREENSHOT)
+
+
+def test_two_factor_set_up_with_a_qr_code_recovery_codes_and_the_two_step_sign_in(context, site):
+    page = open_app(context, site)
+    username = name("mfa")
+    register(page, username)
+    signed_in(page, username)
+    expect(page.locator("#me-amr")).to_have_text("pwd")
+    # Set-up: the password, then the key as a QR code drawn in the page and as text.
+    page.locator("#mfa-setup-form input[name=password]").fill(PASSWORD)
+    with page.expect_response(lambda r: r.url.endswith("/auth/mfa/totp/setup")) as answered:
+        page.locator("#mfa-setup-form button[type=submit]").click()
+    enrolment = answered.value.json()
+    expect(page.locator("#mfa-confirm-form")).to_be_visible()
+    expect(page.locator("#mfa-secret")).to_have_text(enrolment["secret"])
+    # A QR code of at least version 5 (37 modules a side) for a URI this long: dark squares.
+    modules = page.locator("#mfa-qr svg rect")
+    expect(modules.first).to_be_attached()
+    assert modules.count() > 37 * 37 // 4
+    app = Authenticator(enrolment["secret"])
+    page.locator("#mfa-confirm-form input[name=code]").fill(app.next_code())
+    page.locator("#mfa-confirm-form button[type=submit]").click()
+    codes = page.locator("#mfa-recovery-codes li")
+    expect(codes).to_have_count(10)
+    recovery = codes.all_inner_texts()
+    # Shown once: the key is gone from the page.
+    expect(page.locator("#mfa-secret")).to_have_text("")
+    expect(page.locator("#mfa-qr svg")).to_have_count(0)
+
+    page.locator("#logout-button").click()
+    signed_out(page)
+    # The password is step one: the code form replaces the password form.
+    login(page, username)
+    expect(page.locator("#mfa-login-form")).to_be_visible()
+    expect(page.locator("#login-form")).to_be_hidden()
+    page.locator("#mfa-login-form input[name=code]").fill("000000")
+    page.locator("#mfa-login-form button[type=submit]").click()
+    error_shown(page, "invalid_grant")
+    expect(page.locator("#mfa-login-form")).to_be_visible()
+    page.locator("#mfa-login-form input[name=code]").fill(app.next_code())
+    page.locator("#mfa-login-form button[type=submit]").click()
+    signed_in(page, username)
+    expect(page.locator("#me-amr")).to_have_text("pwd, otp, mfa")
+    # A reload keeps the session and what it proved.
+    page.reload()
+    signed_in(page, username)
+    expect(page.locator("#me-amr")).to_have_text("pwd, otp, mfa")
+
+    # A lost phone: a recovery code signs in (once).
+    page.locator("#logout-button").click()
+    signed_out(page)
+    login(page, username)
+    page.locator("#mfa-login-form input[name=code]").fill(recovery[0])
+    page.locator("#mfa-login-form button[type=submit]").click()
+    signed_in(page, username)
+
+    # Turned off with the password and a recovery code: the password alone signs in again.
+    page.locator("#mfa-disable-form input[name=password]").fill(PASSWORD)
+    page.locator("#mfa-disable-form input[name=code]").fill(recovery[1])
+    page.locator("#mfa-disable-form button[type=submit]").click()
+    expect(page.locator("#status")).to_contain_text("is off")
+    page.locator("#logout-button").click()
+    signed_out(page)
+    login(page, username)
+    signed_in(page, username)
+    expect(page.locator("#me-amr")).to_have_text("pwd")
+    assert page.errors == []
 
 
 def test_the_throttle_and_bad_input_are_shown_as_the_contract_words_them(context, site):

@@ -15,6 +15,7 @@
   const API = String(window.API_BASE || "").replace(/\/+$/, "");
   let access = null; // the access token, in memory only
   let refreshing = null; // one refresh at a time: each refresh spends the cookie's token
+  let mfaToken = null; // a two-step sign-in's token (the password was right), in memory only
 
   const $ = (id) => document.getElementById(id);
 
@@ -29,7 +30,7 @@
           ? "the API answered without an error description"
           : "the API could not be reached, or it does not allow this page's origin (CORS)");
       super(`${error}: ${description}`);
-      Object.assign(this, { status, error, description, retryAfter });
+      Object.assign(this, { status, error, description, retryAfter, body });
     }
   }
 
@@ -86,14 +87,15 @@
   }
 
   // Calls with the access token; an expired one is renewed once from the cookie.
-  async function withAccess(method, path) {
+  async function withAccess(method, path, json) {
     if (!access) await refresh();
     try {
-      return await call(method, path, { token: access });
+      return await call(method, path, { token: access, json });
     } catch (e) {
-      if (e.status !== 401) throw e;
+      // A 401 of the access token (not of a wrong password on an account route).
+      if (e.status !== 401 || e.error !== "invalid_token") throw e;
       await refresh();
-      return call(method, path, { token: access });
+      return call(method, path, { token: access, json });
     }
   }
 
@@ -132,6 +134,7 @@
     $("me-roles").textContent = Array.isArray(me.roles) && me.roles.length ? me.roles.join(", ") : "(none)";
     $("me-session-id").textContent = me.session_id;
     $("me-expires-at").textContent = formatExpiry(me.expires_at);
+    $("me-amr").textContent = Array.isArray(me.amr) ? me.amr.join(", ") : "";
     $("signed-out").hidden = true;
     $("signed-in").hidden = false;
     document.body.dataset.state = "signed-in";
@@ -139,9 +142,62 @@
 
   function showSignedOut() {
     access = null;
+    showSecondStep(false);
     $("signed-in").hidden = true;
     $("signed-out").hidden = false;
     document.body.dataset.state = "signed-out";
+  }
+
+  // The two-step sign-in's form, instead of the password's (or back).
+  function showSecondStep(shown) {
+    if (!shown) mfaToken = null;
+    $("mfa-login-form").hidden = !shown;
+    $("login-form").hidden = shown;
+    document.body.dataset.step = shown ? "code" : "";
+    if (shown) $("mfa-login-form").elements.code.focus();
+  }
+
+  // The otpauth:// URI as a QR code: squares drawn here (qrcode.js computes the modules),
+  // nothing sent anywhere.
+  function drawQr(uri) {
+    const box = $("mfa-qr");
+    box.replaceChildren();
+    if (typeof window.qrcode !== "function") {
+      box.textContent = "(no QR code: run `make docs-assets`; type the key instead)";
+      return;
+    }
+    const qr = window.qrcode(0, "M");
+    qr.addData(uri);
+    qr.make();
+    const n = qr.getModuleCount();
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `-4 -4 ${n + 8} ${n + 8}`);
+    svg.setAttribute("shape-rendering", "crispEdges");
+    for (let r = 0; r < n; r += 1) {
+      for (let c = 0; c < n; c += 1) {
+        if (!qr.isDark(r, c)) continue;
+        const cell = document.createElementNS(ns, "rect");
+        cell.setAttribute("x", c);
+        cell.setAttribute("y", r);
+        cell.setAttribute("width", 1);
+        cell.setAttribute("height", 1);
+        svg.appendChild(cell);
+      }
+    }
+    box.appendChild(svg);
+  }
+
+  function showRecoveryCodes(codes) {
+    const list = $("mfa-recovery-codes");
+    list.replaceChildren(
+      ...codes.map((code) => {
+        const item = document.createElement("li");
+        item.textContent = code;
+        return item;
+      }),
+    );
+    $("mfa-recovery").hidden = false;
   }
 
   async function loadMe(how) {
@@ -159,7 +215,9 @@
     try {
       await work();
     } catch (e) {
-      if (!access || document.body.dataset.state !== "signed-in") showSignedOut();
+      // A wrong code keeps the two-step form (its token survives a few); else, signed out.
+      const onCodeForm = mfaToken && document.body.dataset.step === "code";
+      if (!onCodeForm && (!access || document.body.dataset.state !== "signed-in")) showSignedOut();
       showError(e);
       setStatus(access ? "The last request failed; see the message above." : "Not signed in.");
     } finally {
@@ -178,10 +236,101 @@
     ev.preventDefault();
     const form = ev.currentTarget;
     action("Signing in…", async () => {
-      const body = await call("POST", "/auth/login?cookie=true", { json: credentials(form) });
+      let body;
+      try {
+        body = await call("POST", "/auth/login?cookie=true", { json: credentials(form) });
+      } catch (e) {
+        if (e.error !== "mfa_required") throw e;
+        // The password was right; the second step takes this token and a code.
+        mfaToken = e.body.mfa_token;
+        form.reset();
+        showSecondStep(true);
+        setStatus("Password accepted; enter your code.");
+        return;
+      }
       access = body.access_token;
       form.reset();
       await loadMe("signed in with a password");
+    });
+  });
+
+  $("mfa-login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const code = String(new FormData(form).get("code")).trim();
+    action("Checking the code…", async () => {
+      // Six digits are the app's; anything else is a recovery code.
+      const json = /^[0-9]{6}$/.test(code) ? { mfa_token: mfaToken, code } : { mfa_token: mfaToken, recovery_code: code };
+      try {
+        const body = await call("POST", "/auth/login/mfa?cookie=true", { json });
+        access = body.access_token;
+      } catch (e) {
+        form.reset();
+        throw e;
+      }
+      form.reset();
+      showSecondStep(false);
+      await loadMe("signed in with a password and a second factor");
+    });
+  });
+
+  $("mfa-login-cancel").addEventListener("click", () => {
+    showSecondStep(false);
+    setStatus("Not signed in.");
+  });
+
+  $("mfa-setup-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const password = String(new FormData(form).get("password"));
+    action("Setting up two-factor authentication…", async () => {
+      const body = await withAccess("POST", "/auth/mfa/totp/setup", { password });
+      form.reset();
+      $("mfa-secret").textContent = body.secret;
+      drawQr(body.otpauth_uri);
+      $("mfa-recovery").hidden = true;
+      $("mfa-confirm-form").hidden = false;
+      setStatus("Scan the code with your app, then enter the code it shows.");
+    });
+  });
+
+  $("mfa-confirm-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const code = String(new FormData(form).get("code")).trim();
+    action("Turning two-factor authentication on…", async () => {
+      const body = await withAccess("POST", "/auth/mfa/totp/confirm", { code });
+      form.reset();
+      form.hidden = true;
+      $("mfa-secret").textContent = "";
+      $("mfa-qr").replaceChildren();
+      showRecoveryCodes(body.recovery_codes);
+      setStatus("Two-factor authentication is on.");
+    });
+  });
+
+  $("mfa-codes-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const code = String(new FormData(form).get("code")).trim();
+    action("Making new recovery codes…", async () => {
+      const body = await withAccess("POST", "/auth/mfa/recovery-codes", { code });
+      form.reset();
+      showRecoveryCodes(body.recovery_codes);
+      setStatus("New recovery codes; the old ones no longer work.");
+    });
+  });
+
+  $("mfa-disable-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const data = new FormData(form);
+    const json = { password: String(data.get("password")), code: String(data.get("code")).trim() };
+    action("Turning two-factor authentication off…", async () => {
+      await withAccess("DELETE", "/auth/mfa/totp", json);
+      form.reset();
+      $("mfa-recovery").hidden = true;
+      setStatus("Two-factor authentication is off.");
     });
   });
 

@@ -1,12 +1,15 @@
-"""Swagger UI for the local API's documentation page (/docs), vendored: the npm registry's
-tarball of swagger-ui-dist (the version pinned below), checked against its pinned sha512
-integrity, the files the page loads extracted with the package's licences into
-.local/docs-assets/. scripts/docs_assets.py is the command (`make docs-assets`); the local
-API and tests/test_openapi.py find the files here. Python's standard library only: the
-Makefile runs it on the system's Python.
+"""The pages' vendored JavaScript: Swagger UI for the local API's documentation page (/docs),
+and a QR code generator for the sample app's two-factor set-up. Each is the npm registry's
+tarball of a package (the version pinned below), checked against its pinned sha512
+integrity, the files a page loads extracted with the package's licence into a directory
+of .local/: swagger-ui-dist into .local/docs-assets/, qrcode-generator into
+.local/sample-assets/. scripts/docs_assets.py is the command (`make docs-assets`); the local
+API, the sample app's server and the tests find the files there. Python's standard library
+only: the Makefile runs it on the system's Python.
 """
 
 import base64
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -18,71 +21,101 @@ import urllib.request
 
 from devtools import ROOT
 
-DEST = ROOT / ".local" / "docs-assets"
-
-PACKAGE = "swagger-ui-dist"
-VERSION = "5.35.0"
-INTEGRITY = "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ=="
-# What local-api/src/docs.rs serves, and the licences that go with it.
-FILES = (
-    "swagger-ui-bundle.js",
-    "swagger-ui.css",
-    "favicon-32x32.png",
-    "favicon-16x16.png",
-    "LICENSE",
-    "NOTICE",
-    "swagger-ui-bundle.js.LICENSE.txt",
-)
 STAMP = ".stamp"
 DEFAULT_REGISTRY = "https://registry.npmjs.org"
+
+
+@dataclasses.dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    integrity: str
+    # What the page loads, and the licence that goes with it.
+    files: tuple
+    dest: pathlib.Path
+
+
+SWAGGER = Package(
+    name="swagger-ui-dist",
+    version="5.35.0",
+    integrity="sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
+    # What local-api/src/docs.rs serves.
+    files=(
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "favicon-32x32.png",
+        "favicon-16x16.png",
+        "LICENSE",
+        "NOTICE",
+        "swagger-ui-bundle.js.LICENSE.txt",
+    ),
+    dest=ROOT / ".local" / "docs-assets",
+)
+# The sample app draws the otpauth:// URI as a QR code in the page: nothing leaves it.
+# (MIT; the licence is in qrcode.js's header and the README.)
+QRCODE = Package(
+    name="qrcode-generator",
+    version="1.4.4",
+    integrity="sha512-HM7yY8O2ilqhmULxGMpcHSF1EhJJ9yBj8gvDEuZ6M+KGJ0YY2hKpnXvRD+hZPLrDVck3ExIGhmPtSdcjC+guuw==",
+    files=("qrcode.js", "README.md"),
+    dest=ROOT / ".local" / "sample-assets",
+)
+PACKAGES = (SWAGGER, QRCODE)
+
+# Swagger UI's, as the command and the local API name them.
+DEST = SWAGGER.dest
+PACKAGE = SWAGGER.name
+VERSION = SWAGGER.version
 
 
 class AssetsError(Exception):
     pass
 
 
-def tarball_url():
+def tarball_url(package=SWAGGER):
     registry = os.environ.get("NPM_CONFIG_REGISTRY") or os.environ.get("npm_config_registry") or DEFAULT_REGISTRY
-    return f"{registry.rstrip('/')}/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz"
+    return f"{registry.rstrip('/')}/{package.name}/-/{package.name}-{package.version}.tgz"
 
 
-def stamp_text():
-    return f"{PACKAGE}@{VERSION} {INTEGRITY}\n"
+def stamp_text(package=SWAGGER):
+    return f"{package.name}@{package.version} {package.integrity}\n"
 
 
-def up_to_date(dest=DEST):
+def up_to_date(dest=DEST, package=SWAGGER):
     try:
-        return (dest / STAMP).read_text() == stamp_text() and all((dest / name).is_file() for name in FILES)
+        return (dest / STAMP).read_text() == stamp_text(package) and all((dest / n).is_file() for n in package.files)
     except OSError:
         return False
 
 
-def check_integrity(data):
-    algorithm, _, expected = INTEGRITY.partition("-")
+def check_integrity(data, package=SWAGGER):
+    algorithm, _, expected = package.integrity.partition("-")
     actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
     if actual != expected:
         raise AssetsError(
-            f"{PACKAGE}-{VERSION}.tgz does not match its pinned integrity {INTEGRITY} (got {algorithm}-{actual}): "
-            "not extracted. A mirror serving another file, or a truncated download; try again or use --tarball."
+            f"{package.name}-{package.version}.tgz does not match its pinned integrity {package.integrity} "
+            f"(got {algorithm}-{actual}): not extracted. A mirror serving another file, or a truncated download; "
+            "try again or use --tarball."
         )
 
 
-def download(url):
+def download(url, package=SWAGGER):
     try:
         with urllib.request.urlopen(url, timeout=60) as res:
             return res.read()
     except (urllib.error.URLError, OSError) as e:
         raise AssetsError(
             f"cannot download {url}: {e}\n"
-            "The local API's /docs page needs Swagger UI from the npm registry, once. Check the network "
+            f"The pages need {package.name} from the npm registry, once. Check the network "
             "(HTTPS_PROXY is honoured; NPM_CONFIG_REGISTRY names a mirror), or download that file another "
-            f"way and run: python3 scripts/docs_assets.py --tarball {PACKAGE}-{VERSION}.tgz"
+            f"way and run: python3 scripts/docs_assets.py --tarball {package.name}-{package.version}.tgz"
         ) from None
 
 
-def extract(data, dest):
-    """Writes FILES from the tarball `data` into `dest`, replacing it whole. Only regular
-    files of exactly those names are read (no path from the archive is ever used)."""
+def extract(data, dest, package=SWAGGER):
+    """Writes the package's files from the tarball `data` into `dest`, replacing it whole.
+    Only regular files of exactly those names are read (no path from the archive is ever
+    used)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".docs-assets-", dir=dest.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
@@ -91,15 +124,16 @@ def extract(data, dest):
             raw.write(data)
             raw.seek(0)
             with tarfile.open(fileobj=raw, mode="r:gz") as tar:
-                for name in FILES:
+                tgz = f"{package.name}-{package.version}.tgz"
+                for name in package.files:
                     try:
                         member = tar.getmember(f"package/{name}")
                     except KeyError:
-                        raise AssetsError(f"{PACKAGE}-{VERSION}.tgz has no package/{name}") from None
+                        raise AssetsError(f"{tgz} has no package/{name}") from None
                     if not member.isfile():
-                        raise AssetsError(f"package/{name} in {PACKAGE}-{VERSION}.tgz is not a regular file")
+                        raise AssetsError(f"package/{name} in {tgz} is not a regular file")
                     (staging / name).write_bytes(tar.extractfile(member).read())
-        (staging / STAMP).write_text(stamp_text())
+        (staging / STAMP).write_text(stamp_text(package))
         if dest.exists():
             # Only ever replace a directory of ours (or nothing at all): a mistyped --dest
             # must not delete someone's directory.
@@ -111,13 +145,18 @@ def extract(data, dest):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def ensure(dest=DEST, tarball=None):
-    """The assets in `dest`, fetched (or read from `tarball`) and extracted unless they are
-    there already. Returns `dest`."""
+def ensure(dest=DEST, tarball=None, package=SWAGGER):
+    """The package's files in `dest`, fetched (or read from `tarball`) and extracted unless
+    they are there already. Returns `dest`."""
     dest = pathlib.Path(dest)
-    if up_to_date(dest) and tarball is None:
+    if up_to_date(dest, package) and tarball is None:
         return dest
-    data = pathlib.Path(tarball).read_bytes() if tarball else download(tarball_url())
-    check_integrity(data)
-    extract(data, dest)
+    data = pathlib.Path(tarball).read_bytes() if tarball else download(tarball_url(package), package)
+    check_integrity(data, package)
+    extract(data, dest, package)
     return dest
+
+
+def ensure_all():
+    """Every package, each in its own directory."""
+    return [ensure(p.dest, package=p) for p in PACKAGES]

@@ -1,5 +1,6 @@
 """The browser sample app's server: examples/browser/ as it is, on a second origin, plus a
-generated config.js naming the API (scripts/local_api.py serves it beside the local API).
+generated config.js naming the API and the vendored QR code generator (scripts/local_api.py
+serves it beside the local API).
 """
 
 import http.server
@@ -8,6 +9,7 @@ import sys
 import urllib.parse
 
 from devtools import ROOT
+from devtools.docs_assets import QRCODE
 
 EXAMPLE_DIR = ROOT / "examples" / "browser"
 
@@ -30,6 +32,19 @@ class ExampleHandler(http.server.SimpleHTTPRequestHandler):
             return None
         if path == "/config.js":
             body = f"window.API_BASE = {json.dumps(self.server.api_base)};\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+            return None
+        # The vendored QR code generator (scripts/docs_assets.py), for the two-factor set-up.
+        if path == "/vendor/qrcode.js":
+            body = (QRCODE.dest / "qrcode.js").read_bytes() if (QRCODE.dest / "qrcode.js").is_file() else None
+            if body is None:
+                self.send_error(404, "run `make docs-assets`: the QR code generator is not vendored yet")
+                return None
             self.send_response(200)
             self.send_header("Content-Type", "text/javascript; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

@@ -19,7 +19,6 @@ pub use throttle::{FAILED_LOGIN_MEMORY_SECONDS, lock_seconds};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -79,9 +78,7 @@ pub fn normalize_email(raw: &str) -> Result<String, AuthError> {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// Session ids are UUIDv7: their embedded creation time is what "log out everywhere"
 /// compares against, so a session that refreshes after that instant still dies.

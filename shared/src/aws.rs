@@ -4,8 +4,8 @@
 //! the only place they are read (`AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; `sam local invoke` sets the same). The
 //! SDK's default chain would also read profile files and ask STS, ECS and the instance
-//! metadata service, none of which exist for a Lambda function, and linking it costs
-//! about 0.5 MB of every binary. Local emulators are reached through the SDK's standard
+//! metadata service, none of which exist for a Lambda function, and linking it makes every
+//! binary larger (docs/performance.md). Local emulators are reached through the SDK's standard
 //! endpoint variables (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
 //! `AWS_ENDPOINT_URL`).
 //!

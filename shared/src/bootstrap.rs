@@ -38,7 +38,7 @@ pub enum StartupError {
 /// `AWS_LAMBDA_LOG_FORMAT` is `JSON`. The filter is Lambda's `AWS_LAMBDA_LOG_LEVEL` if set,
 /// else `RUST_LOG` (a level, or `target=level` directives such as `info,aws_smithy_runtime=debug`),
 /// else `info`. lambda_runtime's default subscriber does the same through `EnvFilter`, which
-/// links a regex engine (~0.3 MB per binary) for span and field filters nobody here uses.
+/// links a regex engine into every binary for span and field filters nobody here uses.
 pub fn init_logging() {
     use lambda_runtime::tracing::subscriber::{self, layer::SubscriberExt as _};
     let config = crate::config::LogConfig::from_env();

@@ -1,5 +1,5 @@
 //! The entry points: each binary's `main` is one call to one of these, which serves its
-//! row of the table (`spec`).
+//! row of the table (`spec`: what each one answers is written there, once).
 //!
 //! The runtime loop, its HTTP client, the event types and the handlers are generic code,
 //! compiled in the crate that instantiates it. Instantiating it here, in `shared`, compiles
@@ -169,67 +169,67 @@ fn mailer_function(spec: &'static FunctionSpec) -> ExitCode {
 /// At most this many mails a round: well within the function's timeout.
 const MAILS_PER_ROUND: usize = 100;
 
-/// The mailer (the outbox's stream and a schedule).
+/// [`spec::MAILER`].
 pub fn mailer() -> ExitCode {
     serve(&spec::MAILER)
 }
 
-/// POST /auth/register.
+/// [`spec::REGISTER`].
 pub fn register() -> ExitCode {
     serve(&spec::REGISTER)
 }
 
-/// POST /auth/login.
+/// [`spec::LOGIN`].
 pub fn login() -> ExitCode {
     serve(&spec::LOGIN)
 }
 
-/// The public email routes (`/auth/email/verify`).
+/// [`spec::EMAIL`].
 pub fn email() -> ExitCode {
     serve(&spec::EMAIL)
 }
 
-/// POST /auth/refresh.
+/// [`spec::REFRESH`].
 pub fn refresh() -> ExitCode {
     serve(&spec::REFRESH)
 }
 
-/// POST /auth/logout.
+/// [`spec::LOGOUT`].
 pub fn logout() -> ExitCode {
     serve(&spec::LOGOUT)
 }
 
-/// GET /auth/me.
+/// [`spec::ME`].
 pub fn me() -> ExitCode {
     serve(&spec::ME)
 }
 
-/// `/admin/users/{username}…`.
+/// [`spec::ADMIN`].
 pub fn admin() -> ExitCode {
     serve(&spec::ADMIN)
 }
 
-/// `/auth/password`, `/auth/email`, `/auth/account`, `/auth/sessions[/{id}]`.
+/// [`spec::ACCOUNT`].
 pub fn account() -> ExitCode {
     serve(&spec::ACCOUNT)
 }
 
-/// The JWKS and the OpenID discovery document.
+/// [`spec::DISCOVERY`].
 pub fn discovery() -> ExitCode {
     serve(&spec::DISCOVERY)
 }
 
-/// OPTIONS on every route.
+/// [`spec::PREFLIGHT`].
 pub fn preflight() -> ExitCode {
     serve(&spec::PREFLIGHT)
 }
 
-/// The REQUEST authorizer.
+/// [`spec::AUTHORIZER`].
 pub fn authorizer() -> ExitCode {
     serve(&spec::AUTHORIZER)
 }
 
-/// The signing key's rotation.
+/// [`spec::ROTATION`].
 pub fn rotation() -> ExitCode {
     serve(&spec::ROTATION)
 }

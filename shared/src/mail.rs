@@ -102,7 +102,7 @@ pub fn render(mail: &QueuedMail, settings: &MailSettings) -> Rendered {
     };
     // A mail queued before lifetimes travelled with it says the default.
     let default_ttl = match mail.kind {
-        MailKind::VerifyEmail => crate::auth::email::VERIFY_TTL_SECONDS,
+        MailKind::VerifyEmail => crate::config::VERIFY_TTL_SECONDS,
         _ => crate::config::DEFAULT_PASSWORD_RESET_TTL_SECONDS,
     };
     let lifetime = lifetime(mail.link_ttl_seconds.unwrap_or(default_ttl));
@@ -166,7 +166,7 @@ impl Transport for Mailbox {
             to: vec![mail.to.clone()],
             subject: mail.subject.clone(),
             text: mail.text.clone(),
-            sent_at: crate::auth::now_ms() / 1000,
+            sent_at: crate::clock::now_ms() / 1000,
         };
         self.messages.lock().map_err(|_| MailError::Unavailable("mailbox poisoned".into()))?.push(delivered);
         Ok(())
@@ -206,7 +206,7 @@ pub async fn deliver_queued(
 ) -> Result<Delivery, DeliveryError> {
     let mut done = Delivery::default();
     for mail in outbox.queued_mails(limit).await? {
-        if !outbox.claim_mail(&mail.id, crate::auth::now_ms(), CLAIM_LEASE_MS).await? {
+        if !outbox.claim_mail(&mail.id, crate::clock::now_ms(), CLAIM_LEASE_MS).await? {
             continue;
         }
         match transport.send(&render(&mail, settings)).await {

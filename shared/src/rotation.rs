@@ -183,7 +183,7 @@ impl Rotation {
             leeway_seconds: 0,
         };
         let service = TokenService::new(config, key.signing_key(), keys);
-        let now = crate::auth::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let pair = service
             .issue_pair(Subject { user_id: "probe", username: "probe", roles: &[] }, "probe", now)
             .map_err(|e| RotationError::Test(e.to_string()))?;

@@ -12,8 +12,7 @@ use crate::error::AuthError;
 use crate::store::{MailKind, Mailed, OneTimeToken, QueuedMail, TokenPurpose, UserRecord, UserRef, VerifyOutcome};
 use crate::tokens::one_time::{new_token, token_hash};
 
-/// A verification link lives this long (the contract's 24 hours).
-pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
+pub use crate::config::VERIFY_TTL_SECONDS;
 /// A resent verification: at most one a minute and five a day per account.
 const RESEND_INTERVAL_MS: u64 = 60_000;
 const RESENDS_PER_DAY: u32 = 5;

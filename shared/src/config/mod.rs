@@ -131,6 +131,9 @@ pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
 pub const DEFAULT_REFRESH_REUSE_GRACE_SECONDS: u64 = 10;
 pub const MAX_REFRESH_REUSE_GRACE_SECONDS: u64 = 60;
 
+/// A verification link lives this long (the contract's 24 hours).
+pub const VERIFY_TTL_SECONDS: u64 = 24 * 3600;
+
 /// A password reset link lives this long by default (the contract's hour); the mail says so.
 pub const DEFAULT_PASSWORD_RESET_TTL_SECONDS: u64 = 3600;
 

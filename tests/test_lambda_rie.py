@@ -551,6 +551,52 @@ def test_the_email_function_verifies_a_change_of_address_and_resets_a_password_f
     assert (queued("register"), queued("account"), queued("email")) == (1, 2, 2)
 
 
+def routed(name, resource, method, body, base=None):
+    """`events/<name>.json` as API Gateway sends it for another route of that function."""
+    ev = base or event(name)
+    ev.update(resource=resource, path=resource, httpMethod=method, body=json.dumps(body))
+    ev["headers"] = {**(ev.get("headers") or {}), "Content-Type": "application/json"}
+    ev["multiValueHeaders"] = {**(ev.get("multiValueHeaders") or {}), "Content-Type": ["application/json"]}
+    ev["requestContext"] = {**ev["requestContext"], "resourcePath": resource, "httpMethod": method}
+    return ev
+
+
+def test_the_login_and_account_binaries_open_factors_with_the_key_and_a_login_without_it_fails_closed():
+    from test_mfa import Authenticator
+
+    mfa = {"MFA_KEY": secrets.token_urlsafe(48), "TOKENS_TABLE": os.environ["TOKENS_TABLE"]}
+    started = {name: Function(name, mfa) for name in ("register", "account", "login")}
+    keyless = Function("login", {"TOKENS_TABLE": os.environ["TOKENS_TABLE"]})
+    try:
+        username = f"rie-{uuid.uuid4().hex[:12]}"
+        credentials = {"username": username, "password": "correct horse battery"}
+        res = started["register"].invoke(event("register", body=json.dumps(credentials)))
+        assert res["statusCode"] == 201, res
+        user = {"username": username, **json.loads(res["body"])}
+        ev, _ = account_event("account", user, user["access_token"])
+        setup = routed("account", "/auth/mfa/totp/setup", "POST", {"password": "correct horse battery"}, ev)
+        res = started["account"].invoke(setup)
+        assert res["statusCode"] == 200, res
+        app = Authenticator(json.loads(res["body"])["secret"])
+        ev, _ = account_event("account", user, user["access_token"])
+        res = started["account"].invoke(routed("account", "/auth/mfa/totp/confirm", "POST", {"code": app.next_code()}, ev))
+        assert res["statusCode"] == 200 and len(json.loads(res["body"])["recovery_codes"]) == 10, res
+        # The right password: the second step's token, no tokens.
+        res = started["login"].invoke(event("login", body=json.dumps(credentials)))
+        answer = json.loads(res["body"])
+        assert (res["statusCode"], answer["error"]) == (403, "mfa_required"), res
+        second = routed("login", "/auth/login/mfa", "POST", {"mfa_token": answer["mfa_token"], "code": app.next_code()})
+        res = started["login"].invoke(second)
+        assert res["statusCode"] == 200, res
+        assert claims_of(json.loads(res["body"])["access_token"])["amr"] == ["pwd", "otp", "mfa"]
+        # A login function without the key never lets the password alone in.
+        res = keyless.invoke(event("login", body=json.dumps(credentials)))
+        assert (res["statusCode"], json.loads(res["body"])["error"]) == (501, "not_configured"), res
+    finally:
+        logs = "".join(f.stop() for f in [*started.values(), keyless])
+    assert mfa["MFA_KEY"] not in logs and app.secret not in logs
+
+
 def test_asymmetric_keys_the_signer_holds_the_private_key_and_the_rest_only_public_ones():
     private = keys.generate("ES256", "es-rie")
     register = Function("register", {"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEY": private})

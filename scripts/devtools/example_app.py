@@ -31,31 +31,28 @@ class ExampleHandler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             return None
         if path == "/config.js":
-            body = f"window.API_BASE = {json.dumps(self.server.api_base)};\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-            return None
+            return self.send_script(f"window.API_BASE = {json.dumps(self.server.api_base)};\n".encode())
         # The vendored QR code generator (scripts/docs_assets.py), for the two-factor set-up.
         if path == "/vendor/qrcode.js":
-            body = (QRCODE.dest / "qrcode.js").read_bytes() if (QRCODE.dest / "qrcode.js").is_file() else None
-            if body is None:
+            script = QRCODE.dest / "qrcode.js"
+            if not script.is_file():
                 self.send_error(404, "run `make docs-assets`: the QR code generator is not vendored yet")
                 return None
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-            return None
+            return self.send_script(script.read_bytes())
         # The pages a mail's link opens, without their ".html".
         if path in ("/verify-email", "/reset-password"):
             self.path = path + ".html"
         return super().send_head()
+
+    def send_script(self, body):
+        """Answers with the JavaScript `body` (its head only, for HEAD)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/javascript; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+        return None
 
     def list_directory(self, path):
         self.send_error(404)

@@ -304,6 +304,36 @@ def test_an_mfa_token_dies_at_its_fifth_wrong_code_and_wrong_codes_count_in_the_
     assert int(locked.header("Retry-After")) >= 1
 
 
+def test_knowing_the_password_buys_no_more_guesses_at_the_code(api):
+    api, _ = api
+    name, app, codes, _ = enrolled(api)
+    # Each guess with a fresh mfa_token, from a fresh address (a right password clears its
+    # address's pair): five wrong codes in all...
+    for i in range(5):
+        source = api.from_address(f"127.0.1.{i + 1}")
+        assert_error(second_step(source, first_step(source, name), code="000000"), 401, "invalid_grant")
+    # ...and the user's codes are locked, from anywhere, the right ones too.
+    source = api.from_address("127.0.1.9")
+    mfa_token = first_step(source, name)
+    for proof in ({"code": app.code_for(app.step())}, {"recovery_code": codes[0]}):
+        locked = second_step(source, mfa_token, **proof)
+        assert_error(locked, 429, "too_many_attempts")
+        assert int(locked.header("Retry-After")) >= 1
+
+
+def test_a_stolen_session_cannot_guess_its_way_to_new_recovery_codes(api):
+    api, _ = api
+    name, app, _, access = enrolled(api)
+    path = "/auth/mfa/recovery-codes"
+    for _ in range(5):
+        assert_error(api.call("POST", path, token=access, json_body={"code": "000000"}), 400, "invalid_grant")
+    locked = api.call("POST", path, token=access, json_body={"code": app.code_for(app.step())})
+    assert_error(locked, 429, "too_many_attempts")
+    # Turning the factor off with a code is behind the same counter.
+    res = api.call("DELETE", "/auth/mfa/totp", token=access, json_body={"password": PASSWORD, "code": "123456"})
+    assert_error(res, 429, "too_many_attempts")
+
+
 def test_an_expired_mfa_token_is_refused(api):
     api, _ = api
     name, app, _, _ = enrolled(api)

@@ -6,10 +6,14 @@ documented content type, headers and body. Also: the local API serves the docume
 Swagger UI page that loads nothing from anywhere else.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
 import secrets
+import struct
 import time
 import tempfile
 import urllib.parse
@@ -38,6 +42,7 @@ if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
 
 DOCUMENT = ROOT / "openapi.yaml"
 ERROR_RS = ROOT / "shared" / "src" / "error.rs"
+AUTHORIZER_RS = ROOT / "shared" / "src" / "authorizer.rs"
 # The contract lives beside the checkout for the teams working on it (see the README).
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 # The error codes CONTRACT.md names, kept here so that the check holds without it too.
@@ -56,15 +61,18 @@ CONTRACT_CODES = {
     "email_taken",
     "not_configured",
     "email_not_verified",
+    "mfa_required",
+    "mfa_already_enabled",
+    "insufficient_user_authentication",
 }
 # Codes ../shared/CONTRACT.md names for what is not built yet, each with its part. A code
 # moves to CONTRACT_CODES (and openapi.yaml) when the code answers it; the test below fails
-# if the service answers one of these, or the contract names a code in neither list.
-UNBUILT_CONTRACT_CODES = {
-    "mfa_required": "Part 3, multi-factor",
-    "mfa_already_enabled": "Part 3, multi-factor",
-    "mfa_token": "Part 3, multi-factor (a field of the mfa_required answer, named beside its 403)",
-    "insufficient_user_authentication": "Part 3, multi-factor",
+# if the service answers one of these, or the contract names a code in none of the lists.
+UNBUILT_CONTRACT_CODES = {}
+# Backticked words the contract writes where it names codes (after a status, on one line)
+# that are no error codes: fields of an error answer.
+CONTRACT_FIELDS = {
+    "mfa_token": "the field of the mfa_required answer, named beside its 403",
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # The one browser origin the local API allows here, so that answers carry CORS headers.
@@ -78,6 +86,8 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
+# RFC 6238's time step: the authenticator's codes change every 30 seconds.
+TOTP_STEP = 30
 # Generated requests per operation and phase. Bounded: the whole run stays within a couple
 # of minutes on two cores, argon2 (every login, registration and password check) included.
 MAX_EXAMPLES = int(os.environ.get("OPENAPI_MAX_EXAMPLES", "100"))
@@ -108,17 +118,33 @@ def deref(doc, node):
     return node
 
 
-def error_codes(doc, response):
-    """The `error` codes a documented response can carry: its schema's enum of `error`
-    (every part of an `allOf` holds, so the enums intersect)."""
-    response = deref(doc, response)
-    schema = deref(doc, (response.get("content") or {}).get("application/json", {}).get("schema", {}))
+def schema_codes(doc, schema):
+    """The `error` codes a body of `schema` can carry, or None where it says nothing of
+    `error`: its own enum of `error`, intersected with those of the parts of its `allOf`
+    (every part holds) and with the union of its `oneOf` alternatives' (one of them holds),
+    each alternative read as a schema in its own right."""
+    schema = deref(doc, schema)
     codes = None
-    for part in [schema, *(deref(doc, s) for s in schema.get("allOf", []))]:
-        enum = deref(doc, (part.get("properties") or {}).get("error", {})).get("enum")
-        if enum is not None:
-            codes = set(enum) if codes is None else codes & set(enum)
-    return codes or set()
+
+    def holds(more):
+        nonlocal codes
+        if more is not None:
+            codes = set(more) if codes is None else codes & set(more)
+
+    holds(deref(doc, (schema.get("properties") or {}).get("error", {})).get("enum"))
+    for part in schema.get("allOf", []):
+        holds(schema_codes(doc, part))
+    alternatives = [schema_codes(doc, alternative) for alternative in schema.get("oneOf", [])]
+    if any(alternative is not None for alternative in alternatives):
+        holds(set().union(*(alternative for alternative in alternatives if alternative is not None)))
+    return codes
+
+
+def error_codes(doc, response):
+    """The `error` codes a documented response can carry (its JSON body's schema_codes)."""
+    response = deref(doc, response)
+    schema = (response.get("content") or {}).get("application/json", {}).get("schema", {})
+    return schema_codes(doc, schema) or set()
 
 
 def status_matches(documented, status):
@@ -143,17 +169,37 @@ def code_errors():
     return {(int(status), code) for status, code in pairs}
 
 
+def deny_errors():
+    """The codes the authorizer can put in its context under `DENY_ERROR`, which API
+    Gateway's 403 (ACCESS_DENIED) renders as its `error`: (context key, codes), read from
+    shared/src/authorizer.rs, whose `let (error, description) = if … { (code, text) } else
+    { (code, text) };` chooses one."""
+    source = AUTHORIZER_RS.read_text()
+    key = re.search(r'pub const DENY_ERROR: &str = "([a-z_]+)";', source)
+    choice = re.search(r"let \(error, description\) = (.*?);\n", source, re.S)
+    assert key and choice, f"cannot read DENY_ERROR and its codes in {AUTHORIZER_RS}"
+    codes = set(re.findall(r'\(\s*"([a-z_]+)",\s*"[^"]*"\s*\)', choice.group(1)))
+    assert {"insufficient_scope"} < codes, f"cannot read the deny codes of {AUTHORIZER_RS}: {codes}"
+    return key.group(1), codes
+
+
 def gateway_errors():
     """(status, code) of API Gateway's own answers (the template's GatewayResponses); status
-    None where the template leaves it to API Gateway (DEFAULT_4XX: 413 among others)."""
+    None where the template leaves it to API Gateway (DEFAULT_4XX: 413 among others). A
+    code that names the authorizer's context (`$context.authorizer.<key>`, ACCESS_DENIED's)
+    stands for every code the authorizer puts there (deny_errors)."""
     responses = template.load()["Resources"]["AuthApi"]["Properties"]["GatewayResponses"]
-    return {
-        (
-            int(r["StatusCode"]) if "StatusCode" in r else None,
-            json.loads(r["ResponseTemplates"]["application/json"])["error"],
-        )
-        for r in responses.values()
-    }
+    answered = set()
+    for r in responses.values():
+        status = int(r["StatusCode"]) if "StatusCode" in r else None
+        code = json.loads(r["ResponseTemplates"]["application/json"])["error"]
+        if code.startswith("$context.authorizer."):
+            key, codes = deny_errors()
+            assert code == f"$context.authorizer.{key}", f"{code}: not the authorizer's DENY_ERROR ({key})"
+            answered |= {(status, c) for c in codes}
+        else:
+            answered.add((status, code))
+    return answered
 
 
 # --- The document -------------------------------------------------------------------------
@@ -209,7 +255,8 @@ def test_every_error_the_service_answers_is_documented_with_its_status():
 
 def test_every_error_code_of_the_contract_is_documented():
     enum = set(document()["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
-    assert CONTRACT_CODES <= {code for _, code in code_errors()}, "CONTRACT_CODES against shared/src/error.rs"
+    answered = {code for _, code in code_errors() | gateway_errors()}
+    assert CONTRACT_CODES <= answered, "CONTRACT_CODES against shared/src/error.rs and the gateway's answers"
     assert CONTRACT_CODES <= enum
     if not CONTRACT.exists():
         pytest.skip(f"{CONTRACT} is not beside this checkout: checked against the list kept here only")
@@ -220,11 +267,12 @@ def test_every_error_code_of_the_contract_is_documented():
         if found:
             named |= set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", line[found.start() :]))
         named |= set(re.findall(r'"error": "([a-z_]+)"', line))
-    assert named == CONTRACT_CODES | set(UNBUILT_CONTRACT_CODES), (
-        "CONTRACT.md's error codes changed: update CONTRACT_CODES (and openapi.yaml) or UNBUILT_CONTRACT_CODES"
+    assert named == CONTRACT_CODES | set(UNBUILT_CONTRACT_CODES) | set(CONTRACT_FIELDS), (
+        "CONTRACT.md's error codes changed: update CONTRACT_CODES (and openapi.yaml), UNBUILT_CONTRACT_CODES"
+        " or CONTRACT_FIELDS"
     )
-    answered = {code for _, code in code_errors()}
     assert not answered & set(UNBUILT_CONTRACT_CODES), "built now: move these to CONTRACT_CODES"
+    assert not answered & set(CONTRACT_FIELDS), "an error code now: move it to CONTRACT_CODES"
 
 
 # --- The local API against the document ------------------------------------------------------
@@ -244,6 +292,33 @@ def api():
     assert stop(proc) == 0
     logs.seek(0)
     assert PASSWORD not in logs.read().decode(errors="replace")
+
+
+def hotp(secret, counter):
+    """The 6 digits an authenticator app shows for the base32 `secret` at `counter` (RFC 4226:
+    HMAC-SHA-1 of the counter as 8 bytes big-endian, dynamic truncation); with the 30 s step
+    as the counter, RFC 6238's TOTP."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    (value,) = struct.unpack(">I", mac[offset : offset + 4])
+    return f"{(value & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+def totp_step():
+    """The current 30 s step, read at least 2 s before it ends (the rest of the step is
+    waited out otherwise): the codes of this step and of those either side, sent at once,
+    land while the service still takes them."""
+    left = TOTP_STEP - time.time() % TOTP_STEP
+    if left < 2:
+        time.sleep(left + 0.05)
+    return int(time.time()) // TOTP_STEP
+
+
+def wrong_code(secret, step):
+    """Six digits that are the code of no step near `step`."""
+    near = {hotp(secret, s) for s in range(step - 2, step + 3)}
+    return next(code for code in ("000000", "111111", "222222", "333333", "444444", "555555") if code not in near)
 
 
 def registered(api, username=None):
@@ -465,6 +540,74 @@ def test_every_operation_answers_as_documented_when_it_succeeds_and_when_it_refu
     call("POST", "/admin/users/import", 400, token=admin, body={"users": "nobody"})
     _, plain = registered(api)
     call("POST", "/admin/users/import", 403, token=plain["access_token"], body=imported)
+
+    # Multi-factor: the set-up and its confirmation by a code computed here (RFC 6238); the
+    # two-step login; new recovery codes; turning it off with a recovery code; an
+    # administrator's reset. No waiting for the clock: the confirmation takes the previous
+    # step's code, the login the current step's, the new recovery codes the next step's (the
+    # service takes a code of its step or one either side, each step once, in order).
+    setup, confirm, login_mfa = "/auth/mfa/totp/setup", "/auth/mfa/totp/confirm", "/auth/login/mfa"
+    recovery, totp, reset_mfa = "/auth/mfa/recovery-codes", "/auth/mfa/totp", "/admin/users/{username}/mfa/reset"
+    mfa_user, body = registered(api)
+    mfa_access = body["access_token"]
+    call("POST", setup, 401, token=mfa_access, body={"password": "wrong one"})
+    call("POST", setup, 400, token=mfa_access, body={"password": 42})
+    call("POST", setup, 401, body={"password": PASSWORD})
+    refused = call("POST", confirm, 400, token=mfa_access, body={"code": "123456"})
+    assert refused.json()["error"] == "invalid_request", "no set-up to confirm"
+    secret = call("POST", setup, 200, token=mfa_access, body={"password": PASSWORD}).json()["secret"]
+    step = totp_step()
+    refused = call("POST", confirm, 400, token=mfa_access, body={"code": wrong_code(secret, step)})
+    assert refused.json()["error"] == "invalid_grant"
+    old_codes = call("POST", confirm, 200, token=mfa_access, body={"code": hotp(secret, step - 1)}).json()["recovery_codes"]
+    call("POST", confirm, 409, token=mfa_access, body={"code": hotp(secret, step)})
+    call("POST", setup, 409, token=mfa_access, body={"password": PASSWORD})
+    call("POST", recovery, 400, token=mfa_access, body={"code": hotp(secret, step - 1)})  # used
+    call("POST", recovery, 401, body={"code": hotp(secret, step)})
+    # The password is step one: 403 mfa_required and its token, no tokens; then the code.
+    second = call("POST", "/auth/login", 403, body={"username": mfa_user, "password": PASSWORD}).json()
+    assert second["error"] == "mfa_required" and "access_token" not in second
+    call("POST", login_mfa, 400, body={"mfa_token": second["mfa_token"]})
+    both = {"mfa_token": second["mfa_token"], "code": hotp(secret, step), "recovery_code": old_codes[0]}
+    call("POST", login_mfa, 400, body=both)
+    call("POST", login_mfa, 403, query=cookie_mode, body={"mfa_token": second["mfa_token"], "code": hotp(secret, step)})
+    call("POST", login_mfa, 401, body={"mfa_token": second["mfa_token"], "code": hotp(secret, step - 1)})  # used
+    call("POST", login_mfa, 401, body={"mfa_token": "not-a-token", "code": hotp(secret, step)})
+    signed_in = call("POST", login_mfa, 200, body={"mfa_token": second["mfa_token"], "code": hotp(secret, step)})
+    assert cookie_of(signed_in, "__Host-device")
+    assert call("GET", "/auth/me", 200, token=signed_in.json()["access_token"]).json()["amr"] == ["pwd", "otp", "mfa"]
+    assert call("GET", "/auth/me", 200, token=mfa_access).json()["amr"] == ["pwd"]
+    call("POST", login_mfa, 401, body={"mfa_token": second["mfa_token"], "code": hotp(secret, step + 1)})  # spent
+    # Ten new recovery codes for the next step's code; the old ones stop working.
+    new_codes = call("POST", recovery, 200, token=mfa_access, body={"code": hotp(secret, step + 1)}).json()["recovery_codes"]
+    assert len(set(new_codes)) == 10 and not set(new_codes) & set(old_codes)
+    # A recovery code signs in (cookie mode here), once.
+    mfa_form = {"grant_type": "password", "username": mfa_user, "password": PASSWORD}
+    second = call("POST", "/auth/login", 403, body=mfa_form, media_type=form).json()
+    call("POST", login_mfa, 401, body={"mfa_token": second["mfa_token"], "recovery_code": old_codes[1]})
+    res = call("POST", login_mfa, 200, query=cookie_mode, headers=csrf, body={"mfa_token": second["mfa_token"], "recovery_code": new_codes[0]})
+    assert "refresh_token" not in res.json() and cookie_of(res)
+    # Off: the password and a code (here a recovery code).
+    off = {"password": PASSWORD, "code": new_codes[1]}
+    call("DELETE", totp, 401, token=mfa_access, body={**off, "password": "wrong one"})
+    call("DELETE", totp, 400, token=mfa_access, body={**off, "code": new_codes[0]})  # used
+    call("DELETE", totp, 400, token=mfa_access, body={"password": PASSWORD})
+    call("DELETE", totp, 204, token=mfa_access, body=off)
+    refused = call("DELETE", totp, 400, token=mfa_access, body={**off, "code": new_codes[2]})
+    assert refused.json()["error"] == "invalid_request", "not on any more"
+    refused = call("POST", recovery, 400, token=mfa_access, body={"code": hotp(secret, step + 1)})
+    assert refused.json()["error"] == "invalid_request", "not on any more"
+    # An administrator's reset (a lost phone): the factor gone, every session revoked.
+    lost, body = registered(api)
+    lost_access = body["access_token"]
+    lost_secret = call("POST", setup, 200, token=lost_access, body={"password": PASSWORD}).json()["secret"]
+    call("POST", confirm, 200, token=lost_access, body={"code": hotp(lost_secret, totp_step())})
+    call("POST", reset_mfa, 403, token=lost_access, path_parameters={"username": lost})
+    call("POST", reset_mfa, 401, path_parameters={"username": lost})
+    call("POST", reset_mfa, 404, token=admin, path_parameters={"username": new_name()})
+    call("POST", reset_mfa, 204, token=admin, path_parameters={"username": lost.upper()})
+    call("GET", "/auth/me", 401, token=lost_access)
+    call("POST", "/auth/login", 200, body={"username": lost, "password": PASSWORD})
 
     # Keys: a key with RS256, and the discovery document.
     assert call("GET", "/.well-known/jwks.json", 200).json()["keys"]

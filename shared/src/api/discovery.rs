@@ -36,7 +36,7 @@ pub(super) async fn handle(route: PublicRoute, auth: &Auth) -> Result<Response<B
                 "subject_types_supported": ["public"],
                 "token_endpoint_auth_methods_supported": ["none"],
                 "id_token_signing_alg_values_supported": [algorithm],
-                "claims_supported": ["iss", "aud", "sub", "username", "roles", "iat", "nbf", "exp", "jti", "sid", "token_use"],
+                "claims_supported": ["iss", "aud", "sub", "username", "roles", "iat", "nbf", "exp", "jti", "sid", "token_use", "amr"],
             })
         }
         _ => return Err(AuthError::NotFound),

@@ -23,6 +23,12 @@ use crate::store::{Factor, MailKind, OneTimeToken, ThrottleKey, TokenPurpose, Us
 use crate::tokens::one_time::{new_token, token_hash};
 use crate::tokens::{Amr, DEVICE_TTL_SECONDS, Subject};
 
+/// The client part of the failed-login throttle's key that counts a user's wrong codes
+/// from every address together (`login#<name>#second-factor`). A right password never
+/// clears it, only a right code does: knowing the password buys no more guesses than the
+/// throttle's five, then a lock that doubles to 15 minutes (a few guesses an hour).
+const SECOND_FACTOR_CLIENT: &str = "second-factor";
+
 /// An `mfa_token` lives this long (the contract's 5 minutes).
 pub const MFA_TOKEN_TTL_SECONDS: u64 = 300;
 /// The wrong codes an `mfa_token` survives: the next one ends it (sign in again).
@@ -110,6 +116,25 @@ impl Auth {
         }
     }
 
+    /// `accept`, behind the user's second-factor counter: the attempt is counted before the
+    /// code is checked (refused while the counter is locked: 429), and forgotten when the
+    /// code is right.
+    async fn accept_counted(&self, opened: &Opened, proof: Proof<'_>, username: &str) -> Result<bool, AuthError> {
+        let key = second_factor_key(username);
+        self.reserve_attempt(&key, None, now_ms()).await.inspect_err(|e| {
+            if matches!(e, AuthError::TooManyAttempts { .. }) {
+                let event =
+                    Event { user_id: &opened.factor.user_id, username, reason: "second_factor", ..Default::default() };
+                events::record(Kind::LoginLocked, event);
+            }
+        })?;
+        let accepted = self.accept(opened, proof, username).await?;
+        if accepted {
+            self.forget_failures(&key).await;
+        }
+        Ok(accepted)
+    }
+
     /// Starts an enrolment: a new secret, pending until a code of it confirms it. The
     /// password is checked again, behind the caller's own (name, IP) pair only.
     pub async fn mfa_setup(
@@ -178,8 +203,12 @@ impl Auth {
         let Some(opened) = self.opened_factor(&caller.user_id).await? else {
             return Err(AuthError::InvalidRequest("multi-factor authentication is not on".into()));
         };
+        // A stolen session must not guess its way to new recovery codes: counted as at login.
+        let key = second_factor_key(&caller.username);
+        self.reserve_attempt(&key, None, now_ms()).await?;
         let now = now_ms() / 1000;
         let Some(step) = totp::accepted_step(&opened.secret, code, now, opened.factor.last_step) else {
+            events::record(Kind::MfaFailed, Event { reason: "wrong_code", ..caller_event(caller) });
             return Err(AuthError::WrongCode);
         };
         let codes = recovery::new_codes().ok_or(AuthError::Internal)?;
@@ -188,6 +217,7 @@ impl Auth {
         if !replaced {
             return Err(AuthError::WrongCode);
         }
+        self.forget_failures(&key).await;
         events::record(Kind::RecoveryCodesReplaced, caller_event(caller));
         Ok(codes)
     }
@@ -206,7 +236,7 @@ impl Auth {
         let Some(opened) = self.opened_factor(&user.user_id).await? else {
             return Err(AuthError::InvalidRequest("multi-factor authentication is not on".into()));
         };
-        if !self.accept(&opened, proof, &user.username).await? {
+        if !self.accept_counted(&opened, proof, &user.username).await? {
             events::record(Kind::MfaFailed, Event { reason: "wrong_code", ..caller_event(caller) });
             return Err(AuthError::WrongCode);
         }
@@ -308,7 +338,7 @@ impl Auth {
             }
         })?;
         let accepted = match self.opened_factor(&user.user_id).await? {
-            Some(opened) => self.accept(&opened, proof, &user.username).await?,
+            Some(opened) => self.accept_counted(&opened, proof, &user.username).await?,
             // Turned off, or reset, since the password: sign in again.
             None => false,
         };
@@ -346,6 +376,10 @@ impl Auth {
             Err(e) => tracing::warn!(error = %e, user_id, "mfa-disabled notice not queued"),
         }
     }
+}
+
+fn second_factor_key(username: &str) -> ThrottleKey {
+    ThrottleKey::Client { username: username.to_string(), client: SECOND_FACTOR_CLIENT.to_string() }
 }
 
 fn hashes_of(codes: &[String]) -> Result<Vec<String>, AuthError> {

@@ -333,9 +333,16 @@ def test_login_writes_only_throttle_items_password_hashes_and_new_session_rows()
     assert len(rows) == 1 and as_list(rows[0]["Action"]) == ["dynamodb:PutItem"]
     # The second step's mfa_token: the one-time tokens table, which holds only hashes.
     (mfa_tokens,) = [s for s in writes if [table_of(r) for r in as_list(s["Resource"])] == ["tokens"]]
-    assert "Condition" not in mfa_tokens
+    # Only "mfa#" items: a mailed token (a password reset's) is never within its reach.
+    assert mfa_tokens["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["mfa#*"]}}
+    assert 'const MFA_TOKEN_PREFIX: &str = "mfa#";' in (ROOT / "shared/src/auth/mfa.rs").read_text()
     # A code used up: an UpdateItem of "mfa#" items only.
-    (factor,) = [s for s in writes if s.get("Condition", {}).get("ForAllValues:StringLike") == {"dynamodb:LeadingKeys": ["mfa#*"]}]
+    (factor,) = [
+        s
+        for s in writes
+        if s is not mfa_tokens and s.get("Condition", {}).get("ForAllValues:StringLike") == {"dynamodb:LeadingKeys": ["mfa#*"]}
+    ]
+    assert [table_of(r) for r in as_list(factor["Resource"])] == ["users"]
     assert as_list(factor["Action"]) == ["dynamodb:UpdateItem"] and set(factor["Condition"]) == {"ForAllValues:StringLike"}
     writes = [s for s in writes if s is not rows[0] and s is not mfa_tokens and s is not factor]
     assert all(table_of(r) == "users" for s in writes for r in as_list(s["Resource"]))

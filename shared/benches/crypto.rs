@@ -75,7 +75,7 @@ impl shared::store::OneTimeTokenStore for InstantStore {
     async fn put_token(&self, _: &shared::store::OneTimeToken) -> Result<(), StoreError> {
         unreachable!()
     }
-    async fn spend_token(&self, _: &str) -> Result<bool, StoreError> {
+    async fn spend_token(&self, _: &str, _: u32) -> Result<bool, StoreError> {
         unreachable!()
     }
     async fn count_wrong_code(&self, _: &str, _: u32) -> Result<bool, StoreError> {

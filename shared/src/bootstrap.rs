@@ -211,11 +211,14 @@ pub async fn auth_from_env_with(keys: Keys, factor_key: bool) -> Result<Auth, St
 /// The key that seals factor secrets, where the configuration has one.
 async fn factor_key(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Option<Arc<FactorKey>>, StartupError> {
     let Some(mfa) = &config.mfa else { return Ok(None) };
-    let secret = zeroize::Zeroizing::new(match &mfa.key {
-        SecretSource::Secret(bytes) => bytes.clone(),
-        SecretSource::SecretsManager(id) => validate_secret(ENV_MFA_KEY_ARN, read_secret(id, sdk).await?)?,
-    });
-    let key = FactorKey::derive(&secret).map_err(|e| StartupError::Key(ENV_MFA_KEY, e.to_string()))?;
+    let (secret, variable) = match &mfa.key {
+        SecretSource::Secret(bytes) => (zeroize::Zeroizing::new(bytes.clone()), ENV_MFA_KEY),
+        SecretSource::SecretsManager(id) => {
+            let read = zeroize::Zeroizing::new(read_secret(id, sdk).await?);
+            (zeroize::Zeroizing::new(validate_secret(ENV_MFA_KEY_ARN, read.to_vec())?), ENV_MFA_KEY_ARN)
+        }
+    };
+    let key = FactorKey::derive(&secret).map_err(|e| StartupError::Key(variable, e.to_string()))?;
     Ok(Some(Arc::new(key)))
 }
 

@@ -21,6 +21,8 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::PasswordChanged => "Your password was changed",
         MailKind::EmailChangeRequested => "A change of your email address was requested",
         MailKind::MfaDisabled => "Two-step sign-in was turned off",
+        MailKind::MfaEnabled => "Two-step sign-in was turned on",
+        MailKind::RecoveryCodesReplaced => "New recovery codes were made",
     }
 }
 
@@ -42,6 +44,13 @@ fn templates(kind: MailKind) -> (&'static str, &'static str) {
         MailKind::MfaDisabled => {
             (include_str!("mail/templates/mfa_disabled.txt"), include_str!("mail/templates/mfa_disabled.html"))
         }
+        MailKind::MfaEnabled => {
+            (include_str!("mail/templates/mfa_enabled.txt"), include_str!("mail/templates/mfa_enabled.html"))
+        }
+        MailKind::RecoveryCodesReplaced => (
+            include_str!("mail/templates/recovery_codes_replaced.txt"),
+            include_str!("mail/templates/recovery_codes_replaced.html"),
+        ),
     }
 }
 
@@ -50,7 +59,11 @@ fn page(kind: MailKind) -> Option<&'static str> {
     match kind {
         MailKind::VerifyEmail => Some("/verify-email"),
         MailKind::ResetPassword => Some("/reset-password"),
-        MailKind::PasswordChanged | MailKind::EmailChangeRequested | MailKind::MfaDisabled => None,
+        MailKind::PasswordChanged
+        | MailKind::EmailChangeRequested
+        | MailKind::MfaDisabled
+        | MailKind::MfaEnabled
+        | MailKind::RecoveryCodesReplaced => None,
     }
 }
 

@@ -35,7 +35,7 @@ pub const MFA_TOKEN_TTL_SECONDS: u64 = 300;
 pub const MFA_TOKEN_MAX_WRONG_CODES: u32 = 5;
 
 /// A set-up's answer: the secret as an authenticator app takes it, typed or scanned.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 pub struct Enrolment {
     /// Base32, as apps take it typed in.
     pub secret: String,
@@ -43,10 +43,26 @@ pub struct Enrolment {
 }
 
 /// What a second step (or a removal) presents: a code of the app, or a recovery code.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Proof<'a> {
     Code(&'a str),
     RecoveryCode(&'a str),
+}
+
+// The secret and the codes never reach a log line.
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrolment(<redacted>)")
+    }
+}
+
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proof::Code(_) => "Code(<redacted>)",
+            Proof::RecoveryCode(_) => "RecoveryCode(<redacted>)",
+        })
+    }
 }
 
 impl<'a> Proof<'a> {
@@ -105,7 +121,7 @@ impl Auth {
                 Ok(self.store.accept_step(user_id, &opened.sealed, step).await?)
             }
             Proof::RecoveryCode(code) => {
-                let Some(hash) = recovery::code_hash(code) else { return Ok(false) };
+                let Some(hash) = recovery::code_hash(self.factor_key()?, code) else { return Ok(false) };
                 let used = self.store.use_recovery_code(user_id, &hash).await?;
                 if used {
                     let event = Event { user_id, username, ..Default::default() };
@@ -185,16 +201,21 @@ impl Auth {
             return Err(AuthError::InvalidRequest("no set-up to confirm: call /auth/mfa/totp/setup first".into()));
         };
         let secret = zeroize::Zeroizing::new(key.open(&pending, &caller.user_id).map_err(|_| AuthError::Internal)?);
+        // A stolen session must not guess the code of a set-up in progress either.
+        let counter = second_factor_key(&caller.username);
+        self.reserve_attempt(&counter, None, now_ms()).await?;
         let Some(step) = totp::accepted_step(&secret, code, now_ms() / 1000, None) else {
             return Err(AuthError::WrongCode);
         };
         let codes = recovery::new_codes().ok_or(AuthError::Internal)?;
-        let hashes = hashes_of(&codes)?;
+        let hashes = hashes_of(key, &codes)?;
         if !self.store.confirm_enrolment(&caller.user_id, &pending, step, &hashes).await? {
             // Another set-up or confirmation landed meanwhile.
             return Err(AuthError::WrongCode);
         }
+        self.forget_failures(&counter).await;
         events::record(Kind::MfaEnabled, caller_event(caller));
+        self.notify_factor_change(caller, MailKind::MfaEnabled).await;
         Ok(codes)
     }
 
@@ -212,13 +233,16 @@ impl Auth {
             return Err(AuthError::WrongCode);
         };
         let codes = recovery::new_codes().ok_or(AuthError::Internal)?;
-        let replaced =
-            self.store.replace_recovery_codes(&caller.user_id, &opened.sealed, step, &hashes_of(&codes)?).await?;
+        let replaced = self
+            .store
+            .replace_recovery_codes(&caller.user_id, &opened.sealed, step, &hashes_of(self.factor_key()?, &codes)?)
+            .await?;
         if !replaced {
             return Err(AuthError::WrongCode);
         }
         self.forget_failures(&key).await;
         events::record(Kind::RecoveryCodesReplaced, caller_event(caller));
+        self.notify_factor_change(caller, MailKind::RecoveryCodesReplaced).await;
         Ok(codes)
     }
 
@@ -280,7 +304,7 @@ impl Auth {
         let token = new_token().ok_or(AuthError::Internal)?;
         let now = now_ms();
         let stored = OneTimeToken {
-            hash: token_hash(&token),
+            hash: mfa_token_key(&token),
             purpose: TokenPurpose::MfaLogin,
             user_id: user.user_id.clone(),
             username: user.username.clone(),
@@ -305,7 +329,7 @@ impl Auth {
         device_token: Option<&str>,
     ) -> Result<SignedIn, AuthError> {
         self.factor_key()?;
-        let hash = token_hash(mfa_token);
+        let hash = mfa_token_key(mfa_token);
         let now = now_ms();
         let stored = self
             .store
@@ -349,7 +373,7 @@ impl Auth {
             return Err(AuthError::InvalidGrant);
         }
         // One session per token: of two right codes at once, one signs in.
-        if !self.store.spend_token(&hash).await? {
+        if !self.store.spend_token(&hash, MFA_TOKEN_MAX_WRONG_CODES).await? {
             return Err(AuthError::InvalidGrant);
         }
         self.forget_failures(&client_key).await;
@@ -367,6 +391,18 @@ impl Auth {
         Ok(SignedIn { tokens: pair, device_token, device_expires_in: DEVICE_TTL_SECONDS })
     }
 
+    /// Best effort: a notice of a change to the caller's second factor (turned on, new
+    /// recovery codes) to the verified address the authorizer read, so that a stolen session
+    /// cannot change it unseen.
+    async fn notify_factor_change(&self, caller: &Principal, kind: MailKind) {
+        let Some(to) = caller.email.as_deref().filter(|_| caller.email_verified && self.mail_enabled) else { return };
+        let notice = super::email::notice(kind, to, &caller.username, None);
+        match self.store.queue_mail(&notice).await {
+            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
+            Err(e) => tracing::warn!(error = %e, user_id = %caller.user_id, "second-factor notice not queued"),
+        }
+    }
+
     /// Best effort: a "two-step sign-in was turned off" notice to the verified address.
     async fn notify_mfa_disabled(&self, user_id: &str, username: &str, verified_email: Option<&str>) {
         let Some(to) = verified_email.filter(|_| self.mail_enabled) else { return };
@@ -378,12 +414,20 @@ impl Auth {
     }
 }
 
+/// Where an `mfa_token` is stored: its SHA-256, under a prefix of its own, so that the login
+/// function's grant on the one-time tokens table reaches these items and no mailed token.
+fn mfa_token_key(token: &str) -> String {
+    format!("{MFA_TOKEN_PREFIX}{}", token_hash(token))
+}
+
+pub const MFA_TOKEN_PREFIX: &str = "mfa#";
+
 fn second_factor_key(username: &str) -> ThrottleKey {
     ThrottleKey::Client { username: username.to_string(), client: SECOND_FACTOR_CLIENT.to_string() }
 }
 
-fn hashes_of(codes: &[String]) -> Result<Vec<String>, AuthError> {
-    codes.iter().map(|c| recovery::code_hash(c).ok_or(AuthError::Internal)).collect()
+fn hashes_of(key: &FactorKey, codes: &[String]) -> Result<Vec<String>, AuthError> {
+    codes.iter().map(|c| recovery::code_hash(key, c).ok_or(AuthError::Internal)).collect()
 }
 
 fn caller_event(caller: &Principal) -> Event<'_> {

@@ -13,10 +13,12 @@ const VERSION: &str = "v1.";
 pub const KEY_BYTES: usize = 32;
 /// HKDF's `info`: a key derived for sealing factors is for nothing else.
 const INFO: &[u8] = b"jwt-auth factor secrets v1";
+/// And the key recovery codes are hashed under (HMAC-SHA-256), derived from the sealing key.
+const CODES_INFO: &[u8] = b"jwt-auth recovery codes v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
-    #[error("the factor key must be at least 32 bytes")]
+    #[error("the factor key is too short (32 bytes, or at least 32 to derive it from)")]
     BadKey,
     #[error("a sealed secret that does not open (another key, another user, or altered)")]
     DoesNotOpen,
@@ -26,6 +28,9 @@ pub enum SealError {
 
 pub struct FactorKey {
     key: LessSafeKey,
+    /// Keys the recovery codes' hashes: 50 random bits are too few for a plain hash (a
+    /// reader of the table could try them all), not for a keyed one whose key it lacks.
+    codes: ring::hmac::Key,
 }
 
 impl FactorKey {
@@ -34,7 +39,14 @@ impl FactorKey {
             return Err(SealError::BadKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
-        Ok(FactorKey { key: LessSafeKey::new(key) })
+        let mut codes = zeroize::Zeroizing::new([0u8; KEY_BYTES]);
+        ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"")
+            .extract(bytes)
+            .expand(&[CODES_INFO], ring::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(codes.as_mut()))
+            .map_err(|_| SealError::BadKey)?;
+        let codes = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, codes.as_ref());
+        Ok(FactorKey { key: LessSafeKey::new(key), codes })
     }
 
     /// The key derived from a configured secret (`MFA_KEY`, or the Secrets Manager secret
@@ -50,6 +62,11 @@ impl FactorKey {
             .and_then(|okm| okm.fill(bytes.as_mut()))
             .map_err(|_| SealError::BadKey)?;
         FactorKey::new(bytes.as_ref())
+    }
+
+    /// Hex HMAC-SHA-256 of `data` under the key derived for recovery codes.
+    pub fn code_mac(&self, data: &[u8]) -> String {
+        ring::hmac::sign(&self.codes, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Seals `secret` for `user_id`.

@@ -88,8 +88,9 @@ pub trait OneTimeTokenStore: Send + Sync {
     /// Stores a token that no mail carries (an `mfa_token`: it is the answer's).
     async fn put_token(&self, token: &OneTimeToken) -> Result<(), StoreError>;
 
-    /// Uses up the token under `hash`: `true` only for the one caller that found it there.
-    async fn spend_token(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Uses up the token under `hash`: `true` only for the one caller that found it there,
+    /// with fewer than `max` wrong codes counted against it.
+    async fn spend_token(&self, hash: &str, max: u32) -> Result<bool, StoreError>;
 
     /// Counts a wrong code against the token under `hash`; at the `max`th it is gone.
     /// `false`: the token is gone (now, or before).

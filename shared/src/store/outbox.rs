@@ -19,15 +19,21 @@ pub enum MailKind {
     EmailChangeRequested,
     /// Notice: two-step sign-in was turned off (by the user, or reset by an administrator).
     MfaDisabled,
+    /// Notice: two-step sign-in was turned on.
+    MfaEnabled,
+    /// Notice: new recovery codes were made (the old ones no longer work).
+    RecoveryCodesReplaced,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 5] = [
+    pub const ALL: [MailKind; 7] = [
         MailKind::VerifyEmail,
         MailKind::ResetPassword,
         MailKind::PasswordChanged,
         MailKind::EmailChangeRequested,
         MailKind::MfaDisabled,
+        MailKind::MfaEnabled,
+        MailKind::RecoveryCodesReplaced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +43,8 @@ impl MailKind {
             MailKind::PasswordChanged => "password_changed",
             MailKind::EmailChangeRequested => "email_change_requested",
             MailKind::MfaDisabled => "mfa_disabled",
+            MailKind::MfaEnabled => "mfa_enabled",
+            MailKind::RecoveryCodesReplaced => "recovery_codes_replaced",
         }
     }
 

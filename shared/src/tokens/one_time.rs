@@ -1,5 +1,6 @@
-//! The opaque one-time tokens a mail's link carries (and, to come, `mfa_token`): random,
-//! stored only as their SHA-256. Recovery codes are stored the same way.
+//! The opaque one-time tokens a mail's link carries, and a multi-factor login's
+//! `mfa_token`: random, stored only as their SHA-256 (their entropy, not the hash's cost,
+//! keeps them from being guessed).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -412,8 +412,8 @@ impl OneTimeTokenStore for HeldStore {
     async fn put_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
         self.inner.put_token(token).await
     }
-    async fn spend_token(&self, hash: &str) -> Result<bool, StoreError> {
-        self.inner.spend_token(hash).await
+    async fn spend_token(&self, hash: &str, max: u32) -> Result<bool, StoreError> {
+        self.inner.spend_token(hash, max).await
     }
     async fn count_wrong_code(&self, hash: &str, max: u32) -> Result<bool, StoreError> {
         self.inner.count_wrong_code(hash, max).await

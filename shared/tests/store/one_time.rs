@@ -331,7 +331,7 @@ async fn creating_a_user_with_an_address_another_account_verified_is_refused_who
 
 fn mfa_token() -> OneTimeToken {
     OneTimeToken {
-        hash: format!("{:064x}", uuid::Uuid::new_v4().as_u128()),
+        hash: format!("mfa#{:064x}", uuid::Uuid::new_v4().as_u128()),
         purpose: TokenPurpose::MfaLogin,
         user_id: uuid::Uuid::new_v4().to_string(),
         username: common::unique_username("second"),
@@ -352,7 +352,7 @@ async fn a_second_steps_token_is_read_back_whole_and_used_up_once_even_at_once()
     let spends: Vec<_> = (0..4)
         .map(|_| {
             let (store, hash) = (store.clone(), token.hash.clone());
-            tokio::spawn(async move { store.spend_token(&hash).await.unwrap() })
+            tokio::spawn(async move { store.spend_token(&hash, 5).await.unwrap() })
         })
         .collect();
     let mut spent = 0;
@@ -361,7 +361,7 @@ async fn a_second_steps_token_is_read_back_whole_and_used_up_once_even_at_once()
     }
     assert_eq!(spent, 1, "one of four spends at once");
     assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
-    assert!(!store.spend_token(&token.hash).await.unwrap());
+    assert!(!store.spend_token(&token.hash, 5).await.unwrap());
 }
 
 #[tokio::test]
@@ -374,10 +374,12 @@ async fn a_second_steps_token_ends_at_its_fifth_wrong_code_and_a_gone_one_is_not
         assert!(store.count_wrong_code(&token.hash, 5).await.unwrap());
     }
     assert!(store.one_time_token(&token.hash).await.unwrap().is_some());
+    // Counted to the limit (its delete lost, say): it opens nothing.
+    assert!(!store.spend_token(&token.hash, 4).await.unwrap());
     assert!(!store.count_wrong_code(&token.hash, 5).await.unwrap(), "the fifth ends it");
     assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
     // Counting against a token that is gone writes nothing back.
     assert!(!store.count_wrong_code(&token.hash, 5).await.unwrap());
     assert_eq!(store.one_time_token(&token.hash).await.unwrap(), None);
-    assert!(!store.spend_token(&token.hash).await.unwrap());
+    assert!(!store.spend_token(&token.hash, 5).await.unwrap());
 }

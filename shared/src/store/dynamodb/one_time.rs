@@ -103,13 +103,18 @@ impl OneTimeTokenStore for DynamoStore {
             .map_err(classify)
     }
 
-    async fn spend_token(&self, hash: &str) -> Result<bool, StoreError> {
+    async fn spend_token(&self, hash: &str, max: u32) -> Result<bool, StoreError> {
         let spent = self
             .client
             .delete_item()
             .table_name(self.tokens_table()?)
             .key("token_hash", s(hash))
-            .condition_expression("attribute_exists(token_hash)")
+            // (A token whose count reached `max` is deleted by that count; should that delete
+            // have failed, it still opens nothing.)
+            .condition_expression(
+                "attribute_exists(token_hash) AND (attribute_not_exists(attempts) OR attempts < :max)",
+            )
+            .expression_attribute_values(":max", n(u64::from(max)))
             .send()
             .await;
         condition_held(spent)

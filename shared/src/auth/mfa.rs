@@ -136,19 +136,26 @@ impl Auth {
     /// code is checked (refused while the counter is locked: 429), and forgotten when the
     /// code is right.
     async fn accept_counted(&self, opened: &Opened, proof: Proof<'_>, username: &str) -> Result<bool, AuthError> {
-        let key = second_factor_key(username);
-        self.reserve_attempt(&key, None, now_ms()).await.inspect_err(|e| {
-            if matches!(e, AuthError::TooManyAttempts { .. }) {
-                let event =
-                    Event { user_id: &opened.factor.user_id, username, reason: "second_factor", ..Default::default() };
-                events::record(Kind::LoginLocked, event);
-            }
-        })?;
+        let key = self.reserve_code_attempt(&opened.factor.user_id, username).await?;
         let accepted = self.accept(opened, proof, username).await?;
         if accepted {
             self.forget_failures(&key).await;
         }
         Ok(accepted)
+    }
+
+    /// Counts an attempt at a code against the user's second-factor counter, before the code
+    /// is checked: refused (429, and a `login_locked` event) while the counter is locked.
+    /// The key, to forget the count with once the code was right.
+    async fn reserve_code_attempt(&self, user_id: &str, username: &str) -> Result<ThrottleKey, AuthError> {
+        let key = second_factor_key(username);
+        self.reserve_attempt(&key, None, now_ms()).await.inspect_err(|e| {
+            if matches!(e, AuthError::TooManyAttempts { .. }) {
+                let event = Event { user_id, username, reason: "second_factor", ..Default::default() };
+                events::record(Kind::LoginLocked, event);
+            }
+        })?;
+        Ok(key)
     }
 
     /// Starts an enrolment: a new secret, pending until a code of it confirms it. The
@@ -202,9 +209,9 @@ impl Auth {
         };
         let secret = zeroize::Zeroizing::new(key.open(&pending, &caller.user_id).map_err(|_| AuthError::Internal)?);
         // A stolen session must not guess the code of a set-up in progress either.
-        let counter = second_factor_key(&caller.username);
-        self.reserve_attempt(&counter, None, now_ms()).await?;
+        let counter = self.reserve_code_attempt(&caller.user_id, &caller.username).await?;
         let Some(step) = totp::accepted_step(&secret, code, now_ms() / 1000, None) else {
+            events::record(Kind::MfaFailed, Event { reason: "wrong_code", ..caller_event(caller) });
             return Err(AuthError::WrongCode);
         };
         let codes = recovery::new_codes().ok_or(AuthError::Internal)?;
@@ -225,8 +232,7 @@ impl Auth {
             return Err(AuthError::InvalidRequest("multi-factor authentication is not on".into()));
         };
         // A stolen session must not guess its way to new recovery codes: counted as at login.
-        let key = second_factor_key(&caller.username);
-        self.reserve_attempt(&key, None, now_ms()).await?;
+        let key = self.reserve_code_attempt(&caller.user_id, &caller.username).await?;
         let now = now_ms() / 1000;
         let Some(step) = totp::accepted_step(&opened.secret, code, now, opened.factor.last_step) else {
             events::record(Kind::MfaFailed, Event { reason: "wrong_code", ..caller_event(caller) });
@@ -280,7 +286,7 @@ impl Auth {
         let user = self.store.user_profile(&name).await?.ok_or(AuthError::NotFound)?;
         let removed = self.store.remove_factor(&user.user_id, None).await?;
         self.store.revoke_sessions_before(&user.username, now_ms()).await?;
-        let reason = format!("by {}{}", admin.username, if removed { "" } else { "; there was no factor" });
+        let reason = format!("by={}{}", admin.username, if removed { "" } else { " factor=none" });
         let event = Event { user_id: &user.user_id, username: &user.username, reason: &reason, ..Default::default() };
         events::record(Kind::MfaReset, event);
         if removed && user.email_verified {

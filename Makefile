@@ -21,14 +21,15 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench bench-forgot bench-musl test-against-dynamodb lint-template venv browser docs-assets check fmt clean
+.PHONY: test dev build bench bench-forgot bench-musl test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
 # Lambda architecture of `make build`: arm64 (the template's default) or x86_64.
 ARCH ?= arm64
 
-test: $(VENV_STAMP) browser docs-assets lint-template
+test: $(VENV_STAMP) browser docs-assets client lint-template
+	cd clients/js && npx vitest run
 	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
 
@@ -47,7 +48,7 @@ test-against-dynamodb:
 # sample app (examples/browser/) on 127.0.0.1:$(PORT)+1 (EXAMPLE_PORT=N: another port, 0:
 # none); Ctrl-C stops everything it started. Signs as the template does (RS256) with a key pair
 # made for the run, unless JWT_PRIVATE_KEY, or JWT_SECRET with JWT_ALGORITHM=HS256, is set.
-dev: $(VENV_STAMP) docs-assets
+dev: $(VENV_STAMP) docs-assets client
 	cargo build -p local-api --locked
 	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
 
@@ -108,6 +109,18 @@ venv: $(VENV_STAMP)
 docs-assets:
 	@$(PYTHON) scripts/docs_assets.py
 
+# The TypeScript browser client (clients/js/): its npm dependencies from the lock file (npm
+# ci; --prefer-offline: from npm's cache once it holds them), its types generated from
+# openapi.yaml, and dist/index.js, which the sample app loads. Node 20 and npm are the
+# machine's.
+CLIENT_STAMP := clients/js/node_modules/.installed-$(shell cksum < clients/js/package-lock.json | cut -d' ' -f1)
+$(CLIENT_STAMP): clients/js/package-lock.json
+	cd clients/js && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+client: $(CLIENT_STAMP)
+	cd clients/js && npm run --silent build
+
 # Chromium for tests/test_browser.py: Debian's package, which Playwright (in .venv) drives
 # through its executable path; Playwright's own browser downloads are never used. Installed
 # when missing (apt-get, as root: CI is); CHROMIUM=/path/to/chromium uses another build.
@@ -142,4 +155,4 @@ fmt:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(CHECKOV_VENV) .local .aws-sam
+	rm -rf $(VENV) $(CHECKOV_VENV) .local .aws-sam clients/js/node_modules clients/js/dist

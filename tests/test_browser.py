@@ -29,6 +29,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import types
 import uuid
 
@@ -37,6 +38,7 @@ import pytest
 from devtools import docs_assets
 from devtools.net import free_port
 from support import Api, start_local_api, stop
+from test_api import decode, sign
 from test_mfa import Authenticator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -367,6 +369,111 @@ def test_two_factor_set_up_with_a_qr_code_recovery_codes_and_the_two_step_sign_i
     signed_in(page, username)
     expect(page.locator("#me-amr")).to_have_text("pwd")
     assert page.errors == []
+
+
+# ---- many tabs (the browser client, clients/js/) ----
+
+
+@pytest.mark.parametrize("run", range(10))
+def test_three_tabs_restored_at_once_all_stay_signed_in(context, site, run):
+    page = open_app(context, site)
+    username = name("tabs")
+    register(page, username)
+    session = signed_in(page, username)
+    # The browser restarts: no tab holds an access token, the cookie holds the session.
+    page.close()
+    refreshes = []
+    context.on("response", lambda r: refreshes.append(r.status) if "/auth/refresh" in r.url else None)
+    tabs = [context.new_page() for _ in range(3)]
+    # Their loads overlap: each asks for the session at its start.
+    for tab in tabs:
+        tab.errors = []
+        tab.on("pageerror", lambda e, tab=tab: tab.errors.append(str(e)))
+        tab.goto(site.app, wait_until="commit")
+    for tab in tabs:
+        expect(tab.locator("#status")).to_contain_text("restored from the cookie")
+        assert signed_in(tab, username) == session
+    # One refresh for the browser: the other tabs took its token.
+    assert refreshes == [200], refreshes
+    # The session was not revoked as stolen: every tab still calls the API, and a reload
+    # restores it once more.
+    for tab in tabs:
+        tab.locator("#me-button").click()
+        expect(tab.locator("#status")).to_contain_text("just checked")
+    tabs[0].reload()
+    expect(tabs[0].locator("#status")).to_contain_text("restored from the cookie")
+    assert signed_in(tabs[0], username) == session
+    assert all(tab.errors == [] for tab in tabs)
+
+
+def test_a_tab_signing_out_signs_out_the_others(context, site):
+    page = open_app(context, site)
+    username = name("tabs")
+    register(page, username)
+    signed_in(page, username)
+    other = open_app(context, site)
+    signed_in(other, username)
+    page.locator("#logout-button").click()
+    signed_out(page)
+    signed_out(other)
+    expect(other.locator("#status")).to_contain_text("Signed out (in this tab or another)")
+    # And signing in again in one tab signs the other in.
+    login(other, username)
+    signed_in(other, username)
+    signed_in(page, username)
+
+
+def test_an_expired_access_token_is_refreshed_inside_the_call(context, site):
+    page = open_app(context, site)
+    username = name("expired")
+    register(page, username)
+    session = signed_in(page, username)
+    expired = []
+
+    def expire_once(route):
+        authorization = route.request.headers.get("authorization", "")
+        if expired or not authorization.startswith("Bearer "):
+            return route.continue_()
+        # The page's access token, as the API would see it a quarter of an hour later: the
+        # same claims, expired, signed with the service's key.
+        _, claims = decode(authorization.split(" ", 1)[1])
+        claims.update(iat=claims["iat"] - 1200, nbf=claims["iat"] - 1200, exp=int(time.time()) - 60)
+        expired.append(claims["jti"])
+        route.continue_(headers={**route.request.headers, "authorization": f"Bearer {sign(claims, SECRET)}"})
+
+    page.route(f"{site.api}/auth/me", expire_once)
+    answers = []
+    page.on("response", lambda r: answers.append((r.url.split("/auth/")[-1], r.status)) if "/auth/" in r.url else None)
+    page.locator("#me-button").click()
+    expect(page.locator("#status")).to_contain_text("just checked")
+    # The API refused the expired token, the client refreshed once and asked again.
+    assert answers == [("me", 401), ("refresh?cookie=true", 200), ("me", 200)], answers
+    assert expired and signed_in(page, username) == session
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_an_old_refresh_cookie_replayed_from_elsewhere_still_ends_the_session(context, site):
+    page = open_app(context, site)
+    username = name("theft")
+    register(page, username)
+    signed_in(page, username)
+    other = open_app(context, site)
+    signed_in(other, username)
+    old = refresh_cookie(context, site)["value"]
+    page.locator("#refresh-button").click()
+    expect(page.locator("#status")).to_contain_text("refreshed from the cookie")
+    assert refresh_cookie(context, site)["value"] != old
+    # A thief replays the spent cookie from another address: that is no retry.
+    thief = site.client.from_address("127.0.0.77")
+    res = thief.call(
+        "POST", "/auth/refresh?cookie=true", headers={"Cookie": f"__Host-refresh_token={old}", "X-Requested-With": "fetch"}
+    )
+    assert res.status == 401, res
+    # The session is over for the browser too: its next refresh fails, every tab signs out.
+    page.locator("#refresh-button").click()
+    signed_out(page)
+    error_shown(page, "invalid_grant")
+    signed_out(other)
 
 
 def test_the_throttle_and_bad_input_are_shown_as_the_contract_words_them(context, site):

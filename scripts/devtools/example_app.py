@@ -1,6 +1,7 @@
 """The browser sample app's server: examples/browser/ as it is, on a second origin, plus a
-generated config.js naming the API and the vendored QR code generator (scripts/local_api.py
-serves it beside the local API).
+generated config.js naming the API, the browser client the page is built on (clients/js/,
+built by `make client`) and the vendored QR code generator (scripts/local_api.py serves it
+beside the local API).
 """
 
 import http.server
@@ -12,6 +13,7 @@ from devtools import ROOT
 from devtools.docs_assets import QRCODE
 
 EXAMPLE_DIR = ROOT / "examples" / "browser"
+CLIENT_FILE = ROOT / "clients" / "js" / "dist" / "index.js"
 
 
 class ExampleHandler(http.server.SimpleHTTPRequestHandler):
@@ -39,6 +41,12 @@ class ExampleHandler(http.server.SimpleHTTPRequestHandler):
                 self.send_error(404, "run `make docs-assets`: the QR code generator is not vendored yet")
                 return None
             return self.send_script(script.read_bytes())
+        # The browser client the page is built on (clients/js/, built by `make client`).
+        if path == "/vendor/jwt-auth-client.js":
+            if not CLIENT_FILE.is_file():
+                self.send_error(404, "run `make client`: the browser client is not built yet")
+                return None
+            return self.send_script(CLIENT_FILE.read_bytes())
         # The pages a mail's link opens, without their ".html".
         if path in ("/verify-email", "/reset-password"):
             self.path = path + ".html"

@@ -21,7 +21,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench bench-forgot bench-musl test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
+.PHONY: test dev build bench bench-forgot bench-musl soak test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
@@ -51,6 +51,14 @@ test-against-dynamodb:
 dev: $(VENV_STAMP) docs-assets client
 	cargo build -p local-api --locked
 	@PORT=$(PORT) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/local_api.py
+
+# Load and soak (scripts/soak.py): a mixed workload against the local API through Locust,
+# the store failing in the middle, then the invariants checked and a report with a plot in
+# .local/soak/. SOAK_SECONDS (default 180) and SOAK_USERS (default 12) change it; `make
+# test` runs a 30-second one (tests/test_soak.py).
+soak: $(VENV_STAMP)
+	cargo build -p local-api --locked
+	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/soak.py
 
 # `sam build` of every function with cargo-lambda and zig from the virtualenv: no
 # container, nothing downloaded after `cargo fetch`.

@@ -406,13 +406,19 @@ def test_three_tabs_restored_at_once_all_stay_signed_in(context, site, run):
     assert all(tab.errors == [] for tab in tabs)
 
 
-def test_a_tab_signing_out_signs_out_the_others(context, site):
+def two_tabs_signed_in(context, site, prefix):
+    """A user registered in one tab, and a second tab that found the session: (tab, tab, name)."""
     page = open_app(context, site)
-    username = name("tabs")
+    username = name(prefix)
     register(page, username)
     signed_in(page, username)
     other = open_app(context, site)
     signed_in(other, username)
+    return page, other, username
+
+
+def test_a_tab_signing_out_signs_out_the_others(context, site):
+    page, other, username = two_tabs_signed_in(context, site, "tabs")
     page.locator("#logout-button").click()
     signed_out(page)
     signed_out(other)
@@ -453,12 +459,7 @@ def test_an_expired_access_token_is_refreshed_inside_the_call(context, site):
 
 
 def test_an_old_refresh_cookie_replayed_from_elsewhere_still_ends_the_session(context, site):
-    page = open_app(context, site)
-    username = name("theft")
-    register(page, username)
-    signed_in(page, username)
-    other = open_app(context, site)
-    signed_in(other, username)
+    page, other, _ = two_tabs_signed_in(context, site, "theft")
     old = refresh_cookie(context, site)["value"]
     page.locator("#refresh-button").click()
     expect(page.locator("#status")).to_contain_text("refreshed from the cookie")

@@ -136,6 +136,8 @@ async function action(busyText, work) {
   } finally {
     delete document.body.dataset.busy;
     buttons.forEach((b) => (b.disabled = false));
+    // Another tab signed out while this one was busy: follow it now.
+    if (!client.signedIn && document.body.dataset.state === "signed-in") showSignedOut();
   }
 }
 
@@ -244,8 +246,13 @@ $("register-form").addEventListener("submit", (ev) => {
   const email = String(new FormData(form).get("email") || "").trim();
   action("Creating the account…", async () => {
     const body = email ? { ...credentials(form), email } : credentials(form);
-    await client.register(body);
+    const { signedIn } = await client.register(body);
     form.reset();
+    if (!signedIn) {
+      // The API wants the address verified first (RequireVerifiedEmail): no session yet.
+      setStatus("Account created: open the link in the mail we sent, then sign in.");
+      return;
+    }
     await loadMe("account created");
   });
 });

@@ -148,12 +148,15 @@ interface Held {
 
 interface Call {
   json?: unknown;
+  /** An access token to send (for a call outside this tab's own token). */
+  bearer?: string;
 }
 
 export interface Client {
   /** A new access token from the refresh cookie (at a page's start: is there a session?). `false`: none. */
   restore(): Promise<boolean>;
-  register(body: RegisterRequest): Promise<Registration>;
+  /** Creates the user, and signs it in unless the API requires a verified address first (`signedIn: false`). */
+  register(body: RegisterRequest): Promise<{ user: PublicUser; signedIn: boolean }>;
   login(username: string, password: string): Promise<LoginResult>;
   /** The second step of a multi-factor login. */
   completeLogin(mfaToken: string, proof: SecondFactor): Promise<void>;
@@ -233,13 +236,24 @@ export function createClient(options: ClientOptions): Client {
   let held: Held | null = null;
   /** Counts the tokens received: a refresh asked for before the count moved is done already. */
   let generation = 0;
+  /** Counts the sign-outs: a refresh asked for before one must not sign the user back in. */
+  let epoch = 0;
+  /** Who waits for the next token (`shared`). */
+  let waiters: (() => void)[] = [];
   let inflight: Promise<void> | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   const listeners = new Set<(state: AuthState) => void>();
 
   function notify() {
     const state = { signedIn: held !== null };
-    for (const listener of [...listeners]) listener(state);
+    for (const listener of [...listeners]) {
+      // A listener that throws must not break a sign-in (nor the other listeners).
+      try {
+        listener(state);
+      } catch (e) {
+        (globalThis as { reportError?: (e: unknown) => void }).reportError?.(e);
+      }
+    }
   }
 
   function schedule() {
@@ -260,23 +274,28 @@ export function createClient(options: ClientOptions): Client {
     }, delay);
   }
 
+  /** Holds `token`. The same token again (another tab's answer to an ask) changes nothing. */
   function hold(token: string, expiresAt: number) {
+    if (held?.token === token) return;
     const was = held !== null;
     held = { token, expiresAt, receivedAt: now() };
     generation += 1;
+    for (const wake of waiters.splice(0)) wake();
     schedule();
     if (!was) notify();
   }
 
   function adopt(pair: { access_token: string; expires_in: number }) {
     const expiresAt = now() + pair.expires_in * 1000;
-    hold(pair.access_token, expiresAt);
+    // The other tabs first: a listener of this one may take its time.
     channel?.postMessage({ type: "token", accessToken: pair.access_token, expiresAt } satisfies Message);
+    hold(pair.access_token, expiresAt);
   }
 
   function forget(broadcast: boolean) {
     const was = held !== null;
     held = null;
+    epoch += 1;
     if (timer) clearTimeout(timer);
     timer = null;
     if (broadcast) channel?.postMessage({ type: "signed-out" } satisfies Message);
@@ -285,8 +304,8 @@ export function createClient(options: ClientOptions): Client {
 
   channel?.addEventListener("message", (event) => {
     const message = event.data as Message | null;
-    if (message?.type === "token" && typeof message.accessToken === "string") {
-      if (!held || message.expiresAt >= held.expiresAt) hold(message.accessToken, message.expiresAt);
+    if (message?.type === "token" && typeof message.accessToken === "string" && Number.isFinite(message.expiresAt)) {
+      if (!held || message.expiresAt > held.expiresAt) hold(message.accessToken, message.expiresAt);
     } else if (message?.type === "signed-out") {
       forget(false);
     } else if (message?.type === "ask" && held && held.expiresAt - now() > 5_000) {
@@ -296,8 +315,15 @@ export function createClient(options: ClientOptions): Client {
 
   /** Waits up to `ms` for a token newer than generation `since` (another tab's answer). */
   async function shared(since: number, ms: number): Promise<boolean> {
-    const until = now() + ms;
-    while (generation === since && now() < until) await sleep(10);
+    if (generation === since) {
+      await new Promise<void>((resolve) => {
+        const timeout = setTimeout(resolve, ms);
+        waiters.push(() => {
+          clearTimeout(timeout);
+          resolve();
+        });
+      });
+    }
     return generation !== since;
   }
 
@@ -310,10 +336,12 @@ export function createClient(options: ClientOptions): Client {
     return init;
   }
 
-  async function call<T>(method: string, path: string, { json }: Call = {}): Promise<T> {
+  async function call<T>(method: string, path: string, { json, bearer }: Call = {}): Promise<T> {
     let res: Response;
+    const init = apiInit(method, json);
+    if (bearer) (init.headers as Record<string, string>)["Authorization"] = `Bearer ${bearer}`;
     try {
-      res = await doFetch(base + path, apiInit(method, json));
+      res = await doFetch(base + path, init);
     } catch {
       throw new ApiError(0, null, null);
     }
@@ -337,7 +365,7 @@ export function createClient(options: ClientOptions): Client {
   }
 
   /** One refresh over the network, tried once more after a 401 that another tab may have caused. */
-  async function refreshOnce(asked: number, askedAt: number): Promise<void> {
+  async function refreshOnce(asked: number, askedAt: number, signedOut: number): Promise<void> {
     // The tab that held the lock before this one refreshed after this one asked: its token
     // is on its way (the lock can be granted before its message arrives).
     const refreshedAt = Number(storage?.getItem(refreshedKey) ?? 0);
@@ -346,7 +374,10 @@ export function createClient(options: ClientOptions): Client {
       // Another tab refreshed since this one asked: its token is ours too.
       if (held && generation !== asked) return;
       try {
-        adopt(await call<TokenPair>("POST", ROUTES.refresh + COOKIE));
+        const pair = await call<TokenPair>("POST", ROUTES.refresh + COOKIE);
+        // Signed out meanwhile (a logout while this refresh was under way): not back in.
+        if (epoch !== signedOut) throw new ApiError(401, { error: "invalid_grant", error_description: "signed out" }, null);
+        adopt(pair);
         try {
           storage?.setItem(refreshedKey, String(now()));
         } catch {
@@ -362,28 +393,38 @@ export function createClient(options: ClientOptions): Client {
 
   async function refreshShared(): Promise<void> {
     const asked = generation;
+    // When this tab asked: a refresh by another tab since then is this one's too.
+    const askedAt = now();
     // A tab that just opened: another tab may hold a live token already (no refresh at all).
     if (!held && channel) {
       channel.postMessage({ type: "ask" } satisfies Message);
       if (await shared(asked, askMs)) return;
     }
-    const askedAt = now();
-    const run = () => refreshOnce(asked, askedAt);
+    const signedOut = epoch;
+    const run = () => refreshOnce(asked, askedAt, signedOut);
     try {
       if (!locks) return await run();
       let ran = false;
+      // (AbortSignal.timeout is missing from some browsers that have Web Locks.)
+      const abort = new AbortController();
+      const timeout = setTimeout(() => abort.abort(new DOMException("lock not granted in time", "TimeoutError")), lockTimeoutMs);
       try {
-        return await locks.request(lockName, { signal: AbortSignal.timeout(lockTimeoutMs) }, () => {
+        return await locks.request(lockName, { signal: abort.signal }, () => {
           ran = true;
+          clearTimeout(timeout);
           return run();
         });
       } catch (e) {
         // Not granted in time (a tab stuck holding it): refresh without it.
         if (ran || !(e instanceof DOMException && (e.name === "TimeoutError" || e.name === "AbortError"))) throw e;
         return await run();
+      } finally {
+        clearTimeout(timeout);
       }
     } catch (e) {
-      if (e instanceof ApiError && e.status === 401) forget(true);
+      // The session is over, unless another tab signed in (or refreshed) meanwhile: its
+      // new session is not this refusal's to end.
+      if (e instanceof ApiError && e.status === 401 && generation === asked) forget(true);
       throw e;
     }
   }
@@ -414,10 +455,16 @@ export function createClient(options: ClientOptions): Client {
   }
 
   async function authedFetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
+    // The access token goes to the API only: a path is the API's (`/orders`), a URL must be
+    // under its base URL.
+    const url = typeof input === "string" && input.startsWith("/") ? base + input : String(input);
+    if (url !== base && !url.startsWith(`${base}/`) && !url.startsWith(`${base}?`)) {
+      throw new TypeError(`fetch() sends the access token only to the API (${base}), not to ${url}`);
+    }
     const send = async (bearer: string) => {
       const headers = new Headers(init.headers);
       headers.set("Authorization", `Bearer ${bearer}`);
-      return doFetch(input, { ...init, headers });
+      return doFetch(url, { ...init, headers });
     };
     const first = await send(await token());
     if (first.status !== 401) return first;
@@ -453,10 +500,11 @@ export function createClient(options: ClientOptions): Client {
 
     async register(body) {
       const registered = await call<Registration>("POST", ROUTES.register + COOKIE, { json: body });
+      // (The token stays in here: the caller gets the user.)
       if (registered.access_token && registered.expires_in) {
         adopt({ access_token: registered.access_token, expires_in: registered.expires_in });
       }
-      return registered;
+      return { user: registered.user, signedIn: Boolean(registered.access_token) };
     },
 
     async login(username, password) {
@@ -478,16 +526,24 @@ export function createClient(options: ClientOptions): Client {
     },
 
     async logout({ all = false } = {}) {
+      // A refresh under way finishes first (it would otherwise hand the session back).
+      await inflight?.catch(() => undefined);
+      const path = `${ROUTES.logout}${COOKIE}${all ? "&all=true" : ""}`;
       try {
-        if (held || (await this.restore())) {
-          await authed<null>("POST", `${ROUTES.logout}${COOKIE}${all ? "&all=true" : ""}`);
+        if (held) {
+          await authed<null>("POST", path);
+        } else {
+          // No token in this tab (a page that has not restored yet): the cookie's session,
+          // if there is one, signs out with a token of its own, shown to no other tab.
+          const pair = await call<TokenPair>("POST", ROUTES.refresh + COOKIE);
+          await call<null>("POST", path, { bearer: pair.access_token });
         }
       } catch (e) {
-        // A session that has already ended is as good as signed out.
+        // A session that has already ended is as good as signed out; anything else (the API
+        // unreachable, 503) leaves the session, and this client, as they were.
         if (!(e instanceof ApiError) || e.status !== 401) throw e;
-      } finally {
-        forget(true);
       }
+      forget(true);
     },
 
     me: () => authed<Me>("GET", ROUTES.me),

@@ -311,7 +311,94 @@ describe("refresh", () => {
   });
 });
 
+describe("after a review", () => {
+  it("a token another tab sends again is no new token: a refused refresh still ends the session", async () => {
+    const [a, b] = [tab(), tab()];
+    await a.login("alice", "right");
+    await vi.waitFor(() => expect(b.signedIn).toBe(true));
+    api.cookie = null; // the session is over
+    const refreshing = a.refresh().catch((e: unknown) => e);
+    // While a waits to try again, a new tab asks, and b answers with the old token.
+    const c = tab();
+    await c.restore().catch(() => undefined);
+    expect(await refreshing).toMatchObject({ status: 401 });
+    expect(api.refreshes).toBe(2);
+    await vi.waitFor(() => expect([a.signedIn, b.signedIn, c.signedIn]).toEqual([false, false, false]));
+  });
+
+  it("a sign-out waits for a refresh under way, and stays signed out", async () => {
+    const [a, b] = [tab(), tab()];
+    await a.login("alice", "right");
+    await vi.waitFor(() => expect(b.signedIn).toBe(true));
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const original = api.fetch;
+    api.fetch = async (input, init) => {
+      if (String(input).includes("/auth/refresh")) await slow;
+      return original(input, init);
+    };
+    const refreshing = a.refresh();
+    const loggingOut = a.logout();
+    release();
+    await refreshing;
+    await loggingOut;
+    await vi.waitFor(() => expect([a.signedIn, b.signedIn]).toEqual([false, false]));
+    expect(api.calls.at(-1)?.path).toBe("/auth/logout?cookie=true");
+  });
+
+  it("a listener that throws breaks neither the sign-in nor the other tabs", async () => {
+    const [a, b] = [tab(), tab()];
+    a.onChange(() => {
+      throw new Error("a page's bug");
+    });
+    await expect(a.login("alice", "right")).resolves.toEqual({ status: "signed-in" });
+    await vi.waitFor(() => expect(b.signedIn).toBe(true));
+  });
+
+  it("a sign-out the API did not take leaves the session as it was", async () => {
+    const client = tab();
+    await client.login("alice", "right");
+    api.answer = (_m, path) =>
+      path.startsWith("/auth/logout") ? new Response(JSON.stringify({ error: "temporarily_unavailable", error_description: "x" }), { status: 503 }) : undefined;
+    await expect(client.logout()).rejects.toMatchObject({ status: 503 });
+    expect(client.signedIn).toBe(true);
+  });
+
+  it("a sign-out from a tab with no token yet uses the cookie's session and tells no tab a token", async () => {
+    api.cookie = "refresh-0";
+    const [a, b] = [tab(), tab()];
+    const seen: boolean[] = [];
+    b.onChange((s) => seen.push(s.signedIn));
+    await a.logout();
+    expect(api.calls.map((c) => c.path)).toEqual(["/auth/refresh?cookie=true", "/auth/logout?cookie=true"]);
+    expect(api.calls.at(-1)?.authorization).toBe("Bearer access-1");
+    expect(seen).toEqual([]);
+  });
+
+  it("registration says whether it signed in, and keeps the token to itself", async () => {
+    api.answer = (_m, path) =>
+      path.startsWith("/auth/register")
+        ? new Response(JSON.stringify({ user: { id: "u", username: "bob", roles: ["user"], email: "b@x.test", email_verified: false } }), { status: 201 })
+        : undefined;
+    const client = tab();
+    const registered = await client.register({ username: "bob", password: "right", email: "b@x.test" });
+    expect(registered).toEqual({ user: expect.objectContaining({ username: "bob" }), signedIn: false });
+    expect(client.signedIn).toBe(false);
+  });
+});
+
 describe("fetch", () => {
+  it("sends the access token to the API only", async () => {
+    const client = tab();
+    await client.login("alice", "right");
+    await expect(client.fetch("https://elsewhere.test/things")).rejects.toThrow(TypeError);
+    await expect(client.fetch("https://api.test/v10/things")).rejects.toThrow(TypeError);
+    expect(api.calls.some((c) => c.path.includes("elsewhere"))).toBe(false);
+    // A path is the API's.
+    expect((await client.fetch("/things")).status).toBe(200);
+    expect(api.calls.at(-1)?.path).toBe("/things");
+  });
+
   it("adds the bearer token", async () => {
     const client = tab();
     await client.login("alice", "right");

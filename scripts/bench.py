@@ -15,6 +15,7 @@ Figures, not assertions: the targets are printed beside them.
 """
 
 import os
+import pathlib
 import platform
 import re
 import secrets
@@ -37,6 +38,9 @@ FUNCTIONS = ["register", "login", "refresh", "logout", "me", "authorizer"]
 # BENCH_ONLY=login,register: just those functions' rows (no Python, no criterion), for
 # comparing builds quickly; `make bench` without it prints everything.
 ONLY = [f for f in os.environ.get("BENCH_ONLY", "").split(",") if f]
+# BENCH_LAMBDA_DIR=DIR: run DIR/<name>/bootstrap where it exists (`cargo lambda build
+# --lambda-dir DIR`: another target or linking), to compare builds function by function.
+LAMBDA_DIR = pathlib.Path(os.environ["BENCH_LAMBDA_DIR"]).resolve() if os.environ.get("BENCH_LAMBDA_DIR") else None
 HASHING = {f.name for f in functions.load() if f.hashes_passwords}
 
 
@@ -112,8 +116,10 @@ def measure(command, env, events, cwd=None):
 
 
 def release_binary(name):
-    """The release build of `name` in cargo's target directory (CARGO_TARGET_DIR honoured)."""
-    return cargo_target.binary(name, "release")
+    """The release build of `name`: BENCH_LAMBDA_DIR/<name>/bootstrap where there is one
+    (another build, e.g. a static musl one), else cargo's target directory's
+    (CARGO_TARGET_DIR honoured)."""
+    return cargo_target.built(name, "release", LAMBDA_DIR)
 
 
 def main():

@@ -133,12 +133,8 @@ def machine_speed():
 
 
 def release_binary(name):
-    """The build of `name`: BENCH_COLD_LAMBDA_DIR/<name>/bootstrap where there is one (a
-    `cargo lambda build` output, e.g. another target or linking), else cargo's target
-    directory's (CARGO_TARGET_DIR honoured)."""
-    if LAMBDA_DIR and (LAMBDA_DIR / name / "bootstrap").exists():
-        return LAMBDA_DIR / name / "bootstrap"
-    return cargo_target.binary(name, PROFILE)
+    """The build of `name` (BENCH_COLD_LAMBDA_DIR's, else cargo's)."""
+    return cargo_target.built(name, PROFILE, LAMBDA_DIR)
 
 
 def quota_after_init(rt, share, memory, done):

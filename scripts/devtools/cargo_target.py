@@ -35,3 +35,11 @@ def target_dir():
 def binary(name, profile="debug"):
     """Path of the binary `name` of a cargo build with `profile` (debug or release)."""
     return target_dir() / profile / name
+
+
+def built(name, profile, lambda_dir=None):
+    """The build of `name` a benchmark runs: `lambda_dir`/<name>/bootstrap where there is one
+    (a `cargo lambda build` output: another target, or another linking), else cargo's."""
+    if lambda_dir and (lambda_dir / name / "bootstrap").exists():
+        return lambda_dir / name / "bootstrap"
+    return binary(name, profile)

@@ -21,7 +21,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build bench bench-forgot bench-musl soak test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
+.PHONY: test dev build static-target test-build bench bench-forgot bench-musl soak test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
@@ -60,16 +60,41 @@ soak: $(VENV_STAMP)
 	cargo build -p local-api --locked
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/soak.py
 
-# `sam build` of every function with cargo-lambda and zig from the virtualenv: no
-# container, nothing downloaded after `cargo fetch`.
-build: $(VENV_STAMP)
-	@case "$(ARCH)" in arm64) t=aarch64-unknown-linux-gnu;; x86_64) t=x86_64-unknown-linux-gnu;; \
-	  *) echo "ARCH must be arm64 or x86_64" >&2; exit 2;; esac; \
-	if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$$t/lib" ]; then \
-	  echo "The Rust standard library for $$t is not installed: run 'rustup target add $$t'" >&2; \
-	  echo "(or build for this machine's architecture: make build ARCH=x86_64)" >&2; exit 2; fi
+# `sam build` of every function: static binaries (musl: no loader, no shared libraries),
+# built by cargo-lambda with zig from the virtualenv as the linker; no container, nothing
+# downloaded after `cargo fetch`. SAM's makefile builder (BuildMethod: makefile) calls
+# build-<LogicalId> below for each function, in the source tree (samconfig.toml:
+# build_in_source), and does not say the architecture: ARCH does (arm64 unless set).
+STATIC_TARGET_arm64 := aarch64-unknown-linux-musl
+STATIC_TARGET_x86_64 := x86_64-unknown-linux-musl
+STATIC_TARGET = $(STATIC_TARGET_$(ARCH))
+STATIC_DIR = .local/lambda-static-$(ARCH)
+export ARCH
+
+build: $(VENV_STAMP) static-target
 	cargo fetch --locked
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_NET_OFFLINE=true $(SAM) build --parameter-overrides Architecture=$(ARCH)
+
+static-target:
+	@if [ -z "$(STATIC_TARGET)" ]; then echo "ARCH must be arm64 or x86_64" >&2; exit 2; fi; \
+	if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$(STATIC_TARGET)/lib" ]; then \
+	  echo "The Rust standard library for $(STATIC_TARGET) is not installed: run 'rustup target add $(STATIC_TARGET)'" >&2; \
+	  exit 2; fi
+
+# The packaged build under the emulator (tests/test_packaged.py): `make build` for this
+# machine's architecture, then those tests. Needs the musl target (`rustup target add
+# x86_64-unknown-linux-musl`), which `make test` does not download: make test runs the
+# same tests, which skip with a message, unless this has been run.
+test-build: $(VENV_STAMP)
+	$(MAKE) --no-print-directory build ARCH=x86_64
+	$(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
+
+# One function's bootstrap into SAM's ARTIFACTS_DIR: its binary named by shared/functions.json.
+build-%: static-target
+	@bin=$$($(PYTHON) -c 'import json, sys; print(next(f["name"] for f in json.load(open("shared/functions.json")) if f["logical_id"] == sys.argv[1]))' $*) && \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --locked --target $(STATIC_TARGET) \
+	  --lambda-dir $(STATIC_DIR) --bin $$bin && \
+	cp $(STATIC_DIR)/$$bin/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
 # Cold start, warm latency, memory, size and DynamoDB round trips of every function under
 # the Lambda RIE, next to a PyJWT + boto3 authorizer; criterion figures. Prints a table.
@@ -87,7 +112,7 @@ bench-forgot: $(VENV_STAMP)
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_forgot.py
 
 # The same cold answers from this build and from a static musl build of the same code,
-# one table after the other (docs/performance.md, "Linking, measured and not shipped"): what linking
+# one table after the other (docs/performance.md, "Linking"): what linking
 # alone changes. BENCH_MUSL_ONLY=a,b picks the functions (BENCH_ONLY's names); `rustup target
 # add` the musl target first.
 MUSL_TARGET := $(shell uname -m)-unknown-linux-musl

@@ -43,7 +43,7 @@ UNAVAILABLE = "authorizer temporarily unavailable"
 class Function:
     """One binary running under the RIE: a fresh execution environment."""
 
-    def __init__(self, name, extra_env=None):
+    def __init__(self, name, extra_env=None, binary=None):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "USERS_TABLE", "REVOKED_TOKENS_TABLE", "SESSIONS_TABLE")}
         env.update(
@@ -54,7 +54,7 @@ class Function:
             AWS_LAMBDA_FUNCTION_NAME=name,
         )
         env.update(extra_env or {})
-        binary = cargo_target.binary(name)
+        binary = binary or cargo_target.binary(name)
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `cargo build --workspace` (make test does)")
         self.proc = subprocess.Popen(

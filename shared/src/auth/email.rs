@@ -80,6 +80,23 @@ pub(super) fn notice(kind: MailKind, to: &str, username: &str, email: Option<&st
 }
 
 impl Auth {
+    /// Best effort, after a change to an account: a notice of `kind` to its verified address
+    /// (nothing without one, or without mail). The change is made: a notice that cannot be
+    /// queued is logged, never the request's failure.
+    pub(super) async fn send_notice(
+        &self,
+        kind: MailKind,
+        verified_email: Option<&str>,
+        username: &str,
+        user_id: &str,
+    ) {
+        let Some(to) = verified_email.filter(|_| self.mail_enabled) else { return };
+        match self.store.queue_mail(&notice(kind, to, username, None)).await {
+            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
+            Err(e) => tracing::warn!(error = %e, user_id, notice = kind.name(), "notice not queued"),
+        }
+    }
+
     /// The stored one-time token `token` names, if it is of one of `purposes` and not
     /// expired: one answer, 400 `invalid_grant`, for unknown, malformed, expired and
     /// other-purpose tokens alike (used ones are gone). Mail must be configured (else 501).

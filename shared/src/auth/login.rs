@@ -108,7 +108,18 @@ impl Auth {
         let reason = if known.is_some() { "known_device" } else { "" };
         let event = Event { user_id: &user.user_id, username: &name, client_ip: ip, session_id: &sid, reason };
         events::record(Kind::LoginSucceeded, event);
-        // The same device keeps its id (and with it its counter) across renewals.
+        self.signed_in(&user, pair, known)
+    }
+
+    /// A sign-in's answer: the session's pair, and the device's renewed known-device
+    /// credential. The same device (`known`: a credential of this very user) keeps its id,
+    /// and with it its counter, across renewals; any other gets a new one.
+    pub(super) fn signed_in(
+        &self,
+        user: &UserRecord,
+        pair: IssuedPair,
+        known: Option<DeviceClaims>,
+    ) -> Result<SignedIn, AuthError> {
         let device_id = known.map_or_else(|| Uuid::new_v4().to_string(), |d| d.jti);
         let subject = Subject { user_id: &user.user_id, username: &user.username, roles: &[] };
         let device_token =

@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use super::events::{self, Event, Kind};
 use super::login::{Reauth, SignedIn};
 use super::session::session_predates_cutoff;
@@ -19,9 +17,9 @@ use super::{Auth, Principal, now_ms};
 use crate::error::{AuthError, MfaToken};
 use crate::mfa::sealed::FactorKey;
 use crate::mfa::{recovery, totp};
-use crate::store::{Factor, MailKind, OneTimeToken, ThrottleKey, TokenPurpose, UserRecord};
+use crate::store::{Factor, FailedLogins, MailKind, OneTimeToken, ThrottleKey, TokenPurpose, UserRecord};
+use crate::tokens::Amr;
 use crate::tokens::one_time::{new_token, token_hash};
-use crate::tokens::{Amr, DEVICE_TTL_SECONDS, Subject};
 
 /// The client part of the failed-login throttle's key that counts a user's wrong codes
 /// from every address together (`login#<name>#second-factor`). A right password never
@@ -149,13 +147,23 @@ impl Auth {
     /// The key, to forget the count with once the code was right.
     async fn reserve_code_attempt(&self, user_id: &str, username: &str) -> Result<ThrottleKey, AuthError> {
         let key = second_factor_key(username);
-        self.reserve_attempt(&key, None, now_ms()).await.inspect_err(|e| {
-            if matches!(e, AuthError::TooManyAttempts { .. }) {
-                let event = Event { user_id, username, reason: "second_factor", ..Default::default() };
-                events::record(Kind::LoginLocked, event);
-            }
-        })?;
+        let locked = Event { user_id, username, reason: "second_factor", ..Default::default() };
+        self.reserve_attempt_or_record(&key, None, locked).await?;
         Ok(key)
+    }
+
+    /// `reserve_attempt`, and a `login_locked` event (`locked`) when the counter refuses it.
+    async fn reserve_attempt_or_record(
+        &self,
+        key: &ThrottleKey,
+        current: Option<FailedLogins>,
+        locked: Event<'_>,
+    ) -> Result<(), AuthError> {
+        self.reserve_attempt(key, current, now_ms()).await.inspect_err(|e| {
+            if matches!(e, AuthError::TooManyAttempts { .. }) {
+                events::record(Kind::LoginLocked, locked);
+            }
+        })
     }
 
     /// Starts an enrolment: a new secret, pending until a code of it confirms it. The
@@ -275,7 +283,7 @@ impl Auth {
         }
         events::record(Kind::MfaDisabled, caller_event(caller));
         let verified = user.email.as_deref().filter(|_| user.email_verified);
-        self.notify_mfa_disabled(&user.user_id, &user.username, verified).await;
+        self.send_notice(MailKind::MfaDisabled, verified, &user.username, &user.user_id).await;
         Ok(())
     }
 
@@ -290,7 +298,7 @@ impl Auth {
         let event = Event { user_id: &user.user_id, username: &user.username, reason: &reason, ..Default::default() };
         events::record(Kind::MfaReset, event);
         if removed && user.email_verified {
-            self.notify_mfa_disabled(&user.user_id, &user.username, user.email.as_deref()).await;
+            self.send_notice(MailKind::MfaDisabled, user.email.as_deref(), &user.username, &user.user_id).await;
         }
         Ok(())
     }
@@ -362,11 +370,7 @@ impl Auth {
         let ip = client_ip.unwrap_or_default();
         let event = Event { user_id: &user.user_id, username: &user.username, client_ip: ip, ..Default::default() };
         let client_key = ThrottleKey::Client { username: user.username.clone(), client };
-        self.reserve_attempt(&client_key, state.client_failures, now).await.inspect_err(|e| {
-            if matches!(e, AuthError::TooManyAttempts { .. }) {
-                events::record(Kind::LoginLocked, Event { reason: "client", ..event });
-            }
-        })?;
+        self.reserve_attempt_or_record(&client_key, state.client_failures, Event { reason: "client", ..event }).await?;
         let accepted = match self.opened_factor(&user.user_id).await? {
             Some(opened) => self.accept_counted(&opened, proof, &user.username).await?,
             // Turned off, or reset, since the password: sign in again.
@@ -389,34 +393,16 @@ impl Auth {
             Proof::RecoveryCode(_) => "recovery_code",
         };
         events::record(Kind::LoginSucceeded, Event { session_id: &sid, reason, ..event });
-        let device = device_token.and_then(|t| self.tokens.verify_device(t).ok()).filter(|d| d.sub == user.user_id);
-        let device_id = device.map_or_else(|| Uuid::new_v4().to_string(), |d| d.jti);
-        let subject = Subject { user_id: &user.user_id, username: &user.username, roles: &[] };
-        let device_token =
-            self.tokens.issue_device(subject, &device_id, now_ms() / 1000).map_err(|_| AuthError::Internal)?;
-        Ok(SignedIn { tokens: pair, device_token, device_expires_in: DEVICE_TTL_SECONDS })
+        let known = device_token.and_then(|t| self.tokens.verify_device(t).ok()).filter(|d| d.sub == user.user_id);
+        self.signed_in(&user, pair, known)
     }
 
     /// Best effort: a notice of a change to the caller's second factor (turned on, new
     /// recovery codes) to the verified address the authorizer read, so that a stolen session
     /// cannot change it unseen.
     async fn notify_factor_change(&self, caller: &Principal, kind: MailKind) {
-        let Some(to) = caller.email.as_deref().filter(|_| caller.email_verified && self.mail_enabled) else { return };
-        let notice = super::email::notice(kind, to, &caller.username, None);
-        match self.store.queue_mail(&notice).await {
-            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
-            Err(e) => tracing::warn!(error = %e, user_id = %caller.user_id, "second-factor notice not queued"),
-        }
-    }
-
-    /// Best effort: a "two-step sign-in was turned off" notice to the verified address.
-    async fn notify_mfa_disabled(&self, user_id: &str, username: &str, verified_email: Option<&str>) {
-        let Some(to) = verified_email.filter(|_| self.mail_enabled) else { return };
-        let notice = super::email::notice(MailKind::MfaDisabled, to, username, None);
-        match self.store.queue_mail(&notice).await {
-            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
-            Err(e) => tracing::warn!(error = %e, user_id, "mfa-disabled notice not queued"),
-        }
+        let verified = caller.email.as_deref().filter(|_| caller.email_verified);
+        self.send_notice(kind, verified, &caller.username, &caller.user_id).await;
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::email::{link_mail, link_still_good, notice};
+use super::email::{link_mail, link_still_good};
 use super::events::{self, Event, Kind};
 use super::{Auth, normalize_email, normalize_username, now_ms};
 use crate::error::AuthError;
@@ -113,13 +113,9 @@ impl Auth {
     }
 
     /// Best effort, after the change: a "your password was changed" notice to the verified
-    /// address (nothing without one, or without mail).
+    /// address.
     pub(super) async fn notify_password_changed(&self, user: &UserRecord) {
-        let Some(to) = user.email.clone().filter(|_| user.email_verified && self.mail_enabled) else { return };
-        let notice = notice(MailKind::PasswordChanged, &to, &user.username, None);
-        match self.store.queue_mail(&notice).await {
-            Ok(()) => crate::metrics::count(crate::metrics::Metric::MailQueued),
-            Err(e) => tracing::warn!(error = %e, user_id = %user.user_id, "password-changed notice not queued"),
-        }
+        let verified = user.email.as_deref().filter(|_| user.email_verified);
+        self.send_notice(MailKind::PasswordChanged, verified, &user.username, &user.user_id).await;
     }
 }

@@ -6,12 +6,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::errors::{classify, condition_held};
-use super::item::{get_s, get_u64, n, s};
+use super::item::{get_s, get_u64, n, s, string_set};
 use super::{DynamoStore, factor_key};
 use crate::store::{Factor, FactorStore, StoreError};
 
-fn string_set(values: &[String]) -> AttributeValue {
-    AttributeValue::Ss(values.to_vec())
+/// The set of recovery codes (DynamoDB has no empty set: at least one code).
+fn codes_set(values: &[String]) -> Result<AttributeValue, StoreError> {
+    string_set(values).ok_or_else(|| StoreError::Internal("no recovery codes to store".into()))
 }
 
 /// The compare-and-set that accepts a code's step once: the secret is still the one read,
@@ -76,7 +77,7 @@ impl FactorStore for DynamoStore {
             .condition_expression("pending = :pending AND attribute_not_exists(secret)")
             .expression_attribute_values(":pending", s(pending))
             .expression_attribute_values(":step", n(step))
-            .expression_attribute_values(":codes", string_set(recovery_codes))
+            .expression_attribute_values(":codes", codes_set(recovery_codes)?)
             .send()
             .await;
         condition_held(result)
@@ -99,7 +100,7 @@ impl FactorStore for DynamoStore {
             .factor_update(user_id)
             .update_expression("DELETE recovery_codes :code")
             .condition_expression("attribute_exists(secret) AND contains(recovery_codes, :hash)")
-            .expression_attribute_values(":code", string_set(&[code_hash.to_string()]))
+            .expression_attribute_values(":code", codes_set(&[code_hash.to_string()])?)
             .expression_attribute_values(":hash", s(code_hash))
             .send()
             .await;
@@ -119,7 +120,7 @@ impl FactorStore for DynamoStore {
             .condition_expression(STEP_IS_NEW)
             .expression_attribute_values(":secret", s(secret))
             .expression_attribute_values(":step", n(step))
-            .expression_attribute_values(":codes", string_set(recovery_codes))
+            .expression_attribute_values(":codes", codes_set(recovery_codes)?)
             .send()
             .await;
         condition_held(result)

@@ -21,14 +21,14 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: test dev build static-target test-build bench bench-forgot bench-musl soak test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
+.PHONY: test dev build static-target static-bins packaged test-build bench bench-forgot bench-linking soak test-against-dynamodb lint-template venv browser docs-assets client check fmt clean
 
 # Port of the local API (`make dev`).
 PORT ?= 3000
 # Lambda architecture of `make build`: arm64 (the template's default) or x86_64.
 ARCH ?= arm64
 
-test: $(VENV_STAMP) browser docs-assets client lint-template
+test: $(VENV_STAMP) browser docs-assets client lint-template packaged
 	cd clients/js && npx vitest run
 	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
@@ -41,7 +41,7 @@ lint-template: $(VENV_STAMP) $(CHECKOV_STAMP)
 # the storage tests fail instead of skipping when they find no DynamoDB API.
 test-against-dynamodb:
 	$(PY) scripts/dynamodb_tables.py check --endpoint "$$AWS_ENDPOINT_URL_DYNAMODB"
-	$(PY) -m pytest -q tests
+	REQUIRE_PACKAGED=1 $(PY) -m pytest -q tests
 	REQUIRE_DYNAMODB=1 cargo test --workspace --locked
 
 # The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
@@ -70,63 +70,85 @@ STATIC_TARGET_x86_64 := x86_64-unknown-linux-musl
 STATIC_TARGET = $(STATIC_TARGET_$(ARCH))
 STATIC_DIR = .local/lambda-static-$(ARCH)
 export ARCH
+# This machine's Lambda architecture: the packaged binaries the tests run under the emulator.
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+# The functions tests/test_packaged.py runs under the emulator in `make test`, built exactly
+# as `make build` builds them (a release build of all thirteen would add a quarter of an
+# hour to every test run; `make test-build` builds and checks them all).
+PACKAGED_TESTED := register login refresh authorizer
 
 build: $(VENV_STAMP) static-target
 	cargo fetch --locked
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_NET_OFFLINE=true $(SAM) build --parameter-overrides Architecture=$(ARCH)
 
+# The Rust standard library for the static target, installed by rustup when missing (the
+# one download beyond crates).
 static-target:
 	@if [ -z "$(STATIC_TARGET)" ]; then echo "ARCH must be arm64 or x86_64" >&2; exit 2; fi; \
 	if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$(STATIC_TARGET)/lib" ]; then \
-	  echo "The Rust standard library for $(STATIC_TARGET) is not installed: run 'rustup target add $(STATIC_TARGET)'" >&2; \
-	  exit 2; fi
+	  if ! command -v rustup >/dev/null; then \
+	    echo "The Rust standard library for $(STATIC_TARGET) is not installed, and there is no rustup to install it" >&2; exit 2; fi; \
+	  echo "Installing the Rust standard library for $(STATIC_TARGET) (once)"; \
+	  rustup target add $(STATIC_TARGET); fi
 
-# The packaged build under the emulator (tests/test_packaged.py): `make build` for this
-# machine's architecture, then those tests. Needs the musl target (`rustup target add
-# x86_64-unknown-linux-musl`), which `make test` does not download: make test runs the
-# same tests, which skip with a message, unless this has been run.
+# The static binaries BINS="a b" into $(STATIC_DIR)/<name>/bootstrap: the one build command
+# of the packaged functions (build-% below copies its output into SAM's artifacts).
+static-bins: $(VENV_STAMP) static-target
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --locked --target $(STATIC_TARGET) \
+	  --lambda-dir $(STATIC_DIR) $(foreach b,$(BINS),--bin $(b))
+
+packaged:
+	@$(MAKE) --no-print-directory static-bins ARCH=$(HOST_ARCH) BINS="$(PACKAGED_TESTED)"
+
+# Every packaged function for this machine's architecture (`make build`), then
+# tests/test_packaged.py on all of them (make test runs it on $(PACKAGED_TESTED)).
 test-build: $(VENV_STAMP)
-	$(MAKE) --no-print-directory build ARCH=x86_64
-	$(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
+	$(MAKE) --no-print-directory build ARCH=$(HOST_ARCH)
+	REQUIRE_PACKAGED=1 $(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
 
 # One function's bootstrap into SAM's ARTIFACTS_DIR: its binary named by shared/functions.json.
-build-%: static-target
+build-%:
 	@bin=$$($(PYTHON) -c 'import json, sys; print(next(f["name"] for f in json.load(open("shared/functions.json")) if f["logical_id"] == sys.argv[1]))' $*) && \
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --locked --target $(STATIC_TARGET) \
-	  --lambda-dir $(STATIC_DIR) --bin $$bin && \
+	$(MAKE) --no-print-directory static-bins BINS=$$bin && \
 	cp $(STATIC_DIR)/$$bin/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
 # Cold start, warm latency, memory, size and DynamoDB round trips of every function under
 # the Lambda RIE, next to a PyJWT + boto3 authorizer; criterion figures. Prints a table.
 # Then bench_cold.py: each function's cold answer over HTTPS (a test CA) at its Lambda CPU
 # share (a cgroup CFS quota where the machine allows one), same Python authorizer beside it.
+# What is measured is what ships: the static build `make build` packages, for this machine.
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum < requirements-bench.txt | cut -d' ' -f1)
+# The functions' names, from shared/functions.json (scripts/devtools/functions.py reads it).
+FUNCTION_NAMES = $(shell PYTHONPATH=scripts $(PYTHON) -c 'from devtools import functions; print(" ".join(f.name for f in functions.load()))')
+BENCH_STATIC := BENCH_LAMBDA_DIR=.local/lambda-static-$(HOST_ARCH) BENCH_COLD_LAMBDA_DIR=.local/lambda-static-$(HOST_ARCH)
 bench: $(VENV_STAMP) $(BENCH_STAMP)
-	cargo build --release --locked --workspace --bins
-	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
-	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+	$(MAKE) --no-print-directory static-bins ARCH=$(HOST_ARCH) BINS="$(FUNCTION_NAMES)"
+	$(BENCH_STATIC) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
+	$(BENCH_STATIC) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
 
 # Whether the forgot-password answer's time tells that an account matched (figures only).
 bench-forgot: $(VENV_STAMP)
 	cargo build -p local-api --locked
 	$(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_forgot.py
 
-# The same cold answers from this build and from a static musl build of the same code,
-# one table after the other (docs/performance.md, "Linking"): what linking
-# alone changes. BENCH_MUSL_ONLY=a,b picks the functions (BENCH_ONLY's names); `rustup target
-# add` the musl target first.
-MUSL_TARGET := $(shell uname -m)-unknown-linux-musl
+# What linking alone changes (docs/performance.md, "Linking"): the request-path functions
+# of the same code built twice, glibc (cargo's release build) and static musl (make
+# build's), measured one after the other in one run: warm CPU, peak RSS and size
+# (bench.py), then the cold answer and its CPU at the share (bench_cold.py, HS256).
+# BENCH_ONLY=a,b picks the functions.
 comma := ,
-MUSL_DIR := .local/lambda-musl
-BENCH_MUSL_ONLY ?= authorizer,me,refresh,logout,login
-bench-musl: $(VENV_STAMP) $(BENCH_STAMP)
-	@if [ ! -d "$$(rustc --print sysroot)/lib/rustlib/$(MUSL_TARGET)/lib" ]; then \
-	  echo "The Rust standard library for $(MUSL_TARGET) is not installed: run 'rustup target add $(MUSL_TARGET)'" >&2; exit 2; fi
-	cargo build --release --locked --workspace --bins
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --locked --target $(MUSL_TARGET) --lambda-dir $(MUSL_DIR) \
-	  $(foreach b,$(subst $(comma), ,$(BENCH_MUSL_ONLY)),--bin $(b))
-	BENCH_ONLY=$(BENCH_MUSL_ONLY) BENCH_RS256=0 $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
-	BENCH_ONLY=$(BENCH_MUSL_ONLY) BENCH_RS256=0 BENCH_COLD_LAMBDA_DIR=$(MUSL_DIR) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+BENCH_ONLY ?= $(shell PYTHONPATH=scripts $(PYTHON) -c 'from devtools import functions; print(",".join(f.name for f in functions.load() if f.on_request_path))')
+bench-linking: $(VENV_STAMP) $(BENCH_STAMP)
+	cargo build --release --locked $(foreach b,$(subst $(comma), ,$(BENCH_ONLY)),--bin $(b))
+	$(MAKE) --no-print-directory static-bins ARCH=$(HOST_ARCH) BINS="$(subst $(comma), ,$(BENCH_ONLY))"
+	@echo "== glibc (cargo build --release)"
+	BENCH_ONLY=$(BENCH_ONLY) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
+	@echo "== static musl (make build)"
+	BENCH_ONLY=$(BENCH_ONLY) $(BENCH_STATIC) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py
+	@echo "== glibc (cargo build --release)"
+	BENCH_ONLY=$(BENCH_ONLY) BENCH_RS256=0 $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
+	@echo "== static musl (make build)"
+	BENCH_ONLY=$(BENCH_ONLY) BENCH_RS256=0 $(BENCH_STATIC) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench_cold.py
 
 $(BENCH_STAMP): requirements-bench.txt $(VENV_STAMP)
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt

@@ -1,7 +1,8 @@
 """`make bench`: how fast, small and cheap every function is, next to the Python stack.
 
-Runs inside scripts/with_dynamodb.py, after `cargo build --release`. For each function's
-release binary (in cargo's target directory, see scripts/devtools/cargo_target.py) under AWS's
+Runs inside scripts/with_dynamodb.py. For each function's release binary (`make bench`:
+the static build `make build` packages, BENCH_LAMBDA_DIR; else cargo's release build, see
+scripts/devtools/cargo_target.py) under AWS's
 Runtime Interface Emulator (the one `sam local invoke` uses): cold-start init duration
 (median of COLD_STARTS fresh emulators), warm invocation duration (median), the runtime
 process's CPU per warm invocation (everything it does, not just the handler), peak RSS of
@@ -129,7 +130,7 @@ def main():
     except cargo_target.CargoTargetError as e:
         sys.exit(str(e))
     if missing:
-        sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
+        sys.exit(f"missing: {', '.join(missing)}: `make bench` builds them")
     doc = template.load()
     PROXY = CountingProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     env = inherited_env()

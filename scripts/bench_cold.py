@@ -1,6 +1,7 @@
 """`make bench`, second part: the cold answer as a deployed function meets it.
 
-Runs inside scripts/with_dynamodb.py, after `cargo build --release` (and after bench.py):
+Runs inside scripts/with_dynamodb.py, after bench.py, on the same build (`make bench`: the
+static one `make build` packages, BENCH_COLD_LAMBDA_DIR; else cargo's release build):
 
   .venv/bin/python scripts/with_dynamodb.py -- .venv/bin/python scripts/bench_cold.py
 
@@ -328,7 +329,7 @@ def main():
     except cargo_target.CargoTargetError as e:
         sys.exit(str(e))
     if missing:
-        sys.exit(f"missing: {', '.join(missing)}: run `cargo build --release --workspace --bins` (make bench does)")
+        sys.exit(f"missing: {', '.join(missing)}: `make bench` builds them")
     # MemorySize per binary as deployed with each SigningAlgorithm.
     doc = template.load()
     sizes = template.memory_sizes(doc, {"SigningAlgorithm": "HS256"})
@@ -518,7 +519,7 @@ def run(doc, sizes, rs_sizes, selected, with_python, tmp, share):
                   f" the authorizer's cold answer used {cpu:.1f} ms")
         if "python authorizer" in hs:
             py = med([r["wall"] for r in hs["python authorizer"]["runs"]])
-            print(f"  Python authorizer, same conditions: {py:.1f} ms ({py / wall:.1f}x the Rust one)")
+            print(f"  authorizer >= 100x faster than the Python authorizer in the same conditions: {py / wall:.1f}x (Python {py:.1f} ms)")
     load = os.getloadavg()
     print(f"  load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for f in failures:

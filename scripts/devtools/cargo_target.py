@@ -8,6 +8,7 @@ binary finds it through here instead of assuming ./target.
 import functools
 import json
 import pathlib
+import platform
 import subprocess
 
 from devtools import ROOT
@@ -43,3 +44,15 @@ def built(name, profile, lambda_dir=None):
     if lambda_dir and (lambda_dir / name / "bootstrap").exists():
         return lambda_dir / name / "bootstrap"
     return binary(name, profile)
+
+
+def host_arch():
+    """This machine's Lambda architecture name (the Makefile's HOST_ARCH)."""
+    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+
+
+def static_dir(arch=None):
+    """Where `make build` (the Makefile's static-bins, STATIC_DIR) puts the static binaries
+    of `arch` (this machine's by default): <dir>/<name>/bootstrap, the files it copies into
+    SAM's artifacts."""
+    return ROOT / ".local" / f"lambda-static-{arch or host_arch()}"

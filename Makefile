@@ -41,7 +41,7 @@ lint-template: $(VENV_STAMP) $(CHECKOV_STAMP)
 # the storage tests fail instead of skipping when they find no DynamoDB API.
 test-against-dynamodb:
 	$(PY) scripts/dynamodb_tables.py check --endpoint "$$AWS_ENDPOINT_URL_DYNAMODB"
-	REQUIRE_PACKAGED=1 $(PY) -m pytest -q tests
+	REQUIRE_PACKAGED="$(PACKAGED_TESTED)" $(PY) -m pytest -q tests
 	REQUIRE_DYNAMODB=1 cargo test --workspace --locked
 
 # The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
@@ -104,7 +104,7 @@ packaged:
 # tests/test_packaged.py on all of them (make test runs it on $(PACKAGED_TESTED)).
 test-build: $(VENV_STAMP)
 	$(MAKE) --no-print-directory build ARCH=$(HOST_ARCH)
-	REQUIRE_PACKAGED=1 $(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
+	REQUIRE_PACKAGED=all $(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
 
 # One function's bootstrap into SAM's ARTIFACTS_DIR: its binary named by shared/functions.json.
 build-%:

@@ -573,8 +573,8 @@ def test_the_login_and_account_binaries_open_factors_with_the_key_and_a_login_wi
         res = started["register"].invoke(event("register", body=json.dumps(credentials)))
         assert res["statusCode"] == 201, res
         user = {"username": username, **json.loads(res["body"])}
-        ev, _ = account_event("account", user, user["access_token"])
-        setup = routed("account", "/auth/mfa/totp/setup", "POST", {"password": "correct horse battery"}, ev)
+        # events/account-mfa-setup.json as it is (its password is the one registered here).
+        setup, _ = account_event("account-mfa-setup", user, user["access_token"])
         res = started["account"].invoke(setup)
         assert res["statusCode"] == 200, res
         app = Authenticator(json.loads(res["body"])["secret"])
@@ -585,7 +585,7 @@ def test_the_login_and_account_binaries_open_factors_with_the_key_and_a_login_wi
         res = started["login"].invoke(event("login", body=json.dumps(credentials)))
         answer = json.loads(res["body"])
         assert (res["statusCode"], answer["error"]) == (403, "mfa_required"), res
-        second = routed("login", "/auth/login/mfa", "POST", {"mfa_token": answer["mfa_token"], "code": app.next_code()})
+        second = event("login-mfa", body=json.dumps({"mfa_token": answer["mfa_token"], "code": app.next_code()}))
         res = started["login"].invoke(second)
         assert res["statusCode"] == 200, res
         assert claims_of(json.loads(res["body"])["access_token"])["amr"] == ["pwd", "otp", "mfa"]

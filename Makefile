@@ -32,17 +32,19 @@ test: $(VENV_STAMP) browser docs-assets client lint-template packaged
 	cd clients/js && npx vitest run
 	cargo build --workspace --locked
 	$(PY) scripts/with_dynamodb.py -- $(MAKE) --no-print-directory test-against-dynamodb
+	$(PY) scripts/with_dynamodb.py -- env REQUIRE_DYNAMODB=1 cargo test --workspace --locked
 
 lint-template: $(VENV_STAMP) $(CHECKOV_STAMP)
 	$(SAM) validate --lint --region $(SAM_REGION)
 	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
-# Runs inside with_dynamodb.py, which exports the endpoint and table names. REQUIRE_DYNAMODB:
-# the storage tests fail instead of skipping when they find no DynamoDB API.
+# Runs inside with_dynamodb.py, which exports the endpoint and table names. The Rust tests
+# (above; REQUIRE_DYNAMODB: the storage tests fail instead of skipping when they find no
+# DynamoDB API) get a server of their own: by the end of pytest the tables hold tens of
+# thousands of items, and moto copies a whole table before every transaction.
 test-against-dynamodb:
 	$(PY) scripts/dynamodb_tables.py check --endpoint "$$AWS_ENDPOINT_URL_DYNAMODB"
 	REQUIRE_PACKAGED="$(PACKAGED_TESTED)" $(PY) -m pytest -q tests
-	REQUIRE_DYNAMODB=1 cargo test --workspace --locked
 
 # The whole API on 127.0.0.1:$(PORT), backed by a local DynamoDB API server, and the browser
 # sample app (examples/browser/) on 127.0.0.1:$(PORT)+1 (EXAMPLE_PORT=N: another port, 0:

@@ -70,7 +70,9 @@ soak: $(VENV_STAMP)
 STATIC_TARGET_arm64 := aarch64-unknown-linux-musl
 STATIC_TARGET_x86_64 := x86_64-unknown-linux-musl
 STATIC_TARGET = $(STATIC_TARGET_$(ARCH))
-STATIC_DIR = .local/lambda-static-$(ARCH)
+# Where static-bins puts an architecture's binaries (scripts/devtools/cargo_target.py: static_dir).
+static_dir = .local/lambda-static-$(1)
+STATIC_DIR = $(call static_dir,$(ARCH))
 export ARCH
 # This machine's Lambda architecture: the packaged binaries the tests run under the emulator.
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
@@ -108,9 +110,10 @@ test-build: $(VENV_STAMP)
 	$(MAKE) --no-print-directory build ARCH=$(HOST_ARCH)
 	REQUIRE_PACKAGED=all $(PY) scripts/with_dynamodb.py -- $(PY) -m pytest -q tests/test_packaged.py
 
-# One function's bootstrap into SAM's ARTIFACTS_DIR: its binary named by shared/functions.json.
+# One function's bootstrap into SAM's ARTIFACTS_DIR: its binary named by shared/functions.json
+# (read through scripts/devtools/functions.py, as FUNCTION_NAMES below).
 build-%:
-	@bin=$$($(PYTHON) -c 'import json, sys; print(next(f["name"] for f in json.load(open("shared/functions.json")) if f["logical_id"] == sys.argv[1]))' $*) && \
+	@bin=$$(PYTHONPATH=scripts $(PYTHON) -c 'import sys; from devtools import functions; print(next(f.name for f in functions.load() if f.logical_id == sys.argv[1]))' $*) && \
 	$(MAKE) --no-print-directory static-bins BINS=$$bin && \
 	cp $(STATIC_DIR)/$$bin/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
@@ -122,7 +125,7 @@ build-%:
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum < requirements-bench.txt | cut -d' ' -f1)
 # The functions' names, from shared/functions.json (scripts/devtools/functions.py reads it).
 FUNCTION_NAMES = $(shell PYTHONPATH=scripts $(PYTHON) -c 'from devtools import functions; print(" ".join(f.name for f in functions.load()))')
-BENCH_STATIC := BENCH_LAMBDA_DIR=.local/lambda-static-$(HOST_ARCH) BENCH_COLD_LAMBDA_DIR=.local/lambda-static-$(HOST_ARCH)
+BENCH_STATIC := BENCH_LAMBDA_DIR=$(call static_dir,$(HOST_ARCH)) BENCH_COLD_LAMBDA_DIR=$(call static_dir,$(HOST_ARCH))
 bench: $(VENV_STAMP) $(BENCH_STAMP)
 	$(MAKE) --no-print-directory static-bins ARCH=$(HOST_ARCH) BINS="$(FUNCTION_NAMES)"
 	$(BENCH_STATIC) $(PY) scripts/with_dynamodb.py -- $(PY) scripts/bench.py

@@ -235,9 +235,6 @@ def report(r, ns, pyjwt_us):
         print("    (`make build` packages the deployable arm64 binaries into .aws-sam/build; their sizes show here when present)")
 
 
-ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
-
-
 def sam_built_binaries():
     """The `bootstrap` binaries `make build` left in .aws-sam/build: (binary, architecture
     read from the ELF header, size). Stale ones are the user's to judge: dates are not kept."""
@@ -245,8 +242,10 @@ def sam_built_binaries():
     for logical_id, binary in template.binaries(template.load()).items():
         path = ROOT / ".aws-sam" / "build" / logical_id / "bootstrap"
         if path.is_file():
-            header = path.read_bytes()[:20]
-            machine = ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "unknown") if header[:4] == b"\x7fELF" else "not ELF"
+            try:
+                machine = cargo_target.elf(path)[0] or "unknown"
+            except ValueError:
+                machine = "not ELF"
             found.append((binary, machine, path.stat().st_size))
     return found
 

@@ -40,16 +40,17 @@ def address():
     return f"{new_name()}@example.com"
 
 
-def mails_to(api, to, count=1, timeout=10, also=()):
-    """The mails the local mailbox holds for `to`, once there are `count` of them. `also`:
-    other local APIs running on the same tables, whose deliverers may take the mail."""
+def mails_to(api, to, count=1, timeout=10, also=(), subject=None):
+    """The mails the local mailbox holds for `to` (with that `subject`, if given), once there
+    are `count` of them. `also`: other local APIs running on the same tables, whose
+    deliverers may take the mail."""
     deadline = time.monotonic() + timeout
     while True:
         mine = []
         for each in (api, *also):
             res = each.call("GET", "/local/mail")
             assert res.status == 200, res
-            mine += [m for m in res.json()["messages"] if to in m["to"]]
+            mine += [m for m in res.json()["messages"] if to in m["to"] and subject in (None, m["subject"])]
         if len(mine) >= count or time.monotonic() > deadline:
             return mine
         time.sleep(0.1)
@@ -394,14 +395,9 @@ def reset(api, token, new_password):
 
 
 def reset_mails(api, email, count=1, timeout=10):
-    """The password-reset mails to `email`, once there are `count` of them. Counted by
-    themselves: the address may have had other mails (its verification, notices) before."""
-    deadline = time.monotonic() + timeout
-    while True:
-        mails = [m for m in mails_to(api, email, count=0, timeout=0) if m["subject"] == "Reset your password"]
-        if len(mails) >= count or time.monotonic() > deadline:
-            return mails
-        time.sleep(0.1)
+    """The password-reset mails to `email`, once there are `count` of them: counted by
+    themselves, as the address may have had other mails (its verification, notices)."""
+    return mails_to(api, email, count=count, timeout=timeout, subject="Reset your password")
 
 
 def test_a_forgotten_password_is_reset_through_the_mailed_link_and_every_session_ends(mail_api):

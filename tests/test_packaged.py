@@ -13,7 +13,6 @@ saying so.
 
 import json
 import os
-import struct
 import uuid
 
 import pytest
@@ -24,7 +23,6 @@ from test_lambda_rie import Function
 
 DIR = cargo_target.static_dir()
 PT_INTERP, PT_DYNAMIC = 3, 2
-ELF_MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}
 TOGETHER = ("register", "login", "refresh", "authorizer")
 # The names that must be built: "all", or names (REQUIRE_PACKAGED="register login ...").
 _required = os.environ.get("REQUIRE_PACKAGED", "").replace(",", " ").split()
@@ -40,24 +38,14 @@ def packaged(name):
     return path
 
 
-def elf(path):
-    """(machine, types of the program headers) of an ELF64 little-endian file."""
-    data = path.read_bytes()
-    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, f"{path} is not a 64-bit little-endian ELF"
-    machine, = struct.unpack_from("<H", data, 0x12)
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    return machine, [struct.unpack_from("<I", data, phoff + i * phentsize)[0] for i in range(phnum)]
-
-
 def test_the_required_names_are_functions():
     assert REQUIRED <= set(by_name()), f"REQUIRE_PACKAGED names no function: {sorted(REQUIRED - set(by_name()))}"
 
 
 @pytest.mark.parametrize("name", sorted(by_name()))
 def test_every_packaged_function_is_a_static_binary_for_this_machine(name):
-    machine, headers = elf(packaged(name))
-    assert machine == ELF_MACHINES[cargo_target.host_arch()], f"{name} is built for ELF machine {machine:#x}"
+    arch, headers = cargo_target.elf(packaged(name))
+    assert arch == cargo_target.host_arch(), f"{name} is built for {arch or 'another machine'}"
     assert PT_INTERP not in headers, f"{name} asks for a dynamic loader"
     assert PT_DYNAMIC not in headers, f"{name} links shared libraries"
 
@@ -109,24 +97,18 @@ def test_the_packaged_login_refuses_a_wrong_password_and_the_authorizer_a_forged
     assert started["authorizer"].invoke(authorizer_event(good))["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
-def test_the_packaged_authorizer_reaches_the_store_by_host_name():
+def test_the_packaged_authorizer_reaches_the_store_by_host_name(started):
     """Static musl resolves names with its own resolver (no NSS): the store's endpoint given
     as localhost instead of an address, the way every AWS endpoint is named."""
     endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
     assert "127.0.0.1" in endpoint, endpoint
-    login = Function("login", binary=packaged("login"))
+    body = json.dumps({"username": f"pkg-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"})
+    assert started["register"].invoke(event("register", body=body))["statusCode"] == 201
+    access = json.loads(started["login"].invoke(event("login", body=body))["body"])["access_token"]
     authorizer = Function("authorizer", binary=packaged("authorizer"),
                           extra_env={"AWS_ENDPOINT_URL_DYNAMODB": endpoint.replace("127.0.0.1", "localhost")})
     try:
-        body = json.dumps({"username": f"pkg-{uuid.uuid4().hex[:12]}", "password": "correct horse battery"})
-        reg = Function("register", binary=packaged("register"))
-        try:
-            assert reg.invoke(event("register", body=body))["statusCode"] == 201
-        finally:
-            reg.stop()
-        access = json.loads(login.invoke(event("login", body=body))["body"])["access_token"]
         decision = authorizer.invoke(authorizer_event(access))
         assert decision["policyDocument"]["Statement"][0]["Effect"] == "Allow", decision
     finally:
-        login.stop()
         authorizer.stop()

@@ -9,6 +9,7 @@ import functools
 import json
 import pathlib
 import platform
+import struct
 import subprocess
 
 from devtools import ROOT
@@ -56,3 +57,19 @@ def static_dir(arch=None):
     of `arch` (this machine's by default): <dir>/<name>/bootstrap, the files it copies into
     SAM's artifacts."""
     return ROOT / ".local" / f"lambda-static-{arch or host_arch()}"
+
+
+# ELF e_machine -> Lambda architecture.
+ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
+
+
+def elf(path):
+    """(Lambda architecture, or None for another machine; the types of the program headers)
+    of a 64-bit little-endian ELF file. ValueError if `path` is not one."""
+    data = pathlib.Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+        raise ValueError(f"{path} is not a 64-bit little-endian ELF file")
+    (machine,) = struct.unpack_from("<H", data, 0x12)
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    return ELF_MACHINES.get(machine), [struct.unpack_from("<I", data, phoff + i * phentsize)[0] for i in range(phnum)]
